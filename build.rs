@@ -1,0 +1,18 @@
+//! Compiles the protobuf contract under `proto/` with a vendored `protoc`,
+//! so a fresh machine needs nothing but cargo, and emits a descriptor set
+//! for gRPC reflection.
+
+use std::{env, error::Error, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut config = prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        // The CLI prints responses with `--json`.
+        .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]")
+        .file_descriptor_set_path(out_dir.join("mcp_auth_descriptor.bin"))
+        .compile_with_config(config, &["proto/mcp_auth/v1/mcp_auth.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Who is calling, and what they may do.
+//!
+//! [`Authenticator::authenticate`] is the one place a request's credential
+//! is resolved into a [`Principal`]; [`Principal::require`] is the one place
+//! scopes are checked. A second credential kind (mTLS) resolves into the
+//! same `Principal`.
+
+use tonic::metadata::MetadataMap;
+
+use crate::clock::Clock;
+use crate::error::{Error, Reason};
+use crate::secret::{API_KEY_PREFIX, Secret};
+use crate::store::Store;
+
+/// Implies every other scope.
+pub(crate) const ADMIN: &str = "admin";
+/// Manage API keys.
+pub(crate) const KEYS_ADMIN: &str = "keys:admin";
+/// Create sessions (mint access tokens).
+pub(crate) const SESSIONS_CREATE: &str = "sessions:create";
+/// Revoke any session.
+pub(crate) const SESSIONS_REVOKE: &str = "sessions:revoke";
+/// Verify tokens.
+pub(crate) const TOKENS_VERIFY: &str = "tokens:verify";
+
+/// Scopes that govern this service; they never travel inside tokens.
+pub(crate) const RESERVED_SCOPES: [&str; 5] =
+    [ADMIN, KEYS_ADMIN, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY];
+
+/// Most scopes in one request.
+pub(crate) const MAX_SCOPES: usize = 64;
+/// Longest scope, in bytes.
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
+
+/// Longest credential we will hash and look up.
+const MAX_CREDENTIAL_LEN: usize = 256;
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub(crate) struct Principal {
+    /// The credential's id (an API key id); becomes `client_id` in tokens.
+    pub id: String,
+    /// The scopes granted to the credential.
+    pub scopes: Vec<String>,
+}
+
+impl Principal {
+    /// Whether the caller holds `scope` (`admin` holds every scope).
+    pub fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope || s == ADMIN)
+    }
+
+    /// Succeeds if the caller holds `scope`.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED naming the missing scope.
+    pub fn require(&self, scope: &str) -> Result<(), Error> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                scope: scope.to_owned(),
+                message: format!("this call needs scope {scope}, which the credential lacks"),
+            })
+        }
+    }
+
+    /// Succeeds if the caller holds every scope in `scopes`, e.g. to put
+    /// them in a token or grant them to a new key.
+    ///
+    /// # Errors
+    /// PERMISSION_DENIED naming the first missing scope.
+    pub fn require_all<'a>(&self, scopes: impl IntoIterator<Item = &'a String>) -> Result<(), Error> {
+        scopes.into_iter().try_for_each(|s| self.require(s))
+    }
+}
+
+/// Whether `s` is a well-formed scope: 1 to 128 characters of
+/// `[A-Za-z0-9:._/-]`.
+pub(crate) fn is_valid_scope(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SCOPE_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'/' | b'-'))
+}
+
+/// Validates a list of scopes from a request and removes duplicates,
+/// keeping the first occurrence's order.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming `field` when the list is empty (and
+/// `allow_empty` is false), longer than 64, or has a malformed scope.
+pub(crate) fn parse_scopes(
+    field: &'static str,
+    scopes: &[String],
+    allow_empty: bool,
+) -> Result<Vec<String>, Error> {
+    if scopes.is_empty() && !allow_empty {
+        return Err(Error::invalid(field, "at least one scope is required"));
+    }
+    if scopes.len() > MAX_SCOPES {
+        return Err(Error::invalid(field, format!("at most {MAX_SCOPES} scopes are allowed")));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+    for s in scopes {
+        if !is_valid_scope(s) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "scope {:?} must be 1 to {MAX_SCOPE_LEN} characters of A-Z a-z 0-9 : . _ / -",
+                    truncate(s, 40)
+                ),
+            ));
+        }
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Resolves request credentials into a [`Principal`].
+#[derive(Clone)]
+pub(crate) struct Authenticator {
+    store: Store,
+    clock: Clock,
+}
+
+impl Authenticator {
+    pub fn new(store: Store, clock: Clock) -> Self {
+        Authenticator { store, clock }
+    }
+
+    /// The caller behind the request's `authorization: Bearer mcp_sk_...`
+    /// metadata. The secret is hashed and looked up by its hash; the match
+    /// is confirmed in constant time.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED when the credential is missing, malformed, unknown,
+    /// revoked or expired; INTERNAL if storage fails.
+    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Error> {
+        let Some(value) = metadata.get("authorization") else {
+            return Err(Error::unauthenticated(
+                Reason::CredentialsMissing,
+                "missing credentials: send metadata `authorization: Bearer mcp_sk_...`",
+            ));
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .and_then(bearer)
+            .filter(|s| s.starts_with(API_KEY_PREFIX) && s.len() <= MAX_CREDENTIAL_LEN)
+            .map(Secret::new)
+            .ok_or_else(|| {
+                Error::unauthenticated(
+                    Reason::ApiKeyInvalid,
+                    "malformed credentials: expected `Bearer mcp_sk_...`",
+                )
+            })?;
+        let hash = secret.hash();
+        let invalid = || Error::unauthenticated(Reason::ApiKeyInvalid, "invalid API key");
+        let record = self.store.api_key_by_hash(&hash)?.ok_or_else(invalid)?;
+        let now = self.clock.now();
+        let current = record.secret_hash == hash;
+        let previous = record
+            .previous
+            .as_ref()
+            .filter(|p| p.secret_hash == hash)
+            .map(|p| p.valid_until);
+        if record.revoked_at.is_some() {
+            return Err(Error::unauthenticated(
+                Reason::ApiKeyRevoked,
+                format!("API key {} was revoked", record.key_id),
+            ));
+        }
+        if record.expires_at != 0 && now >= record.expires_at {
+            return Err(Error::unauthenticated(
+                Reason::ApiKeyExpired,
+                format!("API key {} has expired", record.key_id),
+            ));
+        }
+        match (current, previous) {
+            (true, _) => {}
+            (false, Some(valid_until)) if now < valid_until => {}
+            (false, Some(_)) => {
+                return Err(Error::unauthenticated(
+                    Reason::ApiKeyRevoked,
+                    format!(
+                        "this secret of API key {} was rotated out and its grace period has ended",
+                        record.key_id
+                    ),
+                ));
+            }
+            (false, None) => return Err(invalid()),
+        }
+        tracing::Span::current().record("caller", record.key_id.as_str());
+        Ok(Principal {
+            id: record.key_id,
+            scopes: record.scopes,
+        })
+    }
+}
+
+/// The credential of an `authorization` value with the `Bearer` scheme
+/// (case-insensitive, RFC 6750).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(scopes: &[&str]) -> Principal {
+        Principal {
+            id: "key_1".to_owned(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn admin_implies_every_scope() {
+        let admin = principal(&["admin"]);
+        assert!(admin.require(KEYS_ADMIN).is_ok());
+        assert!(admin.require("tools:read").is_ok());
+    }
+
+    #[test]
+    fn missing_scope_is_named() {
+        let p = principal(&["sessions:create"]);
+        match p.require(TOKENS_VERIFY) {
+            Err(Error::PermissionDenied { scope, message }) => {
+                assert_eq!(scope, "tokens:verify");
+                assert!(message.contains("tokens:verify"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scope_syntax() {
+        assert!(is_valid_scope("tools:read"));
+        assert!(is_valid_scope("a/b.c_d-e:F9"));
+        assert!(!is_valid_scope(""));
+        assert!(!is_valid_scope("tools read"));
+        assert!(!is_valid_scope("tööls"));
+        assert!(!is_valid_scope(&"a".repeat(129)));
+        assert!(is_valid_scope(&"a".repeat(128)));
+    }
+
+    #[test]
+    fn parse_scopes_dedups_and_limits() {
+        let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(parse_scopes("scopes", &v(&["a", "b", "a"]), false).unwrap(), v(&["a", "b"]));
+        assert!(parse_scopes("scopes", &[], false).is_err());
+        assert!(parse_scopes("scopes", &[], true).unwrap().is_empty());
+        let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
+        assert!(matches!(
+            parse_scopes("scopes", &many, false),
+            Err(Error::InvalidArgument { field: "scopes", .. })
+        ));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

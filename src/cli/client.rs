@@ -1,0 +1,340 @@
+//! Client subcommands: connect to a running server, call one RPC, print
+//! the answer as text or JSON.
+
+use std::io::Read;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Status};
+use tonic_types::StatusExt;
+
+use super::{ClientOpts, KeyCommand, SessionCommand, TokenCommand};
+use crate::pb;
+use crate::pb::api_key_service_client::ApiKeyServiceClient;
+use crate::pb::token_service_client::TokenServiceClient;
+
+/// Environment variable holding the API key client commands send.
+pub const API_KEY_ENV: &str = "MCP_AUTH_API_KEY";
+
+/// Exit status of `token verify` for a token that is not active.
+const EXIT_INACTIVE: u8 = 3;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The server answered with an error.
+    #[error("{}", describe(.0))]
+    Rpc(Box<Status>),
+    /// The server could not be reached.
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        /// The server URL.
+        server: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+    /// A local file or stream could not be used.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The command line or environment is not usable.
+    #[error("{0}")]
+    Usage(String),
+    /// The server itself failed (for `serve`).
+    #[error(transparent)]
+    Server(#[from] crate::Error),
+}
+
+impl From<Status> for CliError {
+    fn from(s: Status) -> Self {
+        CliError::Rpc(Box::new(s))
+    }
+}
+
+fn describe(status: &Status) -> String {
+    let reason = status
+        .get_details_error_info()
+        .map(|i| format!(" [{}]", i.reason))
+        .unwrap_or_default();
+    format!("{:?}{reason}: {}", status.code(), status.message())
+}
+
+async fn connect(opts: &ClientOpts) -> Result<Channel, CliError> {
+    let connect_err = |source| CliError::Connect {
+        server: opts.server.clone(),
+        source,
+    };
+    let mut endpoint = Endpoint::from_shared(opts.server.clone()).map_err(connect_err)?;
+    if opts.server.starts_with("https://") {
+        let ca = std::fs::read(&opts.ca).map_err(|source| CliError::Io {
+            context: format!(
+                "reading the CA certificate {} (set --ca or MCP_AUTH_CA)",
+                opts.ca.display()
+            ),
+            source,
+        })?;
+        endpoint = endpoint
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+            .map_err(connect_err)?;
+    }
+    endpoint.connect().await.map_err(connect_err)
+}
+
+/// A request carrying the API key from `MCP_AUTH_API_KEY`.
+fn authed<T>(message: T) -> Result<Request<T>, CliError> {
+    let key = std::env::var(API_KEY_ENV).map_err(|_| {
+        CliError::Usage(format!(
+            "set {API_KEY_ENV} to an API key, e.g. export {API_KEY_ENV}=$(cat data/primary.key)"
+        ))
+    })?;
+    let value = MetadataValue::try_from(format!("Bearer {}", key.trim()))
+        .map_err(|_| CliError::Usage(format!("{API_KEY_ENV} holds characters not allowed in a header")))?;
+    let mut req = Request::new(message);
+    req.metadata_mut().insert("authorization", value);
+    Ok(req)
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn time(unix: i64) -> String {
+    if unix == 0 {
+        return "never".to_owned();
+    }
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn print_key(k: &pb::ApiKey) {
+    println!("key id:     {}", k.key_id);
+    println!("name:       {}", k.name);
+    println!("scopes:     {}", k.scopes.join(","));
+    println!("prefix:     {}", k.prefix);
+    println!("created:    {}", time(k.created_at));
+    println!("expires:    {}", time(k.expires_at));
+    println!("revoked:    {}", k.revoked);
+}
+
+fn print_created(resp: &pb::CreateApiKeyResponse, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(resp);
+    }
+    if let Some(k) = &resp.api_key {
+        print_key(k);
+    }
+    println!();
+    println!("secret (shown only now; store it safely):");
+    println!("{}", resp.secret);
+    Ok(())
+}
+
+pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
+    match cmd {
+        KeyCommand::Create {
+            name,
+            scopes,
+            expires_in,
+            opts,
+        } => {
+            let expires_at = match expires_in {
+                None | Some(0) => 0,
+                Some(secs) => {
+                    let secs = i64::try_from(secs)
+                        .map_err(|_| CliError::Usage("--expires-in is too large".to_owned()))?;
+                    OffsetDateTime::now_utc().unix_timestamp().saturating_add(secs)
+                }
+            };
+            let req = authed(pb::CreateApiKeyRequest {
+                name,
+                scopes,
+                expires_at,
+            })?;
+            let resp = ApiKeyServiceClient::new(connect(&opts).await?)
+                .create_api_key(req)
+                .await?
+                .into_inner();
+            print_created(&resp, opts.json)?;
+        }
+        KeyCommand::List { opts } => {
+            let req = authed(pb::ListApiKeysRequest {})?;
+            let resp = ApiKeyServiceClient::new(connect(&opts).await?)
+                .list_api_keys(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else {
+                println!(
+                    "{:<26} {:<20} {:<12} {:<8} {:<20} SCOPES",
+                    "KEY ID", "NAME", "PREFIX", "STATUS", "EXPIRES"
+                );
+                for k in &resp.api_keys {
+                    let status = if k.revoked { "revoked" } else { "active" };
+                    println!(
+                        "{:<26} {:<20} {:<12} {:<8} {:<20} {}",
+                        k.key_id,
+                        k.name,
+                        k.prefix,
+                        status,
+                        time(k.expires_at),
+                        k.scopes.join(",")
+                    );
+                }
+            }
+        }
+        KeyCommand::Revoke { key_id, opts } => {
+            let req = authed(pb::RevokeApiKeyRequest { key_id })?;
+            let resp = ApiKeyServiceClient::new(connect(&opts).await?)
+                .revoke_api_key(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else if let Some(k) = &resp.api_key {
+                println!("revoked API key {} ({})", k.key_id, k.name);
+            }
+        }
+        KeyCommand::Rotate {
+            key_id,
+            grace_seconds,
+            opts,
+        } => {
+            let req = authed(pb::RotateApiKeyRequest {
+                key_id,
+                grace_seconds,
+            })?;
+            let resp = ApiKeyServiceClient::new(connect(&opts).await?)
+                .rotate_api_key(req)
+                .await?
+                .into_inner();
+            if !opts.json {
+                println!("rotated; the previous secret works for {grace_seconds} more seconds\n");
+            }
+            print_created(&resp, opts.json)?;
+        }
+    }
+    Ok(0)
+}
+
+pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
+    match cmd {
+        SessionCommand::Create {
+            subject,
+            scopes,
+            audience,
+            ttl_seconds,
+            opts,
+        } => {
+            let req = authed(pb::CreateSessionRequest {
+                subject,
+                scopes,
+                audience,
+                ttl_seconds,
+            })?;
+            let s = TokenServiceClient::new(connect(&opts).await?)
+                .create_session(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&s)?;
+            } else {
+                println!("session id:   {}", s.session_id);
+                println!("subject:      {}", s.subject);
+                println!("audience:     {}", s.audience);
+                println!("scopes:       {}", s.scopes.join(","));
+                println!("expires:      {}", time(s.expires_at));
+                println!("access token:");
+                println!("{}", s.access_token);
+            }
+        }
+        SessionCommand::Revoke { session_id, opts } => {
+            let req = authed(pb::RevokeSessionRequest {
+                session_id: session_id.clone(),
+            })?;
+            let resp = TokenServiceClient::new(connect(&opts).await?)
+                .revoke_session(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else {
+                println!("revoked session {session_id} at {}", time(resp.revoked_at));
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(super) async fn token(cmd: TokenCommand) -> Result<u8, CliError> {
+    let TokenCommand::Verify {
+        token,
+        audience,
+        required_scopes,
+        opts,
+    } = cmd;
+    let token = match token.as_deref() {
+        None | Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|source| CliError::Io {
+                    context: "reading the token from standard input".to_owned(),
+                    source,
+                })?;
+            s.trim().to_owned()
+        }
+        Some(t) => t.to_owned(),
+    };
+    let req = authed(pb::VerifyTokenRequest {
+        token,
+        audience,
+        required_scopes,
+    })?;
+    let resp = TokenServiceClient::new(connect(&opts).await?)
+        .verify_token(req)
+        .await?
+        .into_inner();
+    let reason = resp.reason().as_str_name();
+    if opts.json {
+        let mut value = serde_json::to_value(&resp)
+            .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+        value["reason"] = reason.into();
+        print_json(&value)?;
+    } else if let (true, Some(c)) = (resp.active, &resp.claims) {
+        println!("active:     true");
+        println!("subject:    {}", c.subject);
+        println!("audience:   {}", c.audience);
+        println!("scopes:     {}", c.scopes.join(","));
+        println!("session id: {}", c.session_id);
+        println!("client id:  {}", c.client_id);
+        println!("issued:     {}", time(c.issued_at));
+        println!("expires:    {}", time(c.expires_at));
+    } else {
+        println!("active:     false");
+        println!("reason:     {reason}");
+    }
+    Ok(if resp.active { 0 } else { EXIT_INACTIVE })
+}
+
+pub(super) async fn jwks(opts: ClientOpts) -> Result<u8, CliError> {
+    let resp = TokenServiceClient::new(connect(&opts).await?)
+        .get_jwks(pb::GetJwksRequest {})
+        .await?
+        .into_inner();
+    let value: serde_json::Value = serde_json::from_str(&resp.jwks_json)
+        .map_err(|e| CliError::Usage(format!("server sent a JWKS that is not JSON: {e}")))?;
+    print_json(&value)?;
+    Ok(0)
+}

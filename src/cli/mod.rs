@@ -1,0 +1,189 @@
+//! The `mcp-auth` command line: `serve` runs the server; `key`, `session`,
+//! `token` and `jwks` are clients of a running server.
+//!
+//! Client commands read the API key from `MCP_AUTH_API_KEY` (never from a
+//! flag, which would land in shell history) and default `--server` and
+//! `--ca` to what `serve` uses on its defaults, so the README walk-through
+//! needs no flags.
+
+mod client;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::CliError;
+
+/// Command-line interface of the `mcp-auth` binary.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-auth", version, about = "Token service for MCP servers")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Manage API keys (needs scope keys:admin).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create and revoke sessions (short-lived access tokens).
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Verify access tokens (needs scope tokens:verify).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the server's public signing keys (JWK Set). No API key needed.
+    Jwks(ClientOpts),
+}
+
+/// How client commands reach the server.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOpts {
+    /// Server URL: https://... for TLS, http://... for a --plaintext server.
+    #[arg(long, env = "MCP_AUTH_SERVER", default_value = "https://localhost:50051")]
+    pub server: String,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, env = "MCP_AUTH_CA", default_value = "./data/tls/ca.pem")]
+    pub ca: PathBuf,
+    /// Print the response as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mcp-auth key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key; its secret is printed once.
+    Create {
+        /// A label for the key.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, e.g. sessions:create,tools:read.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Expire the key after this many seconds (default: never).
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List API keys (never their secrets).
+    List {
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Revoke an API key; it stops working at once.
+    Revoke {
+        /// The key id (key_...).
+        key_id: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Give an API key a new secret; the old one works for --grace-seconds.
+    Rotate {
+        /// The key id (key_...).
+        key_id: String,
+        /// How long the old secret keeps working.
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u32,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `mcp-auth session ...`
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// Create a session for a user and print its access token.
+    Create {
+        /// The user the token is for.
+        #[arg(long)]
+        subject: String,
+        /// Comma-separated application scopes, e.g. tools:read.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// The MCP server the token is for (becomes `aud`).
+        #[arg(long)]
+        audience: String,
+        /// Token lifetime in seconds (default: the server's, 15 minutes).
+        #[arg(long, default_value_t = 0)]
+        ttl_seconds: u32,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Revoke a session; its tokens stop verifying.
+    Revoke {
+        /// The session id (ses_...).
+        session_id: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `mcp-auth token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Verify an access token. Exit status 0 if active, 3 if not.
+    Verify {
+        /// The token; `-` or omitted reads it from standard input.
+        token: Option<String>,
+        /// Require this audience.
+        #[arg(long, default_value = "")]
+        audience: String,
+        /// Comma-separated scopes the token must carry.
+        #[arg(long, value_delimiter = ',')]
+        required_scopes: Vec<String>,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit status.
+///
+/// # Errors
+/// The command failed; the error says why.
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await.map(|()| 0).map_err(CliError::from),
+        Command::Key(cmd) => client::key(cmd).await,
+        Command::Session(cmd) => client::session(cmd).await,
+        Command::Token(cmd) => client::token(cmd).await,
+        Command::Jwks(opts) => client::jwks(opts).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn scopes_split_on_commas() {
+        let cli = Cli::try_parse_from([
+            "mcp-auth", "key", "create", "--name", "x", "--scopes", "a,b",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Key(KeyCommand::Create { scopes, .. }) => assert_eq!(scopes, ["a", "b"]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

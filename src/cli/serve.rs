@@ -1,0 +1,130 @@
+//! `mcp-auth serve`: merges configuration, opens the server, prints the
+//! primary key on first start, and serves until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+use crate::config::{Config, Settings, TlsMode};
+use crate::error::Error;
+use crate::server::Server;
+use crate::token::SigningAlg;
+
+/// Flags of `mcp-auth serve`; each also reads an `MCP_AUTH_*` variable and
+/// overrides the TOML file. Defaults are listed in the README.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "MCP_AUTH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./data].
+    #[arg(long, env = "MCP_AUTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Listen address [default: 127.0.0.1:50051].
+    #[arg(long, env = "MCP_AUTH_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Server certificate chain (PEM) [default: generated dev certificate].
+    #[arg(long, env = "MCP_AUTH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "MCP_AUTH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plaintext h2c: local benchmarking only, never in production.
+    #[arg(long, env = "MCP_AUTH_PLAINTEXT")]
+    plaintext: bool,
+    /// `iss` claim of issued tokens [default: mcp-auth].
+    #[arg(long, env = "MCP_AUTH_ISSUER")]
+    issuer: Option<String>,
+    /// Algorithm for new signing keys [default: EdDSA].
+    #[arg(long, env = "MCP_AUTH_SIGNING_ALG", value_parser = parse_alg)]
+    signing_alg: Option<SigningAlg>,
+    /// Token lifetime when a request asks for 0 [default: 900].
+    #[arg(long, env = "MCP_AUTH_DEFAULT_TOKEN_TTL_SECONDS")]
+    default_token_ttl_seconds: Option<u32>,
+    /// Longest token lifetime a request may ask for [default: 3600].
+    #[arg(long, env = "MCP_AUTH_MAX_TOKEN_TTL_SECONDS")]
+    max_token_ttl_seconds: Option<u32>,
+    /// Grace period for in-flight RPCs on shutdown [default: 10].
+    #[arg(long, env = "MCP_AUTH_SHUTDOWN_GRACE_SECONDS")]
+    shutdown_grace_seconds: Option<u64>,
+}
+
+fn parse_alg(s: &str) -> Result<SigningAlg, String> {
+    match s {
+        "EdDSA" | "eddsa" | "Ed25519" | "ed25519" => Ok(SigningAlg::EdDSA),
+        "ES256" | "es256" => Ok(SigningAlg::ES256),
+        _ => Err("expected EdDSA or ES256".to_owned()),
+    }
+}
+
+impl ServeArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            plaintext: self.plaintext.then_some(true),
+            issuer: self.issuer.clone(),
+            signing_alg: self.signing_alg,
+            default_token_ttl_seconds: self.default_token_ttl_seconds,
+            max_token_ttl_seconds: self.max_token_ttl_seconds,
+            shutdown_grace_seconds: self.shutdown_grace_seconds,
+        }
+    }
+}
+
+pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
+    let file = match &args.config {
+        Some(path) => Settings::from_file(path)?,
+        None => Settings::default(),
+    };
+    let config = Config::from_settings(file.over(args.settings()))?;
+    if config.tls == TlsMode::Plaintext {
+        tracing::warn!("PLAINTEXT MODE: no TLS, API keys and tokens cross the network in clear; for local benchmarking only");
+        eprintln!("WARNING: serving plaintext h2c without TLS. Never do this outside local benchmarking.");
+    }
+    let listen = config.listen;
+    let data_dir = config.data_dir.clone();
+    let server = Server::open(config, Clock::system()).await?;
+    if let Some(secret) = server.new_primary_key() {
+        println!("Created the primary API key (scope admin). Its secret is shown only this once");
+        println!("and saved to {} (mode 0600):", server.primary_key_path().display());
+        println!();
+        println!("    {}", secret.expose());
+        println!();
+    }
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| Error::io(format!("binding {listen}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    tracing::info!(addr = %local, data_dir = %data_dir.display(), "serving");
+    println!("mcp-auth listening on {scheme}://{local}");
+    if server.is_tls() && data_dir.join("tls").join(crate::tls::CA_CERT_FILE).exists() {
+        println!("clients trust {}", data_dir.join("tls").join(crate::tls::CA_CERT_FILE).display());
+    }
+    server.serve(listener, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot watch SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Server configuration: defaults, an optional TOML file, `MCP_AUTH_*`
+//! environment variables and flags, merged into one validated [`Config`].
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, then
+//! environment variables and flags (clap reads both). Unknown TOML fields
+//! are rejected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::token::SigningAlg;
+
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default `iss` claim.
+pub const DEFAULT_ISSUER: &str = "mcp-auth";
+/// Default access-token lifetime, seconds (15 minutes).
+pub const DEFAULT_TOKEN_TTL: u32 = 15 * 60;
+/// Default maximum access-token lifetime, seconds (1 hour).
+pub const DEFAULT_MAX_TOKEN_TTL: u32 = 60 * 60;
+/// Default time allowed for in-flight RPCs to finish on shutdown, seconds.
+pub const DEFAULT_SHUTDOWN_GRACE: u64 = 10;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid (includes unknown fields).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("invalid setting {field}: {message}")]
+    Invalid {
+        /// The setting's name, as in the TOML file.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One layer of settings: every field optional. The TOML file deserializes
+/// into this; flags and environment variables fill another; [`Settings::over`]
+/// stacks them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Directory for the database, TLS material and `primary.key`.
+    /// Default `./data`.
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on. Default `127.0.0.1:50051`.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain for the server. Default: a development CA and
+    /// server certificate generated into `<data_dir>/tls/`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`. Required with `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plaintext h2c instead of TLS, for local benchmarking only.
+    /// Default false.
+    pub plaintext: Option<bool>,
+    /// The `iss` claim of issued tokens. Default `mcp-auth`.
+    pub issuer: Option<String>,
+    /// Signing algorithm for new keys: `EdDSA` (Ed25519) or `ES256`.
+    /// Default `EdDSA`.
+    pub signing_alg: Option<SigningAlg>,
+    /// Token lifetime when a request asks for 0, seconds. Default 900.
+    pub default_token_ttl_seconds: Option<u32>,
+    /// Longest token lifetime a request may ask for, seconds. Default 3600.
+    pub max_token_ttl_seconds: Option<u32>,
+    /// Time allowed for in-flight RPCs on shutdown, seconds. Default 10.
+    pub shutdown_grace_seconds: Option<u64>,
+}
+
+impl Settings {
+    /// Reads a TOML settings file.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not TOML, or has unknown fields.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// `self` with every field that `top` sets replaced by `top`'s value.
+    pub fn over(self, top: Settings) -> Settings {
+        Settings {
+            data_dir: top.data_dir.or(self.data_dir),
+            listen: top.listen.or(self.listen),
+            tls_cert: top.tls_cert.or(self.tls_cert),
+            tls_key: top.tls_key.or(self.tls_key),
+            plaintext: top.plaintext.or(self.plaintext),
+            issuer: top.issuer.or(self.issuer),
+            signing_alg: top.signing_alg.or(self.signing_alg),
+            default_token_ttl_seconds: top
+                .default_token_ttl_seconds
+                .or(self.default_token_ttl_seconds),
+            max_token_ttl_seconds: top.max_token_ttl_seconds.or(self.max_token_ttl_seconds),
+            shutdown_grace_seconds: top.shutdown_grace_seconds.or(self.shutdown_grace_seconds),
+        }
+    }
+}
+
+/// How the server secures its port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// A development CA and server certificate in `<data_dir>/tls/`,
+    /// generated on first start and reused afterwards.
+    Generated,
+    /// Certificate chain and key from PEM files.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// No TLS (h2c). For local benchmarking only.
+    Plaintext,
+}
+
+/// The validated server configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Directory for the database, TLS material and `primary.key`.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How the port is secured.
+    pub tls: TlsMode,
+    /// The `iss` claim of issued tokens.
+    pub issuer: String,
+    /// Algorithm of newly created signing keys.
+    pub signing_alg: SigningAlg,
+    /// Token lifetime when a request asks for 0, seconds.
+    pub default_token_ttl: u32,
+    /// Longest token lifetime a request may ask for, seconds.
+    pub max_token_ttl: u32,
+    /// Time allowed for in-flight RPCs on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Config {
+    /// Validates merged settings, filling defaults.
+    ///
+    /// # Errors
+    /// A value is out of range, or `tls_cert` and `tls_key` are not given
+    /// together.
+    pub fn from_settings(s: Settings) -> Result<Self, ConfigError> {
+        let listen = match s.listen {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN.parse().map_err(|_| ConfigError::Invalid {
+                field: "listen",
+                message: "bad built-in default".to_owned(),
+            })?,
+        };
+        let tls = match (s.plaintext.unwrap_or(false), s.tls_cert, s.tls_key) {
+            (true, None, None) => TlsMode::Plaintext,
+            (true, _, _) => {
+                return Err(ConfigError::Invalid {
+                    field: "plaintext",
+                    message: "cannot be combined with tls_cert/tls_key".to_owned(),
+                });
+            }
+            (false, Some(cert), Some(key)) => TlsMode::Files { cert, key },
+            (false, None, None) => TlsMode::Generated,
+            (false, _, _) => {
+                return Err(ConfigError::Invalid {
+                    field: "tls_cert",
+                    message: "tls_cert and tls_key must be given together".to_owned(),
+                });
+            }
+        };
+        let issuer = s.issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
+        if issuer.is_empty() || issuer.len() > 256 {
+            return Err(ConfigError::Invalid {
+                field: "issuer",
+                message: "must be 1 to 256 bytes".to_owned(),
+            });
+        }
+        let default_token_ttl = s.default_token_ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL);
+        let max_token_ttl = s.max_token_ttl_seconds.unwrap_or(DEFAULT_MAX_TOKEN_TTL);
+        if max_token_ttl == 0 || max_token_ttl > 24 * 60 * 60 {
+            return Err(ConfigError::Invalid {
+                field: "max_token_ttl_seconds",
+                message: "must be between 1 and 86400".to_owned(),
+            });
+        }
+        if default_token_ttl == 0 || default_token_ttl > max_token_ttl {
+            return Err(ConfigError::Invalid {
+                field: "default_token_ttl_seconds",
+                message: format!("must be between 1 and max_token_ttl_seconds ({max_token_ttl})"),
+            });
+        }
+        Ok(Config {
+            data_dir: s
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            tls,
+            issuer,
+            signing_alg: s.signing_alg.unwrap_or_default(),
+            default_token_ttl,
+            max_token_ttl,
+            shutdown_grace: Duration::from_secs(
+                s.shutdown_grace_seconds.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            ),
+        })
+    }
+
+    /// Defaults with `data_dir` set, for tests: generated TLS, listen
+    /// address unused (tests pass their own listener).
+    ///
+    /// # Errors
+    /// Never in practice: the defaults are valid.
+    pub fn for_test(data_dir: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        Self::from_settings(Settings {
+            data_dir: Some(data_dir.into()),
+            shutdown_grace_seconds: Some(5),
+            ..Settings::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:50051");
+        assert_eq!(c.tls, TlsMode::Generated);
+        assert_eq!(c.default_token_ttl, 900);
+        assert_eq!(c.max_token_ttl, 3600);
+        assert_eq!(c.signing_alg, SigningAlg::EdDSA);
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = Settings::from_toml(
+            "listen = \"0.0.0.0:1\"\nissuer = \"from-file\"\nsigning_alg = \"ES256\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            issuer: Some("from-flag".to_owned()),
+            ..Settings::default()
+        };
+        let c = Config::from_settings(file.over(flags)).unwrap();
+        assert_eq!(c.issuer, "from-flag");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:1");
+        assert_eq!(c.signing_alg, SigningAlg::ES256);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = Settings::from_toml("listne = \"0.0.0.0:1\"\n").unwrap_err();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn inconsistent_values_are_rejected() {
+        let bad_ttl = Settings {
+            default_token_ttl_seconds: Some(7200),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Config::from_settings(bad_ttl),
+            Err(ConfigError::Invalid { field: "default_token_ttl_seconds", .. })
+        ));
+        let half_tls = Settings {
+            tls_cert: Some("a.pem".into()),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(half_tls).is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! The domain error and its one mapping to `tonic::Status`.
+//!
+//! Handlers return [`Error`] and use `?`; [`From<Error> for Status`] is the
+//! only place that decides a gRPC code. Every status carries a
+//! `google.rpc.ErrorInfo` with domain [`ERROR_DOMAIN`] and a stable
+//! [`Reason`]. Unexpected failures become INTERNAL with a generic message;
+//! their cause is logged, never sent.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::config::ConfigError;
+use crate::store::StoreError;
+use crate::tls::TlsError;
+use crate::token::TokenError;
+
+/// The `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "mcp-auth";
+
+/// Stable, machine-readable error reasons (`ErrorInfo.reason`). The README's
+/// error table lists each with its gRPC code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// No `authorization` metadata on a call that needs a credential.
+    CredentialsMissing,
+    /// The credential is malformed or names no known API key.
+    ApiKeyInvalid,
+    /// The API key was revoked, or its rotated-out secret's grace ended.
+    ApiKeyRevoked,
+    /// The API key is past its `expires_at`.
+    ApiKeyExpired,
+    /// The caller lacks a scope the call needs.
+    InsufficientScope,
+    /// A request field is missing, too long or badly formed.
+    InvalidField,
+    /// No API key has the given id.
+    ApiKeyNotFound,
+    /// No session has the given id.
+    SessionNotFound,
+    /// The API key is revoked, so it cannot be rotated.
+    ApiKeyNotActive,
+    /// The RPC is declared but not implemented yet.
+    NotImplemented,
+    /// Something failed inside the server; the cause is in its log.
+    Internal,
+}
+
+impl Reason {
+    /// Every reason, for documentation and tests.
+    pub const ALL: [Reason; 11] = [
+        Reason::CredentialsMissing,
+        Reason::ApiKeyInvalid,
+        Reason::ApiKeyRevoked,
+        Reason::ApiKeyExpired,
+        Reason::InsufficientScope,
+        Reason::InvalidField,
+        Reason::ApiKeyNotFound,
+        Reason::SessionNotFound,
+        Reason::ApiKeyNotActive,
+        Reason::NotImplemented,
+        Reason::Internal,
+    ];
+
+    /// The wire form, e.g. `API_KEY_INVALID`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::CredentialsMissing => "CREDENTIALS_MISSING",
+            Reason::ApiKeyInvalid => "API_KEY_INVALID",
+            Reason::ApiKeyRevoked => "API_KEY_REVOKED",
+            Reason::ApiKeyExpired => "API_KEY_EXPIRED",
+            Reason::InsufficientScope => "INSUFFICIENT_SCOPE",
+            Reason::InvalidField => "INVALID_FIELD",
+            Reason::ApiKeyNotFound => "API_KEY_NOT_FOUND",
+            Reason::SessionNotFound => "SESSION_NOT_FOUND",
+            Reason::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
+            Reason::NotImplemented => "NOT_IMPLEMENTED",
+            Reason::Internal => "INTERNAL",
+        }
+    }
+
+    /// The gRPC code this reason is sent with.
+    pub fn code(self) -> Code {
+        match self {
+            Reason::CredentialsMissing
+            | Reason::ApiKeyInvalid
+            | Reason::ApiKeyRevoked
+            | Reason::ApiKeyExpired => Code::Unauthenticated,
+            Reason::InsufficientScope => Code::PermissionDenied,
+            Reason::InvalidField => Code::InvalidArgument,
+            Reason::ApiKeyNotFound | Reason::SessionNotFound => Code::NotFound,
+            Reason::ApiKeyNotActive => Code::FailedPrecondition,
+            Reason::NotImplemented => Code::Unimplemented,
+            Reason::Internal => Code::Internal,
+        }
+    }
+}
+
+/// Everything that can go wrong, in the service and at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller could not be authenticated.
+    #[error("{message}")]
+    Unauthenticated {
+        /// Why.
+        reason: Reason,
+        /// A message safe to show the caller (never the credential).
+        message: String,
+    },
+    /// The caller is authenticated but lacks `scope`.
+    #[error("{message}")]
+    PermissionDenied {
+        /// The missing scope.
+        scope: String,
+        /// A message naming the missing scope.
+        message: String,
+    },
+    /// A request field is invalid.
+    #[error("invalid {field}: {message}")]
+    InvalidArgument {
+        /// The protobuf field name.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A named resource does not exist.
+    #[error("{message}")]
+    NotFound {
+        /// Which kind of resource.
+        reason: Reason,
+        /// A message naming the id.
+        message: String,
+    },
+    /// The resource is in a state that forbids the call.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Why.
+        reason: Reason,
+        /// What state forbids it.
+        message: String,
+    },
+    /// The RPC is declared but not implemented yet.
+    #[error("{0}")]
+    Unimplemented(&'static str),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing or key handling failed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// TLS material could not be made or loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The OS random source failed.
+    #[error("OS random source failed: {0}")]
+    Random(#[from] getrandom::Error),
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl Error {
+    /// An INVALID_ARGUMENT naming `field`.
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+
+    /// An UNAUTHENTICATED with `reason`.
+    pub(crate) fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
+        Error::Unauthenticated {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error with context.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The stable reason this error is reported with.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::Unauthenticated { reason, .. }
+            | Error::NotFound { reason, .. }
+            | Error::FailedPrecondition { reason, .. } => *reason,
+            Error::PermissionDenied { .. } => Reason::InsufficientScope,
+            Error::InvalidArgument { .. } => Reason::InvalidField,
+            Error::Unimplemented(_) => Reason::NotImplemented,
+            Error::Store(_)
+            | Error::Token(_)
+            | Error::Tls(_)
+            | Error::Config(_)
+            | Error::Io { .. }
+            | Error::Random(_)
+            | Error::Transport(_) => Reason::Internal,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let reason = err.reason();
+        let mut metadata = HashMap::new();
+        let mut details;
+        let message = match &err {
+            Error::InvalidArgument { field, message } => {
+                metadata.insert("field".to_owned(), (*field).to_owned());
+                details = ErrorDetails::with_bad_request_violation(*field, message.clone());
+                err.to_string()
+            }
+            Error::PermissionDenied { scope, .. } => {
+                metadata.insert("scope".to_owned(), scope.clone());
+                details = ErrorDetails::new();
+                err.to_string()
+            }
+            Error::Unauthenticated { .. }
+            | Error::NotFound { .. }
+            | Error::FailedPrecondition { .. }
+            | Error::Unimplemented(_) => {
+                details = ErrorDetails::new();
+                err.to_string()
+            }
+            Error::Store(_)
+            | Error::Token(_)
+            | Error::Tls(_)
+            | Error::Config(_)
+            | Error::Io { .. }
+            | Error::Random(_)
+            | Error::Transport(_) => {
+                tracing::warn!(cause = %err, "internal error");
+                details = ErrorDetails::new();
+                "internal error; the server log has the cause".to_owned()
+            }
+        };
+        details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+        Status::with_error_details(reason.code(), message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(status: &Status) -> (String, HashMap<String, String>) {
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        (info.reason, info.metadata)
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = Status::from(Error::invalid("subject", "must not be empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("subject"));
+        let (reason, meta) = info(&status);
+        assert_eq!(reason, "INVALID_FIELD");
+        assert_eq!(meta["field"], "subject");
+        let violations = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, "subject");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let err = Error::io(
+            "reading /secret/path",
+            std::io::Error::other("disk on fire"),
+        );
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("disk"));
+        assert!(!status.message().contains("/secret"));
+        assert_eq!(info(&status).0, "INTERNAL");
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_wire_name() {
+        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
+}

@@ -1,0 +1,164 @@
+//! Secrets: generated from the OS CSPRNG, hashed for storage, compared in
+//! constant time, and never shown by `Debug` or `Display`.
+
+use std::fmt;
+
+use aws_lc_rs::digest;
+use subtle::ConstantTimeEq;
+
+/// Prefix of every API key secret.
+pub const API_KEY_PREFIX: &str = "mcp_sk_";
+
+/// Number of base62 characters after the prefix: 43 × log2(62) ≈ 256 bits.
+pub const API_KEY_RANDOM_CHARS: usize = 43;
+
+/// Characters of a secret kept in clear (with the prefix) to recognise a key.
+pub const DISPLAY_PREFIX_CHARS: usize = 4;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// A secret string (an API key secret). Its `Debug` and `Display` print
+/// `[redacted]`; read it with [`Secret::expose`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a string that is a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// A fresh API key secret: `mcp_sk_` and 43 base62 characters from the
+    /// OS CSPRNG.
+    ///
+    /// # Errors
+    /// Fails only if the operating system's random source fails.
+    pub fn generate_api_key() -> Result<Self, getrandom::Error> {
+        let mut s = String::with_capacity(API_KEY_PREFIX.len() + API_KEY_RANDOM_CHARS);
+        s.push_str(API_KEY_PREFIX);
+        s.push_str(&random_base62(API_KEY_RANDOM_CHARS)?);
+        Ok(Self(s))
+    }
+
+    /// The secret itself. Call only where it must leave the process: in the
+    /// one response that returns it, or in a request header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The SHA-256 of the secret, the only form in which it is stored.
+    pub fn hash(&self) -> SecretHash {
+        SecretHash::of(self.0.as_bytes())
+    }
+
+    /// The recognisable start of an API key (`mcp_sk_` and a few
+    /// characters), safe to show and store.
+    pub fn display_prefix(&self) -> String {
+        self.0
+            .chars()
+            .take(API_KEY_PREFIX.len() + DISPLAY_PREFIX_CHARS)
+            .collect()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// SHA-256 of a secret. Equality is constant-time.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct SecretHash(pub(crate) [u8; 32]);
+
+impl SecretHash {
+    /// Hashes `bytes` with SHA-256.
+    pub fn of(bytes: &[u8]) -> Self {
+        let d = digest::digest(&digest::SHA256, bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Self(out)
+    }
+
+    /// The raw digest, used as a storage index key.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl PartialEq for SecretHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for SecretHash {}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash([redacted])")
+    }
+}
+
+/// `n` base62 characters from the OS CSPRNG, uniformly distributed
+/// (rejection sampling: bytes of 248 and above are drawn again).
+///
+/// # Errors
+/// Fails only if the operating system's random source fails.
+pub fn random_base62(n: usize) -> Result<String, getrandom::Error> {
+    let mut out = String::with_capacity(n);
+    let mut buf = [0u8; 64];
+    while out.len() < n {
+        getrandom::fill(&mut buf)?;
+        for b in buf {
+            if out.len() == n {
+                break;
+            }
+            if b < 248 {
+                out.push(char::from(BASE62[usize::from(b % 62)]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_secret_has_prefix_length_and_alphabet() {
+        let s = Secret::generate_api_key().unwrap();
+        let body = s.expose().strip_prefix(API_KEY_PREFIX).unwrap();
+        assert_eq!(body.len(), API_KEY_RANDOM_CHARS);
+        assert!(body.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(s, Secret::generate_api_key().unwrap());
+    }
+
+    #[test]
+    fn debug_and_display_never_show_the_secret() {
+        let s = Secret::generate_api_key().unwrap();
+        let body = &s.expose()[API_KEY_PREFIX.len()..];
+        assert!(!format!("{s:?}").contains(body));
+        assert!(!format!("{s}").contains(body));
+        assert!(!format!("{:?}", s.hash()).contains(body));
+    }
+
+    #[test]
+    fn display_prefix_is_short() {
+        let s = Secret::new("mcp_sk_abcdefgh");
+        assert_eq!(s.display_prefix(), "mcp_sk_abcd");
+    }
+
+    #[test]
+    fn hash_equality() {
+        assert_eq!(SecretHash::of(b"a"), SecretHash::of(b"a"));
+        assert_ne!(SecretHash::of(b"a"), SecretHash::of(b"b"));
+    }
+}

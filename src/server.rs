@@ -1,0 +1,195 @@
+//! Opening the data directory, serving gRPC, and shutting down gracefully.
+//!
+//! [`Server::open`] prepares everything that can fail before a port is
+//! served: TLS material, the store, the signing key ring, the revocation
+//! index and, on an empty data directory, the primary API key.
+//! [`Server::serve`] then runs on a listener the caller bound, until the
+//! shutdown future resolves; in-flight RPCs get the configured grace period
+//! to finish, and storage is flushed before it returns.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, ServerTlsConfig};
+
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::{Config, TlsMode};
+use crate::error::Error;
+use crate::pb;
+use crate::secret::Secret;
+use crate::service::State;
+use crate::service::api_key::{ApiKeyService, create_primary_key};
+use crate::service::token::TokenService;
+use crate::store::Store;
+use crate::tls;
+use crate::token::{KeyRing, RevocationIndex, TokenIssuer};
+
+/// File in the data directory holding the primary API key's secret.
+pub const PRIMARY_KEY_FILE: &str = "primary.key";
+
+/// A server ready to serve: storage open, keys loaded.
+pub struct Server {
+    state: Arc<State>,
+    tls: Option<ServerTlsConfig>,
+    config: Config,
+    primary_key: Option<Secret>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("data_dir", &self.config.data_dir)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the data directory named by `config`, creating what a first
+    /// start needs: the directory (mode 0700), development TLS material if
+    /// no certificate is configured, a signing key, and the primary API key
+    /// (scope `admin`, secret written to `<data-dir>/primary.key`, mode
+    /// 0600).
+    ///
+    /// # Errors
+    /// The data directory, TLS files or storage cannot be used.
+    pub async fn open(config: Config, clock: Clock) -> Result<Self, Error> {
+        let data_dir = &config.data_dir;
+        tls::create_private_dir(data_dir)?;
+        let tls = match &config.tls {
+            TlsMode::Generated => Some(tls::ensure_dev_certificates(&data_dir.join("tls"))?),
+            TlsMode::Files { cert, key } => Some(tls::load(cert, key)?),
+            TlsMode::Plaintext => None,
+        }
+        .map(|ck| ServerTlsConfig::new().identity(Identity::from_pem(ck.cert_pem, ck.key_pem)));
+
+        let store = Store::open(data_dir)?;
+        let ring = KeyRing::load_or_create(&store, config.signing_alg, clock.now()).await?;
+        let revocations = RevocationIndex::load(&store)?;
+        let state = Arc::new(State {
+            auth: Authenticator::new(store.clone(), clock.clone()),
+            tokens: TokenIssuer::new(ring, config.issuer.clone()),
+            revocations,
+            default_ttl: config.default_token_ttl,
+            max_ttl: config.max_token_ttl,
+            store,
+            clock,
+        });
+
+        let primary_key = if state.store.has_api_keys()? {
+            None
+        } else {
+            let secret = create_primary_key(&state).await?;
+            let path = data_dir.join(PRIMARY_KEY_FILE);
+            tls::write_private(&path, format!("{}\n", secret.expose()).as_bytes())?;
+            Some(secret)
+        };
+        Ok(Server {
+            state,
+            tls,
+            config,
+            primary_key,
+        })
+    }
+
+    /// The primary API key's secret, if [`Server::open`] created it just
+    /// now (first start on an empty data directory); `None` afterwards.
+    pub fn new_primary_key(&self) -> Option<&Secret> {
+        self.primary_key.as_ref()
+    }
+
+    /// Where the primary key's secret was written.
+    pub fn primary_key_path(&self) -> PathBuf {
+        self.config.data_dir.join(PRIMARY_KEY_FILE)
+    }
+
+    /// Whether the server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` resolves, then lets
+    /// in-flight RPCs finish within the grace period and flushes storage.
+    ///
+    /// Served: `TokenService`, `ApiKeyService`, `grpc.health.v1.Health`
+    /// and server reflection.
+    ///
+    /// # Errors
+    /// TLS configuration or the transport failed, or the final flush did.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Server {
+            state,
+            tls,
+            config,
+            primary_key: _,
+        } = self;
+        let store = state.store.clone();
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::token_service_server::TokenServiceServer<TokenService>>()
+            .await;
+        health
+            .set_serving::<pb::api_key_service_server::ApiKeyServiceServer<ApiKeyService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::io("building reflection service", std::io::Error::other(e)))?;
+
+        let mut builder = tonic::transport::Server::builder().trace_fn(|req| {
+            tracing::info_span!(
+                "rpc",
+                method = %req.uri().path(),
+                caller = tracing::field::Empty,
+            )
+        });
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
+        }
+        let router = builder
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(pb::token_service_server::TokenServiceServer::new(
+                TokenService::new(state.clone()),
+            ))
+            .add_service(pb::api_key_service_server::ApiKeyServiceServer::new(
+                ApiKeyService::new(state),
+            ));
+
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        let grace = config.shutdown_grace;
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = serving => r.map_err(Error::from),
+            () = deadline => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; dropping unfinished requests");
+                Ok(())
+            }
+        };
+        store.flush().await?;
+        tracing::info!("stopped");
+        result
+    }
+}

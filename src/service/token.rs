@@ -1,0 +1,215 @@
+//! `TokenService`: CreateSession, VerifyToken, RevokeSession, GetJwks,
+//! RefreshSession.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{State, check_id, check_text, new_id};
+use crate::auth::{RESERVED_SCOPES, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY, parse_scopes};
+use crate::error::{Error, Reason};
+use crate::pb;
+use crate::store::SessionRecord;
+use crate::token::{AccessClaims, TokenReason};
+
+/// Longest subject or audience, in bytes.
+const MAX_NAME_LEN: usize = 256;
+
+/// The `TokenService` implementation.
+pub(crate) struct TokenService {
+    state: Arc<State>,
+}
+
+impl TokenService {
+    pub fn new(state: Arc<State>) -> Self {
+        TokenService { state }
+    }
+
+    async fn create_session(&self, req: Request<pb::CreateSessionRequest>) -> Result<pb::Session, Error> {
+        let s = &self.state;
+        let caller = s.auth.authenticate(req.metadata())?;
+        caller.require(SESSIONS_CREATE)?;
+        let r = req.into_inner();
+        check_text("subject", &r.subject, MAX_NAME_LEN)?;
+        check_text("audience", &r.audience, MAX_NAME_LEN)?;
+        let scopes = parse_scopes("scopes", &r.scopes, false)?;
+        if let Some(reserved) = scopes.iter().find(|sc| RESERVED_SCOPES.contains(&sc.as_str())) {
+            return Err(Error::invalid(
+                "scopes",
+                format!("{reserved} is a service scope and cannot be put in a token"),
+            ));
+        }
+        caller.require_all(&scopes)?;
+        let ttl = match r.ttl_seconds {
+            0 => s.default_ttl,
+            t if t > s.max_ttl => {
+                return Err(Error::invalid(
+                    "ttl_seconds",
+                    format!("must be at most {} (the configured maximum)", s.max_ttl),
+                ));
+            }
+            t => t,
+        };
+        let now = s.clock.now();
+        let record = SessionRecord {
+            session_id: new_id("ses_")?,
+            subject: r.subject,
+            client_id: caller.id,
+            scopes,
+            audience: r.audience,
+            created_at: now,
+            expires_at: now + i64::from(ttl),
+            revoked_at: None,
+        };
+        let access_token = s.tokens.issue(&record, now)?;
+        s.store.insert_session(&record).await?;
+        tracing::info!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
+        Ok(pb::Session {
+            session_id: record.session_id,
+            access_token,
+            refresh_token: String::new(),
+            token_type: "Bearer".to_owned(),
+            expires_at: record.expires_at,
+            scopes: record.scopes,
+            subject: record.subject,
+            audience: record.audience,
+            issued_at: now,
+            client_id: record.client_id,
+        })
+    }
+
+    fn verify_token(&self, req: Request<pb::VerifyTokenRequest>) -> Result<pb::VerifyTokenResponse, Error> {
+        let s = &self.state;
+        let caller = s.auth.authenticate(req.metadata())?;
+        caller.require(TOKENS_VERIFY)?;
+        let r = req.into_inner();
+        if r.audience.len() > MAX_NAME_LEN {
+            return Err(Error::invalid("audience", format!("must be at most {MAX_NAME_LEN} bytes")));
+        }
+        let required = parse_scopes("required_scopes", &r.required_scopes, true)?;
+        let verdict = s
+            .tokens
+            .verify(&r.token, s.clock.now())
+            .and_then(|claims| {
+                if s.revocations.contains(&claims.jti) {
+                    Err(TokenReason::Revoked)
+                } else if !r.audience.is_empty() && claims.aud != r.audience {
+                    Err(TokenReason::WrongAudience)
+                } else if !required.iter().all(|want| claims.scopes().any(|have| have == want)) {
+                    Err(TokenReason::InsufficientScope)
+                } else {
+                    Ok(claims)
+                }
+            });
+        Ok(match verdict {
+            Ok(claims) => pb::VerifyTokenResponse {
+                active: true,
+                reason: pb::TokenReason::Unspecified.into(),
+                claims: Some(claims_to_pb(claims)),
+            },
+            Err(reason) => {
+                tracing::debug!(?reason, "token inactive");
+                pb::VerifyTokenResponse {
+                    active: false,
+                    reason: reason_to_pb(reason).into(),
+                    claims: None,
+                }
+            }
+        })
+    }
+
+    async fn revoke_session(
+        &self,
+        req: Request<pb::RevokeSessionRequest>,
+    ) -> Result<pb::RevokeSessionResponse, Error> {
+        let s = &self.state;
+        let caller = s.auth.authenticate(req.metadata())?;
+        let r = req.into_inner();
+        check_id("session_id", &r.session_id)?;
+        let not_found = || Error::NotFound {
+            reason: Reason::SessionNotFound,
+            message: format!("no session {}", r.session_id),
+        };
+        let session = s.store.session(&r.session_id)?.ok_or_else(not_found)?;
+        if session.client_id != caller.id {
+            caller.require(SESSIONS_REVOKE)?;
+        }
+        let revoked = s
+            .store
+            .revoke_session(&r.session_id, s.clock.now())
+            .await?
+            .ok_or_else(not_found)?;
+        s.revocations.insert(&r.session_id);
+        tracing::info!(session_id = %r.session_id, "session revoked");
+        Ok(pb::RevokeSessionResponse {
+            revoked_at: revoked.revoked_at.unwrap_or_default(),
+        })
+    }
+}
+
+fn claims_to_pb(c: AccessClaims) -> pb::TokenClaims {
+    pb::TokenClaims {
+        scopes: c.scopes().map(str::to_owned).collect(),
+        subject: c.sub,
+        audience: c.aud,
+        session_id: c.jti,
+        client_id: c.client_id,
+        issued_at: c.iat,
+        expires_at: c.exp,
+        issuer: c.iss,
+    }
+}
+
+fn reason_to_pb(r: TokenReason) -> pb::TokenReason {
+    match r {
+        TokenReason::Expired => pb::TokenReason::Expired,
+        TokenReason::Revoked => pb::TokenReason::Revoked,
+        TokenReason::BadSignature => pb::TokenReason::BadSignature,
+        TokenReason::Malformed => pb::TokenReason::Malformed,
+        TokenReason::WrongAudience => pb::TokenReason::WrongAudience,
+        TokenReason::InsufficientScope => pb::TokenReason::InsufficientScope,
+        TokenReason::NotYetValid => pb::TokenReason::NotYetValid,
+        TokenReason::UnknownKey => pb::TokenReason::UnknownKey,
+        TokenReason::WrongIssuer => pb::TokenReason::WrongIssuer,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::token_service_server::TokenService for TokenService {
+    async fn create_session(
+        &self,
+        request: Request<pb::CreateSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        Ok(Response::new(self.create_session(request).await?))
+    }
+
+    async fn verify_token(
+        &self,
+        request: Request<pb::VerifyTokenRequest>,
+    ) -> Result<Response<pb::VerifyTokenResponse>, Status> {
+        Ok(Response::new(self.verify_token(request)?))
+    }
+
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        Ok(Response::new(self.revoke_session(request).await?))
+    }
+
+    async fn get_jwks(
+        &self,
+        _request: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        Ok(Response::new(pb::GetJwksResponse {
+            jwks_json: self.state.tokens.ring().jwks_json(),
+        }))
+    }
+
+    async fn refresh_session(
+        &self,
+        _request: Request<pb::RefreshSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        Err(Error::Unimplemented("RefreshSession is not implemented yet").into())
+    }
+}

@@ -1,0 +1,461 @@
+//! The storage boundary.
+//!
+//! [`Store`] is the only type that knows the data lives in sled; its
+//! interface speaks in domain records so a PostgreSQL backend can replace it
+//! later. Every write that a caller is told about is flushed to disk before
+//! the call returns, so it survives the process being killed right after.
+//!
+//! Trees: `api_keys` (key id → record), `api_key_hashes` (SHA-256 of a
+//! secret → key id), `sessions` (session id → record), `signing_keys`
+//! (kid → record, including the private key). Records are JSON.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::{Transactional, Tree};
+
+use crate::secret::SecretHash;
+use crate::token::SigningAlg;
+
+/// Storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error (I/O, corruption, lock held).
+    #[error("storage: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt {what} record: {message}")]
+    Corrupt {
+        /// Which kind of record.
+        what: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// A stored API key. The secret itself is never stored, only its hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ApiKeyRecord {
+    pub key_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// `mcp_sk_` and the first characters of the current secret.
+    pub prefix: String,
+    pub created_at: i64,
+    /// 0 means never.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub rotated_at: Option<i64>,
+    /// Hash of the current secret.
+    pub secret_hash: SecretHash,
+    /// The secret replaced by the last rotation, valid until `valid_until`.
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A rotated-out secret still inside its grace period.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PreviousSecret {
+    pub secret_hash: SecretHash,
+    /// Unix seconds; the secret fails from this instant on.
+    pub valid_until: i64,
+}
+
+impl ApiKeyRecord {
+    fn hashes(&self) -> impl Iterator<Item = &SecretHash> {
+        std::iter::once(&self.secret_hash).chain(self.previous.as_ref().map(|p| &p.secret_hash))
+    }
+}
+
+/// A stored session: what its tokens say, and whether it was revoked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct SessionRecord {
+    pub session_id: String,
+    pub subject: String,
+    /// Key id of the credential that created it.
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub audience: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A stored signing key, private part included. Lives only in the data
+/// directory, which the server keeps at mode 0700.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: SigningAlg,
+    /// PKCS#8 DER private key.
+    pub private_pkcs8: Vec<u8>,
+    pub created_at: i64,
+    /// When it stopped being the active key; `None` while active.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_pkcs8", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// The data directory's database.
+#[derive(Clone)]
+pub(crate) struct Store {
+    db: sled::Db,
+    api_keys: Tree,
+    api_key_hashes: Tree,
+    sessions: Tree,
+    signing_keys: Tree,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        what,
+        message: e.to_string(),
+    })
+}
+
+/// Maps a transaction outcome, keeping the caller's abort value apart.
+fn tx_result<T, E>(r: Result<T, TransactionError<TxAbort<E>>>) -> Result<Result<T, E>, StoreError> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(TransactionError::Abort(TxAbort::Caller(e))) => Ok(Err(e)),
+        Err(TransactionError::Abort(TxAbort::Store(e))) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+    }
+}
+
+enum TxAbort<E> {
+    Caller(E),
+    Store(StoreError),
+}
+
+fn abort_store<E>(e: StoreError) -> ConflictableTransactionError<TxAbort<E>> {
+    ConflictableTransactionError::Abort(TxAbort::Store(e))
+}
+
+impl Store {
+    /// Opens (creating if needed) the database under `dir`.
+    ///
+    /// # Errors
+    /// The directory cannot be used, or another process holds the database.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        Ok(Store {
+            api_keys: db.open_tree("api_keys")?,
+            api_key_hashes: db.open_tree("api_key_hashes")?,
+            sessions: db.open_tree("sessions")?,
+            signing_keys: db.open_tree("signing_keys")?,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    ///
+    /// # Errors
+    /// The disk write failed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Whether any API key was ever created.
+    pub fn has_api_keys(&self) -> Result<bool, StoreError> {
+        Ok(self.api_keys.first()?.is_some())
+    }
+
+    /// Stores a new API key and indexes its secret's hash, durably.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn insert_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let value = encode(record)?;
+        let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
+            keys.insert(record.key_id.as_bytes(), value.as_slice())?;
+            hashes.insert(record.secret_hash.as_bytes().as_slice(), record.key_id.as_bytes())?;
+            Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
+        });
+        let _ = tx_result(r)?;
+        self.flush().await
+    }
+
+    /// The API key with this id.
+    pub fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.api_keys
+            .get(key_id.as_bytes())?
+            .map(|v| decode("api key", &v))
+            .transpose()
+    }
+
+    /// The API key whose current or previous secret hashes to `hash`. The
+    /// caller still compares the hash against the record in constant time.
+    pub fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        match self.api_key_hashes.get(hash.as_bytes())? {
+            Some(key_id) => match std::str::from_utf8(&key_id) {
+                Ok(id) => self.api_key(id),
+                Err(_) => Err(StoreError::Corrupt {
+                    what: "api key hash index",
+                    message: "key id is not UTF-8".to_owned(),
+                }),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Every API key, in key-id order.
+    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.api_keys
+            .iter()
+            .values()
+            .map(|v| decode("api key", &v?))
+            .collect()
+    }
+
+    /// Atomically replaces the API key `key_id` with what `change` makes of
+    /// it (`None` if there is no such key), keeping the hash index in step,
+    /// and flushes. `change` may run more than once and may refuse with its
+    /// own error, which is returned inside `Ok`.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn update_api_key<E>(
+        &self,
+        key_id: &str,
+        change: impl Fn(Option<ApiKeyRecord>) -> Result<ApiKeyRecord, E>,
+    ) -> Result<Result<ApiKeyRecord, E>, StoreError> {
+        let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
+            let old: Option<ApiKeyRecord> = keys
+                .get(key_id.as_bytes())?
+                .map(|v| decode("api key", &v))
+                .transpose()
+                .map_err(abort_store)?;
+            let old_hashes: Vec<SecretHash> =
+                old.iter().flat_map(|r| r.hashes().copied()).collect();
+            let new = change(old)
+                .map_err(|e| ConflictableTransactionError::Abort(TxAbort::Caller(e)))?;
+            for h in &old_hashes {
+                if !new.hashes().any(|n| n == h) {
+                    hashes.remove(h.as_bytes().as_slice())?;
+                }
+            }
+            for h in new.hashes() {
+                hashes.insert(h.as_bytes().as_slice(), new.key_id.as_bytes())?;
+            }
+            keys.insert(new.key_id.as_bytes(), encode(&new).map_err(abort_store)?)?;
+            Ok(new)
+        });
+        let out = tx_result(r)?;
+        if out.is_ok() {
+            self.flush().await?;
+        }
+        Ok(out)
+    }
+
+    /// Stores a new session, durably.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn insert_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.sessions
+            .insert(record.session_id.as_bytes(), encode(record)?)?;
+        self.flush().await
+    }
+
+    /// The session with this id.
+    pub fn session(&self, session_id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.sessions
+            .get(session_id.as_bytes())?
+            .map(|v| decode("session", &v))
+            .transpose()
+    }
+
+    /// Marks a session revoked at `at` (keeping an earlier revocation time
+    /// if it was already revoked), durably. `None` if there is no such
+    /// session.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn revoke_session(
+        &self,
+        session_id: &str,
+        at: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let mut failure = None;
+        let updated = self.sessions.fetch_and_update(session_id.as_bytes(), |old| {
+            let bytes = old?;
+            match decode::<SessionRecord>("session", bytes) {
+                Ok(mut rec) => {
+                    rec.revoked_at.get_or_insert(at);
+                    match encode(&rec) {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            failure = Some(e);
+                            Some(bytes.to_vec())
+                        }
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    Some(bytes.to_vec())
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if updated.is_none() {
+            return Ok(None);
+        }
+        self.flush().await?;
+        self.session(session_id)
+    }
+
+    /// Ids and expiry of every revoked session, to build the in-memory
+    /// revocation index at start.
+    pub fn revoked_sessions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for v in self.sessions.iter().values() {
+            let rec: SessionRecord = decode("session", &v?)?;
+            if rec.revoked_at.is_some() {
+                out.push((rec.session_id, rec.expires_at));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every signing key.
+    pub fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        self.signing_keys
+            .iter()
+            .values()
+            .map(|v| decode("signing key", &v?))
+            .collect()
+    }
+
+    /// Writes signing keys (new or changed) in one batch, durably.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn put_signing_keys(&self, records: &[SigningKeyRecord]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.insert(r.kid.as_bytes(), encode(r)?);
+        }
+        self.signing_keys.apply_batch(batch)?;
+        self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str, secret: &[u8]) -> ApiKeyRecord {
+        ApiKeyRecord {
+            key_id: id.to_owned(),
+            name: "n".to_owned(),
+            scopes: vec!["admin".to_owned()],
+            prefix: "mcp_sk_abcd".to_owned(),
+            created_at: 1,
+            expires_at: 0,
+            revoked_at: None,
+            rotated_at: None,
+            secret_hash: SecretHash::of(secret),
+            previous: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn api_key_update_keeps_hash_index_in_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_api_key(&key("k1", b"one")).await.unwrap();
+        assert!(store.api_key_by_hash(&SecretHash::of(b"one")).unwrap().is_some());
+
+        // rotate: new secret, old one kept as previous
+        let rotated = store
+            .update_api_key("k1", |old| {
+                let mut r = old.ok_or(())?;
+                r.previous = Some(PreviousSecret {
+                    secret_hash: r.secret_hash,
+                    valid_until: 10,
+                });
+                r.secret_hash = SecretHash::of(b"two");
+                Ok::<_, ()>(r)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rotated.previous.is_some());
+        assert!(store.api_key_by_hash(&SecretHash::of(b"one")).unwrap().is_some());
+        assert!(store.api_key_by_hash(&SecretHash::of(b"two")).unwrap().is_some());
+
+        // rotate again: the oldest secret leaves the index
+        store
+            .update_api_key("k1", |old| {
+                let mut r = old.ok_or(())?;
+                r.previous = Some(PreviousSecret {
+                    secret_hash: r.secret_hash,
+                    valid_until: 20,
+                });
+                r.secret_hash = SecretHash::of(b"three");
+                Ok::<_, ()>(r)
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store.api_key_by_hash(&SecretHash::of(b"one")).unwrap().is_none());
+
+        // a refusing change writes nothing
+        let refused = store
+            .update_api_key("missing", |old| old.ok_or("nope"))
+            .await
+            .unwrap();
+        assert_eq!(refused.unwrap_err(), "nope");
+    }
+
+    #[tokio::test]
+    async fn revoking_a_session_is_idempotent_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = SessionRecord {
+            session_id: "s1".to_owned(),
+            subject: "u".to_owned(),
+            client_id: "k".to_owned(),
+            scopes: vec![],
+            audience: "a".to_owned(),
+            created_at: 1,
+            expires_at: 100,
+            revoked_at: None,
+        };
+        store.insert_session(&rec).await.unwrap();
+        assert!(store.revoked_sessions().unwrap().is_empty());
+        let first = store.revoke_session("s1", 5).await.unwrap().unwrap();
+        let again = store.revoke_session("s1", 9).await.unwrap().unwrap();
+        assert_eq!(first.revoked_at, Some(5));
+        assert_eq!(again.revoked_at, Some(5));
+        assert!(store.revoke_session("nope", 5).await.unwrap().is_none());
+        assert_eq!(store.revoked_sessions().unwrap(), vec![("s1".to_owned(), 100)]);
+    }
+}

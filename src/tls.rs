@@ -1,0 +1,192 @@
+//! TLS material for the server: PEM files given in the configuration, or a
+//! development CA and server certificate generated with rcgen into
+//! `<data-dir>/tls/` on first start and reused afterwards. Private key files
+//! are written with mode 0600.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+/// File name of the development CA certificate (what clients trust).
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// File name of the development CA private key.
+pub const CA_KEY_FILE: &str = "ca.key";
+/// File name of the server certificate.
+pub const SERVER_CERT_FILE: &str = "server.pem";
+/// File name of the server private key.
+pub const SERVER_KEY_FILE: &str = "server.key";
+
+/// Validity of the generated development certificates.
+const DEV_CERT_DAYS: i64 = 3650;
+
+/// TLS material could not be made or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// rcgen could not make a key or certificate.
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A certificate chain and its private key, both PEM.
+pub struct CertifiedKey {
+    /// Certificate chain, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM. Never logged.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for CertifiedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertifiedKey")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Reads a certificate chain and key from PEM files.
+///
+/// # Errors
+/// A file cannot be read.
+pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    Ok(CertifiedKey {
+        cert_pem: fs::read_to_string(cert).map_err(io(cert))?,
+        key_pem: fs::read_to_string(key).map_err(io(key))?,
+    })
+}
+
+/// The development server certificate in `dir`, generating a CA and a
+/// certificate for `localhost`, `127.0.0.1` and `::1` if there is none.
+///
+/// # Errors
+/// Files cannot be read or written, or generation failed.
+pub fn ensure_dev_certificates(dir: &Path) -> Result<CertifiedKey, TlsError> {
+    let cert_path = dir.join(SERVER_CERT_FILE);
+    let key_path = dir.join(SERVER_KEY_FILE);
+    if cert_path.exists() && key_path.exists() {
+        return load(&cert_path, &key_path);
+    }
+    create_private_dir(dir)?;
+    let now = OffsetDateTime::now_utc();
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::CommonName, "mcp-auth development CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.not_before = now - Duration::hours(1);
+    ca.not_after = now + Duration::days(DEV_CERT_DAYS);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let server_key = KeyPair::generate()?;
+    let mut server = CertificateParams::new(vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ])?;
+    server.distinguished_name = DistinguishedName::new();
+    server.distinguished_name.push(DnType::CommonName, "localhost");
+    server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.not_before = now - Duration::hours(1);
+    server.not_after = now + Duration::days(DEV_CERT_DAYS);
+    let server_cert = server.signed_by(&server_key, &issuer)?;
+
+    write_private(&dir.join(CA_KEY_FILE), issuer.key().serialize_pem().as_bytes())?;
+    write_public(&dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes())?;
+    write_private(&key_path, server_key.serialize_pem().as_bytes())?;
+    write_public(&cert_path, server_cert.pem().as_bytes())?;
+    tracing::info!(dir = %dir.display(), "generated development CA and server certificate");
+    load(&cert_path, &key_path)
+}
+
+/// Creates `dir` (and parents) if missing; a directory this creates is
+/// mode 0700.
+///
+/// # Errors
+/// The directory cannot be created.
+pub fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
+    if !dir.exists() {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable by the owner only (mode 0600), atomically: a
+/// temporary file is written, synced and renamed over `path`.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    write_with_mode(path, contents, 0o600)
+}
+
+fn write_public(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+    write_with_mode(path, contents, 0o644)
+}
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(contents).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_certificates_are_generated_once_with_private_keys_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        let first = ensure_dev_certificates(&tls).unwrap();
+        let again = ensure_dev_certificates(&tls).unwrap();
+        assert_eq!(first.cert_pem, again.cert_pem);
+        for f in [CA_KEY_FILE, SERVER_KEY_FILE] {
+            let mode = fs::metadata(tls.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+        let mode = fs::metadata(&tls).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(!format!("{first:?}").contains("PRIVATE KEY"));
+    }
+}

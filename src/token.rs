@@ -1,0 +1,476 @@
+//! Access tokens: signing keys, the key ring, issuing and verifying JWTs
+//! (RFC 9068 `at+jwt`), the JWK Set, and the in-memory revocation index.
+//!
+//! Tokens are signed with the ring's active key; any key still in the ring
+//! verifies. Claim checks (`exp`, `nbf`, `aud`, scopes) use the server's
+//! [`Clock`](crate::Clock), never the system time directly.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::secret::SecretHash;
+use crate::store::{SessionRecord, SigningKeyRecord, Store, StoreError};
+
+/// The JOSE `typ` of access tokens (RFC 9068 section 2.1).
+pub(crate) const TOKEN_TYPE: &str = "at+jwt";
+
+/// Longest token VerifyToken will look at; anything longer is MALFORMED.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Algorithm of a signing key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlg {
+    /// Ed25519 (JOSE `EdDSA`).
+    #[default]
+    EdDSA,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+}
+
+impl SigningAlg {
+    fn jwt(self) -> Algorithm {
+        match self {
+            SigningAlg::EdDSA => Algorithm::EdDSA,
+            SigningAlg::ES256 => Algorithm::ES256,
+        }
+    }
+
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+        }
+    }
+}
+
+/// Signing or key handling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// A key could not be generated or parsed.
+    #[error("signing key: {0}")]
+    Key(String),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(String),
+    /// The key ring has no active key.
+    #[error("no active signing key")]
+    NoActiveKey,
+    /// Storage failed while loading or saving keys.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a token is not active (mirrors `pb::TokenReason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenReason {
+    Expired,
+    Revoked,
+    BadSignature,
+    Malformed,
+    WrongAudience,
+    InsufficientScope,
+    NotYetValid,
+    UnknownKey,
+    WrongIssuer,
+}
+
+/// The claims of an access token (RFC 9068 section 2.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    /// The session id.
+    pub jti: String,
+    /// Key id of the credential that created the session.
+    pub client_id: String,
+    /// Space-separated scopes.
+    pub scope: String,
+}
+
+impl AccessClaims {
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+}
+
+/// A signing key ready to use.
+struct LoadedKey {
+    record: SigningKeyRecord,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    jwk: serde_json::Value,
+}
+
+impl LoadedKey {
+    fn from_record(record: SigningKeyRecord) -> Result<Self, TokenError> {
+        let (public, jwk_members) = public_jwk(record.alg, &record.private_pkcs8)?;
+        let (encoding, decoding) = match record.alg {
+            SigningAlg::EdDSA => (
+                EncodingKey::from_ed_der(&record.private_pkcs8),
+                DecodingKey::from_ed_der(&public),
+            ),
+            SigningAlg::ES256 => (
+                EncodingKey::from_ec_der(&record.private_pkcs8),
+                DecodingKey::from_ec_der(&public),
+            ),
+        };
+        let mut jwk = jwk_members;
+        if let Some(obj) = jwk.as_object_mut() {
+            obj.insert("kid".to_owned(), record.kid.clone().into());
+            obj.insert("alg".to_owned(), record.alg.as_str().into());
+            obj.insert("use".to_owned(), "sig".into());
+        }
+        Ok(LoadedKey {
+            record,
+            encoding,
+            decoding,
+            jwk,
+        })
+    }
+}
+
+/// The public key bytes and the required JWK members (RFC 7638 order) of a
+/// PKCS#8 private key.
+fn public_jwk(alg: SigningAlg, pkcs8: &[u8]) -> Result<(Vec<u8>, serde_json::Value), TokenError> {
+    match alg {
+        SigningAlg::EdDSA => {
+            let kp = Ed25519KeyPair::from_pkcs8(pkcs8)
+                .map_err(|e| TokenError::Key(format!("ed25519: {e}")))?;
+            let public = kp.public_key().as_ref().to_vec();
+            let jwk = serde_json::json!({
+                "crv": "Ed25519",
+                "kty": "OKP",
+                "x": URL_SAFE_NO_PAD.encode(&public),
+            });
+            Ok((public, jwk))
+        }
+        SigningAlg::ES256 => {
+            let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+                .map_err(|e| TokenError::Key(format!("p-256: {e}")))?;
+            let public = kp.public_key().as_ref().to_vec();
+            // Uncompressed point: 0x04 || x (32) || y (32).
+            if public.len() != 65 || public[0] != 4 {
+                return Err(TokenError::Key("p-256 public key is not uncompressed".to_owned()));
+            }
+            let jwk = serde_json::json!({
+                "crv": "P-256",
+                "kty": "EC",
+                "x": URL_SAFE_NO_PAD.encode(&public[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&public[33..]),
+            });
+            Ok((public, jwk))
+        }
+    }
+}
+
+/// The RFC 7638 JWK thumbprint: SHA-256 of the required members in
+/// lexicographic order, without whitespace, base64url-encoded.
+fn thumbprint(alg: SigningAlg, public: &[u8]) -> String {
+    let canonical = match alg {
+        SigningAlg::EdDSA => format!(
+            r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(public)
+        ),
+        SigningAlg::ES256 => format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+            URL_SAFE_NO_PAD.encode(public.get(1..33).unwrap_or_default()),
+            URL_SAFE_NO_PAD.encode(public.get(33..).unwrap_or_default())
+        ),
+    };
+    URL_SAFE_NO_PAD.encode(SecretHash::of(canonical.as_bytes()).as_bytes())
+}
+
+/// A new signing key; its `kid` is its RFC 7638 JWK thumbprint.
+///
+/// # Errors
+/// Key generation failed.
+pub(crate) fn generate_signing_key(alg: SigningAlg, now: i64) -> Result<SigningKeyRecord, TokenError> {
+    let rng = SystemRandom::new();
+    let pkcs8 = match alg {
+        SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|e| TokenError::Key(format!("ed25519: {e}")))?,
+        SigningAlg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|e| TokenError::Key(format!("p-256: {e}")))?,
+    };
+    let private_pkcs8 = pkcs8.as_ref().to_vec();
+    let (public, _) = public_jwk(alg, &private_pkcs8)?;
+    let kid = thumbprint(alg, &public);
+    Ok(SigningKeyRecord {
+        kid,
+        alg,
+        private_pkcs8,
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+/// The signing keys: one active, plus retired ones that still verify.
+pub(crate) struct KeyRing {
+    active: String,
+    keys: HashMap<String, LoadedKey>,
+}
+
+impl KeyRing {
+    /// Loads the ring from the store. Creates and stores a key of `alg` if
+    /// there is no active key, or if the active key's algorithm differs from
+    /// `alg` (the old key is retired but stays to verify its tokens).
+    ///
+    /// # Errors
+    /// Storage failed, or a stored key cannot be parsed.
+    pub async fn load_or_create(store: &Store, alg: SigningAlg, now: i64) -> Result<Self, TokenError> {
+        let mut records = store.signing_keys()?;
+        let active = records.iter().position(|r| r.retired_at.is_none());
+        let needs_new = match active {
+            Some(i) => records[i].alg != alg,
+            None => true,
+        };
+        if needs_new {
+            let mut changed = Vec::new();
+            if let Some(i) = active {
+                records[i].retired_at = Some(now);
+                changed.push(records[i].clone());
+            }
+            let new = generate_signing_key(alg, now)?;
+            tracing::info!(kid = %new.kid, alg = alg.as_str(), "created signing key");
+            changed.push(new.clone());
+            records.push(new);
+            store.put_signing_keys(&changed).await?;
+        }
+        let mut keys = HashMap::new();
+        let mut active_kid = None;
+        for r in records {
+            if r.retired_at.is_none() {
+                active_kid = Some(r.kid.clone());
+            }
+            keys.insert(r.kid.clone(), LoadedKey::from_record(r)?);
+        }
+        Ok(KeyRing {
+            active: active_kid.ok_or(TokenError::NoActiveKey)?,
+            keys,
+        })
+    }
+
+    fn active(&self) -> Result<&LoadedKey, TokenError> {
+        self.keys.get(&self.active).ok_or(TokenError::NoActiveKey)
+    }
+
+    /// The public keys as a JWK Set document, active key first.
+    pub fn jwks_json(&self) -> String {
+        let mut keys: Vec<&LoadedKey> = self.keys.values().collect();
+        keys.sort_by_key(|k| (k.record.retired_at.is_some(), -k.record.created_at));
+        let set = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
+        set.to_string()
+    }
+}
+
+/// Signs and verifies access tokens with a [`KeyRing`].
+pub(crate) struct TokenIssuer {
+    ring: KeyRing,
+    issuer: String,
+}
+
+impl TokenIssuer {
+    pub fn new(ring: KeyRing, issuer: String) -> Self {
+        TokenIssuer { ring, issuer }
+    }
+
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
+    /// Signs an access token for `session`, issued at `now`.
+    ///
+    /// # Errors
+    /// The active key is missing or signing failed.
+    pub fn issue(&self, session: &SessionRecord, now: i64) -> Result<String, TokenError> {
+        let key = self.ring.active()?;
+        let mut header = Header::new(key.record.alg.jwt());
+        header.typ = Some(TOKEN_TYPE.to_owned());
+        header.kid = Some(key.record.kid.clone());
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: session.subject.clone(),
+            aud: session.audience.clone(),
+            exp: session.expires_at,
+            iat: now,
+            nbf: now,
+            jti: session.session_id.clone(),
+            client_id: session.client_id.clone(),
+            scope: session.scopes.join(" "),
+        };
+        jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))
+    }
+
+    /// Checks a token's form, signature, issuer and time window at `now`.
+    /// Audience, scopes and revocation are the caller's to check on the
+    /// returned claims.
+    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenReason> {
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Err(TokenReason::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenReason::Malformed)?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !typ_ok {
+            return Err(TokenReason::Malformed);
+        }
+        let kid = header.kid.as_deref().ok_or(TokenReason::Malformed)?;
+        let key = self.ring.keys.get(kid).ok_or(TokenReason::UnknownKey)?;
+        let alg = key.record.alg.jwt();
+        if header.alg != alg {
+            return Err(TokenReason::BadSignature);
+        }
+        let mut validation = Validation::new(alg);
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    TokenReason::BadSignature
+                }
+                _ => TokenReason::Malformed,
+            })?;
+        let claims = data.claims;
+        if claims.iss != self.issuer {
+            return Err(TokenReason::WrongIssuer);
+        }
+        if claims.nbf > now {
+            return Err(TokenReason::NotYetValid);
+        }
+        if claims.exp <= now {
+            return Err(TokenReason::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+/// Revoked session ids, held in memory so VerifyToken never reads storage.
+/// Loaded from the store at start and updated on every revoke.
+#[derive(Default)]
+pub(crate) struct RevocationIndex {
+    revoked: RwLock<HashSet<String>>,
+}
+
+impl RevocationIndex {
+    /// The index of every revoked session in `store`.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let revoked = store.revoked_sessions()?.into_iter().map(|(id, _)| id).collect();
+        Ok(RevocationIndex {
+            revoked: RwLock::new(revoked),
+        })
+    }
+
+    pub fn insert(&self, session_id: &str) {
+        let mut set = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        set.insert(session_id.to_owned());
+    }
+
+    pub fn contains(&self, session_id: &str) -> bool {
+        let set = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        set.contains(session_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issuer_with(alg: SigningAlg) -> (TokenIssuer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let ring = rt.block_on(KeyRing::load_or_create(&store, alg, 1_000)).unwrap();
+        (TokenIssuer::new(ring, "iss".to_owned()), dir)
+    }
+
+    fn session() -> SessionRecord {
+        SessionRecord {
+            session_id: "ses_1".to_owned(),
+            subject: "user-1".to_owned(),
+            client_id: "key_1".to_owned(),
+            scopes: vec!["tools:read".to_owned(), "tools:call".to_owned()],
+            audience: "https://mcp.example".to_owned(),
+            created_at: 1_000,
+            expires_at: 1_900,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_for_both_algorithms() {
+        for alg in [SigningAlg::EdDSA, SigningAlg::ES256] {
+            let (issuer, _dir) = issuer_with(alg);
+            let token = issuer.issue(&session(), 1_000).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            let claims = issuer.verify(&token, 1_001).unwrap();
+            assert_eq!(claims.sub, "user-1");
+            assert_eq!(claims.jti, "ses_1");
+            assert_eq!(claims.scope, "tools:read tools:call");
+            assert_eq!(claims.exp, 1_900);
+        }
+    }
+
+    #[test]
+    fn time_window_is_enforced_with_the_given_clock() {
+        let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
+        let token = issuer.issue(&session(), 1_000).unwrap();
+        assert_eq!(issuer.verify(&token, 999), Err(TokenReason::NotYetValid));
+        assert_eq!(issuer.verify(&token, 1_900), Err(TokenReason::Expired));
+    }
+
+    #[test]
+    fn tampering_and_foreign_keys_are_caught() {
+        let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
+        let (other, _dir2) = issuer_with(SigningAlg::EdDSA);
+        let token = issuer.issue(&session(), 1_000).unwrap();
+
+        let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+        let mut claims = session();
+        claims.subject = "admin".to_owned();
+        let forged_payload = other.issue(&claims, 1_000).unwrap();
+        parts[1] = forged_payload.split('.').nth(1).unwrap().to_owned();
+        assert_eq!(issuer.verify(&parts.join("."), 1_001), Err(TokenReason::BadSignature));
+
+        let foreign = other.issue(&session(), 1_000).unwrap();
+        assert_eq!(issuer.verify(&foreign, 1_001), Err(TokenReason::UnknownKey));
+        assert_eq!(issuer.verify("", 1_001), Err(TokenReason::Malformed));
+        assert_eq!(issuer.verify("a.b.c", 1_001), Err(TokenReason::Malformed));
+        assert_eq!(issuer.verify(&"x".repeat(10_000), 1_001), Err(TokenReason::Malformed));
+    }
+
+    #[test]
+    fn jwks_lists_kid_alg_use_and_kid_is_a_thumbprint() {
+        let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
+        let jwks: serde_json::Value = serde_json::from_str(&issuer.ring().jwks_json()).unwrap();
+        let key = &jwks["keys"][0];
+        assert_eq!(key["kty"], "OKP");
+        assert_eq!(key["alg"], "EdDSA");
+        assert_eq!(key["use"], "sig");
+        let thumb_input = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{}}}"#, key["x"]);
+        let kid = URL_SAFE_NO_PAD.encode(SecretHash::of(thumb_input.as_bytes()).as_bytes());
+        assert_eq!(key["kid"], kid);
+    }
+}
