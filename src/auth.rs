@@ -24,8 +24,13 @@ pub(crate) const SESSIONS_REVOKE: &str = "sessions:revoke";
 pub(crate) const TOKENS_VERIFY: &str = "tokens:verify";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 5] =
-    [ADMIN, KEYS_ADMIN, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY];
+pub(crate) const RESERVED_SCOPES: [&str; 5] = [
+    ADMIN,
+    KEYS_ADMIN,
+    SESSIONS_CREATE,
+    SESSIONS_REVOKE,
+    TOKENS_VERIFY,
+];
 
 /// Most scopes in one request.
 pub(crate) const MAX_SCOPES: usize = 64;
@@ -70,8 +75,17 @@ impl Principal {
     ///
     /// # Errors
     /// PERMISSION_DENIED naming the first missing scope.
-    pub fn require_all<'a>(&self, scopes: impl IntoIterator<Item = &'a String>) -> Result<(), Error> {
-        scopes.into_iter().try_for_each(|s| self.require(s))
+    pub fn require_all<'a>(
+        &self,
+        scopes: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), Error> {
+        match scopes.into_iter().find(|s| !self.has(s)) {
+            None => Ok(()),
+            Some(scope) => Err(Error::PermissionDenied {
+                scope: scope.clone(),
+                message: format!("cannot grant scope {scope}: the credential does not hold it"),
+            }),
+        }
     }
 }
 
@@ -99,7 +113,10 @@ pub(crate) fn parse_scopes(
         return Err(Error::invalid(field, "at least one scope is required"));
     }
     if scopes.len() > MAX_SCOPES {
-        return Err(Error::invalid(field, format!("at most {MAX_SCOPES} scopes are allowed")));
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_SCOPES} scopes are allowed"),
+        ));
     }
     let mut out: Vec<String> = Vec::with_capacity(scopes.len());
     for s in scopes {
@@ -191,7 +208,7 @@ impl Authenticator {
             (false, Some(valid_until)) if now < valid_until => {}
             (false, Some(_)) => {
                 return Err(Error::unauthenticated(
-                    Reason::ApiKeyRevoked,
+                    Reason::ApiKeyInvalid,
                     format!(
                         "this secret of API key {} was rotated out and its grace period has ended",
                         record.key_id
@@ -262,13 +279,19 @@ mod tests {
     #[test]
     fn parse_scopes_dedups_and_limits() {
         let v = |xs: &[&str]| xs.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(parse_scopes("scopes", &v(&["a", "b", "a"]), false).unwrap(), v(&["a", "b"]));
+        assert_eq!(
+            parse_scopes("scopes", &v(&["a", "b", "a"]), false).unwrap(),
+            v(&["a", "b"])
+        );
         assert!(parse_scopes("scopes", &[], false).is_err());
         assert!(parse_scopes("scopes", &[], true).unwrap().is_empty());
         let many: Vec<String> = (0..65).map(|i| format!("s{i}")).collect();
         assert!(matches!(
             parse_scopes("scopes", &many, false),
-            Err(Error::InvalidArgument { field: "scopes", .. })
+            Err(Error::InvalidArgument {
+                field: "scopes",
+                ..
+            })
         ));
     }
 

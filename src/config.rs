@@ -291,7 +291,10 @@ mod tests {
         };
         assert!(matches!(
             Config::from_settings(bad_ttl),
-            Err(ConfigError::Invalid { field: "default_token_ttl_seconds", .. })
+            Err(ConfigError::Invalid {
+                field: "default_token_ttl_seconds",
+                ..
+            })
         ));
         let half_tls = Settings {
             tls_cert: Some("a.pem".into()),

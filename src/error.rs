@@ -251,6 +251,9 @@ impl From<Error> for Status {
                 "internal error; the server log has the cause".to_owned()
             }
         };
+        if reason != Reason::Internal {
+            tracing::info!(code = ?reason.code(), reason = reason.as_str(), "request refused");
+        }
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
         Status::with_error_details(reason.code(), message, details)
     }

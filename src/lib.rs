@@ -54,3 +54,4 @@ pub use config::Config;
 pub use error::Error;
 pub use secret::Secret;
 pub use server::Server;
+pub use token::SigningAlg;

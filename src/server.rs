@@ -140,11 +140,14 @@ impl Server {
         health
             .set_serving::<pb::api_key_service_server::ApiKeyServiceServer<ApiKeyService>>()
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| Error::io("building reflection service", std::io::Error::other(e)))?;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_err = |e| Error::io("building reflection service", std::io::Error::other(e));
+        let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
         let mut builder = tonic::transport::Server::builder().trace_fn(|req| {
             tracing::info_span!(
@@ -158,7 +161,8 @@ impl Server {
         }
         let router = builder
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(pb::token_service_server::TokenServiceServer::new(
                 TokenService::new(state.clone()),
             ))

@@ -176,7 +176,14 @@ impl Store {
     /// # Errors
     /// The disk write failed.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        // sled's own `flush_async` runs on sled's small internal thread
+        // pool and was seen to stall under many concurrent databases; a
+        // blocking flush on tokio's blocking pool does not. Concurrent
+        // flushes coalesce inside sled: each writes whatever is dirty.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
         Ok(())
     }
 
@@ -193,7 +200,10 @@ impl Store {
         let value = encode(record)?;
         let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
             keys.insert(record.key_id.as_bytes(), value.as_slice())?;
-            hashes.insert(record.secret_hash.as_bytes().as_slice(), record.key_id.as_bytes())?;
+            hashes.insert(
+                record.secret_hash.as_bytes().as_slice(),
+                record.key_id.as_bytes(),
+            )?;
             Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
         });
         let _ = tx_result(r)?;
@@ -252,8 +262,8 @@ impl Store {
                 .map_err(abort_store)?;
             let old_hashes: Vec<SecretHash> =
                 old.iter().flat_map(|r| r.hashes().copied()).collect();
-            let new = change(old)
-                .map_err(|e| ConflictableTransactionError::Abort(TxAbort::Caller(e)))?;
+            let new =
+                change(old).map_err(|e| ConflictableTransactionError::Abort(TxAbort::Caller(e)))?;
             for h in &old_hashes {
                 if !new.hashes().any(|n| n == h) {
                     hashes.remove(h.as_bytes().as_slice())?;
@@ -302,25 +312,27 @@ impl Store {
         at: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let mut failure = None;
-        let updated = self.sessions.fetch_and_update(session_id.as_bytes(), |old| {
-            let bytes = old?;
-            match decode::<SessionRecord>("session", bytes) {
-                Ok(mut rec) => {
-                    rec.revoked_at.get_or_insert(at);
-                    match encode(&rec) {
-                        Ok(v) => Some(v),
-                        Err(e) => {
-                            failure = Some(e);
-                            Some(bytes.to_vec())
+        let updated = self
+            .sessions
+            .fetch_and_update(session_id.as_bytes(), |old| {
+                let bytes = old?;
+                match decode::<SessionRecord>("session", bytes) {
+                    Ok(mut rec) => {
+                        rec.revoked_at.get_or_insert(at);
+                        match encode(&rec) {
+                            Ok(v) => Some(v),
+                            Err(e) => {
+                                failure = Some(e);
+                                Some(bytes.to_vec())
+                            }
                         }
                     }
+                    Err(e) => {
+                        failure = Some(e);
+                        Some(bytes.to_vec())
+                    }
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    Some(bytes.to_vec())
-                }
-            }
-        })?;
+            })?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -391,7 +403,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.insert_api_key(&key("k1", b"one")).await.unwrap();
-        assert!(store.api_key_by_hash(&SecretHash::of(b"one")).unwrap().is_some());
+        assert!(
+            store
+                .api_key_by_hash(&SecretHash::of(b"one"))
+                .unwrap()
+                .is_some()
+        );
 
         // rotate: new secret, old one kept as previous
         let rotated = store
@@ -408,8 +425,18 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(rotated.previous.is_some());
-        assert!(store.api_key_by_hash(&SecretHash::of(b"one")).unwrap().is_some());
-        assert!(store.api_key_by_hash(&SecretHash::of(b"two")).unwrap().is_some());
+        assert!(
+            store
+                .api_key_by_hash(&SecretHash::of(b"one"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .api_key_by_hash(&SecretHash::of(b"two"))
+                .unwrap()
+                .is_some()
+        );
 
         // rotate again: the oldest secret leaves the index
         store
@@ -425,7 +452,12 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert!(store.api_key_by_hash(&SecretHash::of(b"one")).unwrap().is_none());
+        assert!(
+            store
+                .api_key_by_hash(&SecretHash::of(b"one"))
+                .unwrap()
+                .is_none()
+        );
 
         // a refusing change writes nothing
         let refused = store
@@ -456,6 +488,9 @@ mod tests {
         assert_eq!(first.revoked_at, Some(5));
         assert_eq!(again.revoked_at, Some(5));
         assert!(store.revoke_session("nope", 5).await.unwrap().is_none());
-        assert_eq!(store.revoked_sessions().unwrap(), vec![("s1".to_owned(), 100)]);
+        assert_eq!(
+            store.revoked_sessions().unwrap(),
+            vec![("s1".to_owned(), 100)]
+        );
     }
 }

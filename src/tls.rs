@@ -9,8 +9,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -114,14 +114,19 @@ pub fn ensure_dev_certificates(dir: &Path) -> Result<CertifiedKey, TlsError> {
         "::1".to_owned(),
     ])?;
     server.distinguished_name = DistinguishedName::new();
-    server.distinguished_name.push(DnType::CommonName, "localhost");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.not_before = now - Duration::hours(1);
     server.not_after = now + Duration::days(DEV_CERT_DAYS);
     let server_cert = server.signed_by(&server_key, &issuer)?;
 
-    write_private(&dir.join(CA_KEY_FILE), issuer.key().serialize_pem().as_bytes())?;
+    write_private(
+        &dir.join(CA_KEY_FILE),
+        issuer.key().serialize_pem().as_bytes(),
+    )?;
     write_public(&dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes())?;
     write_private(&key_path, server_key.serialize_pem().as_bytes())?;
     write_public(&cert_path, server_cert.pem().as_bytes())?;

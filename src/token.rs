@@ -165,7 +165,9 @@ fn public_jwk(alg: SigningAlg, pkcs8: &[u8]) -> Result<(Vec<u8>, serde_json::Val
             let public = kp.public_key().as_ref().to_vec();
             // Uncompressed point: 0x04 || x (32) || y (32).
             if public.len() != 65 || public[0] != 4 {
-                return Err(TokenError::Key("p-256 public key is not uncompressed".to_owned()));
+                return Err(TokenError::Key(
+                    "p-256 public key is not uncompressed".to_owned(),
+                ));
             }
             let jwk = serde_json::json!({
                 "crv": "P-256",
@@ -199,7 +201,10 @@ fn thumbprint(alg: SigningAlg, public: &[u8]) -> String {
 ///
 /// # Errors
 /// Key generation failed.
-pub(crate) fn generate_signing_key(alg: SigningAlg, now: i64) -> Result<SigningKeyRecord, TokenError> {
+pub(crate) fn generate_signing_key(
+    alg: SigningAlg,
+    now: i64,
+) -> Result<SigningKeyRecord, TokenError> {
     let rng = SystemRandom::new();
     let pkcs8 = match alg {
         SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
@@ -232,7 +237,11 @@ impl KeyRing {
     ///
     /// # Errors
     /// Storage failed, or a stored key cannot be parsed.
-    pub async fn load_or_create(store: &Store, alg: SigningAlg, now: i64) -> Result<Self, TokenError> {
+    pub async fn load_or_create(
+        store: &Store,
+        alg: SigningAlg,
+        now: i64,
+    ) -> Result<Self, TokenError> {
         let mut records = store.signing_keys()?;
         let active = records.iter().position(|r| r.retired_at.is_none());
         let needs_new = match active {
@@ -376,7 +385,11 @@ impl RevocationIndex {
     /// # Errors
     /// Storage failed.
     pub fn load(store: &Store) -> Result<Self, StoreError> {
-        let revoked = store.revoked_sessions()?.into_iter().map(|(id, _)| id).collect();
+        let revoked = store
+            .revoked_sessions()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         Ok(RevocationIndex {
             revoked: RwLock::new(revoked),
         })
@@ -401,7 +414,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let ring = rt.block_on(KeyRing::load_or_create(&store, alg, 1_000)).unwrap();
+        let ring = rt
+            .block_on(KeyRing::load_or_create(&store, alg, 1_000))
+            .unwrap();
         (TokenIssuer::new(ring, "iss".to_owned()), dir)
     }
 
@@ -452,13 +467,19 @@ mod tests {
         claims.subject = "admin".to_owned();
         let forged_payload = other.issue(&claims, 1_000).unwrap();
         parts[1] = forged_payload.split('.').nth(1).unwrap().to_owned();
-        assert_eq!(issuer.verify(&parts.join("."), 1_001), Err(TokenReason::BadSignature));
+        assert_eq!(
+            issuer.verify(&parts.join("."), 1_001),
+            Err(TokenReason::BadSignature)
+        );
 
         let foreign = other.issue(&session(), 1_000).unwrap();
         assert_eq!(issuer.verify(&foreign, 1_001), Err(TokenReason::UnknownKey));
         assert_eq!(issuer.verify("", 1_001), Err(TokenReason::Malformed));
         assert_eq!(issuer.verify("a.b.c", 1_001), Err(TokenReason::Malformed));
-        assert_eq!(issuer.verify(&"x".repeat(10_000), 1_001), Err(TokenReason::Malformed));
+        assert_eq!(
+            issuer.verify(&"x".repeat(10_000), 1_001),
+            Err(TokenReason::Malformed)
+        );
     }
 
     #[test]

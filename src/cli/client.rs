@@ -28,7 +28,7 @@ pub enum CliError {
     #[error("{}", describe(.0))]
     Rpc(Box<Status>),
     /// The server could not be reached.
-    #[error("cannot connect to {server}: {source}")]
+    #[error("cannot connect to {server}: {}", chain(.source))]
     Connect {
         /// The server URL.
         server: String,
@@ -55,6 +55,18 @@ impl From<Status> for CliError {
     fn from(s: Status) -> Self {
         CliError::Rpc(Box::new(s))
     }
+}
+
+/// An error and its causes, `outer: inner: innermost`.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 fn describe(status: &Status) -> String {
@@ -93,8 +105,11 @@ fn authed<T>(message: T) -> Result<Request<T>, CliError> {
             "set {API_KEY_ENV} to an API key, e.g. export {API_KEY_ENV}=$(cat data/primary.key)"
         ))
     })?;
-    let value = MetadataValue::try_from(format!("Bearer {}", key.trim()))
-        .map_err(|_| CliError::Usage(format!("{API_KEY_ENV} holds characters not allowed in a header")))?;
+    let value = MetadataValue::try_from(format!("Bearer {}", key.trim())).map_err(|_| {
+        CliError::Usage(format!(
+            "{API_KEY_ENV} holds characters not allowed in a header"
+        ))
+    })?;
     let mut req = Request::new(message);
     req.metadata_mut().insert("authorization", value);
     Ok(req)
@@ -153,7 +168,9 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                 Some(secs) => {
                     let secs = i64::try_from(secs)
                         .map_err(|_| CliError::Usage("--expires-in is too large".to_owned()))?;
-                    OffsetDateTime::now_utc().unix_timestamp().saturating_add(secs)
+                    OffsetDateTime::now_utc()
+                        .unix_timestamp()
+                        .saturating_add(secs)
                 }
             };
             let req = authed(pb::CreateApiKeyRequest {
@@ -220,7 +237,13 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                 .await?
                 .into_inner();
             if !opts.json {
-                println!("rotated; the previous secret works for {grace_seconds} more seconds\n");
+                if grace_seconds == 0 {
+                    println!("rotated; the previous secret no longer works\n");
+                } else {
+                    println!(
+                        "rotated; the previous secret works for {grace_seconds} more seconds\n"
+                    );
+                }
             }
             print_created(&resp, opts.json)?;
         }
@@ -310,7 +333,13 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<u8, CliError> {
     if opts.json {
         let mut value = serde_json::to_value(&resp)
             .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
-        value["reason"] = reason.into();
+        if resp.active {
+            if let Some(obj) = value.as_object_mut() {
+                obj.remove("reason");
+            }
+        } else {
+            value["reason"] = reason.into();
+        }
         print_json(&value)?;
     } else if let (true, Some(c)) = (resp.active, &resp.claims) {
         println!("active:     true");

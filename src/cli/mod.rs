@@ -46,7 +46,11 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ClientOpts {
     /// Server URL: https://... for TLS, http://... for a --plaintext server.
-    #[arg(long, env = "MCP_AUTH_SERVER", default_value = "https://localhost:50051")]
+    #[arg(
+        long,
+        env = "MCP_AUTH_SERVER",
+        default_value = "https://localhost:50051"
+    )]
     pub server: String,
     /// CA certificate (PEM) that signed the server's certificate.
     #[arg(long, env = "MCP_AUTH_CA", default_value = "./data/tls/ca.pem")]
@@ -115,7 +119,7 @@ pub enum SessionCommand {
         /// The MCP server the token is for (becomes `aud`).
         #[arg(long)]
         audience: String,
-        /// Token lifetime in seconds (default: the server's, 15 minutes).
+        /// Token lifetime in seconds; 0 asks for the server's default.
         #[arg(long, default_value_t = 0)]
         ttl_seconds: u32,
         /// How to reach the server.

@@ -84,30 +84,40 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
     };
     let config = Config::from_settings(file.over(args.settings()))?;
     if config.tls == TlsMode::Plaintext {
-        tracing::warn!("PLAINTEXT MODE: no TLS, API keys and tokens cross the network in clear; for local benchmarking only");
-        eprintln!("WARNING: serving plaintext h2c without TLS. Never do this outside local benchmarking.");
+        tracing::warn!(
+            "PLAINTEXT MODE: no TLS, API keys and tokens cross the network in clear; for local benchmarking only"
+        );
+        eprintln!(
+            "WARNING: serving plaintext h2c without TLS. Never do this outside local benchmarking."
+        );
     }
+    // Bind first: a port in use fails before anything is created.
     let listen = config.listen;
-    let data_dir = config.data_dir.clone();
-    let server = Server::open(config, Clock::system()).await?;
-    if let Some(secret) = server.new_primary_key() {
-        println!("Created the primary API key (scope admin). Its secret is shown only this once");
-        println!("and saved to {} (mode 0600):", server.primary_key_path().display());
-        println!();
-        println!("    {}", secret.expose());
-        println!();
-    }
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| Error::io(format!("binding {listen}"), e))?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
+    let data_dir = config.data_dir.clone();
+    let generated_tls = config.tls == TlsMode::Generated;
+    let server = Server::open(config, Clock::system()).await?;
+    if let Some(secret) = server.new_primary_key() {
+        println!("Created the primary API key (scope admin). Its secret is shown only this once");
+        println!(
+            "and saved to {} (mode 0600):",
+            server.primary_key_path().display()
+        );
+        println!();
+        println!("    {}", secret.expose());
+        println!();
+    }
     let scheme = if server.is_tls() { "https" } else { "http" };
     tracing::info!(addr = %local, data_dir = %data_dir.display(), "serving");
     println!("mcp-auth listening on {scheme}://{local}");
-    if server.is_tls() && data_dir.join("tls").join(crate::tls::CA_CERT_FILE).exists() {
-        println!("clients trust {}", data_dir.join("tls").join(crate::tls::CA_CERT_FILE).display());
+    if generated_tls {
+        let ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);
+        println!("clients trust the development CA {}", ca.display());
     }
     server.serve(listener, shutdown_signal()).await
 }

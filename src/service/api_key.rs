@@ -1,6 +1,8 @@
 //! `ApiKeyService`: CreateApiKey, ListApiKeys, RevokeApiKey, RotateApiKey.
-//! Every call needs `keys:admin`; granting `admin`, or revoking or rotating
-//! a key that holds it, needs `admin`.
+//! Every call needs `keys:admin`. A caller may grant only scopes it holds
+//! itself, and may revoke or rotate only keys whose scopes it holds, so a
+//! delegated `keys:admin` key can never mint or disarm a stronger key
+//! (`admin` holds every scope).
 
 use std::sync::Arc;
 
@@ -64,12 +66,9 @@ fn key_not_found(key_id: &str) -> Error {
     }
 }
 
-/// Revoking or rotating a key that holds `admin` needs `admin`.
+/// Revoking or rotating a key needs every scope it holds.
 fn may_manage(caller: &Principal, target: &ApiKeyRecord) -> Result<(), Error> {
-    if target.scopes.iter().any(|s| s == ADMIN) {
-        caller.require(ADMIN)?;
-    }
-    Ok(())
+    caller.require_all(&target.scopes)
 }
 
 pub(crate) fn key_to_pb(r: ApiKeyRecord) -> pb::ApiKey {
@@ -96,16 +95,20 @@ impl ApiKeyService {
         Ok(caller)
     }
 
-    async fn create(&self, req: Request<pb::CreateApiKeyRequest>) -> Result<pb::CreateApiKeyResponse, Error> {
+    async fn create(
+        &self,
+        req: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<pb::CreateApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
         let r = req.into_inner();
         check_text("name", &r.name, MAX_KEY_NAME_LEN)?;
         let scopes = parse_scopes("scopes", &r.scopes, false)?;
-        if scopes.iter().any(|s| s == ADMIN) {
-            caller.require(ADMIN)?;
-        }
+        caller.require_all(&scopes)?;
         if r.expires_at < 0 || (r.expires_at != 0 && r.expires_at <= self.state.clock.now()) {
-            return Err(Error::invalid("expires_at", "must be 0 (never) or in the future"));
+            return Err(Error::invalid(
+                "expires_at",
+                "must be 0 (never) or in the future",
+            ));
         }
         let (record, secret) = insert_key(&self.state, r.name, scopes, r.expires_at).await?;
         Ok(pb::CreateApiKeyResponse {
@@ -116,11 +119,20 @@ impl ApiKeyService {
 
     fn list(&self, req: Request<pb::ListApiKeysRequest>) -> Result<pb::ListApiKeysResponse, Error> {
         self.admin(&req)?;
-        let api_keys = self.state.store.list_api_keys()?.into_iter().map(key_to_pb).collect();
+        let api_keys = self
+            .state
+            .store
+            .list_api_keys()?
+            .into_iter()
+            .map(key_to_pb)
+            .collect();
         Ok(pb::ListApiKeysResponse { api_keys })
     }
 
-    async fn revoke(&self, req: Request<pb::RevokeApiKeyRequest>) -> Result<pb::RevokeApiKeyResponse, Error> {
+    async fn revoke(
+        &self,
+        req: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<pb::RevokeApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
         let key_id = req.into_inner().key_id;
         check_id("key_id", &key_id)?;
@@ -141,7 +153,10 @@ impl ApiKeyService {
         })
     }
 
-    async fn rotate(&self, req: Request<pb::RotateApiKeyRequest>) -> Result<pb::CreateApiKeyResponse, Error> {
+    async fn rotate(
+        &self,
+        req: Request<pb::RotateApiKeyRequest>,
+    ) -> Result<pb::CreateApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
         let r = req.into_inner();
         check_id("key_id", &r.key_id)?;

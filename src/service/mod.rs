@@ -56,7 +56,10 @@ pub(crate) fn check_text(field: &'static str, value: &str, max: usize) -> Result
         return Err(Error::invalid(field, "must not be empty"));
     }
     if value.len() > max {
-        return Err(Error::invalid(field, format!("must be at most {max} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max} bytes"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));

@@ -25,7 +25,10 @@ impl TokenService {
         TokenService { state }
     }
 
-    async fn create_session(&self, req: Request<pb::CreateSessionRequest>) -> Result<pb::Session, Error> {
+    async fn create_session(
+        &self,
+        req: Request<pb::CreateSessionRequest>,
+    ) -> Result<pb::Session, Error> {
         let s = &self.state;
         let caller = s.auth.authenticate(req.metadata())?;
         caller.require(SESSIONS_CREATE)?;
@@ -33,7 +36,10 @@ impl TokenService {
         check_text("subject", &r.subject, MAX_NAME_LEN)?;
         check_text("audience", &r.audience, MAX_NAME_LEN)?;
         let scopes = parse_scopes("scopes", &r.scopes, false)?;
-        if let Some(reserved) = scopes.iter().find(|sc| RESERVED_SCOPES.contains(&sc.as_str())) {
+        if let Some(reserved) = scopes
+            .iter()
+            .find(|sc| RESERVED_SCOPES.contains(&sc.as_str()))
+        {
             return Err(Error::invalid(
                 "scopes",
                 format!("{reserved} is a service scope and cannot be put in a token"),
@@ -78,29 +84,35 @@ impl TokenService {
         })
     }
 
-    fn verify_token(&self, req: Request<pb::VerifyTokenRequest>) -> Result<pb::VerifyTokenResponse, Error> {
+    fn verify_token(
+        &self,
+        req: Request<pb::VerifyTokenRequest>,
+    ) -> Result<pb::VerifyTokenResponse, Error> {
         let s = &self.state;
         let caller = s.auth.authenticate(req.metadata())?;
         caller.require(TOKENS_VERIFY)?;
         let r = req.into_inner();
         if r.audience.len() > MAX_NAME_LEN {
-            return Err(Error::invalid("audience", format!("must be at most {MAX_NAME_LEN} bytes")));
+            return Err(Error::invalid(
+                "audience",
+                format!("must be at most {MAX_NAME_LEN} bytes"),
+            ));
         }
         let required = parse_scopes("required_scopes", &r.required_scopes, true)?;
-        let verdict = s
-            .tokens
-            .verify(&r.token, s.clock.now())
-            .and_then(|claims| {
-                if s.revocations.contains(&claims.jti) {
-                    Err(TokenReason::Revoked)
-                } else if !r.audience.is_empty() && claims.aud != r.audience {
-                    Err(TokenReason::WrongAudience)
-                } else if !required.iter().all(|want| claims.scopes().any(|have| have == want)) {
-                    Err(TokenReason::InsufficientScope)
-                } else {
-                    Ok(claims)
-                }
-            });
+        let verdict = s.tokens.verify(&r.token, s.clock.now()).and_then(|claims| {
+            if s.revocations.contains(&claims.jti) {
+                Err(TokenReason::Revoked)
+            } else if !r.audience.is_empty() && claims.aud != r.audience {
+                Err(TokenReason::WrongAudience)
+            } else if !required
+                .iter()
+                .all(|want| claims.scopes().any(|have| have == want))
+            {
+                Err(TokenReason::InsufficientScope)
+            } else {
+                Ok(claims)
+            }
+        });
         Ok(match verdict {
             Ok(claims) => pb::VerifyTokenResponse {
                 active: true,

@@ -1,0 +1,251 @@
+//! The shared harness: start, restart and stop a real server, and build
+//! clients and authenticated requests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
+use mcp_auth::pb::token_service_client::TokenServiceClient;
+use mcp_auth::{Clock, Config, Server, pb};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::{Request, Status};
+use tonic_types::StatusExt;
+
+/// A running server with its data directory and clock.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub clock: Clock,
+    pub config: Config,
+    /// The primary (admin) key's secret.
+    pub primary: String,
+    /// Whether opening the data directory created the primary key.
+    pub created_primary: bool,
+    pub addr: std::net::SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), mcp_auth::Error>>>,
+}
+
+impl TestServer {
+    /// A fresh server with default settings and a manual clock set to now.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A fresh server whose config `tweak` adjusts.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Self::start_in(dir, tweak).await;
+        assert!(
+            s.created_primary,
+            "a fresh data dir creates the primary key"
+        );
+        s
+    }
+
+    /// A server on an existing data directory (for instance one that a
+    /// killed process left behind).
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::for_test(dir.path()).unwrap();
+        tweak(&mut config);
+        let clock = Clock::manual(Clock::system().now());
+        let (server, created) = open(&config, &clock).await;
+        let created_primary = created.is_some();
+        let primary = created.unwrap_or_else(|| {
+            std::fs::read_to_string(dir.path().join("primary.key"))
+                .unwrap()
+                .trim()
+                .to_owned()
+        });
+        let mut s = TestServer {
+            dir,
+            clock,
+            config,
+            primary,
+            created_primary,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            shutdown: None,
+            task: None,
+        };
+        s.spawn(server).await;
+        s
+    }
+
+    async fn spawn(&mut self, server: Server) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        self.shutdown = Some(tx);
+        self.task = Some(tokio::spawn(server.serve(listener, async {
+            let _ = rx.await;
+        })));
+    }
+
+    /// Sends shutdown and waits for the server to stop; it must stop cleanly.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops the server and opens the same data directory again (same
+    /// clock, new port). Returns what `Server::open` said about the primary
+    /// key, which must be nothing on a restart.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let (server, primary) = open(&self.config, &self.clock).await;
+        assert!(
+            primary.is_none(),
+            "a restart must not create another primary key"
+        );
+        self.spawn(server).await;
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("tls").join("ca.pem")
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// A TLS channel that trusts the server's development CA.
+    pub async fn channel(&self) -> Channel {
+        connect(&self.url(), &self.ca_path()).await
+    }
+
+    pub async fn tokens(&self) -> TokenServiceClient<Channel> {
+        TokenServiceClient::new(self.channel().await)
+    }
+
+    pub async fn keys(&self) -> ApiKeyServiceClient<Channel> {
+        ApiKeyServiceClient::new(self.channel().await)
+    }
+
+    /// Creates an API key with `scopes` using the primary key; returns
+    /// (key id, secret).
+    pub async fn key_with(&self, scopes: &[&str]) -> (String, String) {
+        let resp = self
+            .keys()
+            .await
+            .create_api_key(authed(
+                pb::CreateApiKeyRequest {
+                    name: format!("test {}", scopes.join(" ")),
+                    scopes: strings(scopes),
+                    expires_at: 0,
+                },
+                &self.primary,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (resp.api_key.unwrap().key_id, resp.secret)
+    }
+
+    /// Creates a session as `key` for subject `alice`, audience `aud`.
+    pub async fn session(&self, key: &str, scopes: &[&str], aud: &str) -> pb::Session {
+        self.tokens()
+            .await
+            .create_session(authed(
+                pb::CreateSessionRequest {
+                    subject: "alice".to_owned(),
+                    scopes: strings(scopes),
+                    audience: aud.to_owned(),
+                    ttl_seconds: 0,
+                },
+                key,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Verifies `token` with a `tokens:verify` key.
+    pub async fn verify(&self, verifier: &str, token: &str) -> pb::VerifyTokenResponse {
+        self.tokens()
+            .await
+            .verify_token(authed(
+                pb::VerifyTokenRequest {
+                    token: token.to_owned(),
+                    audience: String::new(),
+                    required_scopes: vec![],
+                },
+                verifier,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn open(config: &Config, clock: &Clock) -> (Server, Option<String>) {
+    let server = Server::open(config.clone(), clock.clone()).await.unwrap();
+    let primary = server.new_primary_key().map(|s| s.expose().to_owned());
+    (server, primary)
+}
+
+/// A TLS channel to `url` trusting the CA in `ca`.
+pub async fn connect(url: &str, ca: &Path) -> Channel {
+    let ca = std::fs::read(ca).unwrap();
+    Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A request with `authorization: Bearer <key>`.
+pub fn authed<T>(message: T, key: &str) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    req
+}
+
+pub fn strings(xs: &[&str]) -> Vec<String> {
+    xs.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Asserts `status` has `code` and an ErrorInfo with `reason` in domain
+/// `mcp-auth`; returns the ErrorInfo metadata.
+#[track_caller]
+pub fn assert_status(
+    status: &Status,
+    code: tonic::Code,
+    reason: &str,
+) -> std::collections::HashMap<String, String> {
+    assert_eq!(status.code(), code, "{status:?}");
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "mcp-auth");
+    assert_eq!(info.reason, reason, "{status:?}");
+    info.metadata
+}
+
+/// The token reason of an inactive verification.
+pub fn inactive_reason(resp: &pb::VerifyTokenResponse) -> pb::TokenReason {
+    assert!(!resp.active, "expected inactive, got {resp:?}");
+    assert!(resp.claims.is_none());
+    resp.reason()
+}

@@ -1,0 +1,14 @@
+//! Integration tests: the real server on `127.0.0.1:0` with a temporary
+//! data directory, reached over real TLS by a tonic client. One test binary
+//! with submodules, to keep linking cheap.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod api_keys;
+mod durability;
+mod errors;
+mod sessions;
+mod verify;
+mod walkthrough;

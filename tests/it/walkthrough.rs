@@ -1,0 +1,223 @@
+//! The README walk-through, end to end, with the `mcp-auth` CLI against a
+//! real server.
+
+use serde_json::Value;
+
+use crate::common::TestServer;
+
+struct Cli<'a> {
+    server: &'a TestServer,
+}
+
+impl Cli<'_> {
+    /// Runs `mcp-auth ARGS` with `key` in MCP_AUTH_API_KEY and, if given,
+    /// `stdin` on standard input; returns (exit code, stdout, stderr).
+    async fn run(
+        &self,
+        key: Option<&str>,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> (i32, String, String) {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"));
+        cmd.args(args)
+            .env_clear()
+            .env("MCP_AUTH_SERVER", self.server.url())
+            .env("MCP_AUTH_CA", self.server.ca_path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        if let Some(key) = key {
+            cmd.env("MCP_AUTH_API_KEY", key);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(text) = stdin {
+            input.write_all(text.as_bytes()).await.unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().await.unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    async fn json(&self, key: Option<&str>, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let (code, out, err) = self.run(key, &all, None).await;
+        assert_eq!(code, 0, "mcp-auth {args:?} failed: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_walkthrough_with_the_cli() {
+    let server = TestServer::start().await;
+    let cli = Cli { server: &server };
+    let admin = Some(server.primary.as_str());
+
+    // An admin creates a key for the backend and one for the MCP server.
+    let backend = cli
+        .json(
+            admin,
+            &[
+                "key",
+                "create",
+                "--name",
+                "billing-backend",
+                "--scopes",
+                "sessions:create,tools:read",
+            ],
+        )
+        .await;
+    let backend_key = backend["secret"].as_str().unwrap().to_owned();
+    let backend_id = backend["api_key"]["key_id"].as_str().unwrap().to_owned();
+    let verifier = cli
+        .json(
+            admin,
+            &[
+                "key",
+                "create",
+                "--name",
+                "mcp-server",
+                "--scopes",
+                "tokens:verify",
+            ],
+        )
+        .await;
+    let verify_key = verifier["secret"].as_str().unwrap().to_owned();
+
+    let (code, listing, _) = cli.run(admin, &["key", "list"], None).await;
+    assert_eq!(code, 0);
+    assert!(listing.contains("billing-backend") && listing.contains("mcp-server"));
+    assert!(!listing.contains(&backend_key), "list never prints secrets");
+
+    // The backend creates a session for alice.
+    let session = cli
+        .json(
+            Some(&backend_key),
+            &[
+                "session",
+                "create",
+                "--subject",
+                "alice",
+                "--scopes",
+                "tools:read",
+                "--audience",
+                "https://mcp.example.com",
+            ],
+        )
+        .await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let session_id = session["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(session["token_type"], "Bearer");
+
+    // The MCP server verifies it (token on stdin).
+    let (code, out, _) = cli
+        .run(
+            Some(&verify_key),
+            &["token", "verify", "--audience", "https://mcp.example.com"],
+            Some(&token),
+        )
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("active:     true") && out.contains("alice"),
+        "{out}"
+    );
+    assert!(out.contains(&backend_id));
+
+    let (code, out, _) = cli
+        .run(
+            Some(&verify_key),
+            &["token", "verify", "--required-scopes", "tools:call", &token],
+            None,
+        )
+        .await;
+    assert_eq!(code, 3, "inactive exits 3");
+    assert!(out.contains("INSUFFICIENT_SCOPE"), "{out}");
+
+    // Errors are readable and carry the reason.
+    let (code, _, err) = cli
+        .run(
+            Some(&verify_key),
+            &[
+                "session",
+                "create",
+                "--subject",
+                "alice",
+                "--scopes",
+                "tools:read",
+                "--audience",
+                "x",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("INSUFFICIENT_SCOPE") && err.contains("sessions:create"),
+        "{err}"
+    );
+    let (code, _, err) = cli.run(None, &["key", "list"], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("MCP_AUTH_API_KEY"), "{err}");
+
+    // Revoke the session: the token stops verifying.
+    let (code, _, err) = cli
+        .run(
+            Some(&backend_key),
+            &["session", "revoke", &session_id],
+            None,
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = cli
+        .run(
+            Some(&verify_key),
+            &["token", "verify", "--json", &token],
+            None,
+        )
+        .await;
+    assert_eq!(code, 3, "inactive exits 3");
+    let verdict: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(verdict["active"], false);
+    assert_eq!(verdict["reason"], "REVOKED");
+
+    // The JWKS needs no key.
+    let jwks = cli.json(None, &["jwks"]).await;
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+
+    // Rotate the backend key with a grace period, then revoke it.
+    let rotated = cli
+        .json(
+            admin,
+            &["key", "rotate", &backend_id, "--grace-seconds", "300"],
+        )
+        .await;
+    let new_backend_key = rotated["secret"].as_str().unwrap();
+    assert_ne!(new_backend_key, backend_key);
+    let (code, _, _) = cli.run(admin, &["key", "revoke", &backend_id], None).await;
+    assert_eq!(code, 0);
+    let (code, _, err) = cli
+        .run(
+            Some(new_backend_key),
+            &[
+                "session",
+                "create",
+                "--subject",
+                "a",
+                "--scopes",
+                "tools:read",
+                "--audience",
+                "x",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("API_KEY_REVOKED"), "{err}");
+}
