@@ -10,6 +10,8 @@
 //! (kid → record, including the private key). Records are JSON.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -112,10 +114,26 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
+/// Group commit: concurrent callers of [`Store::flush`] share one disk
+/// flush. A caller takes a ticket after its write; whoever holds the lock
+/// flushes everything written so far and marks every ticket up to that
+/// point done, so the callers queued behind it return without flushing
+/// again. No timer, no background task.
+#[derive(Default)]
+struct GroupCommit {
+    /// Tickets handed out (one per flush request).
+    requested: AtomicU64,
+    /// Every ticket up to this one is on disk.
+    completed: AtomicU64,
+    /// One flush at a time; FIFO, so waiters are served in order.
+    lock: tokio::sync::Mutex<()>,
+}
+
 /// The data directory's database.
 #[derive(Clone)]
 pub(crate) struct Store {
     db: sled::Db,
+    commit: Arc<GroupCommit>,
     api_keys: Tree,
     api_key_hashes: Tree,
     sessions: Tree,
@@ -167,6 +185,7 @@ impl Store {
             api_key_hashes: db.open_tree("api_key_hashes")?,
             sessions: db.open_tree("sessions")?,
             signing_keys: db.open_tree("signing_keys")?,
+            commit: Arc::default(),
             db,
         })
     }
@@ -176,14 +195,21 @@ impl Store {
     /// # Errors
     /// The disk write failed.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        let gc = &self.commit;
+        let ticket = gc.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _turn = gc.lock.lock().await;
+        if gc.completed.load(Ordering::SeqCst) >= ticket {
+            return Ok(()); // a flush that started after our write covered it
+        }
+        let covers = gc.requested.load(Ordering::SeqCst);
         // sled's own `flush_async` runs on sled's small internal thread
-        // pool and was seen to stall under many concurrent databases; a
-        // blocking flush on tokio's blocking pool does not. Concurrent
-        // flushes coalesce inside sled: each writes whatever is dirty.
+        // pool and was seen to stall with many databases in one process;
+        // a blocking flush on tokio's blocking pool does not.
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
             .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
+        gc.completed.fetch_max(covers, Ordering::SeqCst);
         Ok(())
     }
 
@@ -467,12 +493,38 @@ mod tests {
         assert_eq!(refused.unwrap_err(), "nope");
     }
 
-    #[tokio::test]
-    async fn revoking_a_session_is_idempotent_and_listed() {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_share_the_work_and_all_complete() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let rec = SessionRecord {
-            session_id: "s1".to_owned(),
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut rec = session(&format!("s{i}"));
+                    rec.expires_at = i;
+                    store.insert_session(&rec).await.unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let gc = &store.commit;
+        assert_eq!(gc.requested.load(Ordering::SeqCst), 64);
+        assert_eq!(
+            gc.completed.load(Ordering::SeqCst),
+            64,
+            "every ticket is covered"
+        );
+        drop(store);
+        let reopened = Store::open(dir.path()).unwrap();
+        assert!(reopened.session("s63").unwrap().is_some());
+    }
+
+    fn session(id: &str) -> SessionRecord {
+        SessionRecord {
+            session_id: id.to_owned(),
             subject: "u".to_owned(),
             client_id: "k".to_owned(),
             scopes: vec![],
@@ -480,8 +532,14 @@ mod tests {
             created_at: 1,
             expires_at: 100,
             revoked_at: None,
-        };
-        store.insert_session(&rec).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn revoking_a_session_is_idempotent_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_session(&session("s1")).await.unwrap();
         assert!(store.revoked_sessions().unwrap().is_empty());
         let first = store.revoke_session("s1", 5).await.unwrap().unwrap();
         let again = store.revoke_session("s1", 9).await.unwrap().unwrap();

@@ -228,6 +228,8 @@ pub(crate) fn generate_signing_key(
 pub(crate) struct KeyRing {
     active: String,
     keys: HashMap<String, LoadedKey>,
+    /// The JWK Set document, built once.
+    jwks: String,
 }
 
 impl KeyRing {
@@ -268,9 +270,11 @@ impl KeyRing {
             }
             keys.insert(r.kid.clone(), LoadedKey::from_record(r)?);
         }
+        let jwks = jwks_json(&keys);
         Ok(KeyRing {
             active: active_kid.ok_or(TokenError::NoActiveKey)?,
             keys,
+            jwks,
         })
     }
 
@@ -279,12 +283,16 @@ impl KeyRing {
     }
 
     /// The public keys as a JWK Set document, active key first.
-    pub fn jwks_json(&self) -> String {
-        let mut keys: Vec<&LoadedKey> = self.keys.values().collect();
-        keys.sort_by_key(|k| (k.record.retired_at.is_some(), -k.record.created_at));
-        let set = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
-        set.to_string()
+    pub fn jwks_json(&self) -> &str {
+        &self.jwks
     }
+}
+
+fn jwks_json(keys: &HashMap<String, LoadedKey>) -> String {
+    let mut keys: Vec<&LoadedKey> = keys.values().collect();
+    keys.sort_by_key(|k| (k.record.retired_at.is_some(), -k.record.created_at));
+    let set = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
+    set.to_string()
 }
 
 /// Signs and verifies access tokens with a [`KeyRing`].
@@ -485,7 +493,7 @@ mod tests {
     #[test]
     fn jwks_lists_kid_alg_use_and_kid_is_a_thumbprint() {
         let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
-        let jwks: serde_json::Value = serde_json::from_str(&issuer.ring().jwks_json()).unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(issuer.ring().jwks_json()).unwrap();
         let key = &jwks["keys"][0];
         assert_eq!(key["kty"], "OKP");
         assert_eq!(key["alg"], "EdDSA");

@@ -40,6 +40,13 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the server's public signing keys (JWK Set). No API key needed.
     Jwks(ClientOpts),
+    /// Create a new admin key in the data directory of a STOPPED server,
+    /// when every admin key is lost or revoked. Prints the secret once.
+    RecoverAdmin {
+        /// Data directory of the stopped server.
+        #[arg(long, env = "MCP_AUTH_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// How client commands reach the server.
@@ -166,6 +173,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Session(cmd) => client::session(cmd).await,
         Command::Token(cmd) => client::token(cmd).await,
         Command::Jwks(opts) => client::jwks(opts).await,
+        Command::RecoverAdmin { data_dir } => {
+            let (key_id, secret) =
+                crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;
+            println!("Created admin key {key_id}. Its secret is shown only this once:");
+            println!();
+            println!("    {}", secret.expose());
+            println!();
+            Ok(0)
+        }
     }
 }
 

@@ -10,10 +10,11 @@ use tonic::{Request, Response, Status};
 
 use super::{State, check_id, check_text, new_id};
 use crate::auth::{ADMIN, KEYS_ADMIN, Principal, parse_scopes};
+use crate::clock::Clock;
 use crate::error::{Error, Reason};
 use crate::pb;
 use crate::secret::Secret;
-use crate::store::{ApiKeyRecord, PreviousSecret};
+use crate::store::{ApiKeyRecord, PreviousSecret, Store};
 
 /// Longest key name, in bytes.
 const MAX_KEY_NAME_LEN: usize = 128;
@@ -25,18 +26,25 @@ pub(crate) struct ApiKeyService {
     state: Arc<State>,
 }
 
-/// Creates the server's first key, with scope `admin`, and returns its
-/// secret. Used once, on an empty data directory.
+/// Creates a key with scope `admin` named `name` and returns its id and
+/// secret: the primary key on an empty data directory, or a recovery key
+/// made offline by `mcp-auth recover-admin`.
 ///
 /// # Errors
 /// Storage or the random source failed.
-pub(crate) async fn create_primary_key(state: &State) -> Result<Secret, Error> {
-    let (_, secret) = insert_key(state, "primary".to_owned(), vec![ADMIN.to_owned()], 0).await?;
-    Ok(secret)
+pub(crate) async fn create_admin_key(
+    store: &Store,
+    clock: &Clock,
+    name: &str,
+) -> Result<(String, Secret), Error> {
+    let (record, secret) =
+        insert_key(store, clock, name.to_owned(), vec![ADMIN.to_owned()], 0).await?;
+    Ok((record.key_id, secret))
 }
 
 async fn insert_key(
-    state: &State,
+    store: &Store,
+    clock: &Clock,
     name: String,
     scopes: Vec<String>,
     expires_at: i64,
@@ -47,14 +55,14 @@ async fn insert_key(
         name,
         scopes,
         prefix: secret.display_prefix(),
-        created_at: state.clock.now(),
+        created_at: clock.now(),
         expires_at,
         revoked_at: None,
         rotated_at: None,
         secret_hash: secret.hash(),
         previous: None,
     };
-    state.store.insert_api_key(&record).await?;
+    store.insert_api_key(&record).await?;
     tracing::info!(key_id = %record.key_id, name = %record.name, "api key created");
     Ok((record, secret))
 }
@@ -110,7 +118,8 @@ impl ApiKeyService {
                 "must be 0 (never) or in the future",
             ));
         }
-        let (record, secret) = insert_key(&self.state, r.name, scopes, r.expires_at).await?;
+        let s = &self.state;
+        let (record, secret) = insert_key(&s.store, &s.clock, r.name, scopes, r.expires_at).await?;
         Ok(pb::CreateApiKeyResponse {
             api_key: Some(key_to_pb(record)),
             secret: secret.expose().to_owned(),

@@ -214,7 +214,7 @@ impl pb::token_service_server::TokenService for TokenService {
         _request: Request<pb::GetJwksRequest>,
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
         Ok(Response::new(pb::GetJwksResponse {
-            jwks_json: self.state.tokens.ring().jwks_json(),
+            jwks_json: self.state.tokens.ring().jwks_json().to_owned(),
         }))
     }
 

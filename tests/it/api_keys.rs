@@ -60,15 +60,8 @@ async fn revoked_key_stops_at_once() {
     keys.list_api_keys(authed(list_req(), &secret))
         .await
         .unwrap();
-    let resp = keys
-        .revoke_api_key(authed(
-            pb::RevokeApiKeyRequest { key_id: id },
-            &server.primary,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(resp.api_key.unwrap().revoked);
+    let revoked = server.revoke_key(&server.primary, &id).await.unwrap();
+    assert!(revoked.revoked);
     let err = keys
         .list_api_keys(authed(list_req(), &secret))
         .await
@@ -81,17 +74,7 @@ async fn rotated_secret_works_during_grace_and_never_after() {
     let server = TestServer::start().await;
     let (id, old) = server.key_with(&["keys:admin"]).await;
     let mut keys = server.keys().await;
-    let rotated = keys
-        .rotate_api_key(authed(
-            pb::RotateApiKeyRequest {
-                key_id: id.clone(),
-                grace_seconds: 60,
-            },
-            &server.primary,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let rotated = server.rotate_key(&server.primary, &id, 60).await.unwrap();
     let new = rotated.secret;
     assert_ne!(new, old);
     let key = rotated.api_key.unwrap();
@@ -114,17 +97,7 @@ async fn rotated_secret_works_during_grace_and_never_after() {
 
     // A second rotation with no grace: the previous secret stops at once,
     // and the first one is forgotten entirely.
-    let again = keys
-        .rotate_api_key(authed(
-            pb::RotateApiKeyRequest {
-                key_id: id,
-                grace_seconds: 0,
-            },
-            &server.primary,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = server.rotate_key(&server.primary, &id, 0).await.unwrap();
     let err = keys
         .list_api_keys(authed(list_req(), &new))
         .await
@@ -145,15 +118,7 @@ async fn grace_longer_than_thirty_days_is_refused() {
     let server = TestServer::start().await;
     let (id, _) = server.key_with(&["tools:read"]).await;
     let err = server
-        .keys()
-        .await
-        .rotate_api_key(authed(
-            pb::RotateApiKeyRequest {
-                key_id: id,
-                grace_seconds: 30 * 24 * 3600 + 1,
-            },
-            &server.primary,
-        ))
+        .rotate_key(&server.primary, &id, 30 * 24 * 3600 + 1)
         .await
         .unwrap_err();
     let meta = assert_status(&err, Code::InvalidArgument, "INVALID_FIELD");
@@ -180,4 +145,62 @@ async fn primary_key_file_is_private_and_holds_the_admin_secret() {
         .into_inner();
     assert_eq!(listed.api_keys[0].scopes, ["admin"]);
     assert_eq!(listed.api_keys[0].name, "primary");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recover_admin_makes_a_new_admin_key_on_a_stopped_server_only() {
+    let mut server = TestServer::start().await;
+    let data_dir = server.data_dir().to_owned();
+    let recover = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+            .arg("recover-admin")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_clear()
+            .output()
+    };
+    // Refused while the server holds the database.
+    let out = recover().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("lock"), "{err}");
+
+    // The lost admin key is revoked, the server stopped, a key recovered.
+    let mut keys = server.keys().await;
+    let primary_id = keys
+        .list_api_keys(authed(list_req(), &server.primary))
+        .await
+        .unwrap()
+        .into_inner()
+        .api_keys[0]
+        .key_id
+        .clone();
+    server
+        .revoke_key(&server.primary, &primary_id)
+        .await
+        .unwrap();
+    server.stop().await;
+    let out = recover().await.unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let secret = stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("mcp_sk_"))
+        .unwrap()
+        .to_owned();
+    server.start_again().await;
+    let listed = server
+        .keys()
+        .await
+        .list_api_keys(authed(list_req(), &secret))
+        .await
+        .unwrap()
+        .into_inner();
+    let recovered = listed
+        .api_keys
+        .iter()
+        .find(|k| k.name.starts_with("recovery-"))
+        .unwrap();
+    assert_eq!(recovered.scopes, ["admin"]);
+    server.stop().await;
 }

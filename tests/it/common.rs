@@ -99,6 +99,11 @@ impl TestServer {
     /// key, which must be nothing on a restart.
     pub async fn restart(&mut self) {
         self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Opens the data directory again after [`TestServer::stop`].
+    pub async fn start_again(&mut self) {
         let (server, primary) = open(&self.config, &self.clock).await;
         assert!(
             primary.is_none(),
@@ -248,4 +253,55 @@ pub fn inactive_reason(resp: &pb::VerifyTokenResponse) -> pb::TokenReason {
     assert!(!resp.active, "expected inactive, got {resp:?}");
     assert!(resp.claims.is_none());
     resp.reason()
+}
+
+impl TestServer {
+    /// RevokeApiKey as `caller`.
+    pub async fn revoke_key(&self, caller: &str, key_id: &str) -> Result<pb::ApiKey, Status> {
+        let req = pb::RevokeApiKeyRequest {
+            key_id: key_id.to_owned(),
+        };
+        let resp = self
+            .keys()
+            .await
+            .revoke_api_key(authed(req, caller))
+            .await?;
+        Ok(resp.into_inner().api_key.unwrap())
+    }
+
+    /// RotateApiKey as `caller`.
+    pub async fn rotate_key(
+        &self,
+        caller: &str,
+        key_id: &str,
+        grace_seconds: u32,
+    ) -> Result<pb::CreateApiKeyResponse, Status> {
+        let req = pb::RotateApiKeyRequest {
+            key_id: key_id.to_owned(),
+            grace_seconds,
+        };
+        Ok(self
+            .keys()
+            .await
+            .rotate_api_key(authed(req, caller))
+            .await?
+            .into_inner())
+    }
+
+    /// RevokeSession as `caller`.
+    pub async fn revoke_session(
+        &self,
+        caller: &str,
+        session_id: &str,
+    ) -> Result<pb::RevokeSessionResponse, Status> {
+        let req = pb::RevokeSessionRequest {
+            session_id: session_id.to_owned(),
+        };
+        Ok(self
+            .tokens()
+            .await
+            .revoke_session(authed(req, caller))
+            .await?
+            .into_inner())
+    }
 }

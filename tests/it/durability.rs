@@ -16,14 +16,7 @@ async fn keys_sessions_revocations_and_signing_keys_survive_a_restart() {
     let kept = server.session(&backend, &["tools:read"], "aud").await;
     let revoked = server.session(&backend, &["tools:read"], "aud").await;
     server
-        .tokens()
-        .await
-        .revoke_session(authed(
-            pb::RevokeSessionRequest {
-                session_id: revoked.session_id.clone(),
-            },
-            &backend,
-        ))
+        .revoke_session(&backend, &revoked.session_id)
         .await
         .unwrap();
     let jwks_before = jwks(&server).await;

@@ -55,12 +55,7 @@ async fn revoked_and_expired_keys_are_unauthenticated() {
     let server = TestServer::start().await;
     let mut keys = server.keys().await;
     let (id, secret) = server.key_with(&["sessions:create", "tools:read"]).await;
-    keys.revoke_api_key(authed(
-        pb::RevokeApiKeyRequest { key_id: id },
-        &server.primary,
-    ))
-    .await
-    .unwrap();
+    server.revoke_key(&server.primary, &id).await.unwrap();
     let err = server
         .tokens()
         .await
@@ -182,11 +177,8 @@ async fn keys_admin_cannot_grant_or_touch_admin() {
         .unwrap()
         .key_id
         .clone();
-    let err = keys
-        .revoke_api_key(authed(
-            pb::RevokeApiKeyRequest { key_id: primary_id },
-            &key_admin,
-        ))
+    let err = server
+        .revoke_key(&key_admin, &primary_id)
         .await
         .unwrap_err();
     assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_SCOPE");
@@ -252,49 +244,14 @@ async fn bad_key_fields_and_unknown_ids() {
         assert_eq!(meta["field"], field);
     }
 
-    let err = keys
-        .revoke_api_key(authed(
-            pb::RevokeApiKeyRequest {
-                key_id: "key_nope".to_owned(),
-            },
-            key,
-        ))
-        .await
-        .unwrap_err();
+    let err = server.revoke_key(key, "key_nope").await.unwrap_err();
     assert_status(&err, Code::NotFound, "API_KEY_NOT_FOUND");
-    let err = keys
-        .rotate_api_key(authed(
-            pb::RotateApiKeyRequest {
-                key_id: "key_nope".to_owned(),
-                grace_seconds: 0,
-            },
-            key,
-        ))
-        .await
-        .unwrap_err();
+    let err = server.rotate_key(key, "key_nope", 0).await.unwrap_err();
     assert_status(&err, Code::NotFound, "API_KEY_NOT_FOUND");
-    let err = keys
-        .revoke_api_key(authed(
-            pb::RevokeApiKeyRequest {
-                key_id: String::new(),
-            },
-            key,
-        ))
-        .await
-        .unwrap_err();
+    let err = server.revoke_key(key, "").await.unwrap_err();
     assert_status(&err, Code::InvalidArgument, "INVALID_FIELD");
 
-    let err = server
-        .tokens()
-        .await
-        .revoke_session(authed(
-            pb::RevokeSessionRequest {
-                session_id: "ses_nope".to_owned(),
-            },
-            key,
-        ))
-        .await
-        .unwrap_err();
+    let err = server.revoke_session(key, "ses_nope").await.unwrap_err();
     assert_status(&err, Code::NotFound, "SESSION_NOT_FOUND");
 }
 
@@ -302,21 +259,9 @@ async fn bad_key_fields_and_unknown_ids() {
 async fn rotating_a_revoked_key_is_a_failed_precondition() {
     let server = TestServer::start().await;
     let (id, _) = server.key_with(&["tools:read"]).await;
-    let mut keys = server.keys().await;
-    keys.revoke_api_key(authed(
-        pb::RevokeApiKeyRequest { key_id: id.clone() },
-        &server.primary,
-    ))
-    .await
-    .unwrap();
-    let err = keys
-        .rotate_api_key(authed(
-            pb::RotateApiKeyRequest {
-                key_id: id,
-                grace_seconds: 0,
-            },
-            &server.primary,
-        ))
+    server.revoke_key(&server.primary, &id).await.unwrap();
+    let err = server
+        .rotate_key(&server.primary, &id, 0)
         .await
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "API_KEY_NOT_ACTIVE");

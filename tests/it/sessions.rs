@@ -54,15 +54,9 @@ async fn concurrent_create_session_from_many_tasks() {
 
     // Every acknowledged session is in storage after a restart.
     server.restart().await;
-    let mut tokens = server.tokens().await;
     for s in &sessions {
-        tokens
-            .revoke_session(authed(
-                pb::RevokeSessionRequest {
-                    session_id: s.session_id.clone(),
-                },
-                &verifier,
-            ))
+        server
+            .revoke_session(&verifier, &s.session_id)
             .await
             .unwrap();
     }

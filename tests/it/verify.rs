@@ -130,17 +130,9 @@ async fn revoked_session_token_says_revoked() {
     assert!(server.verify(&verifier, &s.access_token).await.active);
     // The creating key may revoke its own session without sessions:revoke.
     let resp = server
-        .tokens()
+        .revoke_session(&backend, &s.session_id)
         .await
-        .revoke_session(authed(
-            pb::RevokeSessionRequest {
-                session_id: s.session_id.clone(),
-            },
-            &backend,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(resp.revoked_at, server.clock.now());
     let r = server.verify(&verifier, &s.access_token).await;
     assert_eq!(inactive_reason(&r), TokenReason::Revoked);
@@ -153,20 +145,14 @@ async fn only_the_creator_or_sessions_revoke_may_revoke() {
     let (_, stranger) = server.key_with(&["sessions:create", "tools:read"]).await;
     let (_, revoker) = server.key_with(&["sessions:revoke"]).await;
     let s = server.session(&backend, &["tools:read"], AUD).await;
-    let req = |key: &str| {
-        authed(
-            pb::RevokeSessionRequest {
-                session_id: s.session_id.clone(),
-            },
-            key,
-        )
-    };
-    let mut tokens = server.tokens().await;
-    let err = tokens.revoke_session(req(&stranger)).await.unwrap_err();
+    let id = &s.session_id;
+    let err = server.revoke_session(&stranger, id).await.unwrap_err();
     crate::common::assert_status(&err, tonic::Code::PermissionDenied, "INSUFFICIENT_SCOPE");
-    tokens.revoke_session(req(&revoker)).await.unwrap();
-    // Idempotent.
-    tokens.revoke_session(req(&revoker)).await.unwrap();
+    let first = server.revoke_session(&revoker, id).await.unwrap();
+    // Idempotent: the first revocation time stands.
+    server.clock.advance(std::time::Duration::from_secs(5));
+    let again = server.revoke_session(&revoker, id).await.unwrap();
+    assert_eq!(first.revoked_at, again.revoked_at);
 }
 
 async fn offline_verify(alg: SigningAlg) {
