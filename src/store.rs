@@ -337,36 +337,20 @@ impl Store {
         session_id: &str,
         at: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let mut failure = None;
-        let updated = self
-            .sessions
-            .fetch_and_update(session_id.as_bytes(), |old| {
-                let bytes = old?;
-                match decode::<SessionRecord>("session", bytes) {
-                    Ok(mut rec) => {
-                        rec.revoked_at.get_or_insert(at);
-                        match encode(&rec) {
-                            Ok(v) => Some(v),
-                            Err(e) => {
-                                failure = Some(e);
-                                Some(bytes.to_vec())
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        Some(bytes.to_vec())
-                    }
-                }
-            })?;
-        if let Some(e) = failure {
-            return Err(e);
+        let r = self.sessions.transaction(|tx| {
+            let Some(bytes) = tx.get(session_id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut rec: SessionRecord = decode("session", &bytes).map_err(abort_store::<()>)?;
+            rec.revoked_at.get_or_insert(at);
+            tx.insert(session_id.as_bytes(), encode(&rec).map_err(abort_store)?)?;
+            Ok(Some(rec))
+        });
+        let revoked = tx_result(r)?.unwrap_or(None);
+        if revoked.is_some() {
+            self.flush().await?;
         }
-        if updated.is_none() {
-            return Ok(None);
-        }
-        self.flush().await?;
-        self.session(session_id)
+        Ok(revoked)
     }
 
     /// Ids and expiry of every revoked session, to build the in-memory

@@ -118,7 +118,7 @@ fn authed<T>(message: T) -> Result<Request<T>, CliError> {
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
-    println!("{text}");
+    outln!("{text}");
     Ok(())
 }
 
@@ -133,13 +133,13 @@ fn time(unix: i64) -> String {
 }
 
 fn print_key(k: &pb::ApiKey) {
-    println!("key id:     {}", k.key_id);
-    println!("name:       {}", k.name);
-    println!("scopes:     {}", k.scopes.join(","));
-    println!("prefix:     {}", k.prefix);
-    println!("created:    {}", time(k.created_at));
-    println!("expires:    {}", time(k.expires_at));
-    println!("revoked:    {}", k.revoked);
+    outln!("key id:     {}", k.key_id);
+    outln!("name:       {}", k.name);
+    outln!("scopes:     {}", k.scopes.join(","));
+    outln!("prefix:     {}", k.prefix);
+    outln!("created:    {}", time(k.created_at));
+    outln!("expires:    {}", time(k.expires_at));
+    outln!("revoked:    {}", k.revoked);
 }
 
 fn print_created(resp: &pb::CreateApiKeyResponse, json: bool) -> Result<(), CliError> {
@@ -149,9 +149,9 @@ fn print_created(resp: &pb::CreateApiKeyResponse, json: bool) -> Result<(), CliE
     if let Some(k) = &resp.api_key {
         print_key(k);
     }
-    println!();
-    println!("secret (shown only now; store it safely):");
-    println!("{}", resp.secret);
+    outln!();
+    outln!("secret (shown only now; store it safely):");
+    outln!("{}", resp.secret);
     Ok(())
 }
 
@@ -193,13 +193,17 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&resp)?;
             } else {
-                println!(
+                outln!(
                     "{:<26} {:<20} {:<12} {:<8} {:<20} SCOPES",
-                    "KEY ID", "NAME", "PREFIX", "STATUS", "EXPIRES"
+                    "KEY ID",
+                    "NAME",
+                    "PREFIX",
+                    "STATUS",
+                    "EXPIRES"
                 );
                 for k in &resp.api_keys {
                     let status = if k.revoked { "revoked" } else { "active" };
-                    println!(
+                    outln!(
                         "{:<26} {:<20} {:<12} {:<8} {:<20} {}",
                         k.key_id,
                         k.name,
@@ -220,7 +224,7 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&resp)?;
             } else if let Some(k) = &resp.api_key {
-                println!("revoked API key {} ({})", k.key_id, k.name);
+                outln!("revoked API key {} ({})", k.key_id, k.name);
             }
         }
         KeyCommand::Rotate {
@@ -238,11 +242,9 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                 .into_inner();
             if !opts.json {
                 if grace_seconds == 0 {
-                    println!("rotated; the previous secret no longer works\n");
+                    outln!("rotated; the previous secret no longer works\n");
                 } else {
-                    println!(
-                        "rotated; the previous secret works for {grace_seconds} more seconds\n"
-                    );
+                    outln!("rotated; the previous secret works for {grace_seconds} more seconds\n");
                 }
             }
             print_created(&resp, opts.json)?;
@@ -273,13 +275,13 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&s)?;
             } else {
-                println!("session id:   {}", s.session_id);
-                println!("subject:      {}", s.subject);
-                println!("audience:     {}", s.audience);
-                println!("scopes:       {}", s.scopes.join(","));
-                println!("expires:      {}", time(s.expires_at));
-                println!("access token:");
-                println!("{}", s.access_token);
+                outln!("session id:   {}", s.session_id);
+                outln!("subject:      {}", s.subject);
+                outln!("audience:     {}", s.audience);
+                outln!("scopes:       {}", s.scopes.join(","));
+                outln!("expires:      {}", time(s.expires_at));
+                outln!("access token:");
+                outln!("{}", s.access_token);
             }
         }
         SessionCommand::Revoke { session_id, opts } => {
@@ -293,7 +295,7 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&resp)?;
             } else {
-                println!("revoked session {session_id} at {}", time(resp.revoked_at));
+                outln!("revoked session {session_id} at {}", time(resp.revoked_at));
             }
         }
     }
@@ -342,17 +344,17 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<u8, CliError> {
         }
         print_json(&value)?;
     } else if let (true, Some(c)) = (resp.active, &resp.claims) {
-        println!("active:     true");
-        println!("subject:    {}", c.subject);
-        println!("audience:   {}", c.audience);
-        println!("scopes:     {}", c.scopes.join(","));
-        println!("session id: {}", c.session_id);
-        println!("client id:  {}", c.client_id);
-        println!("issued:     {}", time(c.issued_at));
-        println!("expires:    {}", time(c.expires_at));
+        outln!("active:     true");
+        outln!("subject:    {}", c.subject);
+        outln!("audience:   {}", c.audience);
+        outln!("scopes:     {}", c.scopes.join(","));
+        outln!("session id: {}", c.session_id);
+        outln!("client id:  {}", c.client_id);
+        outln!("issued:     {}", time(c.issued_at));
+        outln!("expires:    {}", time(c.expires_at));
     } else {
-        println!("active:     false");
-        println!("reason:     {reason}");
+        outln!("active:     false");
+        outln!("reason:     {reason}");
     }
     Ok(if resp.active { 0 } else { EXIT_INACTIVE })
 }

@@ -6,6 +6,18 @@
 //! `--ca` to what `serve` uses on its defaults, so the README walk-through
 //! needs no flags.
 
+/// `println!` for command output that tolerates a closed pipe
+/// (`mcp-auth key list | head -1`): output to a reader that has gone away
+/// is dropped instead of panicking.
+macro_rules! outln {
+    () => {
+        $crate::cli::emit("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod client;
 mod serve;
 
@@ -162,6 +174,17 @@ pub enum TokenCommand {
     },
 }
 
+/// Writes command output to stdout, ignoring a reader that closed the pipe.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if err.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: writing output: {err}");
+        }
+    }
+}
+
 /// Runs a parsed command line; returns the process exit status.
 ///
 /// # Errors
@@ -176,10 +199,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;
-            println!("Created admin key {key_id}. Its secret is shown only this once:");
-            println!();
-            println!("    {}", secret.expose());
-            println!();
+            outln!("Created admin key {key_id}. Its secret is shown only this once:");
+            outln!();
+            outln!("    {}", secret.expose());
+            outln!();
             Ok(0)
         }
     }

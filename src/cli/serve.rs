@@ -103,21 +103,21 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
     let generated_tls = config.tls == TlsMode::Generated;
     let server = Server::open(config, Clock::system()).await?;
     if let Some(secret) = server.new_primary_key() {
-        println!("Created the primary API key (scope admin). Its secret is shown only this once");
-        println!(
+        outln!("Created the primary API key (scope admin). Its secret is shown only this once");
+        outln!(
             "and saved to {} (mode 0600):",
             server.primary_key_path().display()
         );
-        println!();
-        println!("    {}", secret.expose());
-        println!();
+        outln!();
+        outln!("    {}", secret.expose());
+        outln!();
     }
     let scheme = if server.is_tls() { "https" } else { "http" };
     tracing::info!(addr = %local, data_dir = %data_dir.display(), "serving");
-    println!("mcp-auth listening on {scheme}://{local}");
+    outln!("mcp-auth listening on {scheme}://{local}");
     if generated_tls {
         let ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);
-        println!("clients trust the development CA {}", ca.display());
+        outln!("clients trust the development CA {}", ca.display());
     }
     server.serve(listener, shutdown_signal()).await
 }
