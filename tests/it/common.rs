@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mcp_auth::config::TlsMode;
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::token_service_client::TokenServiceClient;
 use mcp_auth::{Clock, Config, Server, pb};
@@ -121,11 +122,23 @@ impl TestServer {
     }
 
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.addr.port())
+        let scheme = match self.config.tls {
+            TlsMode::Plaintext => "http",
+            _ => "https",
+        };
+        format!("{scheme}://127.0.0.1:{}", self.addr.port())
     }
 
-    /// A TLS channel that trusts the server's development CA.
+    /// A channel to the server: TLS trusting the server's development CA,
+    /// or h2c for a plaintext server.
     pub async fn channel(&self) -> Channel {
+        if self.config.tls == TlsMode::Plaintext {
+            return Endpoint::from_shared(self.url())
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        }
         connect(&self.url(), &self.ca_path()).await
     }
 

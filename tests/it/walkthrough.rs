@@ -1,6 +1,7 @@
 //! The README walk-through, end to end, with the `mcp-auth` CLI against a
 //! real server.
 
+use mcp_auth::config::TlsMode;
 use serde_json::Value;
 
 use crate::common::TestServer;
@@ -262,4 +263,40 @@ async fn health_and_reflection_are_served() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"mcp_auth.v1.TokenService"), "{names:?}");
     assert!(names.contains(&"mcp_auth.v1.ApiKeyService"), "{names:?}");
+}
+
+#[tokio::test]
+async fn plaintext_mode_serves_h2c() {
+    let server = TestServer::start_with(|c| c.tls = TlsMode::Plaintext).await;
+    assert!(server.url().starts_with("http://"));
+    assert!(!server.ca_path().exists(), "no TLS material is generated");
+    let s = server
+        .session(&server.primary, &["tools:read"], "aud")
+        .await;
+    assert!(server.verify(&server.primary, &s.access_token).await.active);
+}
+
+#[tokio::test]
+async fn a_configured_certificate_is_served() {
+    // Make a CA and certificate with the project's own generator, in a
+    // directory the second server does not own.
+    let certs = tempfile::tempdir().unwrap();
+    mcp_auth::tls::ensure_dev_certificates(certs.path()).unwrap();
+    let server = TestServer::start_with(|c| {
+        c.tls = TlsMode::Files {
+            cert: certs.path().join("server.pem"),
+            key: certs.path().join("server.key"),
+        };
+    })
+    .await;
+    assert!(
+        !server.ca_path().exists(),
+        "no development CA when a certificate is configured"
+    );
+    let channel = crate::common::connect(&server.url(), &certs.path().join("ca.pem")).await;
+    let mut tokens = mcp_auth::pb::token_service_client::TokenServiceClient::new(channel);
+    tokens
+        .get_jwks(tonic::Request::new(mcp_auth::pb::GetJwksRequest {}))
+        .await
+        .unwrap();
 }
