@@ -1,16 +1,22 @@
 //! Who is calling, and what they may do.
 //!
 //! [`Authenticator::authenticate`] is the one place a request's credential
-//! is resolved into a [`Principal`]; [`Principal::require`] is the one place
-//! scopes are checked. A second credential kind (mTLS) resolves into the
-//! same `Principal`.
+//! is resolved into a [`Principal`], whether it is an API key or a client
+//! certificate (mutual TLS); [`Principal::require`] is the one place scopes
+//! are checked. Identity grants and revoked certificate serials are held in
+//! an in-memory [`IdentityIndex`], so no request reads storage for them.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use tonic::Request;
 use tonic::metadata::MetadataMap;
 
+use crate::ca::parse_client_cert;
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
 use crate::secret::{API_KEY_PREFIX, Secret};
-use crate::store::Store;
+use crate::store::{IdentityRecord, Store, StoreError};
 
 /// Implies every other scope.
 pub(crate) const ADMIN: &str = "admin";
@@ -22,14 +28,17 @@ pub(crate) const SESSIONS_CREATE: &str = "sessions:create";
 pub(crate) const SESSIONS_REVOKE: &str = "sessions:revoke";
 /// Verify tokens.
 pub(crate) const TOKENS_VERIFY: &str = "tokens:verify";
+/// Manage mTLS identities and revoke client certificates.
+pub(crate) const IDENTITIES_ADMIN: &str = "identities:admin";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 5] = [
+pub(crate) const RESERVED_SCOPES: [&str; 6] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
     SESSIONS_REVOKE,
     TOKENS_VERIFY,
+    IDENTITIES_ADMIN,
 ];
 
 /// Most scopes in one request.
@@ -143,30 +152,150 @@ fn truncate(s: &str, max: usize) -> &str {
     }
 }
 
+/// Identity grants and revoked certificate serials, in memory: loaded from
+/// the store at start and updated by every write that changes them.
+#[derive(Default)]
+pub(crate) struct IdentityIndex {
+    grants: RwLock<HashMap<String, IdentityRecord>>,
+    revoked: RwLock<HashSet<String>>,
+}
+
+impl IdentityIndex {
+    /// The index of what `store` holds.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        let grants = store
+            .identities()?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect();
+        let revoked = store
+            .revoked_certs()?
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        Ok(IdentityIndex {
+            grants: RwLock::new(grants),
+            revoked: RwLock::new(revoked),
+        })
+    }
+
+    pub fn set(&self, record: IdentityRecord) {
+        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        grants.insert(record.name.clone(), record);
+    }
+
+    pub fn remove(&self, name: &str) {
+        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        grants.remove(name);
+    }
+
+    pub fn revoke(&self, serial: &str) {
+        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        revoked.insert(serial.to_owned());
+    }
+
+    fn grant(&self, name: &str) -> Option<IdentityRecord> {
+        let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
+        grants.get(name).cloned()
+    }
+
+    fn is_revoked(&self, serial: &str) -> bool {
+        let revoked = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        revoked.contains(serial)
+    }
+}
+
 /// Resolves request credentials into a [`Principal`].
 #[derive(Clone)]
 pub(crate) struct Authenticator {
     store: Store,
     clock: Clock,
+    identities: Arc<IdentityIndex>,
+    trust_domain: String,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, clock: Clock) -> Self {
-        Authenticator { store, clock }
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        identities: Arc<IdentityIndex>,
+        trust_domain: String,
+    ) -> Self {
+        Authenticator {
+            store,
+            clock,
+            identities,
+            trust_domain,
+        }
     }
 
-    /// The caller behind the request's `authorization: Bearer mcp_sk_...`
-    /// metadata. The secret is hashed and looked up by its hash; the match
-    /// is confirmed in constant time.
+    /// The caller behind a request: the client certificate's identity if
+    /// the TLS handshake presented one, else the API key in its
+    /// `authorization` metadata.
     ///
     /// # Errors
-    /// UNAUTHENTICATED when the credential is missing, malformed, unknown,
-    /// revoked or expired; INTERNAL if storage fails.
-    pub fn authenticate(&self, metadata: &MetadataMap) -> Result<Principal, Error> {
+    /// INVALID_ARGUMENT when both are present; UNAUTHENTICATED when the
+    /// credential is missing, malformed, unknown, revoked or expired;
+    /// PERMISSION_DENIED for a disabled identity; INTERNAL if storage
+    /// fails.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
+        let metadata = request.metadata();
+        let leaf = request
+            .peer_certs()
+            .and_then(|chain| chain.first().cloned());
+        let principal = match leaf {
+            Some(_) if metadata.contains_key("authorization") => {
+                return Err(Error::refused(
+                    Reason::CredentialsConflict,
+                    "send one credential: a client certificate or an API key, not both",
+                ));
+            }
+            Some(cert) => self.certificate(&cert)?,
+            None => self.api_key(metadata)?,
+        };
+        tracing::Span::current().record("caller", principal.id.as_str());
+        Ok(principal)
+    }
+
+    /// The identity of a client certificate the TLS layer has verified.
+    fn certificate(&self, der: &[u8]) -> Result<Principal, Error> {
+        let info = parse_client_cert(der, &self.trust_domain)
+            .map_err(|msg| Error::refused(Reason::CertificateInvalid, msg))?;
+        if self.identities.is_revoked(&info.serial) {
+            return Err(Error::refused(
+                Reason::CertificateRevoked,
+                format!("client certificate {} was revoked", info.serial),
+            ));
+        }
+        match self.identities.grant(&info.name) {
+            Some(grant) if grant.disabled => Err(Error::refused(
+                Reason::IdentityDisabled,
+                format!("identity {} is disabled", info.name),
+            )),
+            Some(grant) => Ok(Principal {
+                id: info.name,
+                scopes: grant.scopes,
+            }),
+            // Authenticated, but granted nothing: every call that needs a
+            // scope is PERMISSION_DENIED.
+            None => Ok(Principal {
+                id: info.name,
+                scopes: Vec::new(),
+            }),
+        }
+    }
+
+    /// The API key of `authorization: Bearer mcp_sk_...`. The secret is
+    /// hashed and looked up by its hash; the match is confirmed in constant
+    /// time.
+    fn api_key(&self, metadata: &MetadataMap) -> Result<Principal, Error> {
         let Some(value) = metadata.get("authorization") else {
-            return Err(Error::unauthenticated(
+            return Err(Error::refused(
                 Reason::CredentialsMissing,
-                "missing credentials: send metadata `authorization: Bearer mcp_sk_...`",
+                "missing credentials: send metadata `authorization: Bearer mcp_sk_...` or a client certificate",
             ));
         };
         let secret = value
@@ -176,13 +305,13 @@ impl Authenticator {
             .filter(|s| s.starts_with(API_KEY_PREFIX) && s.len() <= MAX_CREDENTIAL_LEN)
             .map(Secret::new)
             .ok_or_else(|| {
-                Error::unauthenticated(
+                Error::refused(
                     Reason::ApiKeyInvalid,
                     "malformed credentials: expected `Bearer mcp_sk_...`",
                 )
             })?;
         let hash = secret.hash();
-        let invalid = || Error::unauthenticated(Reason::ApiKeyInvalid, "invalid API key");
+        let invalid = || Error::refused(Reason::ApiKeyInvalid, "invalid API key");
         let record = self.store.api_key_by_hash(&hash)?.ok_or_else(invalid)?;
         let now = self.clock.now();
         let current = record.secret_hash == hash;
@@ -192,13 +321,13 @@ impl Authenticator {
             .filter(|p| p.secret_hash == hash)
             .map(|p| p.valid_until);
         if record.revoked_at.is_some() {
-            return Err(Error::unauthenticated(
+            return Err(Error::refused(
                 Reason::ApiKeyRevoked,
                 format!("API key {} was revoked", record.key_id),
             ));
         }
         if record.expires_at != 0 && now >= record.expires_at {
-            return Err(Error::unauthenticated(
+            return Err(Error::refused(
                 Reason::ApiKeyExpired,
                 format!("API key {} has expired", record.key_id),
             ));
@@ -207,7 +336,7 @@ impl Authenticator {
             (true, _) => {}
             (false, Some(valid_until)) if now < valid_until => {}
             (false, Some(_)) => {
-                return Err(Error::unauthenticated(
+                return Err(Error::refused(
                     Reason::ApiKeyInvalid,
                     format!(
                         "this secret of API key {} was rotated out and its grace period has ended",
@@ -217,7 +346,6 @@ impl Authenticator {
             }
             (false, None) => return Err(invalid()),
         }
-        tracing::Span::current().record("caller", record.key_id.as_str());
         Ok(Principal {
             id: record.key_id,
             scopes: record.scopes,

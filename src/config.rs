@@ -85,6 +85,14 @@ pub struct Settings {
     pub max_token_ttl_seconds: Option<u32>,
     /// Time allowed for in-flight RPCs on shutdown, seconds. Default 10.
     pub shutdown_grace_seconds: Option<u64>,
+    /// PEM CA certificate(s) that client certificates (mutual TLS) must
+    /// chain to. Default: the generated development CA
+    /// (`<data_dir>/tls/ca.pem`) when the server certificate is generated;
+    /// no mutual TLS when `tls_cert` is set without `client_ca`.
+    pub client_ca: Option<PathBuf>,
+    /// SPIFFE trust domain of client certificate identities
+    /// (`spiffe://<trust_domain>/<name>`). Default `mcp-auth.local`.
+    pub trust_domain: Option<String>,
 }
 
 impl Settings {
@@ -122,6 +130,8 @@ impl Settings {
                 .or(self.default_token_ttl_seconds),
             max_token_ttl_seconds: top.max_token_ttl_seconds.or(self.max_token_ttl_seconds),
             shutdown_grace_seconds: top.shutdown_grace_seconds.or(self.shutdown_grace_seconds),
+            client_ca: top.client_ca.or(self.client_ca),
+            trust_domain: top.trust_domain.or(self.trust_domain),
         }
     }
 }
@@ -162,6 +172,19 @@ pub struct Config {
     pub max_token_ttl: u32,
     /// Time allowed for in-flight RPCs on shutdown.
     pub shutdown_grace: Duration,
+    /// Where client CA certificates come from; `None` means no mutual TLS.
+    pub client_ca: Option<ClientCa>,
+    /// SPIFFE trust domain of client certificate identities.
+    pub trust_domain: String,
+}
+
+/// The CA that client certificates must chain to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientCa {
+    /// The generated development CA in `<data_dir>/tls/`.
+    Generated,
+    /// A PEM file.
+    File(PathBuf),
 }
 
 impl Config {
@@ -195,6 +218,27 @@ impl Config {
                 });
             }
         };
+        let client_ca = match (s.client_ca, &tls) {
+            (Some(_), TlsMode::Plaintext) => {
+                return Err(ConfigError::Invalid {
+                    field: "client_ca",
+                    message: "mutual TLS needs TLS; it cannot be combined with plaintext"
+                        .to_owned(),
+                });
+            }
+            (Some(path), _) => Some(ClientCa::File(path)),
+            (None, TlsMode::Generated) => Some(ClientCa::Generated),
+            (None, _) => None,
+        };
+        let trust_domain = s
+            .trust_domain
+            .unwrap_or_else(|| crate::ca::DEFAULT_TRUST_DOMAIN.to_owned());
+        crate::ca::validate_trust_domain(&trust_domain).map_err(|message| {
+            ConfigError::Invalid {
+                field: "trust_domain",
+                message,
+            }
+        })?;
         let issuer = s.issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
         if issuer.is_empty() || issuer.len() > 256 {
             return Err(ConfigError::Invalid {
@@ -229,6 +273,8 @@ impl Config {
             shutdown_grace: Duration::from_secs(
                 s.shutdown_grace_seconds.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             ),
+            client_ca,
+            trust_domain,
         })
     }
 
@@ -259,6 +305,8 @@ mod tests {
         assert_eq!(c.default_token_ttl, 900);
         assert_eq!(c.max_token_ttl, 3600);
         assert_eq!(c.signing_alg, SigningAlg::EdDSA);
+        assert_eq!(c.client_ca, Some(ClientCa::Generated));
+        assert_eq!(c.trust_domain, "mcp-auth.local");
     }
 
     #[test]

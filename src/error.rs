@@ -31,6 +31,16 @@ pub enum Reason {
     ApiKeyRevoked,
     /// The API key is past its `expires_at`.
     ApiKeyExpired,
+    /// The client certificate was revoked.
+    CertificateRevoked,
+    /// The client certificate carries no identity of this trust domain.
+    CertificateInvalid,
+    /// The request carries both a client certificate and an API key.
+    CredentialsConflict,
+    /// The certificate's identity is disabled.
+    IdentityDisabled,
+    /// No identity grant has the given name.
+    IdentityNotFound,
     /// The caller lacks a scope the call needs.
     InsufficientScope,
     /// A request field is missing, too long or badly formed.
@@ -49,11 +59,16 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 16] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
         Reason::ApiKeyExpired,
+        Reason::CertificateRevoked,
+        Reason::CertificateInvalid,
+        Reason::CredentialsConflict,
+        Reason::IdentityDisabled,
+        Reason::IdentityNotFound,
         Reason::InsufficientScope,
         Reason::InvalidField,
         Reason::ApiKeyNotFound,
@@ -70,6 +85,11 @@ impl Reason {
             Reason::ApiKeyInvalid => "API_KEY_INVALID",
             Reason::ApiKeyRevoked => "API_KEY_REVOKED",
             Reason::ApiKeyExpired => "API_KEY_EXPIRED",
+            Reason::CertificateRevoked => "CERTIFICATE_REVOKED",
+            Reason::CertificateInvalid => "CERTIFICATE_INVALID",
+            Reason::CredentialsConflict => "CREDENTIALS_CONFLICT",
+            Reason::IdentityDisabled => "IDENTITY_DISABLED",
+            Reason::IdentityNotFound => "IDENTITY_NOT_FOUND",
             Reason::InsufficientScope => "INSUFFICIENT_SCOPE",
             Reason::InvalidField => "INVALID_FIELD",
             Reason::ApiKeyNotFound => "API_KEY_NOT_FOUND",
@@ -86,10 +106,14 @@ impl Reason {
             Reason::CredentialsMissing
             | Reason::ApiKeyInvalid
             | Reason::ApiKeyRevoked
-            | Reason::ApiKeyExpired => Code::Unauthenticated,
-            Reason::InsufficientScope => Code::PermissionDenied,
-            Reason::InvalidField => Code::InvalidArgument,
-            Reason::ApiKeyNotFound | Reason::SessionNotFound => Code::NotFound,
+            | Reason::ApiKeyExpired
+            | Reason::CertificateRevoked
+            | Reason::CertificateInvalid => Code::Unauthenticated,
+            Reason::InsufficientScope | Reason::IdentityDisabled => Code::PermissionDenied,
+            Reason::InvalidField | Reason::CredentialsConflict => Code::InvalidArgument,
+            Reason::ApiKeyNotFound | Reason::SessionNotFound | Reason::IdentityNotFound => {
+                Code::NotFound
+            }
             Reason::ApiKeyNotActive => Code::FailedPrecondition,
             Reason::NotImplemented => Code::Unimplemented,
             Reason::Internal => Code::Internal,
@@ -100,12 +124,13 @@ impl Reason {
 /// Everything that can go wrong, in the service and at startup.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The caller could not be authenticated.
+    /// The request is refused for `reason`, which also decides the gRPC
+    /// code (unauthenticated, not found, failed precondition, ...).
     #[error("{message}")]
-    Unauthenticated {
-        /// Why.
+    Refused {
+        /// Why; see [`Reason::code`].
         reason: Reason,
-        /// A message safe to show the caller (never the credential).
+        /// A message safe to show the caller (never a credential).
         message: String,
     },
     /// The caller is authenticated but lacks `scope`.
@@ -122,22 +147,6 @@ pub enum Error {
         /// The protobuf field name.
         field: &'static str,
         /// What is wrong with it.
-        message: String,
-    },
-    /// A named resource does not exist.
-    #[error("{message}")]
-    NotFound {
-        /// Which kind of resource.
-        reason: Reason,
-        /// A message naming the id.
-        message: String,
-    },
-    /// The resource is in a state that forbids the call.
-    #[error("{message}")]
-    FailedPrecondition {
-        /// Why.
-        reason: Reason,
-        /// What state forbids it.
         message: String,
     },
     /// The RPC is declared but not implemented yet.
@@ -180,9 +189,9 @@ impl Error {
         }
     }
 
-    /// An UNAUTHENTICATED with `reason`.
-    pub(crate) fn unauthenticated(reason: Reason, message: impl Into<String>) -> Self {
-        Error::Unauthenticated {
+    /// A refusal with `reason` (its code follows from the reason).
+    pub(crate) fn refused(reason: Reason, message: impl Into<String>) -> Self {
+        Error::Refused {
             reason,
             message: message.into(),
         }
@@ -199,9 +208,7 @@ impl Error {
     /// The stable reason this error is reported with.
     pub fn reason(&self) -> Reason {
         match self {
-            Error::Unauthenticated { reason, .. }
-            | Error::NotFound { reason, .. }
-            | Error::FailedPrecondition { reason, .. } => *reason,
+            Error::Refused { reason, .. } => *reason,
             Error::PermissionDenied { .. } => Reason::InsufficientScope,
             Error::InvalidArgument { .. } => Reason::InvalidField,
             Error::Unimplemented(_) => Reason::NotImplemented,
@@ -232,10 +239,7 @@ impl From<Error> for Status {
                 details = ErrorDetails::new();
                 err.to_string()
             }
-            Error::Unauthenticated { .. }
-            | Error::NotFound { .. }
-            | Error::FailedPrecondition { .. }
-            | Error::Unimplemented(_) => {
+            Error::Refused { .. } | Error::Unimplemented(_) => {
                 details = ErrorDetails::new();
                 err.to_string()
             }

@@ -19,6 +19,8 @@
 //! - `service`: one file per gRPC service; converts between protobuf and
 //!   domain types at the edge.
 //! - [`tls`]: server certificates, including the generated development CA.
+//! - [`ca`]: the CA for mutual TLS: issuing client certificates for service
+//!   identities and reading identities out of presented ones.
 //! - [`server`]: opening the data directory, serving, graceful shutdown.
 //! - [`cli`]: the `mcp-auth` command line (server and client subcommands).
 //! - [`error`]: the domain error and its one mapping to `tonic::Status`.
@@ -27,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod auth;
+pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;

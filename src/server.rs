@@ -13,16 +13,17 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, IdentityIndex};
 use crate::clock::Clock;
-use crate::config::{Config, TlsMode};
+use crate::config::{ClientCa, Config, TlsMode};
 use crate::error::Error;
 use crate::pb;
 use crate::secret::Secret;
 use crate::service::State;
 use crate::service::api_key::{ApiKeyService, create_admin_key};
+use crate::service::identity::IdentityService;
 use crate::service::token::TokenService;
 use crate::store::Store;
 use crate::tls;
@@ -84,18 +85,44 @@ impl Server {
     pub async fn open(config: Config, clock: Clock) -> Result<Self, Error> {
         let data_dir = &config.data_dir;
         tls::create_private_dir(data_dir)?;
+        let tls_dir = data_dir.join("tls");
         let tls = match &config.tls {
-            TlsMode::Generated => Some(tls::ensure_dev_certificates(&data_dir.join("tls"))?),
+            TlsMode::Generated => Some(tls::ensure_dev_certificates(&tls_dir)?),
             TlsMode::Files { cert, key } => Some(tls::load(cert, key)?),
             TlsMode::Plaintext => None,
         }
         .map(|ck| ServerTlsConfig::new().identity(Identity::from_pem(ck.cert_pem, ck.key_pem)));
+        // Client certificates are optional at the handshake: callers
+        // without one authenticate with an API key instead.
+        let tls = match (tls, &config.client_ca) {
+            (Some(tls), Some(ca)) => {
+                let path = match ca {
+                    ClientCa::Generated => tls_dir.join(tls::CA_CERT_FILE),
+                    ClientCa::File(path) => path.clone(),
+                };
+                let pem = std::fs::read(&path)
+                    .map_err(|e| Error::io(format!("reading client CA {}", path.display()), e))?;
+                Some(
+                    tls.client_ca_root(Certificate::from_pem(pem))
+                        .client_auth_optional(true),
+                )
+            }
+            (tls, _) => tls,
+        };
 
         let store = Store::open(data_dir)?;
         let ring = KeyRing::load_or_create(&store, config.signing_alg, clock.now()).await?;
         let revocations = RevocationIndex::load(&store)?;
+        let identities = Arc::new(IdentityIndex::load(&store)?);
         let state = Arc::new(State {
-            auth: Authenticator::new(store.clone(), clock.clone()),
+            auth: Authenticator::new(
+                store.clone(),
+                clock.clone(),
+                identities.clone(),
+                config.trust_domain.clone(),
+            ),
+            identities,
+            trust_domain: config.trust_domain.clone(),
             tokens: TokenIssuer::new(ring, config.issuer.clone()),
             revocations,
             default_ttl: config.default_token_ttl,
@@ -139,8 +166,8 @@ impl Server {
     /// Serves gRPC on `listener` until `shutdown` resolves, then lets
     /// in-flight RPCs finish within the grace period and flushes storage.
     ///
-    /// Served: `TokenService`, `ApiKeyService`, `grpc.health.v1.Health`
-    /// and server reflection.
+    /// Served: `TokenService`, `ApiKeyService`, `IdentityService`,
+    /// `grpc.health.v1.Health` and server reflection.
     ///
     /// # Errors
     /// TLS configuration or the transport failed, or the final flush did.
@@ -163,6 +190,9 @@ impl Server {
             .await;
         health
             .set_serving::<pb::api_key_service_server::ApiKeyServiceServer<ApiKeyService>>()
+            .await;
+        health
+            .set_serving::<pb::identity_service_server::IdentityServiceServer<IdentityService>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -191,7 +221,10 @@ impl Server {
                 TokenService::new(state.clone()),
             ))
             .add_service(pb::api_key_service_server::ApiKeyServiceServer::new(
-                ApiKeyService::new(state),
+                ApiKeyService::new(state.clone()),
+            ))
+            .add_service(pb::identity_service_server::IdentityServiceServer::new(
+                IdentityService::new(state),
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();

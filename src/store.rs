@@ -7,7 +7,9 @@
 //!
 //! Trees: `api_keys` (key id → record), `api_key_hashes` (SHA-256 of a
 //! secret → key id), `sessions` (session id → record), `signing_keys`
-//! (kid → record, including the private key). Records are JSON.
+//! (kid → record, including the private key), `identities` (mTLS identity
+//! name → grant), `revoked_certs` (certificate serial → revocation).
+//! Records are JSON.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -89,6 +91,24 @@ pub(crate) struct SessionRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// The scopes granted to an mTLS identity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct IdentityRecord {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub disabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A revoked client certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RevokedCert {
+    /// Lowercase hex.
+    pub serial: String,
+    pub revoked_at: i64,
+}
+
 /// A stored signing key, private part included. Lives only in the data
 /// directory, which the server keeps at mode 0700.
 #[derive(Clone, Serialize, Deserialize)]
@@ -138,6 +158,8 @@ pub(crate) struct Store {
     api_key_hashes: Tree,
     sessions: Tree,
     signing_keys: Tree,
+    identities: Tree,
+    revoked_certs: Tree,
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -185,6 +207,8 @@ impl Store {
             api_key_hashes: db.open_tree("api_key_hashes")?,
             sessions: db.open_tree("sessions")?,
             signing_keys: db.open_tree("signing_keys")?,
+            identities: db.open_tree("identities")?,
+            revoked_certs: db.open_tree("revoked_certs")?,
             commit: Arc::default(),
             db,
         })
@@ -364,6 +388,82 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Creates or replaces an identity grant, keeping its creation time,
+    /// durably. Returns the stored record.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn put_identity(&self, record: IdentityRecord) -> Result<IdentityRecord, StoreError> {
+        let r = self.identities.transaction(|tx| {
+            let mut rec = record.clone();
+            if let Some(old) = tx.get(rec.name.as_bytes())? {
+                let old: IdentityRecord = decode("identity", &old).map_err(abort_store::<()>)?;
+                rec.created_at = old.created_at;
+            }
+            tx.insert(rec.name.as_bytes(), encode(&rec).map_err(abort_store)?)?;
+            Ok(rec)
+        });
+        let stored = tx_result(r)?.unwrap_or(record);
+        self.flush().await?;
+        Ok(stored)
+    }
+
+    /// Deletes an identity grant, durably. `false` if there was none.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn delete_identity(&self, name: &str) -> Result<bool, StoreError> {
+        let existed = self.identities.remove(name.as_bytes())?.is_some();
+        if existed {
+            self.flush().await?;
+        }
+        Ok(existed)
+    }
+
+    /// Every identity grant, by name.
+    pub fn identities(&self) -> Result<Vec<IdentityRecord>, StoreError> {
+        self.identities
+            .iter()
+            .values()
+            .map(|v| decode("identity", &v?))
+            .collect()
+    }
+
+    /// Records a certificate revocation (keeping the first one's time),
+    /// durably. Returns the stored record.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn revoke_cert(&self, serial: &str, at: i64) -> Result<RevokedCert, StoreError> {
+        let fresh = RevokedCert {
+            serial: serial.to_owned(),
+            revoked_at: at,
+        };
+        let value = encode(&fresh)?;
+        let previous = self.revoked_certs.compare_and_swap(
+            serial.as_bytes(),
+            None as Option<&[u8]>,
+            Some(value),
+        )?;
+        self.flush().await?;
+        match previous {
+            Ok(()) => Ok(fresh),
+            Err(cas) => match cas.current {
+                Some(bytes) => decode("revoked certificate", &bytes),
+                None => Ok(fresh),
+            },
+        }
+    }
+
+    /// Every revoked certificate.
+    pub fn revoked_certs(&self) -> Result<Vec<RevokedCert>, StoreError> {
+        self.revoked_certs
+            .iter()
+            .values()
+            .map(|v| decode("revoked certificate", &v?))
+            .collect()
     }
 
     /// Every signing key.

@@ -9,15 +9,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 
-/// File name of the development CA certificate (what clients trust).
-pub const CA_CERT_FILE: &str = "ca.pem";
-/// File name of the development CA private key.
-pub const CA_KEY_FILE: &str = "ca.key";
+pub use crate::ca::{CA_CERT_FILE, CA_KEY_FILE};
 /// File name of the server certificate.
 pub const SERVER_CERT_FILE: &str = "server.pem";
 /// File name of the server private key.
@@ -91,21 +88,13 @@ pub fn ensure_dev_certificates(dir: &Path) -> Result<CertifiedKey, TlsError> {
     create_private_dir(dir)?;
     let now = OffsetDateTime::now_utc();
 
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name
-        .push(DnType::CommonName, "mcp-auth development CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca.not_before = now - Duration::hours(1);
-    ca.not_after = now + Duration::days(DEV_CERT_DAYS);
-    let ca_cert = ca.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca, ca_key);
+    let ca = crate::ca::generate_ca(
+        "mcp-auth development CA",
+        now - Duration::hours(1),
+        now + Duration::days(DEV_CERT_DAYS),
+    )?;
+    let ca_cert_pem = ca.cert_pem;
+    let issuer = Issuer::new(ca.params, ca.key);
 
     let server_key = KeyPair::generate()?;
     let mut server = CertificateParams::new(vec![
@@ -127,7 +116,7 @@ pub fn ensure_dev_certificates(dir: &Path) -> Result<CertifiedKey, TlsError> {
         &dir.join(CA_KEY_FILE),
         issuer.key().serialize_pem().as_bytes(),
     )?;
-    write_public(&dir.join(CA_CERT_FILE), ca_cert.pem().as_bytes())?;
+    write_public(&dir.join(CA_CERT_FILE), ca_cert_pem.as_bytes())?;
     write_private(&key_path, server_key.serialize_pem().as_bytes())?;
     write_public(&cert_path, server_cert.pem().as_bytes())?;
     tracing::info!(dir = %dir.display(), "generated development CA and server certificate");
@@ -156,7 +145,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     write_with_mode(path, contents, 0o600)
 }
 
-fn write_public(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
+/// Writes a file readable by everyone (mode 0644), atomically.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
     write_with_mode(path, contents, 0o644)
 }
 

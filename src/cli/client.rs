@@ -6,13 +6,15 @@ use std::io::Read;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 use tonic_types::StatusExt;
 
-use super::{ClientOpts, KeyCommand, SessionCommand, TokenCommand};
+use super::{CertCommand, ClientOpts, IdentityCommand, KeyCommand, SessionCommand, TokenCommand};
+use crate::ca::{ClientCertRequest, init_ca, issue_client_cert};
 use crate::pb;
 use crate::pb::api_key_service_client::ApiKeyServiceClient;
+use crate::pb::identity_service_client::IdentityServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
 
 /// Environment variable holding the API key client commands send.
@@ -91,15 +93,27 @@ async fn connect(opts: &ClientOpts) -> Result<Channel, CliError> {
             ),
             source,
         })?;
-        endpoint = endpoint
-            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)))
-            .map_err(connect_err)?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let (Some(cert), Some(key)) = (&opts.cert, &opts.key) {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|source| CliError::Io {
+                    context: format!("reading {}", path.display()),
+                    source,
+                })
+            };
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(tls).map_err(connect_err)?;
     }
     endpoint.connect().await.map_err(connect_err)
 }
 
-/// A request carrying the API key from `MCP_AUTH_API_KEY`.
-fn authed<T>(message: T) -> Result<Request<T>, CliError> {
+/// A request carrying the API key from `MCP_AUTH_API_KEY`, or no
+/// credential metadata when a client certificate authenticates instead.
+fn authed<T>(opts: &ClientOpts, message: T) -> Result<Request<T>, CliError> {
+    if opts.cert.is_some() {
+        return Ok(Request::new(message));
+    }
     let key = std::env::var(API_KEY_ENV).map_err(|_| {
         CliError::Usage(format!(
             "set {API_KEY_ENV} to an API key, e.g. export {API_KEY_ENV}=$(cat data/primary.key)"
@@ -173,11 +187,14 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                         .saturating_add(secs)
                 }
             };
-            let req = authed(pb::CreateApiKeyRequest {
-                name,
-                scopes,
-                expires_at,
-            })?;
+            let req = authed(
+                &opts,
+                pb::CreateApiKeyRequest {
+                    name,
+                    scopes,
+                    expires_at,
+                },
+            )?;
             let resp = ApiKeyServiceClient::new(connect(&opts).await?)
                 .create_api_key(req)
                 .await?
@@ -185,7 +202,7 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             print_created(&resp, opts.json)?;
         }
         KeyCommand::List { opts } => {
-            let req = authed(pb::ListApiKeysRequest {})?;
+            let req = authed(&opts, pb::ListApiKeysRequest {})?;
             let resp = ApiKeyServiceClient::new(connect(&opts).await?)
                 .list_api_keys(req)
                 .await?
@@ -216,7 +233,7 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             }
         }
         KeyCommand::Revoke { key_id, opts } => {
-            let req = authed(pb::RevokeApiKeyRequest { key_id })?;
+            let req = authed(&opts, pb::RevokeApiKeyRequest { key_id })?;
             let resp = ApiKeyServiceClient::new(connect(&opts).await?)
                 .revoke_api_key(req)
                 .await?
@@ -232,10 +249,13 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             grace_seconds,
             opts,
         } => {
-            let req = authed(pb::RotateApiKeyRequest {
-                key_id,
-                grace_seconds,
-            })?;
+            let req = authed(
+                &opts,
+                pb::RotateApiKeyRequest {
+                    key_id,
+                    grace_seconds,
+                },
+            )?;
             let resp = ApiKeyServiceClient::new(connect(&opts).await?)
                 .rotate_api_key(req)
                 .await?
@@ -262,12 +282,15 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             ttl_seconds,
             opts,
         } => {
-            let req = authed(pb::CreateSessionRequest {
-                subject,
-                scopes,
-                audience,
-                ttl_seconds,
-            })?;
+            let req = authed(
+                &opts,
+                pb::CreateSessionRequest {
+                    subject,
+                    scopes,
+                    audience,
+                    ttl_seconds,
+                },
+            )?;
             let s = TokenServiceClient::new(connect(&opts).await?)
                 .create_session(req)
                 .await?
@@ -285,9 +308,12 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             }
         }
         SessionCommand::Revoke { session_id, opts } => {
-            let req = authed(pb::RevokeSessionRequest {
-                session_id: session_id.clone(),
-            })?;
+            let req = authed(
+                &opts,
+                pb::RevokeSessionRequest {
+                    session_id: session_id.clone(),
+                },
+            )?;
             let resp = TokenServiceClient::new(connect(&opts).await?)
                 .revoke_session(req)
                 .await?
@@ -322,11 +348,14 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<u8, CliError> {
         }
         Some(t) => t.to_owned(),
     };
-    let req = authed(pb::VerifyTokenRequest {
-        token,
-        audience,
-        required_scopes,
-    })?;
+    let req = authed(
+        &opts,
+        pb::VerifyTokenRequest {
+            token,
+            audience,
+            required_scopes,
+        },
+    )?;
     let resp = TokenServiceClient::new(connect(&opts).await?)
         .verify_token(req)
         .await?
@@ -367,5 +396,142 @@ pub(super) async fn jwks(opts: ClientOpts) -> Result<u8, CliError> {
     let value: serde_json::Value = serde_json::from_str(&resp.jwks_json)
         .map_err(|e| CliError::Usage(format!("server sent a JWKS that is not JSON: {e}")))?;
     print_json(&value)?;
+    Ok(0)
+}
+
+pub(super) async fn cert(cmd: CertCommand) -> Result<u8, CliError> {
+    match cmd {
+        CertCommand::InitCa {
+            out,
+            name,
+            days,
+            force,
+        } => {
+            let info = init_ca(&out, &name, days, force).map_err(ca_err)?;
+            outln!("created CA {name:?}");
+            outln!(
+                "certificate: {} (give this to servers as client_ca)",
+                info.cert_path.display()
+            );
+            outln!(
+                "private key: {} (mode 0600; keep it offline)",
+                info.key_path.display()
+            );
+            outln!("sha256:      {}", info.fingerprint_sha256);
+            outln!("expires:     {}", time(info.not_after.unix_timestamp()));
+        }
+        CertCommand::Issue {
+            name,
+            ca_dir,
+            out,
+            days,
+            trust_domain,
+            force,
+            json,
+        } => {
+            if days == 0 {
+                return Err(CliError::Usage("--days must be at least 1".to_owned()));
+            }
+            let req = ClientCertRequest::for_days(&name, &trust_domain, days);
+            let issued = issue_client_cert(&ca_dir, &out, &req, force).map_err(ca_err)?;
+            if json {
+                print_json(&issued)?;
+            } else {
+                outln!("identity:    {}", issued.identity);
+                outln!("serial:      {}", issued.serial);
+                outln!("sha256:      {}", issued.fingerprint_sha256);
+                outln!("expires:     {}", issued.not_after);
+                outln!("certificate: {}", issued.cert_path.display());
+                outln!("private key: {} (mode 0600)", issued.key_path.display());
+            }
+        }
+        CertCommand::Revoke { serial, opts } => {
+            let req = authed(&opts, pb::RevokeCertificateRequest { serial })?;
+            let resp = IdentityServiceClient::new(connect(&opts).await?)
+                .revoke_certificate(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else {
+                outln!(
+                    "revoked certificate {} at {}",
+                    resp.serial,
+                    time(resp.revoked_at)
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn ca_err(e: crate::ca::CaError) -> CliError {
+    CliError::Usage(e.to_string())
+}
+
+fn print_identity(i: &pb::Identity) {
+    let status = if i.disabled { "disabled" } else { "enabled" };
+    outln!(
+        "{:<24} {:<9} {:<44} {}",
+        i.name,
+        status,
+        i.spiffe_id,
+        i.scopes.join(",")
+    );
+}
+
+pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
+    match cmd {
+        IdentityCommand::Set {
+            name,
+            scopes,
+            disabled,
+            opts,
+        } => {
+            let req = authed(
+                &opts,
+                pb::SetIdentityRequest {
+                    name,
+                    scopes,
+                    disabled,
+                },
+            )?;
+            let resp = IdentityServiceClient::new(connect(&opts).await?)
+                .set_identity(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else {
+                print_identity(&resp);
+            }
+        }
+        IdentityCommand::List { opts } => {
+            let req = authed(&opts, pb::ListIdentitiesRequest {})?;
+            let resp = IdentityServiceClient::new(connect(&opts).await?)
+                .list_identities(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else {
+                outln!("{:<24} {:<9} {:<44} SCOPES", "NAME", "STATUS", "SPIFFE ID");
+                for i in &resp.identities {
+                    print_identity(i);
+                }
+            }
+        }
+        IdentityCommand::Delete { name, opts } => {
+            let req = authed(&opts, pb::DeleteIdentityRequest { name: name.clone() })?;
+            IdentityServiceClient::new(connect(&opts).await?)
+                .delete_identity(req)
+                .await?;
+            if opts.json {
+                print_json(&serde_json::json!({ "deleted": name }))?;
+            } else {
+                outln!("deleted identity {name}");
+            }
+        }
+    }
     Ok(0)
 }

@@ -52,6 +52,12 @@ pub enum Command {
     Token(TokenCommand),
     /// Print the server's public signing keys (JWK Set). No API key needed.
     Jwks(ClientOpts),
+    /// Create a CA, issue client certificates (local), revoke them (server).
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Grant scopes to mTLS identities (needs scope identities:admin).
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Create a new admin key in the data directory of a STOPPED server,
     /// when every admin key is lost or revoked. Prints the secret once.
     RecoverAdmin {
@@ -77,6 +83,99 @@ pub struct ClientOpts {
     /// Print the response as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Client certificate (PEM) to authenticate with mutual TLS instead of
+    /// an API key.
+    #[arg(long, env = "MCP_AUTH_CLIENT_CERT", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, env = "MCP_AUTH_CLIENT_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+/// `mcp-auth cert ...`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a CA for client certificates: DIR/ca.pem and DIR/ca.key (0600).
+    InitCa {
+        /// Directory to write to.
+        #[arg(long)]
+        out: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "mcp-auth CA")]
+        name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a client certificate for a service identity: OUT/NAME.pem
+    /// (certificate and CA chain) and OUT/NAME.key (0600).
+    Issue {
+        /// The identity name (a-z 0-9 . -).
+        name: String,
+        /// Directory holding ca.pem and ca.key (mode 0600).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Directory to write to.
+        #[arg(long)]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// SPIFFE trust domain of the identity.
+        #[arg(long, env = "MCP_AUTH_TRUST_DOMAIN", default_value = crate::ca::DEFAULT_TRUST_DOMAIN)]
+        trust_domain: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a client certificate by serial on the running server (needs
+    /// scope identities:admin).
+    Revoke {
+        /// Serial number in hex, as `cert issue` printed it.
+        serial: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `mcp-auth identity ...`
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Create or replace an identity's grant.
+    Set {
+        /// The identity name, as in its certificate.
+        name: String,
+        /// Comma-separated scopes, e.g. sessions:create,tools:read.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Refuse the identity's certificates.
+        #[arg(long)]
+        disabled: bool,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List identity grants.
+    List {
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Delete an identity's grant.
+    Delete {
+        /// The identity name.
+        name: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
 }
 
 /// `mcp-auth key ...`
@@ -196,6 +295,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Session(cmd) => client::session(cmd).await,
         Command::Token(cmd) => client::token(cmd).await,
         Command::Jwks(opts) => client::jwks(opts).await,
+        Command::Cert(cmd) => client::cert(cmd).await,
+        Command::Identity(cmd) => client::identity(cmd).await,
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;

@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// Grace period for in-flight RPCs on shutdown [default: 10].
     #[arg(long, env = "MCP_AUTH_SHUTDOWN_GRACE_SECONDS")]
     shutdown_grace_seconds: Option<u64>,
+    /// CA (PEM) that client certificates must chain to [default: the
+    /// generated development CA].
+    #[arg(long, env = "MCP_AUTH_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
+    /// SPIFFE trust domain of client identities [default: mcp-auth.local].
+    #[arg(long, env = "MCP_AUTH_TRUST_DOMAIN")]
+    trust_domain: Option<String>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -73,6 +80,8 @@ impl ServeArgs {
             default_token_ttl_seconds: self.default_token_ttl_seconds,
             max_token_ttl_seconds: self.max_token_ttl_seconds,
             shutdown_grace_seconds: self.shutdown_grace_seconds,
+            client_ca: self.client_ca.clone(),
+            trust_domain: self.trust_domain.clone(),
         }
     }
 }

@@ -68,7 +68,7 @@ async fn insert_key(
 }
 
 fn key_not_found(key_id: &str) -> Error {
-    Error::NotFound {
+    Error::Refused {
         reason: Reason::ApiKeyNotFound,
         message: format!("no API key {key_id}"),
     }
@@ -98,7 +98,7 @@ impl ApiKeyService {
     }
 
     fn admin<T>(&self, req: &Request<T>) -> Result<Principal, Error> {
-        let caller = self.state.auth.authenticate(req.metadata())?;
+        let caller = self.state.auth.authenticate(req)?;
         caller.require(KEYS_ADMIN)?;
         Ok(caller)
     }
@@ -184,7 +184,7 @@ impl ApiKeyService {
                 let mut rec = old.ok_or_else(|| key_not_found(&r.key_id))?;
                 may_manage(&caller, &rec)?;
                 if rec.revoked_at.is_some() {
-                    return Err(Error::FailedPrecondition {
+                    return Err(Error::Refused {
                         reason: Reason::ApiKeyNotActive,
                         message: format!("API key {} is revoked and cannot be rotated", rec.key_id),
                     });

@@ -5,9 +5,12 @@
 //! through the one `From<Error> for Status`.
 
 pub(crate) mod api_key;
+pub(crate) mod identity;
 pub(crate) mod token;
 
-use crate::auth::Authenticator;
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, IdentityIndex};
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::secret::random_base62;
@@ -19,6 +22,10 @@ pub(crate) struct State {
     pub store: Store,
     pub clock: Clock,
     pub auth: Authenticator,
+    /// mTLS identity grants and revoked certificates, shared with `auth`.
+    pub identities: Arc<IdentityIndex>,
+    /// SPIFFE trust domain of client certificate identities.
+    pub trust_domain: String,
     pub tokens: TokenIssuer,
     pub revocations: RevocationIndex,
     /// Token lifetime when a request asks for 0, seconds.

@@ -30,7 +30,7 @@ impl TokenService {
         req: Request<pb::CreateSessionRequest>,
     ) -> Result<pb::Session, Error> {
         let s = &self.state;
-        let caller = s.auth.authenticate(req.metadata())?;
+        let caller = s.auth.authenticate(&req)?;
         caller.require(SESSIONS_CREATE)?;
         let r = req.into_inner();
         check_text("subject", &r.subject, MAX_NAME_LEN)?;
@@ -89,7 +89,7 @@ impl TokenService {
         req: Request<pb::VerifyTokenRequest>,
     ) -> Result<pb::VerifyTokenResponse, Error> {
         let s = &self.state;
-        let caller = s.auth.authenticate(req.metadata())?;
+        let caller = s.auth.authenticate(&req)?;
         caller.require(TOKENS_VERIFY)?;
         let r = req.into_inner();
         if r.audience.len() > MAX_NAME_LEN {
@@ -135,10 +135,10 @@ impl TokenService {
         req: Request<pb::RevokeSessionRequest>,
     ) -> Result<pb::RevokeSessionResponse, Error> {
         let s = &self.state;
-        let caller = s.auth.authenticate(req.metadata())?;
+        let caller = s.auth.authenticate(&req)?;
         let r = req.into_inner();
         check_id("session_id", &r.session_id)?;
-        let not_found = || Error::NotFound {
+        let not_found = || Error::Refused {
             reason: Reason::SessionNotFound,
             message: format!("no session {}", r.session_id),
         };

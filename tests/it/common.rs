@@ -318,3 +318,114 @@ impl TestServer {
             .into_inner())
     }
 }
+
+/// A client certificate written to disk.
+pub struct ClientCert {
+    pub dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub serial: String,
+}
+
+impl ClientCert {
+    /// Issues a certificate for `name` from the CA in `ca_dir`.
+    pub fn issue(ca_dir: &Path, name: &str, valid: ValidFor) -> ClientCert {
+        use mcp_auth::ca::{ClientCertRequest, DEFAULT_TRUST_DOMAIN, issue_client_cert};
+        let dir = tempfile::tempdir().unwrap();
+        let mut req = ClientCertRequest::for_days(name, DEFAULT_TRUST_DOMAIN, 1);
+        if let ValidFor::Expired = valid {
+            req.not_before -= time::Duration::days(3);
+            req.not_after -= time::Duration::days(2);
+        }
+        let issued = issue_client_cert(ca_dir, dir.path(), &req, false).unwrap();
+        ClientCert {
+            cert: issued.cert_path,
+            key: issued.key_path,
+            serial: issued.serial,
+            dir,
+        }
+    }
+
+    fn identity(&self) -> tonic::transport::Identity {
+        tonic::transport::Identity::from_pem(
+            std::fs::read(&self.cert).unwrap(),
+            std::fs::read(&self.key).unwrap(),
+        )
+    }
+}
+
+/// Validity of a test certificate.
+pub enum ValidFor {
+    Now,
+    Expired,
+}
+
+impl TestServer {
+    /// The server's development CA directory (`ca.pem`, `ca.key`).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.data_dir().join("tls")
+    }
+
+    /// Issues a certificate for `name` from the server's own CA.
+    pub fn client_cert(&self, name: &str) -> ClientCert {
+        ClientCert::issue(&self.ca_dir(), name, ValidFor::Now)
+    }
+
+    /// Connects presenting `cert`. The TLS handshake's verdict on the
+    /// certificate shows at the first call, so this only builds the channel.
+    pub async fn mtls_channel(
+        &self,
+        cert: &ClientCert,
+    ) -> Result<Channel, tonic::transport::Error> {
+        let ca = std::fs::read(self.ca_path()).unwrap();
+        Endpoint::from_shared(self.url())
+            .unwrap()
+            .tls_config(
+                ClientTlsConfig::new()
+                    .ca_certificate(Certificate::from_pem(ca))
+                    .identity(cert.identity()),
+            )?
+            .connect()
+            .await
+    }
+
+    /// Grants `scopes` to identity `name` (as the primary key).
+    pub async fn grant(&self, name: &str, scopes: &[&str], disabled: bool) -> pb::Identity {
+        pb::identity_service_client::IdentityServiceClient::new(self.channel().await)
+            .set_identity(authed(
+                pb::SetIdentityRequest {
+                    name: name.to_owned(),
+                    scopes: strings(scopes),
+                    disabled,
+                },
+                &self.primary,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// RevokeCertificate as the primary key.
+    pub async fn revoke_cert(&self, serial: &str) -> pb::RevokeCertificateResponse {
+        pb::identity_service_client::IdentityServiceClient::new(self.channel().await)
+            .revoke_certificate(authed(
+                pb::RevokeCertificateRequest {
+                    serial: serial.to_owned(),
+                },
+                &self.primary,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+/// A CreateSession request for `alice` with no credential metadata.
+pub fn bare_session_request(scopes: &[&str]) -> Request<pb::CreateSessionRequest> {
+    Request::new(pb::CreateSessionRequest {
+        subject: "alice".to_owned(),
+        scopes: strings(scopes),
+        audience: "aud".to_owned(),
+        ttl_seconds: 0,
+    })
+}

@@ -287,6 +287,7 @@ async fn a_configured_certificate_is_served() {
             cert: certs.path().join("server.pem"),
             key: certs.path().join("server.key"),
         };
+        c.client_ca = None;
     })
     .await;
     assert!(

@@ -1,0 +1,479 @@
+//! The certificate authority for mutual TLS: creating a CA, issuing client
+//! certificates for service identities, and reading the identity back out
+//! of a presented certificate.
+//!
+//! An identity is carried as the URI SAN `spiffe://<trust-domain>/<name>`
+//! and as the subject CN. `mcp-auth cert init-ca` and `mcp-auth cert issue`
+//! (and the scripts in `certs/` that wrap them) call into this module;
+//! the server calls [`parse_client_cert`] on every mTLS request.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+use crate::secret::SecretHash;
+use crate::tls::{TlsError, write_private, write_public};
+
+/// File name of a CA certificate in a CA directory.
+pub const CA_CERT_FILE: &str = "ca.pem";
+/// File name of a CA private key in a CA directory.
+pub const CA_KEY_FILE: &str = "ca.key";
+/// Default trust domain of SPIFFE ids.
+pub const DEFAULT_TRUST_DOMAIN: &str = "mcp-auth.local";
+/// Longest identity name.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Why a CA or certificate operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// Reading or writing a file failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// rcgen refused the parameters.
+    #[error("certificate generation: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A file would be overwritten without `--force`.
+    #[error("{0} exists; pass --force to overwrite it")]
+    Exists(PathBuf),
+    /// The CA private key is readable by others.
+    #[error(
+        "{path} has mode {mode:o}: a CA key must be readable by its owner only (chmod 600 {path})"
+    )]
+    LooseKey {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A parameter is invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |source| {
+        CaError::Tls(TlsError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Checks an identity name: 1 to 63 characters of `a-z 0-9 . -`, starting
+/// with a letter or digit (so it is a valid SPIFFE path segment and can
+/// never look like an API key id).
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn validate_identity_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "identity name {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z 0-9 . - starting with a letter or digit"
+        ))
+    }
+}
+
+/// Checks a trust domain: like a DNS name, 1 to 255 characters of
+/// `a-z 0-9 . -`.
+///
+/// # Errors
+/// A message saying what is wrong.
+pub fn validate_trust_domain(td: &str) -> Result<(), String> {
+    let ok = !td.is_empty()
+        && td.len() <= 255
+        && td
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "trust domain {td:?} must be 1 to 255 characters of a-z 0-9 . -"
+        ))
+    }
+}
+
+/// The SPIFFE id of `name` in `trust_domain`.
+pub fn spiffe_id(trust_domain: &str, name: &str) -> String {
+    format!("spiffe://{trust_domain}/{name}")
+}
+
+/// Lowercase hex without separators; how serials are shown and stored.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Normalises a serial as a user may type it (`0A:1B...`, `0a1b...`).
+///
+/// # Errors
+/// The serial is empty, too long or not hex.
+pub fn normalize_serial(serial: &str) -> Result<String, String> {
+    let s: String = serial
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("must be 1 to 40 hex digits (colons allowed)".to_owned());
+    }
+    Ok(s)
+}
+
+/// A freshly generated CA: its PEM certificate and key pair.
+pub(crate) struct NewCa {
+    pub cert_pem: String,
+    pub params: CertificateParams,
+    pub key: KeyPair,
+}
+
+/// Generates a self-signed CA certificate named `common_name`.
+///
+/// # Errors
+/// rcgen failed.
+pub(crate) fn generate_ca(
+    common_name: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<NewCa, rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let cert_pem = params.self_signed(&key)?.pem();
+    Ok(NewCa {
+        cert_pem,
+        params,
+        key,
+    })
+}
+
+/// What [`init_ca`] wrote.
+#[derive(Debug)]
+pub struct CaInfo {
+    /// The CA certificate (what servers and clients trust).
+    pub cert_path: PathBuf,
+    /// The CA private key (mode 0600).
+    pub key_path: PathBuf,
+    /// SHA-256 fingerprint of the certificate.
+    pub fingerprint_sha256: String,
+    /// Expiry.
+    pub not_after: OffsetDateTime,
+}
+
+/// Creates a CA in `out_dir` (`ca.pem`, and `ca.key` with mode 0600).
+///
+/// # Errors
+/// The files exist and `force` is false, or they cannot be written.
+pub fn init_ca(
+    out_dir: &Path,
+    common_name: &str,
+    days: u32,
+    force: bool,
+) -> Result<CaInfo, CaError> {
+    if days == 0 {
+        return Err(CaError::Invalid("--days must be at least 1".to_owned()));
+    }
+    let cert_path = out_dir.join(CA_CERT_FILE);
+    let key_path = out_dir.join(CA_KEY_FILE);
+    refuse_overwrite(&[&cert_path, &key_path], force)?;
+    crate::tls::create_private_dir(out_dir)?;
+    let now = OffsetDateTime::now_utc();
+    let not_after = now + Duration::days(i64::from(days));
+    let ca = generate_ca(common_name, now - Duration::minutes(5), not_after)?;
+    write_private(&key_path, ca.key.serialize_pem().as_bytes())?;
+    write_public(&cert_path, ca.cert_pem.as_bytes())?;
+    Ok(CaInfo {
+        fingerprint_sha256: fingerprint(&pem_der(&ca.cert_pem)?),
+        cert_path,
+        key_path,
+        not_after,
+    })
+}
+
+fn refuse_overwrite(paths: &[&Path], force: bool) -> Result<(), CaError> {
+    if !force {
+        if let Some(p) = paths.iter().find(|p| p.exists()) {
+            return Err(CaError::Exists((*p).to_owned()));
+        }
+    }
+    Ok(())
+}
+
+/// What to put in a client certificate.
+#[derive(Clone, Debug)]
+pub struct ClientCertRequest {
+    /// The identity name (see [`validate_identity_name`]).
+    pub name: String,
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+}
+
+impl ClientCertRequest {
+    /// A request valid from five minutes ago (clock skew) for `days` days.
+    pub fn for_days(name: &str, trust_domain: &str, days: u32) -> Self {
+        let now = OffsetDateTime::now_utc();
+        let now = now.replace_nanosecond(0).unwrap_or(now);
+        ClientCertRequest {
+            name: name.to_owned(),
+            trust_domain: trust_domain.to_owned(),
+            not_before: now - Duration::minutes(5),
+            not_after: now + Duration::days(i64::from(days)),
+        }
+    }
+}
+
+/// What [`issue_client_cert`] wrote.
+#[derive(Debug, serde::Serialize)]
+pub struct IssuedCert {
+    /// The identity name.
+    pub name: String,
+    /// `spiffe://<trust-domain>/<name>`.
+    pub identity: String,
+    /// Serial number, lowercase hex: what `mcp-auth cert revoke` takes.
+    pub serial: String,
+    /// SHA-256 fingerprint of the certificate, colon-separated hex.
+    pub fingerprint_sha256: String,
+    /// Expiry, RFC 3339.
+    pub not_after: String,
+    /// Certificate followed by the CA certificate (PEM).
+    pub cert_path: PathBuf,
+    /// Private key (PEM, mode 0600).
+    pub key_path: PathBuf,
+}
+
+/// Issues a client certificate signed by the CA in `ca_dir`, writing
+/// `<name>.pem` (certificate, then the CA certificate) and `<name>.key`
+/// (mode 0600) into `out_dir`. Never prints or returns the private key.
+///
+/// # Errors
+/// The name or trust domain is invalid, the CA key is readable by others,
+/// the output files exist and `force` is false, or a file cannot be used.
+pub fn issue_client_cert(
+    ca_dir: &Path,
+    out_dir: &Path,
+    req: &ClientCertRequest,
+    force: bool,
+) -> Result<IssuedCert, CaError> {
+    validate_identity_name(&req.name).map_err(CaError::Invalid)?;
+    validate_trust_domain(&req.trust_domain).map_err(CaError::Invalid)?;
+    if req.not_after <= req.not_before {
+        return Err(CaError::Invalid(
+            "the certificate would never be valid".to_owned(),
+        ));
+    }
+    let ca_key_path = ca_dir.join(CA_KEY_FILE);
+    let ca_cert_path = ca_dir.join(CA_CERT_FILE);
+    let mode = fs::metadata(&ca_key_path)
+        .map_err(io(&ca_key_path))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(CaError::LooseKey {
+            path: ca_key_path,
+            mode: mode & 0o777,
+        });
+    }
+    let cert_path = out_dir.join(format!("{}.pem", req.name));
+    let key_path = out_dir.join(format!("{}.key", req.name));
+    refuse_overwrite(&[&cert_path, &key_path], force)?;
+
+    let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
+    let ca_cert_pem = fs::read_to_string(&ca_cert_path).map_err(io(&ca_cert_path))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, KeyPair::from_pem(&ca_key_pem)?)?;
+
+    let identity = spiffe_id(&req.trust_domain, &req.name);
+    let mut serial = [0u8; 16];
+    getrandom::fill(&mut serial).map_err(|e| CaError::Invalid(format!("OS random source: {e}")))?;
+    // Positive and without a leading zero byte, so its DER form is these
+    // exact 16 bytes.
+    serial[0] = (serial[0] & 0x7f).max(1);
+
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, req.name.as_str());
+    params.subject_alt_names = vec![SanType::URI(identity.as_str().try_into()?)];
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params.not_before = req.not_before;
+    params.not_after = req.not_after;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+
+    crate::tls::create_private_dir(out_dir)?;
+    write_private(&key_path, key.serialize_pem().as_bytes())?;
+    write_public(
+        &cert_path,
+        format!("{}{}", cert.pem(), ca_cert_pem).as_bytes(),
+    )?;
+    Ok(IssuedCert {
+        name: req.name.clone(),
+        identity,
+        serial: hex(&serial),
+        fingerprint_sha256: fingerprint(cert.der()),
+        not_after: req
+            .not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        cert_path,
+        key_path,
+    })
+}
+
+fn pem_der(pem: &str) -> Result<Vec<u8>, CaError> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map(|(_, p)| p.contents)
+        .map_err(|e| CaError::Invalid(format!("bad PEM: {e}")))
+}
+
+/// SHA-256 of a DER certificate as colon-separated uppercase hex (the form
+/// `openssl x509 -fingerprint -sha256` prints).
+pub fn fingerprint(der: &[u8]) -> String {
+    SecretHash::of(der)
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// What the server reads out of a presented client certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertInfo {
+    /// The identity name from the SPIFFE id.
+    pub name: String,
+    /// Serial number, lowercase hex.
+    pub serial: String,
+}
+
+/// Reads the identity and serial out of a client certificate (DER) that
+/// the TLS layer has already verified against the client CA.
+///
+/// # Errors
+/// The certificate cannot be parsed or has no URI SAN
+/// `spiffe://<trust_domain>/<name>` with a valid name.
+pub fn parse_client_cert(der: &[u8], trust_domain: &str) -> Result<ClientCertInfo, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("unreadable client certificate: {e}"))?;
+    let serial = hex(cert.tbs_certificate.raw_serial());
+    let prefix = format!("spiffe://{trust_domain}/");
+    let sans = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("bad subjectAltName: {e}"))?;
+    let name = sans
+        .iter()
+        .flat_map(|ext| ext.value.general_names.iter())
+        .find_map(|gn| match gn {
+            x509_parser::extensions::GeneralName::URI(uri) => uri.strip_prefix(prefix.as_str()),
+            _ => None,
+        })
+        .ok_or_else(|| format!("the client certificate has no URI SAN {prefix}<name>"))?;
+    validate_identity_name(name)?;
+    Ok(ClientCertInfo {
+        name: name.to_owned(),
+        serial,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificate_carries_identity_and_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = init_ca(dir.path(), "test CA", 30, false).unwrap();
+        let mode = fs::metadata(&ca.key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(matches!(
+            init_ca(dir.path(), "again", 30, false),
+            Err(CaError::Exists(_))
+        ));
+
+        let out = dir.path().join("out");
+        let req = ClientCertRequest::for_days("billing", DEFAULT_TRUST_DOMAIN, 30);
+        let issued = issue_client_cert(dir.path(), &out, &req, false).unwrap();
+        assert_eq!(issued.identity, "spiffe://mcp-auth.local/billing");
+        assert_eq!(issued.serial.len(), 32);
+        let key_mode = fs::metadata(&issued.key_path).unwrap().permissions().mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        assert!(!format!("{issued:?}").contains("PRIVATE KEY"));
+
+        let pem = fs::read_to_string(&issued.cert_path).unwrap();
+        assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "leaf then CA");
+        let der = pem_der(&pem).unwrap();
+        let info = parse_client_cert(&der, DEFAULT_TRUST_DOMAIN).unwrap();
+        assert_eq!(info.name, "billing");
+        assert_eq!(info.serial, issued.serial);
+        assert_eq!(fingerprint(&der), issued.fingerprint_sha256);
+        assert!(parse_client_cert(&der, "other.domain").is_err());
+
+        // No overwrite without force; with force a new serial.
+        assert!(matches!(
+            issue_client_cert(dir.path(), &out, &req, false),
+            Err(CaError::Exists(_))
+        ));
+        let again = issue_client_cert(dir.path(), &out, &req, true).unwrap();
+        assert_ne!(again.serial, issued.serial);
+    }
+
+    #[test]
+    fn loose_ca_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = init_ca(dir.path(), "test CA", 30, false).unwrap();
+        fs::set_permissions(&ca.key_path, fs::Permissions::from_mode(0o644)).unwrap();
+        let req = ClientCertRequest::for_days("billing", DEFAULT_TRUST_DOMAIN, 30);
+        let err = issue_client_cert(dir.path(), dir.path(), &req, false).unwrap_err();
+        assert!(
+            matches!(err, CaError::LooseKey { mode: 0o644, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn names_and_serials() {
+        assert!(validate_identity_name("billing").is_ok());
+        assert!(validate_identity_name("a.b-c9").is_ok());
+        assert!(validate_identity_name("key_abc").is_err());
+        assert!(validate_identity_name("-x").is_err());
+        assert!(validate_identity_name("Billing").is_err());
+        assert!(validate_identity_name("").is_err());
+        assert!(validate_identity_name(&"a".repeat(64)).is_err());
+        assert_eq!(normalize_serial("0A:1b").unwrap(), "0a1b");
+        assert!(normalize_serial("xyz").is_err());
+        assert!(normalize_serial("").is_err());
+    }
+}
