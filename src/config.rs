@@ -23,6 +23,12 @@ pub const DEFAULT_ISSUER: &str = "mcp-auth";
 pub const DEFAULT_TOKEN_TTL: u32 = 15 * 60;
 /// Default maximum access-token lifetime, seconds (1 hour).
 pub const DEFAULT_MAX_TOKEN_TTL: u32 = 60 * 60;
+/// Default (and maximum) absolute session lifetime, seconds (24 hours).
+pub const DEFAULT_MAX_SESSION_LIFETIME: u32 = 24 * 60 * 60;
+/// Default idle timeout of a session (no refresh for this long), seconds.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: u32 = 12 * 60 * 60;
+/// Longest grace window for concurrent refreshes of one refresh token.
+pub const MAX_REFRESH_REUSE_GRACE: u32 = 10;
 /// Default time allowed for in-flight RPCs to finish on shutdown, seconds.
 pub const DEFAULT_SHUTDOWN_GRACE: u64 = 10;
 
@@ -93,6 +99,16 @@ pub struct Settings {
     /// SPIFFE trust domain of client certificate identities
     /// (`spiffe://<trust_domain>/<name>`). Default `mcp-auth.local`.
     pub trust_domain: Option<String>,
+    /// Longest absolute session lifetime, and the default when a request
+    /// asks for 0, seconds. Default 86400 (24 hours).
+    pub max_session_lifetime_seconds: Option<u32>,
+    /// A session not refreshed for this long can no longer be refreshed,
+    /// seconds. Default 43200 (12 hours).
+    pub session_idle_timeout_seconds: Option<u32>,
+    /// Window in which a spent refresh token may be presented again without
+    /// being treated as reuse (clients that race), seconds. Default 0, at
+    /// most 10.
+    pub refresh_reuse_grace_seconds: Option<u32>,
 }
 
 impl Settings {
@@ -132,6 +148,15 @@ impl Settings {
             shutdown_grace_seconds: top.shutdown_grace_seconds.or(self.shutdown_grace_seconds),
             client_ca: top.client_ca.or(self.client_ca),
             trust_domain: top.trust_domain.or(self.trust_domain),
+            max_session_lifetime_seconds: top
+                .max_session_lifetime_seconds
+                .or(self.max_session_lifetime_seconds),
+            session_idle_timeout_seconds: top
+                .session_idle_timeout_seconds
+                .or(self.session_idle_timeout_seconds),
+            refresh_reuse_grace_seconds: top
+                .refresh_reuse_grace_seconds
+                .or(self.refresh_reuse_grace_seconds),
         }
     }
 }
@@ -176,6 +201,12 @@ pub struct Config {
     pub client_ca: Option<ClientCa>,
     /// SPIFFE trust domain of client certificate identities.
     pub trust_domain: String,
+    /// Longest (and default) absolute session lifetime, seconds.
+    pub max_session_lifetime: u32,
+    /// Idle timeout of a session, seconds.
+    pub session_idle_timeout: u32,
+    /// Grace window for re-presenting a spent refresh token, seconds.
+    pub refresh_reuse_grace: u32,
 }
 
 /// The CA that client certificates must chain to.
@@ -260,6 +291,33 @@ impl Config {
                 message: format!("must be between 1 and max_token_ttl_seconds ({max_token_ttl})"),
             });
         }
+        let max_session_lifetime = s
+            .max_session_lifetime_seconds
+            .unwrap_or(DEFAULT_MAX_SESSION_LIFETIME);
+        if max_session_lifetime < max_token_ttl || max_session_lifetime > 366 * 24 * 60 * 60 {
+            return Err(ConfigError::Invalid {
+                field: "max_session_lifetime_seconds",
+                message: format!(
+                    "must be between max_token_ttl_seconds ({max_token_ttl}) and 31622400 (366 days)"
+                ),
+            });
+        }
+        let session_idle_timeout = s
+            .session_idle_timeout_seconds
+            .unwrap_or(DEFAULT_SESSION_IDLE_TIMEOUT);
+        if session_idle_timeout == 0 {
+            return Err(ConfigError::Invalid {
+                field: "session_idle_timeout_seconds",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        let refresh_reuse_grace = s.refresh_reuse_grace_seconds.unwrap_or(0);
+        if refresh_reuse_grace > MAX_REFRESH_REUSE_GRACE {
+            return Err(ConfigError::Invalid {
+                field: "refresh_reuse_grace_seconds",
+                message: format!("must be at most {MAX_REFRESH_REUSE_GRACE}"),
+            });
+        }
         Ok(Config {
             data_dir: s
                 .data_dir
@@ -275,6 +333,9 @@ impl Config {
             ),
             client_ca,
             trust_domain,
+            max_session_lifetime,
+            session_idle_timeout,
+            refresh_reuse_grace,
         })
     }
 

@@ -51,15 +51,23 @@ pub enum Reason {
     SessionNotFound,
     /// The API key is revoked, so it cannot be rotated.
     ApiKeyNotActive,
-    /// The RPC is declared but not implemented yet.
-    NotImplemented,
+    /// The refresh token is malformed or unknown.
+    RefreshTokenInvalid,
+    /// A spent refresh token was presented again: the session is revoked.
+    RefreshTokenReused,
+    /// The session is past its absolute lifetime or idle timeout.
+    SessionExpired,
+    /// The session was revoked.
+    SessionRevoked,
+    /// Only the session's creator may do this with a credential.
+    NotSessionCreator,
     /// Something failed inside the server; the cause is in its log.
     Internal,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 20] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -74,7 +82,11 @@ impl Reason {
         Reason::ApiKeyNotFound,
         Reason::SessionNotFound,
         Reason::ApiKeyNotActive,
-        Reason::NotImplemented,
+        Reason::RefreshTokenInvalid,
+        Reason::RefreshTokenReused,
+        Reason::SessionExpired,
+        Reason::SessionRevoked,
+        Reason::NotSessionCreator,
         Reason::Internal,
     ];
 
@@ -95,7 +107,11 @@ impl Reason {
             Reason::ApiKeyNotFound => "API_KEY_NOT_FOUND",
             Reason::SessionNotFound => "SESSION_NOT_FOUND",
             Reason::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
-            Reason::NotImplemented => "NOT_IMPLEMENTED",
+            Reason::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
+            Reason::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            Reason::SessionExpired => "SESSION_EXPIRED",
+            Reason::SessionRevoked => "SESSION_REVOKED",
+            Reason::NotSessionCreator => "NOT_SESSION_CREATOR",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -108,14 +124,19 @@ impl Reason {
             | Reason::ApiKeyRevoked
             | Reason::ApiKeyExpired
             | Reason::CertificateRevoked
-            | Reason::CertificateInvalid => Code::Unauthenticated,
-            Reason::InsufficientScope | Reason::IdentityDisabled => Code::PermissionDenied,
+            | Reason::CertificateInvalid
+            | Reason::RefreshTokenInvalid
+            | Reason::RefreshTokenReused
+            | Reason::SessionExpired
+            | Reason::SessionRevoked => Code::Unauthenticated,
+            Reason::InsufficientScope | Reason::IdentityDisabled | Reason::NotSessionCreator => {
+                Code::PermissionDenied
+            }
             Reason::InvalidField | Reason::CredentialsConflict => Code::InvalidArgument,
             Reason::ApiKeyNotFound | Reason::SessionNotFound | Reason::IdentityNotFound => {
                 Code::NotFound
             }
             Reason::ApiKeyNotActive => Code::FailedPrecondition,
-            Reason::NotImplemented => Code::Unimplemented,
             Reason::Internal => Code::Internal,
         }
     }
@@ -149,9 +170,6 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
-    /// The RPC is declared but not implemented yet.
-    #[error("{0}")]
-    Unimplemented(&'static str),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -211,7 +229,6 @@ impl Error {
             Error::Refused { reason, .. } => *reason,
             Error::PermissionDenied { .. } => Reason::InsufficientScope,
             Error::InvalidArgument { .. } => Reason::InvalidField,
-            Error::Unimplemented(_) => Reason::NotImplemented,
             Error::Store(_)
             | Error::Token(_)
             | Error::Tls(_)
@@ -239,7 +256,7 @@ impl From<Error> for Status {
                 details = ErrorDetails::new();
                 err.to_string()
             }
-            Error::Refused { .. } | Error::Unimplemented(_) => {
+            Error::Refused { .. } => {
                 details = ErrorDetails::new();
                 err.to_string()
             }

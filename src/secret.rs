@@ -9,6 +9,9 @@ use subtle::ConstantTimeEq;
 /// Prefix of every API key secret.
 pub const API_KEY_PREFIX: &str = "mcp_sk_";
 
+/// Prefix of every refresh token.
+pub const REFRESH_TOKEN_PREFIX: &str = "mcp_rt_";
+
 /// Number of base62 characters after the prefix: 43 × log2(62) ≈ 256 bits.
 pub const API_KEY_RANDOM_CHARS: usize = 43;
 
@@ -34,8 +37,21 @@ impl Secret {
     /// # Errors
     /// Fails only if the operating system's random source fails.
     pub fn generate_api_key() -> Result<Self, getrandom::Error> {
-        let mut s = String::with_capacity(API_KEY_PREFIX.len() + API_KEY_RANDOM_CHARS);
-        s.push_str(API_KEY_PREFIX);
+        Self::generate(API_KEY_PREFIX)
+    }
+
+    /// A fresh refresh token: `mcp_rt_` and 43 base62 characters (256
+    /// bits) from the OS CSPRNG.
+    ///
+    /// # Errors
+    /// Fails only if the operating system's random source fails.
+    pub fn generate_refresh_token() -> Result<Self, getrandom::Error> {
+        Self::generate(REFRESH_TOKEN_PREFIX)
+    }
+
+    fn generate(prefix: &str) -> Result<Self, getrandom::Error> {
+        let mut s = String::with_capacity(prefix.len() + API_KEY_RANDOM_CHARS);
+        s.push_str(prefix);
         s.push_str(&random_base62(API_KEY_RANDOM_CHARS)?);
         Ok(Self(s))
     }

@@ -127,6 +127,9 @@ impl Server {
             revocations,
             default_ttl: config.default_token_ttl,
             max_ttl: config.max_token_ttl,
+            max_session_lifetime: config.max_session_lifetime,
+            session_idle_timeout: config.session_idle_timeout,
+            refresh_reuse_grace: config.refresh_reuse_grace,
             store,
             clock,
         });

@@ -87,8 +87,56 @@ pub(crate) struct SessionRecord {
     pub scopes: Vec<String>,
     pub audience: String,
     pub created_at: i64,
+    /// Expiry of the newest access token (no token of the session lives
+    /// longer).
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// Absolute end of the session: no refresh after it.
+    #[serde(default)]
+    pub session_expires_at: i64,
+    /// Last CreateSession or RefreshSession; the idle timeout counts from
+    /// here.
+    #[serde(default)]
+    pub last_refreshed_at: i64,
+    /// Hashes of every refresh token issued for the session (spent ones
+    /// included, for reuse detection), so they go when the session goes.
+    #[serde(default)]
+    pub refresh_hashes: Vec<SecretHash>,
+}
+
+/// A refresh token, stored by the hash of its secret.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RefreshRecord {
+    pub session_id: String,
+    pub issued_at: i64,
+    /// When it was exchanged; a second exchange after this (outside the
+    /// grace window) is reuse.
+    pub spent_at: Option<i64>,
+}
+
+/// What [`Store::refresh`] did.
+pub(crate) enum RefreshOutcome<E> {
+    /// A new refresh token was stored and the session updated (durably).
+    Minted(SessionRecord),
+    /// The session was revoked (durably), with the error to report.
+    Revoked(SessionRecord, E),
+    /// Nothing was written.
+    Refused(E),
+}
+
+/// What [`Store::refresh`]'s decision function wants done, atomically.
+pub(crate) enum RefreshDecision<E> {
+    /// Spend the presented token (if not already spent), store `child` as a
+    /// new refresh token, and write `session`.
+    Mint {
+        session: SessionRecord,
+        child: SecretHash,
+        child_record: RefreshRecord,
+    },
+    /// Write `session` (revoked): the presented token was reused.
+    Revoke { session: SessionRecord, error: E },
+    /// Change nothing and fail with this error.
+    Refuse(E),
 }
 
 /// The scopes granted to an mTLS identity.
@@ -160,6 +208,18 @@ pub(crate) struct Store {
     signing_keys: Tree,
     identities: Tree,
     revoked_certs: Tree,
+    refresh_tokens: Tree,
+    sessions_by_subject: Tree,
+    sessions_by_client: Tree,
+}
+
+/// Key of a secondary index entry: `prefix`, a NUL, the session id.
+fn index_key(prefix: &str, session_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 1 + session_id.len());
+    k.extend_from_slice(prefix.as_bytes());
+    k.push(0);
+    k.extend_from_slice(session_id.as_bytes());
+    k
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -209,6 +269,9 @@ impl Store {
             signing_keys: db.open_tree("signing_keys")?,
             identities: db.open_tree("identities")?,
             revoked_certs: db.open_tree("revoked_certs")?,
+            refresh_tokens: db.open_tree("refresh_tokens")?,
+            sessions_by_subject: db.open_tree("sessions_by_subject")?,
+            sessions_by_client: db.open_tree("sessions_by_client")?,
             commit: Arc::default(),
             db,
         })
@@ -332,14 +395,103 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a new session, durably.
+    /// Stores a new session, its first refresh token (if any) and its index
+    /// entries, atomically and durably.
     ///
     /// # Errors
     /// Storage failed.
-    pub async fn insert_session(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        self.sessions
-            .insert(record.session_id.as_bytes(), encode(record)?)?;
+    pub async fn insert_session(
+        &self,
+        record: &SessionRecord,
+        refresh: Option<(&SecretHash, &RefreshRecord)>,
+    ) -> Result<(), StoreError> {
+        let value = encode(record)?;
+        let refresh_value = refresh.map(|(_, r)| encode(r)).transpose()?;
+        let r = (
+            &self.sessions,
+            &self.refresh_tokens,
+            &self.sessions_by_subject,
+            &self.sessions_by_client,
+        )
+            .transaction(|(sessions, refresh_tokens, by_subject, by_client)| {
+                let id = record.session_id.as_bytes();
+                sessions.insert(id, value.as_slice())?;
+                if let (Some((hash, _)), Some(v)) = (refresh, &refresh_value) {
+                    refresh_tokens.insert(hash.as_bytes().as_slice(), v.as_slice())?;
+                }
+                by_subject.insert(index_key(&record.subject, &record.session_id), id)?;
+                by_client.insert(index_key(&record.client_id, &record.session_id), id)?;
+                Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
+            });
+        let _ = tx_result(r)?;
         self.flush().await
+    }
+
+    /// Exchanges a refresh token atomically: `decide` sees the token's
+    /// record and its session (or `None` if the token is unknown) and says
+    /// what to write. Concurrent exchanges of one token are serialised by
+    /// the transaction, so only one of them sees the token unspent.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn refresh<E>(
+        &self,
+        token: &SecretHash,
+        now: i64,
+        decide: impl Fn(Option<(&RefreshRecord, &SessionRecord)>) -> RefreshDecision<E>,
+    ) -> Result<RefreshOutcome<E>, StoreError> {
+        let r = (&self.sessions, &self.refresh_tokens).transaction(|(sessions, refresh_tokens)| {
+            let key = token.as_bytes().as_slice();
+            let found = match refresh_tokens.get(key)? {
+                Some(bytes) => {
+                    let rt: RefreshRecord = decode("refresh token", &bytes).map_err(abort_store)?;
+                    let session = sessions
+                        .get(rt.session_id.as_bytes())?
+                        .map(|b| decode::<SessionRecord>("session", &b))
+                        .transpose()
+                        .map_err(abort_store)?;
+                    session.map(|s| (rt, s))
+                }
+                None => None,
+            };
+            match decide(found.as_ref().map(|(rt, s)| (rt, s))) {
+                RefreshDecision::Mint {
+                    session,
+                    child,
+                    child_record,
+                } => {
+                    if let Some((mut rt, _)) = found {
+                        rt.spent_at.get_or_insert(now);
+                        refresh_tokens.insert(key, encode(&rt).map_err(abort_store)?)?;
+                    }
+                    refresh_tokens.insert(
+                        child.as_bytes().as_slice(),
+                        encode(&child_record).map_err(abort_store)?,
+                    )?;
+                    sessions.insert(
+                        session.session_id.as_bytes(),
+                        encode(&session).map_err(abort_store)?,
+                    )?;
+                    Ok(RefreshOutcome::Minted(session))
+                }
+                RefreshDecision::Revoke { session, error } => {
+                    sessions.insert(
+                        session.session_id.as_bytes(),
+                        encode(&session).map_err(abort_store)?,
+                    )?;
+                    Ok(RefreshOutcome::Revoked(session, error))
+                }
+                RefreshDecision::Refuse(error) => {
+                    Err(ConflictableTransactionError::Abort(TxAbort::Caller(error)))
+                }
+            }
+        });
+        let outcome = match tx_result(r)? {
+            Ok(written) => written,
+            Err(refused) => return Ok(RefreshOutcome::Refused(refused)),
+        };
+        self.flush().await?;
+        Ok(outcome)
     }
 
     /// The session with this id.
@@ -587,7 +739,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut rec = session(&format!("s{i}"));
                     rec.expires_at = i;
-                    store.insert_session(&rec).await.unwrap();
+                    store.insert_session(&rec, None).await.unwrap();
                 })
             })
             .collect();
@@ -616,6 +768,9 @@ mod tests {
             created_at: 1,
             expires_at: 100,
             revoked_at: None,
+            session_expires_at: 100,
+            last_refreshed_at: 1,
+            refresh_hashes: vec![],
         }
     }
 
@@ -623,7 +778,7 @@ mod tests {
     async fn revoking_a_session_is_idempotent_and_listed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.insert_session(&session("s1")).await.unwrap();
+        store.insert_session(&session("s1"), None).await.unwrap();
         assert!(store.revoked_sessions().unwrap().is_empty());
         let first = store.revoke_session("s1", 5).await.unwrap().unwrap();
         let again = store.revoke_session("s1", 9).await.unwrap().unwrap();

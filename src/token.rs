@@ -310,11 +310,18 @@ impl TokenIssuer {
         &self.ring
     }
 
-    /// Signs an access token for `session`, issued at `now`.
+    /// Signs an access token for `session` carrying `scopes`, issued at
+    /// `now`, expiring at `exp`.
     ///
     /// # Errors
     /// The active key is missing or signing failed.
-    pub fn issue(&self, session: &SessionRecord, now: i64) -> Result<String, TokenError> {
+    pub fn issue(
+        &self,
+        session: &SessionRecord,
+        scopes: &[String],
+        now: i64,
+        exp: i64,
+    ) -> Result<String, TokenError> {
         let key = self.ring.active()?;
         let mut header = Header::new(key.record.alg.jwt());
         header.typ = Some(TOKEN_TYPE.to_owned());
@@ -323,12 +330,12 @@ impl TokenIssuer {
             iss: self.issuer.clone(),
             sub: session.subject.clone(),
             aud: session.audience.clone(),
-            exp: session.expires_at,
+            exp,
             iat: now,
             nbf: now,
             jti: session.session_id.clone(),
             client_id: session.client_id.clone(),
-            scope: session.scopes.join(" "),
+            scope: scopes.join(" "),
         };
         jsonwebtoken::encode(&header, &claims, &key.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))
@@ -438,14 +445,21 @@ mod tests {
             created_at: 1_000,
             expires_at: 1_900,
             revoked_at: None,
+            session_expires_at: 1_900,
+            last_refreshed_at: 1_000,
+            refresh_hashes: vec![],
         }
+    }
+
+    fn issue(issuer: &TokenIssuer, s: &SessionRecord) -> String {
+        issuer.issue(s, &s.scopes, 1_000, s.expires_at).unwrap()
     }
 
     #[test]
     fn round_trip_for_both_algorithms() {
         for alg in [SigningAlg::EdDSA, SigningAlg::ES256] {
             let (issuer, _dir) = issuer_with(alg);
-            let token = issuer.issue(&session(), 1_000).unwrap();
+            let token = issue(&issuer, &session());
             let header = jsonwebtoken::decode_header(&token).unwrap();
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
             let claims = issuer.verify(&token, 1_001).unwrap();
@@ -459,7 +473,7 @@ mod tests {
     #[test]
     fn time_window_is_enforced_with_the_given_clock() {
         let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
-        let token = issuer.issue(&session(), 1_000).unwrap();
+        let token = issue(&issuer, &session());
         assert_eq!(issuer.verify(&token, 999), Err(TokenReason::NotYetValid));
         assert_eq!(issuer.verify(&token, 1_900), Err(TokenReason::Expired));
     }
@@ -468,19 +482,19 @@ mod tests {
     fn tampering_and_foreign_keys_are_caught() {
         let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
         let (other, _dir2) = issuer_with(SigningAlg::EdDSA);
-        let token = issuer.issue(&session(), 1_000).unwrap();
+        let token = issue(&issuer, &session());
 
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let mut claims = session();
         claims.subject = "admin".to_owned();
-        let forged_payload = other.issue(&claims, 1_000).unwrap();
+        let forged_payload = issue(&other, &claims);
         parts[1] = forged_payload.split('.').nth(1).unwrap().to_owned();
         assert_eq!(
             issuer.verify(&parts.join("."), 1_001),
             Err(TokenReason::BadSignature)
         );
 
-        let foreign = other.issue(&session(), 1_000).unwrap();
+        let foreign = issue(&other, &session());
         assert_eq!(issuer.verify(&foreign, 1_001), Err(TokenReason::UnknownKey));
         assert_eq!(issuer.verify("", 1_001), Err(TokenReason::Malformed));
         assert_eq!(issuer.verify("a.b.c", 1_001), Err(TokenReason::Malformed));

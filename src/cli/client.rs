@@ -289,6 +289,7 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
                     scopes,
                     audience,
                     ttl_seconds,
+                    session_lifetime_seconds: 0,
                 },
             )?;
             let s = TokenServiceClient::new(connect(&opts).await?)

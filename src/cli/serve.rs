@@ -57,6 +57,15 @@ pub struct ServeArgs {
     /// SPIFFE trust domain of client identities [default: mcp-auth.local].
     #[arg(long, env = "MCP_AUTH_TRUST_DOMAIN")]
     trust_domain: Option<String>,
+    /// Longest (and default) session lifetime [default: 86400].
+    #[arg(long, env = "MCP_AUTH_MAX_SESSION_LIFETIME_SECONDS")]
+    max_session_lifetime_seconds: Option<u32>,
+    /// Idle timeout of a session without refresh [default: 43200].
+    #[arg(long, env = "MCP_AUTH_SESSION_IDLE_TIMEOUT_SECONDS")]
+    session_idle_timeout_seconds: Option<u32>,
+    /// Grace window for re-presenting a spent refresh token [default: 0].
+    #[arg(long, env = "MCP_AUTH_REFRESH_REUSE_GRACE_SECONDS")]
+    refresh_reuse_grace_seconds: Option<u32>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -82,6 +91,9 @@ impl ServeArgs {
             shutdown_grace_seconds: self.shutdown_grace_seconds,
             client_ca: self.client_ca.clone(),
             trust_domain: self.trust_domain.clone(),
+            max_session_lifetime_seconds: self.max_session_lifetime_seconds,
+            session_idle_timeout_seconds: self.session_idle_timeout_seconds,
+            refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
         }
     }
 }

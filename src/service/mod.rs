@@ -32,6 +32,12 @@ pub(crate) struct State {
     pub default_ttl: u32,
     /// Longest token lifetime a request may ask for, seconds.
     pub max_ttl: u32,
+    /// Longest (and default) session lifetime, seconds.
+    pub max_session_lifetime: u32,
+    /// Idle timeout of a session, seconds.
+    pub session_idle_timeout: u32,
+    /// Grace window for re-presenting a spent refresh token, seconds.
+    pub refresh_reuse_grace: u32,
 }
 
 /// Longest id (key id, session id) accepted in a request.

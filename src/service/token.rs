@@ -9,7 +9,8 @@ use super::{State, check_id, check_text, new_id};
 use crate::auth::{RESERVED_SCOPES, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY, parse_scopes};
 use crate::error::{Error, Reason};
 use crate::pb;
-use crate::store::SessionRecord;
+use crate::secret::{REFRESH_TOKEN_PREFIX, Secret};
+use crate::store::{RefreshDecision, RefreshOutcome, RefreshRecord, SessionRecord};
 use crate::token::{AccessClaims, TokenReason};
 
 /// Longest subject or audience, in bytes.
@@ -56,7 +57,23 @@ impl TokenService {
             }
             t => t,
         };
+        let lifetime = match r.session_lifetime_seconds {
+            0 => s.max_session_lifetime,
+            t if t > s.max_session_lifetime => {
+                return Err(Error::invalid(
+                    "session_lifetime_seconds",
+                    format!(
+                        "must be at most {} (the configured maximum)",
+                        s.max_session_lifetime
+                    ),
+                ));
+            }
+            t => t,
+        };
         let now = s.clock.now();
+        let session_expires_at = now + i64::from(lifetime);
+        let refresh = Secret::generate_refresh_token()?;
+        let refresh_hash = refresh.hash();
         let record = SessionRecord {
             session_id: new_id("ses_")?,
             subject: r.subject,
@@ -64,24 +81,148 @@ impl TokenService {
             scopes,
             audience: r.audience,
             created_at: now,
-            expires_at: now + i64::from(ttl),
+            expires_at: (now + i64::from(ttl)).min(session_expires_at),
             revoked_at: None,
+            session_expires_at,
+            last_refreshed_at: now,
+            refresh_hashes: vec![refresh_hash],
         };
-        let access_token = s.tokens.issue(&record, now)?;
-        s.store.insert_session(&record).await?;
-        tracing::info!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
-        Ok(pb::Session {
-            session_id: record.session_id,
-            access_token,
-            refresh_token: String::new(),
-            token_type: "Bearer".to_owned(),
-            expires_at: record.expires_at,
-            scopes: record.scopes,
-            subject: record.subject,
-            audience: record.audience,
+        let access_token = s
+            .tokens
+            .issue(&record, &record.scopes, now, record.expires_at)?;
+        let first = RefreshRecord {
+            session_id: record.session_id.clone(),
             issued_at: now,
-            client_id: record.client_id,
-        })
+            spent_at: None,
+        };
+        s.store
+            .insert_session(&record, Some((&refresh_hash, &first)))
+            .await?;
+        tracing::info!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
+        let scopes = record.scopes.clone();
+        Ok(session_to_pb(record, scopes, access_token, &refresh, now))
+    }
+
+    async fn refresh_session(
+        &self,
+        req: Request<pb::RefreshSessionRequest>,
+    ) -> Result<pb::Session, Error> {
+        let s = &self.state;
+        // The refresh token is the credential; a caller that sends another
+        // one as well must be the session's creator.
+        let sends_credential = req.metadata().contains_key("authorization")
+            || req.peer_certs().is_some_and(|chain| !chain.is_empty());
+        let caller = if sends_credential {
+            Some(s.auth.authenticate(&req)?)
+        } else {
+            None
+        };
+        let r = req.into_inner();
+        let presented = Some(r.refresh_token.as_str())
+            .filter(|t| t.starts_with(REFRESH_TOKEN_PREFIX) && t.len() <= 256)
+            .map(Secret::new)
+            .ok_or_else(|| {
+                Error::refused(
+                    Reason::RefreshTokenInvalid,
+                    "malformed refresh token: expected mcp_rt_...",
+                )
+            })?;
+        let wanted = parse_scopes("scopes", &r.scopes, true)?;
+        let now = s.clock.now();
+        let child = Secret::generate_refresh_token()?;
+        let child_hash = child.hash();
+        let grace = i64::from(s.refresh_reuse_grace);
+        let idle = i64::from(s.session_idle_timeout);
+        let ttl = i64::from(s.default_ttl);
+        let outcome = s
+            .store
+            .refresh(&presented.hash(), now, |found| {
+                let Some((token, session)) = found else {
+                    return RefreshDecision::Refuse(Error::refused(
+                        Reason::RefreshTokenInvalid,
+                        "unknown refresh token",
+                    ));
+                };
+                if let Some(c) = &caller {
+                    if c.id != session.client_id {
+                        return RefreshDecision::Refuse(Error::refused(
+                            Reason::NotSessionCreator,
+                            "a caller that sends a credential with a refresh token must be the session's creator",
+                        ));
+                    }
+                }
+                if session.revoked_at.is_some() {
+                    return RefreshDecision::Refuse(Error::refused(
+                        Reason::SessionRevoked,
+                        format!("session {} was revoked", session.session_id),
+                    ));
+                }
+                if now >= session.session_expires_at || now >= session.last_refreshed_at + idle {
+                    return RefreshDecision::Refuse(Error::refused(
+                        Reason::SessionExpired,
+                        format!(
+                            "session {} has expired (absolute lifetime or idle timeout); sign in again",
+                            session.session_id
+                        ),
+                    ));
+                }
+                if let Some(spent) = token.spent_at {
+                    if now - spent >= grace {
+                        let mut revoked = session.clone();
+                        revoked.revoked_at = Some(now);
+                        return RefreshDecision::Revoke {
+                            session: revoked,
+                            error: Error::refused(
+                                Reason::RefreshTokenReused,
+                                format!(
+                                    "refresh token reused: session {} is revoked",
+                                    session.session_id
+                                ),
+                            ),
+                        };
+                    }
+                }
+                if let Some(extra) = wanted.iter().find(|w| !session.scopes.contains(w)) {
+                    return RefreshDecision::Refuse(Error::invalid(
+                        "scopes",
+                        format!("{extra} is not a scope of the session; refresh may only narrow"),
+                    ));
+                }
+                let mut next = session.clone();
+                next.last_refreshed_at = now;
+                next.expires_at = next.expires_at.max((now + ttl).min(session.session_expires_at));
+                next.refresh_hashes.push(child_hash);
+                RefreshDecision::Mint {
+                    session: next,
+                    child: child_hash,
+                    child_record: RefreshRecord {
+                        session_id: session.session_id.clone(),
+                        issued_at: now,
+                        spent_at: None,
+                    },
+                }
+            })
+            .await?;
+        let session = match outcome {
+            RefreshOutcome::Minted(session) => session,
+            RefreshOutcome::Revoked(session, err) => {
+                s.revocations.insert(&session.session_id);
+                tracing::warn!(session_id = %session.session_id, "refresh token reused; session revoked");
+                return Err(err);
+            }
+            RefreshOutcome::Refused(err) => return Err(err),
+        };
+        let scopes = if wanted.is_empty() {
+            session.scopes.clone()
+        } else {
+            wanted
+        };
+        let exp = (now + ttl).min(session.session_expires_at);
+        let access_token = s.tokens.issue(&session, &scopes, now, exp)?;
+        tracing::info!(session_id = %session.session_id, "session refreshed");
+        let mut out = session_to_pb(session, scopes, access_token, &child, now);
+        out.expires_at = exp;
+        Ok(out)
     }
 
     fn verify_token(
@@ -159,6 +300,28 @@ impl TokenService {
     }
 }
 
+fn session_to_pb(
+    record: SessionRecord,
+    scopes: Vec<String>,
+    access_token: String,
+    refresh: &Secret,
+    now: i64,
+) -> pb::Session {
+    pb::Session {
+        session_id: record.session_id,
+        access_token,
+        refresh_token: refresh.expose().to_owned(),
+        token_type: "Bearer".to_owned(),
+        expires_at: record.expires_at,
+        scopes,
+        subject: record.subject,
+        audience: record.audience,
+        issued_at: now,
+        client_id: record.client_id,
+        session_expires_at: record.session_expires_at,
+    }
+}
+
 fn claims_to_pb(c: AccessClaims) -> pb::TokenClaims {
     pb::TokenClaims {
         scopes: c.scopes().map(str::to_owned).collect(),
@@ -220,8 +383,8 @@ impl pb::token_service_server::TokenService for TokenService {
 
     async fn refresh_session(
         &self,
-        _request: Request<pb::RefreshSessionRequest>,
+        request: Request<pb::RefreshSessionRequest>,
     ) -> Result<Response<pb::Session>, Status> {
-        Err(Error::Unimplemented("RefreshSession is not implemented yet").into())
+        Ok(Response::new(self.refresh_session(request).await?))
     }
 }

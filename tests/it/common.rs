@@ -180,6 +180,7 @@ impl TestServer {
                     scopes: strings(scopes),
                     audience: aud.to_owned(),
                     ttl_seconds: 0,
+                    session_lifetime_seconds: 0,
                 },
                 key,
             ))
@@ -427,5 +428,6 @@ pub fn bare_session_request(scopes: &[&str]) -> Request<pb::CreateSessionRequest
         scopes: strings(scopes),
         audience: "aud".to_owned(),
         ttl_seconds: 0,
+        session_lifetime_seconds: 0,
     })
 }

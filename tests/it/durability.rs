@@ -102,6 +102,7 @@ async fn acknowledged_writes_survive_sigkill() {
                 scopes: strings(&["tools:read"]),
                 audience: "aud".to_owned(),
                 ttl_seconds: 0,
+                session_lifetime_seconds: 0,
             },
             &primary,
         )

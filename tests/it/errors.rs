@@ -14,6 +14,7 @@ fn session_req(subject: &str, scopes: &[&str], ttl: u32) -> pb::CreateSessionReq
         scopes: strings(scopes),
         audience: "https://mcp.example".to_owned(),
         ttl_seconds: ttl,
+        session_lifetime_seconds: 0,
     }
 }
 
@@ -265,18 +266,4 @@ async fn rotating_a_revoked_key_is_a_failed_precondition() {
         .await
         .unwrap_err();
     assert_status(&err, Code::FailedPrecondition, "API_KEY_NOT_ACTIVE");
-}
-
-#[tokio::test]
-async fn refresh_is_declared_but_unimplemented() {
-    let server = TestServer::start().await;
-    let err = server
-        .tokens()
-        .await
-        .refresh_session(Request::new(pb::RefreshSessionRequest {
-            refresh_token: "mcp_rt_x".to_owned(),
-        }))
-        .await
-        .unwrap_err();
-    assert_status(&err, Code::Unimplemented, "NOT_IMPLEMENTED");
 }

@@ -10,6 +10,7 @@ mod api_keys;
 mod durability;
 mod errors;
 mod mtls;
+mod refresh;
 mod sessions;
 mod verify;
 mod walkthrough;

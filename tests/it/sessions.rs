@@ -29,6 +29,7 @@ async fn concurrent_create_session_from_many_tasks() {
                             scopes: strings(&["tools:read"]),
                             audience: "aud".to_owned(),
                             ttl_seconds: 0,
+                            session_lifetime_seconds: 0,
                         },
                         &backend,
                     ))
