@@ -213,6 +213,26 @@ pub(crate) struct Store {
     sessions_by_client: Tree,
 }
 
+/// Which sessions [`Store::sessions_page`] returns.
+#[derive(Debug, Default)]
+pub(crate) struct SessionFilter {
+    pub subject: Option<String>,
+    pub client_id: Option<String>,
+}
+
+fn ids_with_prefix(tree: &Tree, prefix: &str) -> Result<Vec<String>, StoreError> {
+    tree.scan_prefix(index_key(prefix, ""))
+        .values()
+        .map(|v| {
+            let v = v?;
+            String::from_utf8(v.to_vec()).map_err(|_| StoreError::Corrupt {
+                what: "session index",
+                message: "session id is not UTF-8".to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// Key of a secondary index entry: `prefix`, a NUL, the session id.
 fn index_key(prefix: &str, session_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 1 + session_id.len());
@@ -513,20 +533,115 @@ impl Store {
         session_id: &str,
         at: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        let revoked = self.mark_revoked(session_id, at)?;
+        if revoked.is_some() {
+            self.flush().await?;
+        }
+        Ok(revoked.map(|(rec, _)| rec))
+    }
+
+    /// Revokes many sessions with one flush; returns the ids of those that
+    /// were not revoked before.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn revoke_sessions(
+        &self,
+        ids: &[String],
+        at: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut newly = Vec::new();
+        for id in ids {
+            if let Some((rec, true)) = self.mark_revoked(id, at)? {
+                newly.push(rec.session_id);
+            }
+        }
+        if !ids.is_empty() {
+            self.flush().await?;
+        }
+        Ok(newly)
+    }
+
+    /// The stored record after revoking, and whether this call revoked it.
+    fn mark_revoked(
+        &self,
+        session_id: &str,
+        at: i64,
+    ) -> Result<Option<(SessionRecord, bool)>, StoreError> {
         let r = self.sessions.transaction(|tx| {
             let Some(bytes) = tx.get(session_id.as_bytes())? else {
                 return Ok(None);
             };
             let mut rec: SessionRecord = decode("session", &bytes).map_err(abort_store::<()>)?;
-            rec.revoked_at.get_or_insert(at);
+            if rec.revoked_at.is_some() {
+                return Ok(Some((rec, false)));
+            }
+            rec.revoked_at = Some(at);
             tx.insert(session_id.as_bytes(), encode(&rec).map_err(abort_store)?)?;
-            Ok(Some(rec))
+            Ok(Some((rec, true)))
         });
-        let revoked = tx_result(r)?.unwrap_or(None);
-        if revoked.is_some() {
-            self.flush().await?;
+        Ok(tx_result(r)?.unwrap_or(None))
+    }
+
+    /// Ids of the sessions created by `client_id`.
+    pub fn session_ids_by_client(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
+        ids_with_prefix(&self.sessions_by_client, client_id)
+    }
+
+    /// Ids of the sessions of `subject`.
+    pub fn session_ids_by_subject(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        ids_with_prefix(&self.sessions_by_subject, subject)
+    }
+
+    /// One page of sessions matching `filter`, in a stable order, starting
+    /// after `cursor`; returns the page and the cursor for the next one
+    /// (`None` on the last page).
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub fn sessions_page(
+        &self,
+        filter: &SessionFilter,
+        cursor: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<(Vec<SessionRecord>, Option<Vec<u8>>), StoreError> {
+        // Walk the narrowest index: by creator, else by subject, else all.
+        let (tree, prefix) = match (&filter.client_id, &filter.subject) {
+            (Some(client), _) => (&self.sessions_by_client, index_key(client, "")),
+            (None, Some(subject)) => (&self.sessions_by_subject, index_key(subject, "")),
+            (None, None) => (&self.sessions, Vec::new()),
+        };
+        let start = match cursor {
+            Some(c) if c.starts_with(&prefix) => std::ops::Bound::Excluded(sled::IVec::from(c)),
+            _ => std::ops::Bound::Included(sled::IVec::from(prefix.as_slice())),
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for item in tree.range::<sled::IVec, _>((start, std::ops::Bound::Unbounded)) {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let id = if prefix.is_empty() {
+                key.clone()
+            } else {
+                value
+            };
+            let Some(rec) = self.sessions.get(&id)? else {
+                continue;
+            };
+            let rec: SessionRecord = decode("session", &rec)?;
+            last = Some(key.to_vec());
+            if filter.subject.as_ref().is_some_and(|s| *s != rec.subject) {
+                continue;
+            }
+            out.push(rec);
+            if out.len() == limit {
+                break;
+            }
         }
-        Ok(revoked)
+        let next = if out.len() == limit { last } else { None };
+        Ok((out, next))
     }
 
     /// Ids and expiry of every revoked session, to build the in-memory

@@ -232,8 +232,18 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                 }
             }
         }
-        KeyCommand::Revoke { key_id, opts } => {
-            let req = authed(&opts, pb::RevokeApiKeyRequest { key_id })?;
+        KeyCommand::Revoke {
+            key_id,
+            no_cascade,
+            opts,
+        } => {
+            let req = authed(
+                &opts,
+                pb::RevokeApiKeyRequest {
+                    key_id,
+                    cascade: Some(!no_cascade),
+                },
+            )?;
             let resp = ApiKeyServiceClient::new(connect(&opts).await?)
                 .revoke_api_key(req)
                 .await?
@@ -241,7 +251,12 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&resp)?;
             } else if let Some(k) = &resp.api_key {
-                outln!("revoked API key {} ({})", k.key_id, k.name);
+                outln!(
+                    "revoked API key {} ({}) and {} of its sessions",
+                    k.key_id,
+                    k.name,
+                    resp.sessions_revoked
+                );
             }
         }
         KeyCommand::Rotate {
@@ -522,15 +537,29 @@ pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
                 }
             }
         }
-        IdentityCommand::Delete { name, opts } => {
-            let req = authed(&opts, pb::DeleteIdentityRequest { name: name.clone() })?;
-            IdentityServiceClient::new(connect(&opts).await?)
+        IdentityCommand::Delete {
+            name,
+            no_cascade,
+            opts,
+        } => {
+            let req = authed(
+                &opts,
+                pb::DeleteIdentityRequest {
+                    name: name.clone(),
+                    cascade: Some(!no_cascade),
+                },
+            )?;
+            let resp = IdentityServiceClient::new(connect(&opts).await?)
                 .delete_identity(req)
-                .await?;
+                .await?
+                .into_inner();
             if opts.json {
-                print_json(&serde_json::json!({ "deleted": name }))?;
+                print_json(&resp)?;
             } else {
-                outln!("deleted identity {name}");
+                outln!(
+                    "deleted identity {name} and revoked {} of its sessions",
+                    resp.sessions_revoked
+                );
             }
         }
     }

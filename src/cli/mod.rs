@@ -168,10 +168,14 @@ pub enum IdentityCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Delete an identity's grant.
+    /// Delete an identity's grant and (unless --no-cascade) revoke every
+    /// session it created.
     Delete {
         /// The identity name.
         name: String,
+        /// Keep the sessions the identity created.
+        #[arg(long)]
+        no_cascade: bool,
         /// How to reach the server.
         #[command(flatten)]
         opts: ClientOpts,
@@ -202,10 +206,14 @@ pub enum KeyCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
-    /// Revoke an API key; it stops working at once.
+    /// Revoke an API key and (unless --no-cascade) every session it
+    /// created; it stops working at once.
     Revoke {
         /// The key id (key_...).
         key_id: String,
+        /// Keep the sessions the key created.
+        #[arg(long)]
+        no_cascade: bool,
         /// How to reach the server.
         #[command(flatten)]
         opts: ClientOpts,

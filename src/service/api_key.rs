@@ -143,7 +143,8 @@ impl ApiKeyService {
         req: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<pb::RevokeApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
-        let key_id = req.into_inner().key_id;
+        let r = req.into_inner();
+        let key_id = r.key_id;
         check_id("key_id", &key_id)?;
         let now = self.state.clock.now();
         let record = self
@@ -157,8 +158,16 @@ impl ApiKeyService {
             })
             .await??;
         tracing::info!(key_id = %record.key_id, "api key revoked");
+        // Idempotent: revoking again re-runs the cascade, so a retry after
+        // a crash between the two steps finishes the job.
+        let sessions_revoked = if r.cascade.unwrap_or(true) {
+            self.state.revoke_sessions_of_client(&record.key_id).await?
+        } else {
+            0
+        };
         Ok(pb::RevokeApiKeyResponse {
             api_key: Some(key_to_pb(record)),
+            sessions_revoked,
         })
     }
 

@@ -83,7 +83,8 @@ impl IdentityService {
         req: Request<pb::DeleteIdentityRequest>,
     ) -> Result<pb::DeleteIdentityResponse, Error> {
         self.admin(&req)?;
-        let name = req.into_inner().name;
+        let r = req.into_inner();
+        let name = r.name;
         validate_identity_name(&name).map_err(|m| Error::invalid("name", m))?;
         if !self.state.store.delete_identity(&name).await? {
             return Err(Error::refused(
@@ -93,7 +94,12 @@ impl IdentityService {
         }
         self.state.identities.remove(&name);
         tracing::info!(identity = %name, "identity deleted");
-        Ok(pb::DeleteIdentityResponse {})
+        let sessions_revoked = if r.cascade.unwrap_or(true) {
+            self.state.revoke_sessions_of_client(&name).await?
+        } else {
+            0
+        };
+        Ok(pb::DeleteIdentityResponse { sessions_revoked })
     }
 
     async fn revoke_certificate(

@@ -40,6 +40,29 @@ pub(crate) struct State {
     pub refresh_reuse_grace: u32,
 }
 
+impl State {
+    /// Revokes `ids` durably and in the in-memory index; returns how many
+    /// were not revoked before.
+    pub(crate) async fn revoke_sessions(&self, ids: &[String]) -> Result<u32, Error> {
+        let newly = self.store.revoke_sessions(ids, self.clock.now()).await?;
+        for id in &newly {
+            self.revocations.insert(id);
+        }
+        Ok(u32::try_from(newly.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Revokes every session created by `client_id` (an API key id or an
+    /// identity name), for cascading revocation.
+    pub(crate) async fn revoke_sessions_of_client(&self, client_id: &str) -> Result<u32, Error> {
+        let ids = self.store.session_ids_by_client(client_id)?;
+        let n = self.revoke_sessions(&ids).await?;
+        if n > 0 {
+            tracing::info!(client_id, sessions = n, "sessions revoked by cascade");
+        }
+        Ok(n)
+    }
+}
+
 /// Longest id (key id, session id) accepted in a request.
 const MAX_ID_LEN: usize = 64;
 

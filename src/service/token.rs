@@ -6,15 +6,24 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{State, check_id, check_text, new_id};
-use crate::auth::{RESERVED_SCOPES, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY, parse_scopes};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::auth::{
+    ADMIN, RESERVED_SCOPES, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY, parse_scopes,
+};
 use crate::error::{Error, Reason};
 use crate::pb;
 use crate::secret::{REFRESH_TOKEN_PREFIX, Secret};
-use crate::store::{RefreshDecision, RefreshOutcome, RefreshRecord, SessionRecord};
+use crate::store::{RefreshDecision, RefreshOutcome, RefreshRecord, SessionFilter, SessionRecord};
 use crate::token::{AccessClaims, TokenReason};
 
 /// Longest subject or audience, in bytes.
 const MAX_NAME_LEN: usize = 256;
+/// ListSessions page size when the request says 0.
+const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest ListSessions page.
+const MAX_PAGE_SIZE: usize = 500;
 
 /// The `TokenService` implementation.
 pub(crate) struct TokenService {
@@ -101,6 +110,74 @@ impl TokenService {
         tracing::info!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
         let scopes = record.scopes.clone();
         Ok(session_to_pb(record, scopes, access_token, &refresh, now))
+    }
+
+    fn list_sessions(
+        &self,
+        req: Request<pb::ListSessionsRequest>,
+    ) -> Result<pb::ListSessionsResponse, Error> {
+        let s = &self.state;
+        let caller = s.auth.authenticate(&req)?;
+        let r = req.into_inner();
+        let nonempty = |v: String| (!v.is_empty()).then_some(v);
+        let mut filter = SessionFilter {
+            subject: nonempty(r.subject),
+            client_id: nonempty(r.client_id),
+        };
+        if let Some(subject) = &filter.subject {
+            check_text("subject", subject, MAX_NAME_LEN)?;
+        }
+        if !caller.has(ADMIN) {
+            // Everyone but an admin sees only the sessions it created.
+            match &filter.client_id {
+                Some(other) if *other != caller.id => caller.require(ADMIN)?,
+                _ => filter.client_id = Some(caller.id.clone()),
+            }
+        }
+        let cursor = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(
+                URL_SAFE_NO_PAD
+                    .decode(&r.page_token)
+                    .map_err(|_| Error::invalid("page_token", "not a token from ListSessions"))?,
+            )
+        };
+        let limit = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => usize::try_from(n)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let (page, next) = s.store.sessions_page(&filter, cursor.as_deref(), limit)?;
+        Ok(pb::ListSessionsResponse {
+            sessions: page.into_iter().map(session_info).collect(),
+            next_page_token: next.map(|c| URL_SAFE_NO_PAD.encode(c)).unwrap_or_default(),
+        })
+    }
+
+    async fn revoke_sessions(
+        &self,
+        req: Request<pb::RevokeSessionsRequest>,
+    ) -> Result<pb::RevokeSessionsResponse, Error> {
+        let s = &self.state;
+        let caller = s.auth.authenticate(&req)?;
+        caller.require(SESSIONS_REVOKE)?;
+        let subject = req.into_inner().subject;
+        check_text("subject", &subject, MAX_NAME_LEN)?;
+        let mut ids = Vec::new();
+        for id in s.store.session_ids_by_subject(&subject)? {
+            if caller.has(ADMIN) {
+                ids.push(id);
+            } else if let Some(rec) = s.store.session(&id)? {
+                if rec.client_id == caller.id {
+                    ids.push(id);
+                }
+            }
+        }
+        let revoked = s.revoke_sessions(&ids).await?;
+        tracing::info!(sessions = revoked, "sessions of a subject revoked");
+        Ok(pb::RevokeSessionsResponse { revoked })
     }
 
     async fn refresh_session(
@@ -300,6 +377,20 @@ impl TokenService {
     }
 }
 
+fn session_info(r: SessionRecord) -> pb::SessionInfo {
+    pb::SessionInfo {
+        session_id: r.session_id,
+        subject: r.subject,
+        client_id: r.client_id,
+        scopes: r.scopes,
+        audience: r.audience,
+        created_at: r.created_at,
+        expires_at: r.session_expires_at,
+        revoked: r.revoked_at.is_some(),
+        last_refreshed_at: r.last_refreshed_at,
+    }
+}
+
 fn session_to_pb(
     record: SessionRecord,
     scopes: Vec<String>,
@@ -370,6 +461,20 @@ impl pb::token_service_server::TokenService for TokenService {
         request: Request<pb::RevokeSessionRequest>,
     ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
         Ok(Response::new(self.revoke_session(request).await?))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        Ok(Response::new(self.list_sessions(request)?))
+    }
+
+    async fn revoke_sessions(
+        &self,
+        request: Request<pb::RevokeSessionsRequest>,
+    ) -> Result<Response<pb::RevokeSessionsResponse>, Status> {
+        Ok(Response::new(self.revoke_sessions(request).await?))
     }
 
     async fn get_jwks(

@@ -274,6 +274,7 @@ impl TestServer {
     pub async fn revoke_key(&self, caller: &str, key_id: &str) -> Result<pb::ApiKey, Status> {
         let req = pb::RevokeApiKeyRequest {
             key_id: key_id.to_owned(),
+            cascade: None,
         };
         let resp = self
             .keys()

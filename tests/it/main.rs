@@ -9,6 +9,7 @@ mod common;
 mod api_keys;
 mod durability;
 mod errors;
+mod lifecycle;
 mod mtls;
 mod refresh;
 mod sessions;

@@ -175,6 +175,7 @@ async fn disabled_and_deleted_identities_are_refused() {
         .delete_identity(authed(
             pb::DeleteIdentityRequest {
                 name: "billing".to_owned(),
+                cascade: None,
             },
             &server.primary,
         ))
@@ -189,6 +190,7 @@ async fn disabled_and_deleted_identities_are_refused() {
         .delete_identity(authed(
             pb::DeleteIdentityRequest {
                 name: "billing".to_owned(),
+                cascade: None,
             },
             &server.primary,
         ))
