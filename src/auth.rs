@@ -197,7 +197,7 @@ impl IdentityIndex {
         revoked.insert(serial.to_owned());
     }
 
-    fn grant(&self, name: &str) -> Option<IdentityRecord> {
+    pub fn grant(&self, name: &str) -> Option<IdentityRecord> {
         let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
         grants.get(name).cloned()
     }

@@ -120,7 +120,10 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Normalises a serial as a user may type it (`0A:1B...`, `0a1b...`).
+/// Normalises a serial as a user or a tool may write it (`0A:1B`, `a1b`,
+/// `00:c5...` with the DER sign byte): lowercase hex, whole bytes, no
+/// leading zero bytes. [`parse_client_cert`] normalises the same way, so a
+/// serial copied from `openssl x509 -serial` matches.
 ///
 /// # Errors
 /// The serial is empty, too long or not hex.
@@ -130,10 +133,23 @@ pub fn normalize_serial(serial: &str) -> Result<String, String> {
         .filter(|c| *c != ':')
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if s.is_empty() || s.len() > 42 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err("must be 1 to 40 hex digits (colons allowed)".to_owned());
     }
+    let mut s = if s.len() % 2 == 1 { format!("0{s}") } else { s };
+    while s.len() > 2 && s.starts_with("00") {
+        s.drain(..2);
+    }
     Ok(s)
+}
+
+/// A serial's bytes as [`normalize_serial`] would write them.
+fn serial_hex(raw: &[u8]) -> String {
+    let first = raw
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    hex(&raw[first..])
 }
 
 /// A freshly generated CA: its PEM certificate and key pair.
@@ -388,7 +404,7 @@ pub struct ClientCertInfo {
 pub fn parse_client_cert(der: &[u8], trust_domain: &str) -> Result<ClientCertInfo, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("unreadable client certificate: {e}"))?;
-    let serial = hex(cert.tbs_certificate.raw_serial());
+    let serial = serial_hex(cert.tbs_certificate.raw_serial());
     let prefix = format!("spiffe://{trust_domain}/");
     let sans = cert
         .subject_alternative_name()
@@ -473,6 +489,11 @@ mod tests {
         assert!(validate_identity_name("").is_err());
         assert!(validate_identity_name(&"a".repeat(64)).is_err());
         assert_eq!(normalize_serial("0A:1b").unwrap(), "0a1b");
+        assert_eq!(normalize_serial("00:C5:01").unwrap(), "c501");
+        assert_eq!(normalize_serial("a1b").unwrap(), "0a1b");
+        assert_eq!(normalize_serial("00").unwrap(), "00");
+        assert_eq!(serial_hex(&[0, 0xc5, 1]), "c501");
+        assert_eq!(serial_hex(&[0x0a, 0x1b]), normalize_serial("0a1b").unwrap());
         assert!(normalize_serial("xyz").is_err());
         assert!(normalize_serial("").is_err());
     }

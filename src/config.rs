@@ -109,6 +109,12 @@ pub struct Settings {
     /// being treated as reuse (clients that race), seconds. Default 0, at
     /// most 10.
     pub refresh_reuse_grace_seconds: Option<u32>,
+    /// Make a new signing key active after this many days; 0 never.
+    /// Default 30.
+    pub signing_key_rotation_days: Option<u32>,
+    /// How often the maintenance task runs (key rotation and retirement,
+    /// removal of sessions that can no longer matter), seconds. Default 60.
+    pub maintenance_interval_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -157,6 +163,12 @@ impl Settings {
             refresh_reuse_grace_seconds: top
                 .refresh_reuse_grace_seconds
                 .or(self.refresh_reuse_grace_seconds),
+            signing_key_rotation_days: top
+                .signing_key_rotation_days
+                .or(self.signing_key_rotation_days),
+            maintenance_interval_seconds: top
+                .maintenance_interval_seconds
+                .or(self.maintenance_interval_seconds),
         }
     }
 }
@@ -207,6 +219,10 @@ pub struct Config {
     pub session_idle_timeout: u32,
     /// Grace window for re-presenting a spent refresh token, seconds.
     pub refresh_reuse_grace: u32,
+    /// Days between automatic signing key rotations; 0 never.
+    pub signing_key_rotation_days: u32,
+    /// Period of the maintenance task.
+    pub maintenance_interval: Duration,
 }
 
 /// The CA that client certificates must chain to.
@@ -318,6 +334,13 @@ impl Config {
                 message: format!("must be at most {MAX_REFRESH_REUSE_GRACE}"),
             });
         }
+        let maintenance_interval = s.maintenance_interval_seconds.unwrap_or(60);
+        if maintenance_interval == 0 {
+            return Err(ConfigError::Invalid {
+                field: "maintenance_interval_seconds",
+                message: "must be at least 1".to_owned(),
+            });
+        }
         Ok(Config {
             data_dir: s
                 .data_dir
@@ -336,6 +359,8 @@ impl Config {
             max_session_lifetime,
             session_idle_timeout,
             refresh_reuse_grace,
+            signing_key_rotation_days: s.signing_key_rotation_days.unwrap_or(30),
+            maintenance_interval: Duration::from_secs(maintenance_interval),
         })
     }
 

@@ -22,6 +22,8 @@
 //! - [`ca`]: the CA for mutual TLS: issuing client certificates for service
 //!   identities and reading identities out of presented ones.
 //! - [`server`]: opening the data directory, serving, graceful shutdown.
+//! - [`maintenance`]: the background pass that rotates and retires signing
+//!   keys and removes sessions that can no longer matter.
 //! - [`cli`]: the `mcp-auth` command line (server and client subcommands).
 //! - [`error`]: the domain error and its one mapping to `tonic::Status`.
 //! - [`pb`]: the generated protobuf and gRPC code.
@@ -34,6 +36,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod maintenance;
 pub mod secret;
 pub mod server;
 pub(crate) mod service;

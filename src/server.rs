@@ -19,11 +19,13 @@ use crate::auth::{Authenticator, IdentityIndex};
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::error::Error;
+use crate::maintenance::Maintenance;
 use crate::pb;
 use crate::secret::Secret;
 use crate::service::State;
 use crate::service::api_key::{ApiKeyService, create_admin_key};
 use crate::service::identity::IdentityService;
+use crate::service::key::KeyService;
 use crate::service::token::TokenService;
 use crate::store::Store;
 use crate::tls;
@@ -123,7 +125,7 @@ impl Server {
             ),
             identities,
             trust_domain: config.trust_domain.clone(),
-            tokens: TokenIssuer::new(ring, config.issuer.clone()),
+            tokens: TokenIssuer::new(ring, config.issuer.clone(), config.signing_alg),
             revocations,
             default_ttl: config.default_token_ttl,
             max_ttl: config.max_token_ttl,
@@ -161,6 +163,12 @@ impl Server {
         self.config.data_dir.join(PRIMARY_KEY_FILE)
     }
 
+    /// A handle that runs maintenance passes against this server's state
+    /// (the server also runs them on its own schedule while serving).
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance::new(self.state.clone(), self.config.signing_key_rotation_days)
+    }
+
     /// Whether the server speaks TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -169,7 +177,7 @@ impl Server {
     /// Serves gRPC on `listener` until `shutdown` resolves, then lets
     /// in-flight RPCs finish within the grace period and flushes storage.
     ///
-    /// Served: `TokenService`, `ApiKeyService`, `IdentityService`,
+    /// Served: `TokenService`, `ApiKeyService`, `IdentityService`, `KeyService`,
     /// `grpc.health.v1.Health` and server reflection.
     ///
     /// # Errors
@@ -186,6 +194,9 @@ impl Server {
             primary_key: _,
         } = self;
         let store = state.store.clone();
+        let maintenance = Maintenance::new(state.clone(), config.signing_key_rotation_days);
+        let (stop_maintenance, maintenance_task) =
+            spawn_maintenance(maintenance, config.maintenance_interval);
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -196,6 +207,9 @@ impl Server {
             .await;
         health
             .set_serving::<pb::identity_service_server::IdentityServiceServer<IdentityService>>()
+            .await;
+        health
+            .set_serving::<pb::key_service_server::KeyServiceServer<KeyService>>()
             .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
@@ -227,7 +241,10 @@ impl Server {
                 ApiKeyService::new(state.clone()),
             ))
             .add_service(pb::identity_service_server::IdentityServiceServer::new(
-                IdentityService::new(state),
+                IdentityService::new(state.clone()),
+            ))
+            .add_service(pb::key_service_server::KeyServiceServer::new(
+                KeyService::new(state),
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -257,8 +274,42 @@ impl Server {
                 Ok(())
             }
         };
+        let _ = stop_maintenance.send(true);
+        match tokio::time::timeout(grace, maintenance_task).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(task = "maintenance", cause = %e, "background task failed")
+            }
+            Err(_) => tracing::warn!(task = "maintenance", "background task did not stop in time"),
+        }
         store.flush().await?;
         tracing::info!("stopped");
         result
     }
+}
+
+/// Runs `maintenance` every `period` until told to stop.
+fn spawn_maintenance(
+    maintenance: Maintenance,
+    period: std::time::Duration,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(err) = maintenance.run_once().await {
+                        tracing::warn!(cause = %err, "maintenance pass failed; retrying next period");
+                    }
+                }
+                _ = stopped.changed() => break,
+            }
+        }
+    });
+    (stop, task)
 }

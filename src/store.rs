@@ -583,6 +583,40 @@ impl Store {
         Ok(tx_result(r)?.unwrap_or(None))
     }
 
+    /// Deletes sessions with their refresh tokens and index entries, in
+    /// one transaction, and flushes. Returns how many refresh tokens went.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn delete_sessions(&self, records: &[SessionRecord]) -> Result<usize, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let r = (
+            &self.sessions,
+            &self.refresh_tokens,
+            &self.sessions_by_subject,
+            &self.sessions_by_client,
+        )
+            .transaction(|(sessions, refresh_tokens, by_subject, by_client)| {
+                let mut tokens = 0;
+                for rec in records {
+                    sessions.remove(rec.session_id.as_bytes())?;
+                    by_subject.remove(index_key(&rec.subject, &rec.session_id))?;
+                    by_client.remove(index_key(&rec.client_id, &rec.session_id))?;
+                    for h in &rec.refresh_hashes {
+                        if refresh_tokens.remove(h.as_bytes().as_slice())?.is_some() {
+                            tokens += 1;
+                        }
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<TxAbort<()>>>(tokens)
+            });
+        let tokens = tx_result(r)?.unwrap_or(0);
+        self.flush().await?;
+        Ok(tokens)
+    }
+
     /// Ids of the sessions created by `client_id`.
     pub fn session_ids_by_client(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
         ids_with_prefix(&self.sessions_by_client, client_id)
@@ -740,6 +774,19 @@ impl Store {
             .values()
             .map(|v| decode("signing key", &v?))
             .collect()
+    }
+
+    /// Deletes signing keys, durably.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn delete_signing_keys(&self, kids: &[String]) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for kid in kids {
+            batch.remove(kid.as_bytes());
+        }
+        self.signing_keys.apply_batch(batch)?;
+        self.flush().await
     }
 
     /// Writes signing keys (new or changed) in one batch, durably.

@@ -6,7 +6,7 @@
 //! [`Clock`](crate::Clock), never the system time directly.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
@@ -224,6 +224,25 @@ pub(crate) fn generate_signing_key(
     })
 }
 
+/// Retires the active key in `records` (if any) and appends a new key of
+/// `alg`; returns the records that changed.
+fn rotate_records(
+    records: &mut Vec<SigningKeyRecord>,
+    alg: SigningAlg,
+    now: i64,
+) -> Result<Vec<SigningKeyRecord>, TokenError> {
+    let mut changed = Vec::new();
+    for r in records.iter_mut().filter(|r| r.retired_at.is_none()) {
+        r.retired_at = Some(now);
+        changed.push(r.clone());
+    }
+    let new = generate_signing_key(alg, now)?;
+    tracing::info!(kid = %new.kid, alg = alg.as_str(), "created signing key");
+    changed.push(new.clone());
+    records.push(new);
+    Ok(changed)
+}
+
 /// The signing keys: one active, plus retired ones that still verify.
 pub(crate) struct KeyRing {
     active: String,
@@ -245,23 +264,18 @@ impl KeyRing {
         now: i64,
     ) -> Result<Self, TokenError> {
         let mut records = store.signing_keys()?;
-        let active = records.iter().position(|r| r.retired_at.is_none());
-        let needs_new = match active {
-            Some(i) => records[i].alg != alg,
+        let needs_new = match records.iter().find(|r| r.retired_at.is_none()) {
+            Some(active) => active.alg != alg,
             None => true,
         };
         if needs_new {
-            let mut changed = Vec::new();
-            if let Some(i) = active {
-                records[i].retired_at = Some(now);
-                changed.push(records[i].clone());
-            }
-            let new = generate_signing_key(alg, now)?;
-            tracing::info!(kid = %new.kid, alg = alg.as_str(), "created signing key");
-            changed.push(new.clone());
-            records.push(new);
+            let changed = rotate_records(&mut records, alg, now)?;
             store.put_signing_keys(&changed).await?;
         }
+        Self::from_records(records)
+    }
+
+    fn from_records(records: Vec<SigningKeyRecord>) -> Result<Self, TokenError> {
         let mut keys = HashMap::new();
         let mut active_kid = None;
         for r in records {
@@ -276,6 +290,17 @@ impl KeyRing {
             keys,
             jwks,
         })
+    }
+
+    fn records(&self) -> Vec<SigningKeyRecord> {
+        self.keys.values().map(|k| k.record.clone()).collect()
+    }
+
+    /// The active key's id and when it was created.
+    pub fn active_key(&self) -> Option<(&str, i64)> {
+        self.keys
+            .get(&self.active)
+            .map(|k| (k.record.kid.as_str(), k.record.created_at))
     }
 
     fn active(&self) -> Result<&LoadedKey, TokenError> {
@@ -295,19 +320,81 @@ fn jwks_json(keys: &HashMap<String, LoadedKey>) -> String {
     set.to_string()
 }
 
-/// Signs and verifies access tokens with a [`KeyRing`].
+/// Signs and verifies access tokens with a [`KeyRing`], and rotates it.
 pub(crate) struct TokenIssuer {
-    ring: KeyRing,
+    /// Swapped whole on rotation; readers take a snapshot.
+    ring: RwLock<Arc<KeyRing>>,
     issuer: String,
+    /// Algorithm of new keys.
+    alg: SigningAlg,
+    /// One rotation or pruning at a time.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl TokenIssuer {
-    pub fn new(ring: KeyRing, issuer: String) -> Self {
-        TokenIssuer { ring, issuer }
+    pub fn new(ring: KeyRing, issuer: String, alg: SigningAlg) -> Self {
+        TokenIssuer {
+            ring: RwLock::new(Arc::new(ring)),
+            issuer,
+            alg,
+            changing: tokio::sync::Mutex::new(()),
+        }
     }
 
-    pub fn ring(&self) -> &KeyRing {
-        &self.ring
+    /// The current key ring.
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn swap(&self, ring: KeyRing) {
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+    }
+
+    /// Makes a new key active at once; the old one is retired and keeps
+    /// verifying. Returns (new kid, previous kid).
+    ///
+    /// # Errors
+    /// Key generation or storage failed.
+    pub async fn rotate(&self, store: &Store, now: i64) -> Result<(String, String), TokenError> {
+        let _one = self.changing.lock().await;
+        let ring = self.ring();
+        let previous = ring.active.clone();
+        let mut records = ring.records();
+        let changed = rotate_records(&mut records, self.alg, now)?;
+        store.put_signing_keys(&changed).await?;
+        let next = KeyRing::from_records(records)?;
+        let kid = next.active.clone();
+        self.swap(next);
+        Ok((kid, previous))
+    }
+
+    /// Drops retired keys whose every token has expired: retired at or
+    /// before `now - max_token_ttl`. Returns how many went.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn prune(
+        &self,
+        store: &Store,
+        now: i64,
+        max_token_ttl: i64,
+    ) -> Result<usize, TokenError> {
+        let _one = self.changing.lock().await;
+        let ring = self.ring();
+        let (gone, kept): (Vec<_>, Vec<_>) = ring
+            .records()
+            .into_iter()
+            .partition(|r| r.retired_at.is_some_and(|t| t + max_token_ttl <= now));
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let kids: Vec<String> = gone.iter().map(|r| r.kid.clone()).collect();
+        store.delete_signing_keys(&kids).await?;
+        self.swap(KeyRing::from_records(kept)?);
+        for kid in &kids {
+            tracing::info!(kid = %kid, "retired signing key removed from the JWKS");
+        }
+        Ok(kids.len())
     }
 
     /// Signs an access token for `session` carrying `scopes`, issued at
@@ -322,7 +409,8 @@ impl TokenIssuer {
         now: i64,
         exp: i64,
     ) -> Result<String, TokenError> {
-        let key = self.ring.active()?;
+        let ring = self.ring();
+        let key = ring.active()?;
         let mut header = Header::new(key.record.alg.jwt());
         header.typ = Some(TOKEN_TYPE.to_owned());
         header.kid = Some(key.record.kid.clone());
@@ -356,7 +444,8 @@ impl TokenIssuer {
             return Err(TokenReason::Malformed);
         }
         let kid = header.kid.as_deref().ok_or(TokenReason::Malformed)?;
-        let key = self.ring.keys.get(kid).ok_or(TokenReason::UnknownKey)?;
+        let ring = self.ring();
+        let key = ring.keys.get(kid).ok_or(TokenReason::UnknownKey)?;
         let alg = key.record.alg.jwt();
         if header.alg != alg {
             return Err(TokenReason::BadSignature);
@@ -415,6 +504,16 @@ impl RevocationIndex {
         set.insert(session_id.to_owned());
     }
 
+    pub fn remove(&self, session_id: &str) -> bool {
+        let mut set = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        set.remove(session_id)
+    }
+
+    pub fn len(&self) -> usize {
+        let set = self.revoked.read().unwrap_or_else(|p| p.into_inner());
+        set.len()
+    }
+
     pub fn contains(&self, session_id: &str) -> bool {
         let set = self.revoked.read().unwrap_or_else(|p| p.into_inner());
         set.contains(session_id)
@@ -432,7 +531,7 @@ mod tests {
         let ring = rt
             .block_on(KeyRing::load_or_create(&store, alg, 1_000))
             .unwrap();
-        (TokenIssuer::new(ring, "iss".to_owned()), dir)
+        (TokenIssuer::new(ring, "iss".to_owned(), alg), dir)
     }
 
     fn session() -> SessionRecord {

@@ -15,6 +15,7 @@ use crate::ca::{ClientCertRequest, init_ca, issue_client_cert};
 use crate::pb;
 use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::identity_service_client::IdentityServiceClient;
+use crate::pb::key_service_client::KeyServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
 
 /// Environment variable holding the API key client commands send.
@@ -84,6 +85,11 @@ async fn connect(opts: &ClientOpts) -> Result<Channel, CliError> {
         server: opts.server.clone(),
         source,
     };
+    if opts.cert.is_some() && !opts.server.starts_with("https://") {
+        return Err(CliError::Usage(
+            "--cert needs TLS: use an https:// --server".to_owned(),
+        ));
+    }
     let mut endpoint = Endpoint::from_shared(opts.server.clone()).map_err(connect_err)?;
     if opts.server.starts_with("https://") {
         let ca = std::fs::read(&opts.ca).map_err(|source| CliError::Io {
@@ -555,6 +561,8 @@ pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
                 .into_inner();
             if opts.json {
                 print_json(&resp)?;
+            } else if no_cascade {
+                outln!("deleted identity {name}; its sessions are kept");
             } else {
                 outln!(
                     "deleted identity {name} and revoked {} of its sessions",
@@ -562,6 +570,24 @@ pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
                 );
             }
         }
+    }
+    Ok(0)
+}
+
+pub(super) async fn rotate_signing_key(opts: ClientOpts) -> Result<u8, CliError> {
+    let req = authed(&opts, pb::RotateSigningKeyRequest {})?;
+    let resp = KeyServiceClient::new(connect(&opts).await?)
+        .rotate_signing_key(req)
+        .await?
+        .into_inner();
+    if opts.json {
+        print_json(&resp)?;
+    } else {
+        outln!("active signing key: {}", resp.kid);
+        outln!(
+            "retired:            {} (verifies its tokens until they expire)",
+            resp.previous_kid
+        );
     }
     Ok(0)
 }

@@ -58,6 +58,9 @@ pub enum Command {
     /// Grant scopes to mTLS identities (needs scope identities:admin).
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Manage the token signing keys (needs scope admin).
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
     /// Create a new admin key in the data directory of a STOPPED server,
     /// when every admin key is lost or revoked. Prints the secret once.
     RecoverAdmin {
@@ -139,6 +142,18 @@ pub enum CertCommand {
     Revoke {
         /// Serial number in hex, as `cert issue` printed it.
         serial: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `mcp-auth signing-key ...`
+#[derive(Debug, Subcommand)]
+pub enum SigningKeyCommand {
+    /// Make a new signing key active now; the old one keeps verifying the
+    /// tokens it signed until they expire.
+    Rotate {
         /// How to reach the server.
         #[command(flatten)]
         opts: ClientOpts,
@@ -305,6 +320,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Jwks(opts) => client::jwks(opts).await,
         Command::Cert(cmd) => client::cert(cmd).await,
         Command::Identity(cmd) => client::identity(cmd).await,
+        Command::SigningKey(SigningKeyCommand::Rotate { opts }) => {
+            client::rotate_signing_key(opts).await
+        }
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;

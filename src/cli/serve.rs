@@ -8,7 +8,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::clock::Clock;
-use crate::config::{Config, Settings, TlsMode};
+use crate::config::{ClientCa, Config, Settings, TlsMode};
 use crate::error::Error;
 use crate::server::Server;
 use crate::token::SigningAlg;
@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// Grace window for re-presenting a spent refresh token [default: 0].
     #[arg(long, env = "MCP_AUTH_REFRESH_REUSE_GRACE_SECONDS")]
     refresh_reuse_grace_seconds: Option<u32>,
+    /// Days between automatic signing key rotations; 0 never [default: 30].
+    #[arg(long, env = "MCP_AUTH_SIGNING_KEY_ROTATION_DAYS")]
+    signing_key_rotation_days: Option<u32>,
+    /// Period of the maintenance task, seconds [default: 60].
+    #[arg(long, env = "MCP_AUTH_MAINTENANCE_INTERVAL_SECONDS")]
+    maintenance_interval_seconds: Option<u64>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -94,6 +100,8 @@ impl ServeArgs {
             max_session_lifetime_seconds: self.max_session_lifetime_seconds,
             session_idle_timeout_seconds: self.session_idle_timeout_seconds,
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
+            signing_key_rotation_days: self.signing_key_rotation_days,
+            maintenance_interval_seconds: self.maintenance_interval_seconds,
         }
     }
 }
@@ -122,6 +130,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         .map_err(|e| Error::io("reading the bound address", e))?;
     let data_dir = config.data_dir.clone();
     let generated_tls = config.tls == TlsMode::Generated;
+    let client_ca = config.client_ca.clone();
     let server = Server::open(config, Clock::system()).await?;
     if let Some(secret) = server.new_primary_key() {
         outln!("Created the primary API key (scope admin). Its secret is shown only this once");
@@ -136,9 +145,20 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
     let scheme = if server.is_tls() { "https" } else { "http" };
     tracing::info!(addr = %local, data_dir = %data_dir.display(), "serving");
     outln!("mcp-auth listening on {scheme}://{local}");
+    let dev_ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);
     if generated_tls {
-        let ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);
-        outln!("clients trust the development CA {}", ca.display());
+        outln!("clients trust the development CA {}", dev_ca.display());
+    }
+    match client_ca {
+        Some(ClientCa::Generated) => outln!(
+            "mutual TLS: client certificates issued by {} are accepted",
+            dev_ca.display()
+        ),
+        Some(ClientCa::File(path)) => outln!(
+            "mutual TLS: client certificates issued by {} are accepted",
+            path.display()
+        ),
+        None => {}
     }
     server.serve(listener, shutdown_signal()).await
 }

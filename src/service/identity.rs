@@ -29,6 +29,15 @@ impl IdentityService {
         Ok(caller)
     }
 
+    /// Changing or deleting an existing grant needs every scope it holds,
+    /// so a delegated admin cannot disarm a stronger identity.
+    fn may_manage(&self, caller: &Principal, name: &str) -> Result<(), Error> {
+        match self.state.identities.grant(name) {
+            Some(existing) => caller.require_all(&existing.scopes),
+            None => Ok(()),
+        }
+    }
+
     fn to_pb(&self, r: IdentityRecord) -> pb::Identity {
         pb::Identity {
             spiffe_id: spiffe_id(&self.state.trust_domain, &r.name),
@@ -46,6 +55,7 @@ impl IdentityService {
         validate_identity_name(&r.name).map_err(|m| Error::invalid("name", m))?;
         let scopes = parse_scopes("scopes", &r.scopes, true)?;
         caller.require_all(&scopes)?;
+        self.may_manage(&caller, &r.name)?;
         let now = self.state.clock.now();
         let stored = self
             .state
@@ -82,10 +92,11 @@ impl IdentityService {
         &self,
         req: Request<pb::DeleteIdentityRequest>,
     ) -> Result<pb::DeleteIdentityResponse, Error> {
-        self.admin(&req)?;
+        let caller = self.admin(&req)?;
         let r = req.into_inner();
         let name = r.name;
         validate_identity_name(&name).map_err(|m| Error::invalid("name", m))?;
+        self.may_manage(&caller, &name)?;
         if !self.state.store.delete_identity(&name).await? {
             return Err(Error::refused(
                 Reason::IdentityNotFound,

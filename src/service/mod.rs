@@ -6,6 +6,7 @@
 
 pub(crate) mod api_key;
 pub(crate) mod identity;
+pub(crate) mod key;
 pub(crate) mod token;
 
 use std::sync::Arc;

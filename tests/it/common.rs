@@ -26,6 +26,7 @@ pub struct TestServer {
     /// Whether opening the data directory created the primary key.
     pub created_primary: bool,
     pub addr: std::net::SocketAddr,
+    maintenance: Option<mcp_auth::maintenance::Maintenance>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), mcp_auth::Error>>>,
 }
@@ -68,6 +69,7 @@ impl TestServer {
             primary,
             created_primary,
             addr: "127.0.0.1:0".parse().unwrap(),
+            maintenance: None,
             shutdown: None,
             task: None,
         };
@@ -75,7 +77,13 @@ impl TestServer {
         s
     }
 
+    /// Runs one maintenance pass now, at the test clock's time.
+    pub async fn maintain(&self) -> mcp_auth::maintenance::MaintenanceReport {
+        self.maintenance.as_ref().unwrap().run_once().await.unwrap()
+    }
+
     async fn spawn(&mut self, server: Server) {
+        self.maintenance = Some(server.maintenance());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -87,6 +95,8 @@ impl TestServer {
 
     /// Sends shutdown and waits for the server to stop; it must stop cleanly.
     pub async fn stop(&mut self) {
+        // The handle shares the server's state, and so its open database.
+        self.maintenance = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -13,5 +13,6 @@ mod lifecycle;
 mod mtls;
 mod refresh;
 mod sessions;
+mod signing;
 mod verify;
 mod walkthrough;

@@ -271,12 +271,33 @@ async fn identity_service_rules() {
         .unwrap_err();
     assert_status(&err, Code::InvalidArgument, "INVALID_FIELD");
 
+    // Nor can it change or delete a stronger identity's grant.
+    server.grant("payments", &["sessions:create"], false).await;
+    let err = identities
+        .set_identity(set("payments", &[], &id_admin))
+        .await
+        .unwrap_err();
+    let meta = assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_SCOPE");
+    assert_eq!(meta["scope"], "sessions:create");
+    let err = identities
+        .delete_identity(authed(
+            pb::DeleteIdentityRequest {
+                name: "payments".to_owned(),
+                cascade: None,
+            },
+            &id_admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::PermissionDenied, "INSUFFICIENT_SCOPE");
+
     let listed = identities
-        .list_identities(authed(pb::ListIdentitiesRequest {}, &id_admin))
+        .list_identities(authed(pb::ListIdentitiesRequest {}, &server.primary))
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(listed.identities.len(), 1);
+    assert_eq!(listed.identities.len(), 2);
+    assert_eq!(listed.identities[0].name, "billing");
     assert_eq!(listed.identities[0].scopes, ["tools:read"]);
 }
 

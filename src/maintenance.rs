@@ -1,0 +1,112 @@
+//! Background maintenance, so the service can run for months without its
+//! storage growing or its keys going stale: automatic signing-key rotation,
+//! removal of retired keys whose tokens have all expired, and removal of
+//! sessions that can no longer matter (with their refresh tokens, index
+//! entries and in-memory revocation entries).
+//!
+//! [`Maintenance::run_once`] does one pass at the server's clock; the server
+//! runs it every `maintenance_interval_seconds`, and tests call it directly
+//! after moving a manual clock.
+
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::service::State;
+use crate::store::{SessionFilter, SessionRecord};
+
+/// Sessions examined per storage batch; the task yields between batches so
+/// it never stalls RPCs.
+const BATCH: usize = 256;
+
+/// Runs maintenance passes against the server's state.
+#[derive(Clone)]
+pub struct Maintenance {
+    state: Arc<State>,
+    rotation_days: u32,
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// The new active key, if the pass rotated.
+    pub rotated_to: Option<String>,
+    /// Retired signing keys removed from the ring and the JWKS.
+    pub signing_keys_removed: usize,
+    /// Sessions removed from storage.
+    pub sessions_removed: usize,
+    /// Refresh tokens removed with them.
+    pub refresh_tokens_removed: usize,
+    /// Sessions still stored.
+    pub sessions_remaining: usize,
+    /// Entries left in the in-memory revocation index.
+    pub revocations_remaining: usize,
+}
+
+impl Maintenance {
+    pub(crate) fn new(state: Arc<State>, rotation_days: u32) -> Self {
+        Maintenance {
+            state,
+            rotation_days,
+        }
+    }
+
+    /// One maintenance pass at the server clock's current time.
+    ///
+    /// # Errors
+    /// Storage or key generation failed; the next pass tries again.
+    pub async fn run_once(&self) -> Result<MaintenanceReport, Error> {
+        let s = &self.state;
+        let now = s.clock.now();
+        let mut report = MaintenanceReport::default();
+
+        if self.rotation_days > 0 {
+            let due = s.tokens.ring().active_key().is_some_and(|(_, created)| {
+                created + i64::from(self.rotation_days) * 86_400 <= now
+            });
+            if due {
+                let (kid, previous) = s.tokens.rotate(&s.store, now).await?;
+                tracing::info!(kid = %kid, previous = %previous, "signing key rotated on schedule");
+                report.rotated_to = Some(kid);
+            }
+        }
+        report.signing_keys_removed = s.tokens.prune(&s.store, now, i64::from(s.max_ttl)).await?;
+
+        let idle = i64::from(s.session_idle_timeout);
+        let dead = |r: &SessionRecord| {
+            r.expires_at <= now
+                && (r.revoked_at.is_some()
+                    || now >= r.session_expires_at
+                    || now >= r.last_refreshed_at + idle)
+        };
+        let mut cursor: Option<Vec<u8>> = None;
+        loop {
+            let (page, next) =
+                s.store
+                    .sessions_page(&SessionFilter::default(), cursor.as_deref(), BATCH)?;
+            let (gone, kept): (Vec<_>, Vec<_>) = page.into_iter().partition(|r| dead(r));
+            report.sessions_remaining += kept.len();
+            report.refresh_tokens_removed += s.store.delete_sessions(&gone).await?;
+            report.sessions_removed += gone.len();
+            for r in &gone {
+                s.revocations.remove(&r.session_id);
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        report.revocations_remaining = s.revocations.len();
+        if report.sessions_removed > 0 || report.signing_keys_removed > 0 {
+            tracing::info!(
+                sessions_removed = report.sessions_removed,
+                refresh_tokens_removed = report.refresh_tokens_removed,
+                signing_keys_removed = report.signing_keys_removed,
+                sessions_remaining = report.sessions_remaining,
+                revocations_remaining = report.revocations_remaining,
+                "maintenance"
+            );
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,42 @@
+//! `KeyService`: RotateSigningKey. Needs scope `admin`.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::State;
+use crate::auth::ADMIN;
+use crate::error::Error;
+use crate::pb;
+
+/// The `KeyService` implementation.
+pub(crate) struct KeyService {
+    state: Arc<State>,
+}
+
+impl KeyService {
+    pub fn new(state: Arc<State>) -> Self {
+        KeyService { state }
+    }
+
+    async fn rotate(
+        &self,
+        req: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<pb::RotateSigningKeyResponse, Error> {
+        let s = &self.state;
+        s.auth.authenticate(&req)?.require(ADMIN)?;
+        let (kid, previous_kid) = s.tokens.rotate(&s.store, s.clock.now()).await?;
+        tracing::info!(kid = %kid, previous = %previous_kid, "signing key rotated");
+        Ok(pb::RotateSigningKeyResponse { kid, previous_kid })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::key_service_server::KeyService for KeyService {
+    async fn rotate_signing_key(
+        &self,
+        request: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::RotateSigningKeyResponse>, Status> {
+        Ok(Response::new(self.rotate(request).await?))
+    }
+}
