@@ -294,6 +294,40 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
     Ok(0)
 }
 
+fn print_session(s: &pb::Session, json: bool) -> Result<(), CliError> {
+    if json {
+        return print_json(s);
+    }
+    outln!("session id:    {}", s.session_id);
+    outln!("subject:       {}", s.subject);
+    outln!("audience:      {}", s.audience);
+    outln!("scopes:        {}", s.scopes.join(","));
+    outln!("expires:       {}", time(s.expires_at));
+    outln!("session ends:  {}", time(s.session_expires_at));
+    outln!("access token:");
+    outln!("{}", s.access_token);
+    outln!("refresh token (single use):");
+    outln!("{}", s.refresh_token);
+    Ok(())
+}
+
+/// `value`, or standard input when it is `None` or `-`.
+fn arg_or_stdin(value: Option<String>, what: &str) -> Result<String, CliError> {
+    match value.as_deref() {
+        None | Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|source| CliError::Io {
+                    context: format!("reading {what} from standard input"),
+                    source,
+                })?;
+            Ok(s.trim().to_owned())
+        }
+        Some(t) => Ok(t.to_owned()),
+    }
+}
+
 pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
     match cmd {
         SessionCommand::Create {
@@ -317,16 +351,93 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
                 .create_session(req)
                 .await?
                 .into_inner();
+            print_session(&s, opts.json)?;
+        }
+        SessionCommand::Refresh {
+            refresh_token,
+            scopes,
+            opts,
+        } => {
+            let refresh_token = arg_or_stdin(refresh_token, "the refresh token")?;
+            let mut req = Request::new(pb::RefreshSessionRequest {
+                refresh_token,
+                scopes,
+            });
+            // The refresh token is the credential; send a key only if set.
+            if std::env::var_os(API_KEY_ENV).is_some() && opts.cert.is_none() {
+                req = authed(&opts, req.into_inner())?;
+            }
+            let s = TokenServiceClient::new(connect(&opts).await?)
+                .refresh_session(req)
+                .await?
+                .into_inner();
+            print_session(&s, opts.json)?;
+        }
+        SessionCommand::List {
+            subject,
+            client_id,
+            opts,
+        } => {
+            let client = TokenServiceClient::new(connect(&opts).await?);
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let req = authed(
+                    &opts,
+                    pb::ListSessionsRequest {
+                        subject: subject.clone(),
+                        client_id: client_id.clone(),
+                        page_token,
+                        page_size: 500,
+                    },
+                )?;
+                let page = client.clone().list_sessions(req).await?.into_inner();
+                all.extend(page.sessions);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             if opts.json {
-                print_json(&s)?;
+                print_json(&all)?;
             } else {
-                outln!("session id:   {}", s.session_id);
-                outln!("subject:      {}", s.subject);
-                outln!("audience:     {}", s.audience);
-                outln!("scopes:       {}", s.scopes.join(","));
-                outln!("expires:      {}", time(s.expires_at));
-                outln!("access token:");
-                outln!("{}", s.access_token);
+                outln!(
+                    "{:<26} {:<20} {:<26} {:<8} {:<20} SCOPES",
+                    "SESSION ID",
+                    "SUBJECT",
+                    "CLIENT ID",
+                    "STATUS",
+                    "EXPIRES"
+                );
+                for s in &all {
+                    let status = if s.revoked { "revoked" } else { "active" };
+                    outln!(
+                        "{:<26} {:<20} {:<26} {:<8} {:<20} {}",
+                        s.session_id,
+                        s.subject,
+                        s.client_id,
+                        status,
+                        time(s.expires_at),
+                        s.scopes.join(",")
+                    );
+                }
+            }
+        }
+        SessionCommand::RevokeAll { subject, opts } => {
+            let req = authed(
+                &opts,
+                pb::RevokeSessionsRequest {
+                    subject: subject.clone(),
+                },
+            )?;
+            let resp = TokenServiceClient::new(connect(&opts).await?)
+                .revoke_sessions(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&resp)?;
+            } else {
+                outln!("revoked {} sessions of {subject}", resp.revoked);
             }
         }
         SessionCommand::Revoke { session_id, opts } => {
@@ -357,19 +468,7 @@ pub(super) async fn token(cmd: TokenCommand) -> Result<u8, CliError> {
         required_scopes,
         opts,
     } = cmd;
-    let token = match token.as_deref() {
-        None | Some("-") => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|source| CliError::Io {
-                    context: "reading the token from standard input".to_owned(),
-                    source,
-                })?;
-            s.trim().to_owned()
-        }
-        Some(t) => t.to_owned(),
-    };
+    let token = arg_or_stdin(token, "the token")?;
     let req = authed(
         &opts,
         pb::VerifyTokenRequest {

@@ -267,6 +267,39 @@ pub enum SessionCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Exchange a refresh token for a new access token and refresh token.
+    /// Needs no API key.
+    Refresh {
+        /// The refresh token; `-` or omitted reads it from standard input.
+        refresh_token: Option<String>,
+        /// Comma-separated subset of the session's scopes for the new token.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// List sessions (an admin sees all; others see the ones they created).
+    List {
+        /// Only this subject's sessions.
+        #[arg(long, default_value = "")]
+        subject: String,
+        /// Only sessions created by this key id or identity.
+        #[arg(long, default_value = "")]
+        client_id: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Revoke every session of a subject you may see ("log out everywhere").
+    RevokeAll {
+        /// The subject.
+        #[arg(long)]
+        subject: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Revoke a session; its tokens stop verifying.
     Revoke {
         /// The session id (ses_...).

@@ -223,6 +223,87 @@ async fn readme_walkthrough_with_the_cli() {
     assert!(err.contains("API_KEY_REVOKED"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lifecycle_with_the_cli() {
+    let server = TestServer::start().await;
+    let cli = Cli { server: &server };
+    let admin = Some(server.primary.as_str());
+    let session = cli
+        .json(
+            admin,
+            &[
+                "session",
+                "create",
+                "--subject",
+                "carol",
+                "--scopes",
+                "tools:read,tools:call",
+                "--audience",
+                "aud",
+            ],
+        )
+        .await;
+    let refresh = session["refresh_token"].as_str().unwrap().to_owned();
+    assert!(refresh.starts_with("mcp_rt_"));
+
+    // Refresh needs no API key: the refresh token comes on stdin.
+    let (code, out, err) = cli
+        .run(
+            None,
+            &["session", "refresh", "--scopes", "tools:read", "--json"],
+            Some(&refresh),
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let next: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(next["session_id"], session["session_id"]);
+    assert_eq!(next["scopes"], serde_json::json!(["tools:read"]));
+    let (code, _, err) = cli.run(None, &["session", "refresh", &refresh], None).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("REFRESH_TOKEN_REUSED"), "{err}");
+
+    let (code, out, _) = cli
+        .run(admin, &["session", "list", "--subject", "carol"], None)
+        .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("carol") && out.contains("revoked"), "{out}");
+
+    let fresh = cli
+        .json(
+            admin,
+            &[
+                "session",
+                "create",
+                "--subject",
+                "carol",
+                "--scopes",
+                "tools:read",
+                "--audience",
+                "aud",
+            ],
+        )
+        .await;
+    let (code, out, _) = cli
+        .run(
+            admin,
+            &["session", "revoke-all", "--subject", "carol"],
+            None,
+        )
+        .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("revoked 1 sessions"), "{out}");
+    let r = server
+        .verify(&server.primary, fresh["access_token"].as_str().unwrap())
+        .await;
+    assert!(!r.active);
+
+    let (code, out, err) = cli.run(admin, &["signing-key", "rotate"], None).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("active signing key"), "{out}");
+    let jwks = cli.json(None, &["jwks"]).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+}
+
 #[tokio::test]
 async fn health_and_reflection_are_served() {
     use tonic_health::pb::health_check_response::ServingStatus;
