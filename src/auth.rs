@@ -15,6 +15,7 @@ use tonic::metadata::MetadataMap;
 use crate::ca::parse_client_cert;
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
+use crate::limits::{Limits, RateLimit};
 use crate::secret::{API_KEY_PREFIX, Secret};
 use crate::store::{IdentityRecord, Store, StoreError};
 
@@ -56,6 +57,8 @@ pub(crate) struct Principal {
     pub id: String,
     /// The scopes granted to the credential.
     pub scopes: Vec<String>,
+    /// The credential's own rate limit, if it overrides the default.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Principal {
@@ -215,6 +218,7 @@ pub(crate) struct Authenticator {
     clock: Clock,
     identities: Arc<IdentityIndex>,
     trust_domain: String,
+    limits: Arc<Limits>,
 }
 
 impl Authenticator {
@@ -223,12 +227,34 @@ impl Authenticator {
         clock: Clock,
         identities: Arc<IdentityIndex>,
         trust_domain: String,
+        limits: Arc<Limits>,
     ) -> Self {
         Authenticator {
             store,
             clock,
             identities,
             trust_domain,
+            limits,
+        }
+    }
+
+    /// Refuses a request from a peer whose failed authentications ran its
+    /// allowance dry, before any credential is looked at.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED when the peer is throttled.
+    pub fn check_peer<T>(&self, request: &Request<T>) -> Result<(), Error> {
+        match request.remote_addr() {
+            Some(addr) => self.limits.check_peer(addr.ip()),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication (a bad API key, certificate or
+    /// refresh token) against the request's peer address.
+    pub fn record_failure(&self, peer: Option<std::net::SocketAddr>) {
+        if let Some(addr) = peer {
+            self.limits.record_failure(addr.ip());
         }
     }
 
@@ -242,6 +268,23 @@ impl Authenticator {
     /// PERMISSION_DENIED for a disabled identity; INTERNAL if storage
     /// fails.
     pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
+        self.check_peer(request)?;
+        let principal = match self.resolve(request) {
+            Ok(p) => p,
+            Err(err) => {
+                if err.reason().code() == tonic::Code::Unauthenticated {
+                    self.record_failure(request.remote_addr());
+                }
+                return Err(err);
+            }
+        };
+        tracing::Span::current().record("caller", principal.id.as_str());
+        self.limits
+            .check_caller(&principal.id, principal.rate_limit)?;
+        Ok(principal)
+    }
+
+    fn resolve<T>(&self, request: &Request<T>) -> Result<Principal, Error> {
         let metadata = request.metadata();
         let leaf = request
             .peer_certs()
@@ -256,7 +299,6 @@ impl Authenticator {
             Some(cert) => self.certificate(&cert)?,
             None => self.api_key(metadata)?,
         };
-        tracing::Span::current().record("caller", principal.id.as_str());
         Ok(principal)
     }
 
@@ -278,12 +320,14 @@ impl Authenticator {
             Some(grant) => Ok(Principal {
                 id: info.name,
                 scopes: grant.scopes,
+                rate_limit: grant.rate_limit,
             }),
             // Authenticated, but granted nothing: every call that needs a
             // scope is PERMISSION_DENIED.
             None => Ok(Principal {
                 id: info.name,
                 scopes: Vec::new(),
+                rate_limit: None,
             }),
         }
     }
@@ -349,6 +393,7 @@ impl Authenticator {
         Ok(Principal {
             id: record.key_id,
             scopes: record.scopes,
+            rate_limit: record.rate_limit,
         })
     }
 }
@@ -371,6 +416,7 @@ mod tests {
         Principal {
             id: "key_1".to_owned(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            rate_limit: None,
         }
     }
 

@@ -1,17 +1,21 @@
 //! The one source of time.
 //!
-//! Every `iat`, `exp`, expiry check and grace window reads a [`Clock`] held
-//! by the server, so tests can move time instead of sleeping. Production uses
-//! the system clock; tests use [`Clock::manual`] and [`Clock::advance`].
+//! Every `iat`, `exp`, expiry check, grace window and rate-limit bucket
+//! reads a [`Clock`] held by the server, so tests can move time instead of
+//! sleeping. Production uses the system clock; tests use [`Clock::manual`]
+//! and [`Clock::advance`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A clock giving Unix time in seconds.
+const NANOS: u64 = 1_000_000_000;
+
+/// A clock giving Unix time.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
-    manual: Option<Arc<AtomicI64>>,
+    /// Nanoseconds since the Unix epoch, for a manual clock.
+    manual: Option<Arc<AtomicU64>>,
 }
 
 impl Clock {
@@ -24,18 +28,23 @@ impl Clock {
     /// [`Clock::advance`] or [`Clock::set`]. Clones share the same time.
     pub fn manual(unix_seconds: i64) -> Self {
         Self {
-            manual: Some(Arc::new(AtomicI64::new(unix_seconds))),
+            manual: Some(Arc::new(AtomicU64::new(to_nanos(unix_seconds)))),
         }
     }
 
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> i64 {
+        i64::try_from(self.now_nanos() / NANOS).unwrap_or(i64::MAX)
+    }
+
+    /// Nanoseconds since the Unix epoch (for rate limiting).
+    pub fn now_nanos(&self) -> u64 {
         match &self.manual {
             Some(t) => t.load(Ordering::SeqCst),
             #[allow(clippy::disallowed_methods)] // the one permitted reader
             None => SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
                 .unwrap_or(0),
         }
     }
@@ -43,17 +52,23 @@ impl Clock {
     /// Moves a manual clock forward; does nothing to the system clock.
     pub fn advance(&self, by: Duration) {
         if let Some(t) = &self.manual {
-            let secs = i64::try_from(by.as_secs()).unwrap_or(i64::MAX);
-            t.fetch_add(secs, Ordering::SeqCst);
+            let nanos = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+            t.fetch_add(nanos, Ordering::SeqCst);
         }
     }
 
     /// Sets a manual clock; does nothing to the system clock.
     pub fn set(&self, unix_seconds: i64) {
         if let Some(t) = &self.manual {
-            t.store(unix_seconds, Ordering::SeqCst);
+            t.store(to_nanos(unix_seconds), Ordering::SeqCst);
         }
     }
+}
+
+fn to_nanos(unix_seconds: i64) -> u64 {
+    u64::try_from(unix_seconds)
+        .unwrap_or(0)
+        .saturating_mul(NANOS)
 }
 
 #[cfg(test)]
@@ -67,6 +82,9 @@ mod tests {
         assert_eq!(clock.now(), 1_000);
         other.advance(Duration::from_secs(5));
         assert_eq!(clock.now(), 1_005);
+        other.advance(Duration::from_millis(999));
+        assert_eq!(clock.now(), 1_005);
+        assert_eq!(clock.now_nanos(), 1_005_999_000_000);
         clock.set(42);
         assert_eq!(other.now(), 42);
     }

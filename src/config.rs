@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::limits::RateLimit;
 use crate::token::SigningAlg;
 
 /// Default data directory.
@@ -115,6 +116,14 @@ pub struct Settings {
     /// How often the maintenance task runs (key rotation and retirement,
     /// removal of sessions that can no longer matter), seconds. Default 60.
     pub maintenance_interval_seconds: Option<u64>,
+    /// Default sustained request rate per credential, per second; 0 means
+    /// unlimited. Default 1000.
+    pub rate_limit_requests_per_second: Option<u32>,
+    /// Default burst per credential. Default 2000.
+    pub rate_limit_burst: Option<u32>,
+    /// Failed authentications allowed per peer address per minute before
+    /// it is throttled. Default 10.
+    pub auth_failures_per_minute: Option<u32>,
 }
 
 impl Settings {
@@ -169,6 +178,13 @@ impl Settings {
             maintenance_interval_seconds: top
                 .maintenance_interval_seconds
                 .or(self.maintenance_interval_seconds),
+            rate_limit_requests_per_second: top
+                .rate_limit_requests_per_second
+                .or(self.rate_limit_requests_per_second),
+            rate_limit_burst: top.rate_limit_burst.or(self.rate_limit_burst),
+            auth_failures_per_minute: top
+                .auth_failures_per_minute
+                .or(self.auth_failures_per_minute),
         }
     }
 }
@@ -223,6 +239,10 @@ pub struct Config {
     pub signing_key_rotation_days: u32,
     /// Period of the maintenance task.
     pub maintenance_interval: Duration,
+    /// Default per-credential rate; `None` means unlimited.
+    pub default_rate_limit: Option<RateLimit>,
+    /// Failed authentications allowed per peer address per minute.
+    pub auth_failures_per_minute: u32,
 }
 
 /// The CA that client certificates must chain to.
@@ -341,6 +361,27 @@ impl Config {
                 message: "must be at least 1".to_owned(),
             });
         }
+        let default_rate_limit = match s.rate_limit_requests_per_second.unwrap_or(1000) {
+            0 => None,
+            rps => Some(
+                RateLimit {
+                    requests_per_second: rps,
+                    burst: s.rate_limit_burst.unwrap_or(rps.saturating_mul(2)),
+                }
+                .validate("rate_limit")
+                .map_err(|e| ConfigError::Invalid {
+                    field: "rate_limit_requests_per_second",
+                    message: e.to_string(),
+                })?,
+            ),
+        };
+        let auth_failures_per_minute = s.auth_failures_per_minute.unwrap_or(10);
+        if auth_failures_per_minute == 0 {
+            return Err(ConfigError::Invalid {
+                field: "auth_failures_per_minute",
+                message: "must be at least 1".to_owned(),
+            });
+        }
         Ok(Config {
             data_dir: s
                 .data_dir
@@ -361,6 +402,8 @@ impl Config {
             refresh_reuse_grace,
             signing_key_rotation_days: s.signing_key_rotation_days.unwrap_or(30),
             maintenance_interval: Duration::from_secs(maintenance_interval),
+            default_rate_limit,
+            auth_failures_per_minute,
         })
     }
 

@@ -61,13 +61,16 @@ pub enum Reason {
     SessionRevoked,
     /// Only the session's creator may do this with a credential.
     NotSessionCreator,
+    /// The caller's request rate, or its peer's failed authentications,
+    /// exceeded the limit; retry after the `retry-after` seconds.
+    RateLimited,
     /// Something failed inside the server; the cause is in its log.
     Internal,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -87,6 +90,7 @@ impl Reason {
         Reason::SessionExpired,
         Reason::SessionRevoked,
         Reason::NotSessionCreator,
+        Reason::RateLimited,
         Reason::Internal,
     ];
 
@@ -112,6 +116,7 @@ impl Reason {
             Reason::SessionExpired => "SESSION_EXPIRED",
             Reason::SessionRevoked => "SESSION_REVOKED",
             Reason::NotSessionCreator => "NOT_SESSION_CREATOR",
+            Reason::RateLimited => "RATE_LIMITED",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -137,6 +142,7 @@ impl Reason {
                 Code::NotFound
             }
             Reason::ApiKeyNotActive => Code::FailedPrecondition,
+            Reason::RateLimited => Code::ResourceExhausted,
             Reason::Internal => Code::Internal,
         }
     }
@@ -168,6 +174,14 @@ pub enum Error {
         /// The protobuf field name.
         field: &'static str,
         /// What is wrong with it.
+        message: String,
+    },
+    /// Too many requests; retry after `retry_after`.
+    #[error("{message}")]
+    RateLimited {
+        /// How long to wait before the next request can succeed.
+        retry_after: std::time::Duration,
+        /// What limit was hit.
         message: String,
     },
     /// Storage failed.
@@ -227,6 +241,7 @@ impl Error {
     pub fn reason(&self) -> Reason {
         match self {
             Error::Refused { reason, .. } => *reason,
+            Error::RateLimited { .. } => Reason::RateLimited,
             Error::PermissionDenied { .. } => Reason::InsufficientScope,
             Error::InvalidArgument { .. } => Reason::InvalidField,
             Error::Store(_)
@@ -245,7 +260,18 @@ impl From<Error> for Status {
         let reason = err.reason();
         let mut metadata = HashMap::new();
         let mut details;
+        let mut headers = tonic::metadata::MetadataMap::new();
         let message = match &err {
+            Error::RateLimited { retry_after, .. } => {
+                // Whole seconds, rounded up, as HTTP's Retry-After.
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                metadata.insert("retry_after_seconds".to_owned(), secs.to_string());
+                if let Ok(v) = secs.to_string().parse() {
+                    headers.insert("retry-after", v);
+                }
+                details = ErrorDetails::with_retry_info(Some(*retry_after));
+                err.to_string()
+            }
             Error::InvalidArgument { field, message } => {
                 metadata.insert("field".to_owned(), (*field).to_owned());
                 details = ErrorDetails::with_bad_request_violation(*field, message.clone());
@@ -276,7 +302,7 @@ impl From<Error> for Status {
             tracing::info!(code = ?reason.code(), reason = reason.as_str(), "request refused");
         }
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
-        Status::with_error_details(reason.code(), message, details)
+        Status::with_error_details_and_metadata(reason.code(), message, details, headers)
     }
 }
 

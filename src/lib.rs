@@ -14,6 +14,8 @@
 //! - [`secret`]: secrets from the OS CSPRNG, kept out of logs and `Debug`.
 //! - `store`: the storage boundary; sled lives behind it and nowhere else.
 //! - `token`: signing keys, the key ring, JWT issuing and verifying, JWKS.
+//! - [`limits`]: per-caller rate limits and the per-address throttle on
+//!   failed authentication.
 //! - `auth`: who is calling (the one place credentials are resolved) and
 //!   what they may do (the one place scopes are checked).
 //! - `service`: one file per gRPC service; converts between protobuf and
@@ -36,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod limits;
 pub mod maintenance;
 pub mod secret;
 pub mod server;

@@ -40,6 +40,8 @@ pub struct MaintenanceReport {
     pub sessions_remaining: usize,
     /// Entries left in the in-memory revocation index.
     pub revocations_remaining: usize,
+    /// Entries left in the rate limiters after evicting idle ones.
+    pub limiter: crate::limits::LimiterSize,
 }
 
 impl Maintenance {
@@ -97,6 +99,7 @@ impl Maintenance {
             tokio::task::yield_now().await;
         }
         report.revocations_remaining = s.revocations.len();
+        report.limiter = s.limits.evict_idle();
         if report.sessions_removed > 0 || report.signing_keys_removed > 0 {
             tracing::info!(
                 sessions_removed = report.sessions_removed,

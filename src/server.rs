@@ -19,6 +19,7 @@ use crate::auth::{Authenticator, IdentityIndex};
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::error::Error;
+use crate::limits::Limits;
 use crate::maintenance::Maintenance;
 use crate::pb;
 use crate::secret::Secret;
@@ -116,13 +117,20 @@ impl Server {
         let ring = KeyRing::load_or_create(&store, config.signing_alg, clock.now()).await?;
         let revocations = RevocationIndex::load(&store)?;
         let identities = Arc::new(IdentityIndex::load(&store)?);
+        let limits = Arc::new(Limits::new(
+            clock.clone(),
+            config.default_rate_limit,
+            config.auth_failures_per_minute,
+        ));
         let state = Arc::new(State {
             auth: Authenticator::new(
                 store.clone(),
                 clock.clone(),
                 identities.clone(),
                 config.trust_domain.clone(),
+                limits.clone(),
             ),
+            limits,
             identities,
             trust_domain: config.trust_domain.clone(),
             tokens: TokenIssuer::new(ring, config.issuer.clone(), config.signing_alg),

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
+use crate::limits::RateLimit;
 use crate::secret::SecretHash;
 use crate::token::SigningAlg;
 
@@ -61,6 +62,9 @@ pub(crate) struct ApiKeyRecord {
     pub secret_hash: SecretHash,
     /// The secret replaced by the last rotation, valid until `valid_until`.
     pub previous: Option<PreviousSecret>,
+    /// Overrides the server's default request rate.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A rotated-out secret still inside its grace period.
@@ -147,6 +151,9 @@ pub(crate) struct IdentityRecord {
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Overrides the server's default request rate.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A revoked client certificate.
@@ -819,6 +826,7 @@ mod tests {
             rotated_at: None,
             secret_hash: SecretHash::of(secret),
             previous: None,
+            rate_limit: None,
         }
     }
 

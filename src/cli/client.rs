@@ -72,6 +72,20 @@ fn chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// The server's `retry-after`, in seconds, on a `RATE_LIMITED` refusal.
+pub(super) fn retry_after(status: &Status) -> Option<u64> {
+    if status.code() != tonic::Code::ResourceExhausted {
+        return None;
+    }
+    status
+        .metadata()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 fn describe(status: &Status) -> String {
     let reason = status
         .get_details_error_info()
@@ -160,6 +174,10 @@ fn print_key(k: &pb::ApiKey) {
     outln!("created:    {}", time(k.created_at));
     outln!("expires:    {}", time(k.expires_at));
     outln!("revoked:    {}", k.revoked);
+    match &k.rate_limit {
+        Some(l) => outln!("rate limit: {}/s, burst {}", l.requests_per_second, l.burst),
+        None => outln!("rate limit: server default"),
+    }
 }
 
 fn print_created(resp: &pb::CreateApiKeyResponse, json: bool) -> Result<(), CliError> {
@@ -181,6 +199,7 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             name,
             scopes,
             expires_in,
+            rate_limit,
             opts,
         } => {
             let expires_at = match expires_in {
@@ -199,6 +218,7 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                     name,
                     scopes,
                     expires_at,
+                    rate_limit,
                 },
             )?;
             let resp = ApiKeyServiceClient::new(connect(&opts).await?)
@@ -265,6 +285,22 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                 );
             }
         }
+        KeyCommand::Update {
+            key_id,
+            rate_limit,
+            opts,
+        } => {
+            let req = authed(&opts, pb::UpdateApiKeyRequest { key_id, rate_limit })?;
+            let k = ApiKeyServiceClient::new(connect(&opts).await?)
+                .update_api_key(req)
+                .await?
+                .into_inner();
+            if opts.json {
+                print_json(&k)?;
+            } else {
+                print_key(&k);
+            }
+        }
         KeyCommand::Rotate {
             key_id,
             grace_seconds,
@@ -312,7 +348,7 @@ fn print_session(s: &pb::Session, json: bool) -> Result<(), CliError> {
 }
 
 /// `value`, or standard input when it is `None` or `-`.
-fn arg_or_stdin(value: Option<String>, what: &str) -> Result<String, CliError> {
+pub(super) fn arg_or_stdin(value: Option<String>, what: &str) -> Result<String, CliError> {
     match value.as_deref() {
         None | Some("-") => {
             let mut s = String::new();
@@ -607,6 +643,7 @@ pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
             name,
             scopes,
             disabled,
+            rate_limit,
             opts,
         } => {
             let req = authed(
@@ -615,6 +652,7 @@ pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
                     name,
                     scopes,
                     disabled,
+                    rate_limit,
                 },
             )?;
             let resp = IdentityServiceClient::new(connect(&opts).await?)

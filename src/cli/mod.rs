@@ -28,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 pub use client::CliError;
 
 /// Command-line interface of the `mcp-auth` binary.
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(name = "mcp-auth", version, about = "Token service for MCP servers")]
 pub struct Cli {
     /// What to do.
@@ -37,7 +37,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
     Serve(serve::ServeArgs),
@@ -96,7 +96,7 @@ pub struct ClientOpts {
 }
 
 /// `mcp-auth cert ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum CertCommand {
     /// Create a CA for client certificates: DIR/ca.pem and DIR/ca.key (0600).
     InitCa {
@@ -149,7 +149,7 @@ pub enum CertCommand {
 }
 
 /// `mcp-auth signing-key ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum SigningKeyCommand {
     /// Make a new signing key active now; the old one keeps verifying the
     /// tokens it signed until they expire.
@@ -161,7 +161,7 @@ pub enum SigningKeyCommand {
 }
 
 /// `mcp-auth identity ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum IdentityCommand {
     /// Create or replace an identity's grant.
     Set {
@@ -173,6 +173,9 @@ pub enum IdentityCommand {
         /// Refuse the identity's certificates.
         #[arg(long)]
         disabled: bool,
+        /// The identity's own rate limit, RPS or RPS:BURST.
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<crate::pb::RateLimit>,
         /// How to reach the server.
         #[command(flatten)]
         opts: ClientOpts,
@@ -198,7 +201,7 @@ pub enum IdentityCommand {
 }
 
 /// `mcp-auth key ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum KeyCommand {
     /// Create an API key; its secret is printed once.
     Create {
@@ -211,6 +214,9 @@ pub enum KeyCommand {
         /// Expire the key after this many seconds (default: never).
         #[arg(long)]
         expires_in: Option<u64>,
+        /// The key's own rate limit, RPS or RPS:BURST (default: the server's).
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<crate::pb::RateLimit>,
         /// How to reach the server.
         #[command(flatten)]
         opts: ClientOpts,
@@ -233,6 +239,18 @@ pub enum KeyCommand {
         #[command(flatten)]
         opts: ClientOpts,
     },
+    /// Change an API key's rate limit.
+    Update {
+        /// The key id (key_...).
+        key_id: String,
+        /// The key's own rate limit, RPS or RPS:BURST; omitted means the
+        /// server default.
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<crate::pb::RateLimit>,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
     /// Give an API key a new secret; the old one works for --grace-seconds.
     Rotate {
         /// The key id (key_...).
@@ -247,7 +265,7 @@ pub enum KeyCommand {
 }
 
 /// `mcp-auth session ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum SessionCommand {
     /// Create a session for a user and print its access token.
     Create {
@@ -311,7 +329,7 @@ pub enum SessionCommand {
 }
 
 /// `mcp-auth token ...`
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum TokenCommand {
     /// Verify an access token. Exit status 0 if active, 3 if not.
     Verify {
@@ -340,12 +358,83 @@ pub(crate) fn emit(text: &str) {
     }
 }
 
-/// Runs a parsed command line; returns the process exit status.
+/// Parses `RPS` or `RPS:BURST` (burst defaults to twice the rate).
+fn parse_rate_limit(s: &str) -> Result<crate::pb::RateLimit, String> {
+    let (rps, burst) = match s.split_once(':') {
+        Some((r, b)) => (r, Some(b)),
+        None => (s, None),
+    };
+    let rps: u32 = rps
+        .parse()
+        .map_err(|_| "expected RPS or RPS:BURST".to_owned())?;
+    let burst: u32 = match burst {
+        Some(b) => b
+            .parse()
+            .map_err(|_| "expected RPS or RPS:BURST".to_owned())?,
+        None => rps.saturating_mul(2),
+    };
+    Ok(crate::pb::RateLimit {
+        requests_per_second: rps,
+        burst,
+    })
+}
+
+/// How often a client command is retried after `RATE_LIMITED`.
+const RATE_LIMIT_RETRIES: u32 = 3;
+/// The longest `retry-after` a client command waits out by itself.
+const MAX_RETRY_WAIT_SECS: u64 = 60;
+
+/// Runs a parsed command line; returns the process exit status. A client
+/// command refused with `RATE_LIMITED` waits the server's `retry-after`
+/// and tries again, a few times.
 ///
 /// # Errors
 /// The command failed; the error says why.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
-    match cli.command {
+    // Read standard input once, so a retry sends the same token.
+    let command = match cli.command {
+        Command::Token(TokenCommand::Verify {
+            token,
+            audience,
+            required_scopes,
+            opts,
+        }) => Command::Token(TokenCommand::Verify {
+            token: Some(client::arg_or_stdin(token, "the token")?),
+            audience,
+            required_scopes,
+            opts,
+        }),
+        Command::Session(SessionCommand::Refresh {
+            refresh_token,
+            scopes,
+            opts,
+        }) => Command::Session(SessionCommand::Refresh {
+            refresh_token: Some(client::arg_or_stdin(refresh_token, "the refresh token")?),
+            scopes,
+            opts,
+        }),
+        other => other,
+    };
+    let mut attempt = 0;
+    loop {
+        match run_once(command.clone()).await {
+            Err(CliError::Rpc(status)) if attempt < RATE_LIMIT_RETRIES => {
+                match client::retry_after(&status) {
+                    Some(secs) if secs <= MAX_RETRY_WAIT_SECS => {
+                        eprintln!("rate limited; retrying in {secs} s");
+                        tokio::time::sleep(std::time::Duration::from_secs(secs.max(1))).await;
+                        attempt += 1;
+                    }
+                    _ => return Err(CliError::Rpc(status)),
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(command: Command) -> Result<u8, CliError> {
+    match command {
         Command::Serve(args) => serve::run(args).await.map(|()| 0).map_err(CliError::from),
         Command::Key(cmd) => client::key(cmd).await,
         Command::Session(cmd) => client::session(cmd).await,

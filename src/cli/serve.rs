@@ -15,7 +15,7 @@ use crate::token::SigningAlg;
 
 /// Flags of `mcp-auth serve`; each also reads an `MCP_AUTH_*` variable and
 /// overrides the TOML file. Defaults are listed in the README.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "MCP_AUTH_CONFIG")]
@@ -72,6 +72,15 @@ pub struct ServeArgs {
     /// Period of the maintenance task, seconds [default: 60].
     #[arg(long, env = "MCP_AUTH_MAINTENANCE_INTERVAL_SECONDS")]
     maintenance_interval_seconds: Option<u64>,
+    /// Default requests per second per credential; 0 unlimited [default: 1000].
+    #[arg(long, env = "MCP_AUTH_RATE_LIMIT_REQUESTS_PER_SECOND")]
+    rate_limit_requests_per_second: Option<u32>,
+    /// Default burst per credential [default: twice the rate].
+    #[arg(long, env = "MCP_AUTH_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u32>,
+    /// Failed authentications per address per minute [default: 10].
+    #[arg(long, env = "MCP_AUTH_AUTH_FAILURES_PER_MINUTE")]
+    auth_failures_per_minute: Option<u32>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -102,6 +111,9 @@ impl ServeArgs {
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
             signing_key_rotation_days: self.signing_key_rotation_days,
             maintenance_interval_seconds: self.maintenance_interval_seconds,
+            rate_limit_requests_per_second: self.rate_limit_requests_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+            auth_failures_per_minute: self.auth_failures_per_minute,
         }
     }
 }

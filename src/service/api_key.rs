@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{State, check_id, check_text, new_id};
+use super::{State, check_id, check_text, new_id, rate_limit_from_pb, rate_limit_to_pb};
 use crate::auth::{ADMIN, KEYS_ADMIN, Principal, parse_scopes};
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
+use crate::limits::RateLimit;
 use crate::pb;
 use crate::secret::Secret;
 use crate::store::{ApiKeyRecord, PreviousSecret, Store};
@@ -37,8 +38,15 @@ pub(crate) async fn create_admin_key(
     clock: &Clock,
     name: &str,
 ) -> Result<(String, Secret), Error> {
-    let (record, secret) =
-        insert_key(store, clock, name.to_owned(), vec![ADMIN.to_owned()], 0).await?;
+    let (record, secret) = insert_key(
+        store,
+        clock,
+        name.to_owned(),
+        vec![ADMIN.to_owned()],
+        0,
+        None,
+    )
+    .await?;
     Ok((record.key_id, secret))
 }
 
@@ -48,6 +56,7 @@ async fn insert_key(
     name: String,
     scopes: Vec<String>,
     expires_at: i64,
+    rate_limit: Option<RateLimit>,
 ) -> Result<(ApiKeyRecord, Secret), Error> {
     let secret = Secret::generate_api_key()?;
     let record = ApiKeyRecord {
@@ -61,6 +70,7 @@ async fn insert_key(
         rotated_at: None,
         secret_hash: secret.hash(),
         previous: None,
+        rate_limit,
     };
     store.insert_api_key(&record).await?;
     tracing::info!(key_id = %record.key_id, name = %record.name, "api key created");
@@ -89,6 +99,7 @@ pub(crate) fn key_to_pb(r: ApiKeyRecord) -> pb::ApiKey {
         expires_at: r.expires_at,
         revoked: r.revoked_at.is_some(),
         rotated_at: r.rotated_at.unwrap_or_default(),
+        rate_limit: rate_limit_to_pb(r.rate_limit),
     }
 }
 
@@ -119,7 +130,9 @@ impl ApiKeyService {
             ));
         }
         let s = &self.state;
-        let (record, secret) = insert_key(&s.store, &s.clock, r.name, scopes, r.expires_at).await?;
+        let rate_limit = rate_limit_from_pb("rate_limit", r.rate_limit)?;
+        let (record, secret) =
+            insert_key(&s.store, &s.clock, r.name, scopes, r.expires_at, rate_limit).await?;
         Ok(pb::CreateApiKeyResponse {
             api_key: Some(key_to_pb(record)),
             secret: secret.expose().to_owned(),
@@ -169,6 +182,25 @@ impl ApiKeyService {
             api_key: Some(key_to_pb(record)),
             sessions_revoked,
         })
+    }
+
+    async fn update(&self, req: Request<pb::UpdateApiKeyRequest>) -> Result<pb::ApiKey, Error> {
+        let caller = self.admin(&req)?;
+        let r = req.into_inner();
+        check_id("key_id", &r.key_id)?;
+        let rate_limit = rate_limit_from_pb("rate_limit", r.rate_limit)?;
+        let record = self
+            .state
+            .store
+            .update_api_key(&r.key_id, |old| {
+                let mut rec = old.ok_or_else(|| key_not_found(&r.key_id))?;
+                may_manage(&caller, &rec)?;
+                rec.rate_limit = rate_limit;
+                Ok::<_, Error>(rec)
+            })
+            .await??;
+        tracing::info!(key_id = %record.key_id, "api key updated");
+        Ok(key_to_pb(record))
     }
 
     async fn rotate(
@@ -237,6 +269,13 @@ impl pb::api_key_service_server::ApiKeyService for ApiKeyService {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<Response<pb::RevokeApiKeyResponse>, Status> {
         Ok(Response::new(self.revoke(request).await?))
+    }
+
+    async fn update_api_key(
+        &self,
+        request: Request<pb::UpdateApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
+        Ok(Response::new(self.update(request).await?))
     }
 
     async fn rotate_api_key(

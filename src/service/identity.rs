@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{State, rate_limit_from_pb, rate_limit_to_pb};
 use crate::auth::{IDENTITIES_ADMIN, Principal, parse_scopes};
 use crate::ca::{normalize_serial, spiffe_id, validate_identity_name};
 use crate::error::{Error, Reason};
@@ -46,6 +46,7 @@ impl IdentityService {
             disabled: r.disabled,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            rate_limit: rate_limit_to_pb(r.rate_limit),
         }
     }
 
@@ -54,6 +55,7 @@ impl IdentityService {
         let r = req.into_inner();
         validate_identity_name(&r.name).map_err(|m| Error::invalid("name", m))?;
         let scopes = parse_scopes("scopes", &r.scopes, true)?;
+        let rate_limit = rate_limit_from_pb("rate_limit", r.rate_limit)?;
         caller.require_all(&scopes)?;
         self.may_manage(&caller, &r.name)?;
         let now = self.state.clock.now();
@@ -66,6 +68,7 @@ impl IdentityService {
                 disabled: r.disabled,
                 created_at: now,
                 updated_at: now,
+                rate_limit,
             })
             .await?;
         self.state.identities.set(stored.clone());

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::auth::{Authenticator, IdentityIndex};
 use crate::clock::Clock;
 use crate::error::Error;
+use crate::limits::{Limits, RateLimit};
 use crate::secret::random_base62;
 use crate::store::Store;
 use crate::token::{RevocationIndex, TokenIssuer};
@@ -23,6 +24,8 @@ pub(crate) struct State {
     pub store: Store,
     pub clock: Clock,
     pub auth: Authenticator,
+    /// Rate limiters, shared with `auth`; maintenance evicts idle entries.
+    pub limits: Arc<Limits>,
     /// mTLS identity grants and revoked certificates, shared with `auth`.
     pub identities: Arc<IdentityIndex>,
     /// SPIFFE trust domain of client certificate identities.
@@ -62,6 +65,29 @@ impl State {
         }
         Ok(n)
     }
+}
+
+/// A request's rate limit, validated.
+pub(crate) fn rate_limit_from_pb(
+    field: &'static str,
+    limit: Option<crate::pb::RateLimit>,
+) -> Result<Option<RateLimit>, Error> {
+    limit
+        .map(|l| {
+            RateLimit {
+                requests_per_second: l.requests_per_second,
+                burst: l.burst,
+            }
+            .validate(field)
+        })
+        .transpose()
+}
+
+pub(crate) fn rate_limit_to_pb(limit: Option<RateLimit>) -> Option<crate::pb::RateLimit> {
+    limit.map(|l| crate::pb::RateLimit {
+        requests_per_second: l.requests_per_second,
+        burst: l.burst,
+    })
 }
 
 /// Longest id (key id, session id) accepted in a request.

@@ -185,6 +185,8 @@ impl TokenService {
         req: Request<pb::RefreshSessionRequest>,
     ) -> Result<pb::Session, Error> {
         let s = &self.state;
+        s.auth.check_peer(&req)?;
+        let peer = req.remote_addr();
         // The refresh token is the credential; a caller that sends another
         // one as well must be the session's creator.
         let sends_credential = req.metadata().contains_key("authorization")
@@ -199,6 +201,7 @@ impl TokenService {
             .filter(|t| t.starts_with(REFRESH_TOKEN_PREFIX) && t.len() <= 256)
             .map(Secret::new)
             .ok_or_else(|| {
+                s.auth.record_failure(peer);
                 Error::refused(
                     Reason::RefreshTokenInvalid,
                     "malformed refresh token: expected mcp_rt_...",
@@ -287,7 +290,12 @@ impl TokenService {
                 tracing::warn!(session_id = %session.session_id, "refresh token reused; session revoked");
                 return Err(err);
             }
-            RefreshOutcome::Refused(err) => return Err(err),
+            RefreshOutcome::Refused(err) => {
+                if err.reason() == Reason::RefreshTokenInvalid {
+                    s.auth.record_failure(peer);
+                }
+                return Err(err);
+            }
         };
         let scopes = if wanted.is_empty() {
             session.scopes.clone()

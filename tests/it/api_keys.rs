@@ -21,6 +21,7 @@ async fn created_key_works_and_list_never_shows_secrets() {
                 name: "billing".to_owned(),
                 scopes: strings(&["sessions:create", "tools:read", "tools:read"]),
                 expires_at: 0,
+                rate_limit: None,
             },
             &server.primary,
         ))

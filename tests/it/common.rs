@@ -171,6 +171,7 @@ impl TestServer {
                     name: format!("test {}", scopes.join(" ")),
                     scopes: strings(scopes),
                     expires_at: 0,
+                    rate_limit: None,
                 },
                 &self.primary,
             ))
@@ -409,6 +410,7 @@ impl TestServer {
                     name: name.to_owned(),
                     scopes: strings(scopes),
                     disabled,
+                    rate_limit: None,
                 },
                 &self.primary,
             ))

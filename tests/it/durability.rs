@@ -88,6 +88,7 @@ async fn acknowledged_writes_survive_sigkill() {
                 name: "verifier".to_owned(),
                 scopes: strings(&["tokens:verify"]),
                 expires_at: 0,
+                rate_limit: None,
             },
             &primary,
         ))

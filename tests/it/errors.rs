@@ -72,6 +72,7 @@ async fn revoked_and_expired_keys_are_unauthenticated() {
                 name: "short-lived".to_owned(),
                 scopes: strings(&["sessions:create", "tools:read"]),
                 expires_at: server.clock.now() + 60,
+                rate_limit: None,
             },
             &server.primary,
         ))
@@ -158,6 +159,7 @@ async fn keys_admin_cannot_grant_or_touch_admin() {
                 name: "escalate".to_owned(),
                 scopes: strings(&["admin"]),
                 expires_at: 0,
+                rate_limit: None,
             },
             &key_admin,
         ))
@@ -231,6 +233,7 @@ async fn bad_key_fields_and_unknown_ids() {
         name: name.to_owned(),
         scopes: strings(scopes),
         expires_at,
+        rate_limit: None,
     };
     let cases = vec![
         (create("", &["tools:read"], 0), "name"),

@@ -10,6 +10,7 @@ mod api_keys;
 mod durability;
 mod errors;
 mod lifecycle;
+mod limits;
 mod mtls;
 mod refresh;
 mod sessions;

@@ -229,6 +229,7 @@ async fn identity_service_rules() {
                 name: name.to_owned(),
                 scopes: strings(scopes),
                 disabled: false,
+                rate_limit: None,
             },
             key,
         )

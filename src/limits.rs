@@ -1,0 +1,317 @@
+//! Rate limits: a token bucket (GCRA, from `governor`) per authenticated
+//! caller, with a server-wide default and per-credential overrides, and a
+//! throttle on failed authentication per peer IP address so guessing
+//! secrets over the network is slow.
+//!
+//! All state is in memory and bounded: caller buckets exist only for
+//! authenticated credentials, failure buckets only per address, and the
+//! maintenance pass evicts idle entries. Buckets read the server's
+//! [`Clock`], so tests move time instead of sleeping.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::Reference;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{NotUntil, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::error::Error;
+
+/// Largest rate or burst a credential may be given.
+pub(crate) const MAX_RATE: u32 = 1_000_000;
+/// A caller bucket unused this long is evicted by maintenance.
+const IDLE_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+/// A request rate: sustained requests per second and burst size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub requests_per_second: u32,
+    /// Requests that may arrive at once.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Checks a limit from a request.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT naming `field` when a value is 0 or too large.
+    pub(crate) fn validate(self, field: &'static str) -> Result<Self, Error> {
+        let ok = |v: u32| (1..=MAX_RATE).contains(&v);
+        if ok(self.requests_per_second) && ok(self.burst) {
+            Ok(self)
+        } else {
+            Err(Error::invalid(
+                field,
+                format!("requests_per_second and burst must be 1 to {MAX_RATE}"),
+            ))
+        }
+    }
+
+    fn quota(self) -> Quota {
+        let rps = NonZeroU32::new(self.requests_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(rps).allow_burst(burst)
+    }
+}
+
+/// The server clock, as `governor` wants it.
+#[derive(Clone)]
+struct LimiterClock(Clock);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Nanos;
+    fn now(&self) -> Nanos {
+        Nanos::from(self.0.now_nanos())
+    }
+}
+
+type Bucket = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Nanos>>;
+type PeerBuckets =
+    RateLimiter<IpAddr, DashMapStateStore<IpAddr>, LimiterClock, NoOpMiddleware<Nanos>>;
+
+struct CallerBucket {
+    limit: RateLimit,
+    bucket: Arc<Bucket>,
+    last_used: u64,
+}
+
+/// The server's rate limiters.
+pub(crate) struct Limits {
+    clock: Clock,
+    /// Applies to callers without an override; `None` means unlimited.
+    default: Option<RateLimit>,
+    callers: Mutex<HashMap<String, CallerBucket>>,
+    failures: PeerBuckets,
+    /// Peers whose failure bucket ran dry, and until when (nanos).
+    blocked: Mutex<HashMap<IpAddr, u64>>,
+}
+
+/// How many entries the limiters hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimiterSize {
+    /// Caller buckets.
+    pub callers: usize,
+    /// Peer failure buckets.
+    pub peers: usize,
+    /// Peers currently blocked.
+    pub blocked: usize,
+}
+
+impl Limits {
+    /// Limits with a default per-caller rate (`None`: unlimited) and an
+    /// allowance of failed authentications per peer address per minute.
+    pub fn new(clock: Clock, default: Option<RateLimit>, failures_per_minute: u32) -> Self {
+        let per_minute = NonZeroU32::new(failures_per_minute).unwrap_or(NonZeroU32::MIN);
+        let failures = RateLimiter::dashmap_with_clock(
+            Quota::per_minute(per_minute),
+            LimiterClock(clock.clone()),
+        );
+        Limits {
+            clock,
+            default,
+            callers: Mutex::new(HashMap::new()),
+            failures,
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request from `caller`'s bucket.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
+    pub fn check_caller(&self, caller: &str, own: Option<RateLimit>) -> Result<(), Error> {
+        let Some(limit) = own.or(self.default) else {
+            return Ok(());
+        };
+        let now = self.clock.now_nanos();
+        let bucket = {
+            let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+            let entry = callers
+                .entry(caller.to_owned())
+                .or_insert_with(|| CallerBucket {
+                    limit,
+                    bucket: Arc::new(self.bucket(limit)),
+                    last_used: now,
+                });
+            if entry.limit != limit {
+                // The credential's limit changed: start a fresh bucket.
+                entry.limit = limit;
+                entry.bucket = Arc::new(self.bucket(limit));
+            }
+            entry.last_used = now;
+            entry.bucket.clone()
+        };
+        bucket
+            .check()
+            .map_err(|not_until| self.limited(&not_until, "this credential's request rate"))
+    }
+
+    fn bucket(&self, limit: RateLimit) -> Bucket {
+        RateLimiter::direct_with_clock(limit.quota(), LimiterClock(self.clock.clone()))
+    }
+
+    /// Refuses a peer whose failed authentications ran its allowance dry,
+    /// before its credential is even looked at.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
+    pub fn check_peer(&self, peer: IpAddr) -> Result<(), Error> {
+        let now = self.clock.now_nanos();
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        match blocked.get(&peer) {
+            Some(&until) if until > now => Err(Error::RateLimited {
+                retry_after: Duration::from_nanos(until - now),
+                message: "too many failed authentications from this address; back off".to_owned(),
+            }),
+            Some(_) => {
+                blocked.remove(&peer);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication against `peer`; when its allowance
+    /// runs out, the peer is blocked until the bucket refills by one.
+    pub fn record_failure(&self, peer: IpAddr) {
+        if let Err(not_until) = self.failures.check_key(&peer) {
+            let until = not_until.earliest_possible();
+            let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            blocked.insert(peer, until.as_u64());
+            tracing::warn!(peer = %peer, "failed authentications throttled");
+        }
+    }
+
+    fn limited(&self, not_until: &NotUntil<Nanos>, what: &str) -> Error {
+        let now = Nanos::from(self.clock.now_nanos());
+        let wait = not_until.earliest_possible().duration_since(now);
+        Error::RateLimited {
+            retry_after: Duration::from(wait),
+            message: format!("rate limited: {what} is exceeded; retry later"),
+        }
+    }
+
+    /// Evicts idle caller buckets, peer buckets back at full allowance and
+    /// expired blocks. Returns what is left.
+    pub fn evict_idle(&self) -> LimiterSize {
+        let now = self.clock.now_nanos();
+        {
+            let mut callers = self.callers.lock().unwrap_or_else(|p| p.into_inner());
+            callers.retain(|_, c| now.saturating_sub(c.last_used) < IDLE_NANOS);
+        }
+        {
+            let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            blocked.retain(|_, until| *until > now);
+        }
+        self.failures.retain_recent();
+        self.failures.shrink_to_fit();
+        self.size()
+    }
+
+    /// Current sizes.
+    pub fn size(&self) -> LimiterSize {
+        LimiterSize {
+            callers: self.callers.lock().map(|c| c.len()).unwrap_or(0),
+            peers: self.failures.len(),
+            blocked: self.blocked.lock().map(|b| b.len()).unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(rps: u32, burst: u32) -> Option<RateLimit> {
+        Some(RateLimit {
+            requests_per_second: rps,
+            burst,
+        })
+    }
+
+    #[test]
+    fn caller_bucket_allows_burst_then_refills_with_the_clock() {
+        let clock = Clock::manual(1_000);
+        let limits = Limits::new(clock.clone(), limit(2, 3), 10);
+        for _ in 0..3 {
+            limits.check_caller("k", None).unwrap();
+        }
+        match limits.check_caller("k", None) {
+            Err(Error::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_millis(500));
+            }
+            other => panic!("expected RateLimited, got {other:?}"),
+        }
+        // Another caller has its own bucket.
+        limits.check_caller("other", None).unwrap();
+        clock.advance(Duration::from_millis(500));
+        limits.check_caller("k", None).unwrap();
+        // An override replaces the default.
+        for _ in 0..10 {
+            limits.check_caller("big", limit(1, 10)).unwrap();
+        }
+        assert!(limits.check_caller("big", limit(1, 10)).is_err());
+    }
+
+    #[test]
+    fn failures_block_a_peer_and_idle_state_is_evicted() {
+        let clock = Clock::manual(1_000);
+        let limits = Limits::new(clock.clone(), None, 3);
+        let bad: IpAddr = "192.0.2.1".parse().unwrap();
+        let good: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            limits.check_peer(bad).unwrap();
+            limits.record_failure(bad);
+        }
+        limits.check_peer(bad).unwrap();
+        limits.record_failure(bad); // the fourth runs dry
+        assert!(matches!(
+            limits.check_peer(bad),
+            Err(Error::RateLimited { .. })
+        ));
+        limits.check_peer(good).unwrap();
+        assert_eq!(limits.size().blocked, 1);
+
+        clock.advance(Duration::from_secs(3600));
+        limits.check_peer(bad).unwrap();
+        let size = limits.evict_idle();
+        assert_eq!(size, LimiterSize::default());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(
+            RateLimit {
+                requests_per_second: 0,
+                burst: 1
+            }
+            .validate("rate_limit")
+            .is_err()
+        );
+        assert!(
+            RateLimit {
+                requests_per_second: 1,
+                burst: 0
+            }
+            .validate("rate_limit")
+            .is_err()
+        );
+        assert!(
+            RateLimit {
+                requests_per_second: 5,
+                burst: 10
+            }
+            .validate("rate_limit")
+            .is_ok()
+        );
+    }
+}
