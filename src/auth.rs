@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use tonic::Request;
 use tonic::metadata::MetadataMap;
 
+use crate::audit::{AuditEvent, AuditLog};
 use crate::ca::parse_client_cert;
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
@@ -31,15 +32,18 @@ pub(crate) const SESSIONS_REVOKE: &str = "sessions:revoke";
 pub(crate) const TOKENS_VERIFY: &str = "tokens:verify";
 /// Manage mTLS identities and revoke client certificates.
 pub(crate) const IDENTITIES_ADMIN: &str = "identities:admin";
+/// Read the audit trail.
+pub(crate) const AUDIT_READ: &str = "audit:read";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 6] = [
+pub(crate) const RESERVED_SCOPES: [&str; 7] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
     SESSIONS_REVOKE,
     TOKENS_VERIFY,
     IDENTITIES_ADMIN,
+    AUDIT_READ,
 ];
 
 /// Most scopes in one request.
@@ -219,6 +223,15 @@ pub(crate) struct Authenticator {
     identities: Arc<IdentityIndex>,
     trust_domain: String,
     limits: Arc<Limits>,
+    audit: Arc<AuditLog>,
+}
+
+/// The peer's address as an audit actor.
+pub(crate) fn peer_actor(peer: Option<std::net::SocketAddr>) -> String {
+    match peer {
+        Some(addr) => format!("peer:{}", addr.ip()),
+        None => "peer:unknown".to_owned(),
+    }
 }
 
 impl Authenticator {
@@ -228,6 +241,7 @@ impl Authenticator {
         identities: Arc<IdentityIndex>,
         trust_domain: String,
         limits: Arc<Limits>,
+        audit: Arc<AuditLog>,
     ) -> Self {
         Authenticator {
             store,
@@ -235,6 +249,7 @@ impl Authenticator {
             identities,
             trust_domain,
             limits,
+            audit,
         }
     }
 
@@ -244,15 +259,36 @@ impl Authenticator {
     /// # Errors
     /// RESOURCE_EXHAUSTED when the peer is throttled.
     pub fn check_peer<T>(&self, request: &Request<T>) -> Result<(), Error> {
-        match request.remote_addr() {
-            Some(addr) => self.limits.check_peer(addr.ip()),
-            None => Ok(()),
-        }
+        let Some(addr) = request.remote_addr() else {
+            return Ok(());
+        };
+        self.limits.check_peer(addr.ip()).inspect_err(|_| {
+            self.audit.record_aggregated(AuditEvent {
+                actor: &peer_actor(Some(addr)),
+                action: "rate_limit.hit",
+                target: "failed authentications",
+                outcome: "RATE_LIMITED",
+                request_id: &request_id(request),
+            });
+        })
     }
 
     /// Counts a failed authentication (a bad API key, certificate or
     /// refresh token) against the request's peer address.
-    pub fn record_failure(&self, peer: Option<std::net::SocketAddr>) {
+    pub fn record_failure(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        credential: &str,
+        reason: Reason,
+        request_id: &str,
+    ) {
+        self.audit.record_aggregated(AuditEvent {
+            actor: &peer_actor(peer),
+            action: "auth.failed",
+            target: credential,
+            outcome: reason.as_str(),
+            request_id,
+        });
         if let Some(addr) = peer {
             self.limits.record_failure(addr.ip());
         }
@@ -273,14 +309,33 @@ impl Authenticator {
             Ok(p) => p,
             Err(err) => {
                 if err.reason().code() == tonic::Code::Unauthenticated {
-                    self.record_failure(request.remote_addr());
+                    let kind = if request.peer_certs().is_some_and(|c| !c.is_empty()) {
+                        "client certificate"
+                    } else {
+                        "api key"
+                    };
+                    self.record_failure(
+                        request.remote_addr(),
+                        kind,
+                        err.reason(),
+                        &request_id(request),
+                    );
                 }
                 return Err(err);
             }
         };
         tracing::Span::current().record("caller", principal.id.as_str());
         self.limits
-            .check_caller(&principal.id, principal.rate_limit)?;
+            .check_caller(&principal.id, principal.rate_limit)
+            .inspect_err(|_| {
+                self.audit.record_aggregated(AuditEvent {
+                    actor: &principal.id,
+                    action: "rate_limit.hit",
+                    target: "request rate",
+                    outcome: "RATE_LIMITED",
+                    request_id: &request_id(request),
+                });
+            })?;
         Ok(principal)
     }
 
@@ -396,6 +451,25 @@ impl Authenticator {
             rate_limit: record.rate_limit,
         })
     }
+}
+
+/// The request's id: its `x-request-id` metadata, which the server's
+/// request-id layer sets when the caller did not send a usable one.
+pub(crate) fn request_id<T>(request: &Request<T>) -> String {
+    request
+        .metadata()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Metadata carrying the request id.
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Whether a caller-sent request id is usable as is.
+pub(crate) fn is_usable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 64 && v.iter().all(u8::is_ascii_graphic)
 }
 
 /// The credential of an `authorization` value with the `Bearer` scheme

@@ -124,6 +124,8 @@ pub struct Settings {
     /// Failed authentications allowed per peer address per minute before
     /// it is throttled. Default 10.
     pub auth_failures_per_minute: Option<u32>,
+    /// Audit records older than this many days are pruned. Default 90.
+    pub audit_retention_days: Option<u32>,
 }
 
 impl Settings {
@@ -185,6 +187,7 @@ impl Settings {
             auth_failures_per_minute: top
                 .auth_failures_per_minute
                 .or(self.auth_failures_per_minute),
+            audit_retention_days: top.audit_retention_days.or(self.audit_retention_days),
         }
     }
 }
@@ -243,6 +246,8 @@ pub struct Config {
     pub default_rate_limit: Option<RateLimit>,
     /// Failed authentications allowed per peer address per minute.
     pub auth_failures_per_minute: u32,
+    /// Days audit records are kept.
+    pub audit_retention_days: u32,
 }
 
 /// The CA that client certificates must chain to.
@@ -404,6 +409,15 @@ impl Config {
             maintenance_interval: Duration::from_secs(maintenance_interval),
             default_rate_limit,
             auth_failures_per_minute,
+            audit_retention_days: match s.audit_retention_days.unwrap_or(90) {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        field: "audit_retention_days",
+                        message: "must be at least 1".to_owned(),
+                    });
+                }
+                d => d,
+            },
         })
     }
 

@@ -16,6 +16,7 @@
 //! - `token`: signing keys, the key ring, JWT issuing and verifying, JWKS.
 //! - [`limits`]: per-caller rate limits and the per-address throttle on
 //!   failed authentication.
+//! - [`audit`]: the hash-chained audit trail of security events.
 //! - `auth`: who is calling (the one place credentials are resolved) and
 //!   what they may do (the one place scopes are checked).
 //! - `service`: one file per gRPC service; converts between protobuf and
@@ -32,6 +33,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub(crate) mod auth;
 pub mod ca;
 pub mod cli;

@@ -23,6 +23,7 @@ const BATCH: usize = 256;
 pub struct Maintenance {
     state: Arc<State>,
     rotation_days: u32,
+    audit_retention_days: u32,
 }
 
 /// What one pass did.
@@ -42,13 +43,16 @@ pub struct MaintenanceReport {
     pub revocations_remaining: usize,
     /// Entries left in the rate limiters after evicting idle ones.
     pub limiter: crate::limits::LimiterSize,
+    /// Audit records older than the retention removed.
+    pub audit_records_removed: usize,
 }
 
 impl Maintenance {
-    pub(crate) fn new(state: Arc<State>, rotation_days: u32) -> Self {
+    pub(crate) fn new(state: Arc<State>, rotation_days: u32, audit_retention_days: u32) -> Self {
         Maintenance {
             state,
             rotation_days,
+            audit_retention_days,
         }
     }
 
@@ -68,6 +72,8 @@ impl Maintenance {
             if due {
                 let (kid, previous) = s.tokens.rotate(&s.store, now).await?;
                 tracing::info!(kid = %kid, previous = %previous, "signing key rotated on schedule");
+                s.audit_ok("", "system", "signing_key.rotated", &kid)
+                    .await?;
                 report.rotated_to = Some(kid);
             }
         }
@@ -100,6 +106,16 @@ impl Maintenance {
         }
         report.revocations_remaining = s.revocations.len();
         report.limiter = s.limits.evict_idle();
+        s.audit.evict_idle();
+        let keep_from = now - i64::from(self.audit_retention_days) * 86_400;
+        loop {
+            let pruned = s.store.prune_audit(keep_from, BATCH).await?;
+            report.audit_records_removed += pruned;
+            if pruned < BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
         if report.sessions_removed > 0 || report.signing_keys_removed > 0 {
             tracing::info!(
                 sessions_removed = report.sessions_removed,

@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
+use crate::audit::AuditLog;
 use crate::auth::{Authenticator, IdentityIndex};
+use crate::auth::{REQUEST_ID_HEADER, is_usable_request_id};
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::error::Error;
@@ -25,6 +27,7 @@ use crate::pb;
 use crate::secret::Secret;
 use crate::service::State;
 use crate::service::api_key::{ApiKeyService, create_admin_key};
+use crate::service::audit::AuditService;
 use crate::service::identity::IdentityService;
 use crate::service::key::KeyService;
 use crate::service::token::TokenService;
@@ -117,6 +120,7 @@ impl Server {
         let ring = KeyRing::load_or_create(&store, config.signing_alg, clock.now()).await?;
         let revocations = RevocationIndex::load(&store)?;
         let identities = Arc::new(IdentityIndex::load(&store)?);
+        let audit = Arc::new(AuditLog::open(store.clone(), clock.clone())?);
         let limits = Arc::new(Limits::new(
             clock.clone(),
             config.default_rate_limit,
@@ -129,8 +133,10 @@ impl Server {
                 identities.clone(),
                 config.trust_domain.clone(),
                 limits.clone(),
+                audit.clone(),
             ),
             limits,
+            audit,
             identities,
             trust_domain: config.trust_domain.clone(),
             tokens: TokenIssuer::new(ring, config.issuer.clone(), config.signing_alg),
@@ -174,7 +180,11 @@ impl Server {
     /// A handle that runs maintenance passes against this server's state
     /// (the server also runs them on its own schedule while serving).
     pub fn maintenance(&self) -> Maintenance {
-        Maintenance::new(self.state.clone(), self.config.signing_key_rotation_days)
+        Maintenance::new(
+            self.state.clone(),
+            self.config.signing_key_rotation_days,
+            self.config.audit_retention_days,
+        )
     }
 
     /// Whether the server speaks TLS.
@@ -202,7 +212,11 @@ impl Server {
             primary_key: _,
         } = self;
         let store = state.store.clone();
-        let maintenance = Maintenance::new(state.clone(), config.signing_key_rotation_days);
+        let maintenance = Maintenance::new(
+            state.clone(),
+            config.signing_key_rotation_days,
+            config.audit_retention_days,
+        );
         let (stop_maintenance, maintenance_task) =
             spawn_maintenance(maintenance, config.maintenance_interval);
 
@@ -219,6 +233,9 @@ impl Server {
         health
             .set_serving::<pb::key_service_server::KeyServiceServer<KeyService>>()
             .await;
+        health
+            .set_serving::<pb::audit_service_server::AuditServiceServer<AuditService>>()
+            .await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -229,9 +246,15 @@ impl Server {
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
         let mut builder = tonic::transport::Server::builder().trace_fn(|req| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             tracing::info_span!(
                 "rpc",
                 method = %req.uri().path(),
+                request_id = %request_id,
                 caller = tracing::field::Empty,
             )
         });
@@ -239,6 +262,7 @@ impl Server {
             builder = builder.tls_config(tls)?;
         }
         let router = builder
+            .layer(tower::util::MapRequestLayer::new(ensure_request_id))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -252,7 +276,10 @@ impl Server {
                 IdentityService::new(state.clone()),
             ))
             .add_service(pb::key_service_server::KeyServiceServer::new(
-                KeyService::new(state),
+                KeyService::new(state.clone()),
+            ))
+            .add_service(pb::audit_service_server::AuditServiceServer::new(
+                AuditService::new(state),
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -320,4 +347,22 @@ fn spawn_maintenance(
         }
     });
     (stop, task)
+}
+
+/// Gives every request an `x-request-id`: the caller's if usable, else a
+/// fresh random one, so logs and audit records of one RPC share it.
+fn ensure_request_id<B>(
+    mut req: tonic::codegen::http::Request<B>,
+) -> tonic::codegen::http::Request<B> {
+    let usable = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .is_some_and(|v| is_usable_request_id(v.as_bytes()));
+    if !usable {
+        let id = crate::secret::random_base62(16).unwrap_or_default();
+        if let Ok(value) = tonic::codegen::http::HeaderValue::from_str(&id) {
+            req.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
+    req
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::{Transactional, Tree};
 
+use crate::audit::{AuditAnchor, AuditRecord};
 use crate::limits::RateLimit;
 use crate::secret::SecretHash;
 use crate::token::SigningAlg;
@@ -218,6 +219,8 @@ pub(crate) struct Store {
     refresh_tokens: Tree,
     sessions_by_subject: Tree,
     sessions_by_client: Tree,
+    audit: Tree,
+    meta: Tree,
 }
 
 /// Which sessions [`Store::sessions_page`] returns.
@@ -299,6 +302,8 @@ impl Store {
             refresh_tokens: db.open_tree("refresh_tokens")?,
             sessions_by_subject: db.open_tree("sessions_by_subject")?,
             sessions_by_client: db.open_tree("sessions_by_client")?,
+            audit: db.open_tree("audit")?,
+            meta: db.open_tree("meta")?,
             commit: Arc::default(),
             db,
         })
@@ -772,6 +777,78 @@ impl Store {
             .values()
             .map(|v| decode("revoked certificate", &v?))
             .collect()
+    }
+
+    /// Appends an audit record (not flushed: the caller's flush, shared by
+    /// group commit, makes it durable).
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.audit
+            .insert(record.seq.to_be_bytes(), encode(record)?)?;
+        Ok(())
+    }
+
+    /// The newest audit record.
+    pub fn last_audit(&self) -> Result<Option<AuditRecord>, StoreError> {
+        self.audit
+            .last()?
+            .map(|(_, v)| decode("audit record", &v))
+            .transpose()
+    }
+
+    /// Up to `limit` audit records with seq greater than `after`, in order.
+    pub fn audit_page(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit
+            .range((after.saturating_add(1)).to_be_bytes()..)
+            .values()
+            .take(limit)
+            .map(|v| decode("audit record", &v?))
+            .collect()
+    }
+
+    /// The last pruned audit record's seq and hash.
+    pub fn audit_anchor(&self) -> Result<AuditAnchor, StoreError> {
+        self.meta
+            .get(b"audit_anchor")?
+            .map(|v| decode("audit anchor", &v))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Removes audit records older than `before` (Unix seconds), oldest
+    /// first, moving the anchor to the last one removed; durably. Returns
+    /// how many went.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn prune_audit(&self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        let mut gone = Vec::new();
+        for v in self.audit.iter().values().take(limit) {
+            let r: AuditRecord = decode("audit record", &v?)?;
+            if r.time >= before {
+                break;
+            }
+            gone.push(r);
+        }
+        let Some(last) = gone.last() else {
+            return Ok(0);
+        };
+        let anchor = encode(&AuditAnchor {
+            seq: last.seq,
+            hash: last.hash.clone(),
+        })?;
+        let r = (&self.audit, &self.meta).transaction(|(audit, meta)| {
+            for r in &gone {
+                audit.remove(&r.seq.to_be_bytes())?;
+            }
+            meta.insert(b"audit_anchor".as_slice(), anchor.as_slice())?;
+            Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
+        });
+        let _ = tx_result(r)?;
+        self.flush().await?;
+        Ok(gone.len())
     }
 
     /// Every signing key.

@@ -61,6 +61,9 @@ pub enum Command {
     /// Manage the token signing keys (needs scope admin).
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Read and verify the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Create a new admin key in the data directory of a STOPPED server,
     /// when every admin key is lost or revoked. Prints the secret once.
     RecoverAdmin {
@@ -143,6 +146,37 @@ pub enum CertCommand {
         /// Serial number in hex, as `cert issue` printed it.
         serial: String,
         /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+}
+
+/// `mcp-auth audit ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit events, oldest first (needs scope audit:read).
+    List {
+        /// Only events at or after this Unix time.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// Only events by this actor.
+        #[arg(long, default_value = "")]
+        actor: String,
+        /// Only events with this action, e.g. api_key.created.
+        #[arg(long, default_value = "")]
+        action: String,
+        /// How to reach the server.
+        #[command(flatten)]
+        opts: ClientOpts,
+    },
+    /// Verify the hash chain: offline on a stopped server's data directory
+    /// with --data-dir, or through a running server. Exit status 1 names the
+    /// first broken record.
+    Verify {
+        /// Data directory of a stopped server.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// How to reach the server (without --data-dir).
         #[command(flatten)]
         opts: ClientOpts,
     },
@@ -442,6 +476,7 @@ async fn run_once(command: Command) -> Result<u8, CliError> {
         Command::Jwks(opts) => client::jwks(opts).await,
         Command::Cert(cmd) => client::cert(cmd).await,
         Command::Identity(cmd) => client::identity(cmd).await,
+        Command::Audit(cmd) => client::audit(cmd).await,
         Command::SigningKey(SigningKeyCommand::Rotate { opts }) => {
             client::rotate_signing_key(opts).await
         }

@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Failed authentications per address per minute [default: 10].
     #[arg(long, env = "MCP_AUTH_AUTH_FAILURES_PER_MINUTE")]
     auth_failures_per_minute: Option<u32>,
+    /// Days audit records are kept [default: 90].
+    #[arg(long, env = "MCP_AUTH_AUDIT_RETENTION_DAYS")]
+    audit_retention_days: Option<u32>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -114,6 +117,7 @@ impl ServeArgs {
             rate_limit_requests_per_second: self.rate_limit_requests_per_second,
             rate_limit_burst: self.rate_limit_burst,
             auth_failures_per_minute: self.auth_failures_per_minute,
+            audit_retention_days: self.audit_retention_days,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{State, check_id, check_text, new_id, rate_limit_from_pb, rate_limit_to_pb};
-use crate::auth::{ADMIN, KEYS_ADMIN, Principal, parse_scopes};
+use crate::auth::{ADMIN, KEYS_ADMIN, Principal, parse_scopes, request_id};
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
 use crate::limits::RateLimit;
@@ -119,6 +119,7 @@ impl ApiKeyService {
         req: Request<pb::CreateApiKeyRequest>,
     ) -> Result<pb::CreateApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         check_text("name", &r.name, MAX_KEY_NAME_LEN)?;
         let scopes = parse_scopes("scopes", &r.scopes, false)?;
@@ -133,6 +134,8 @@ impl ApiKeyService {
         let rate_limit = rate_limit_from_pb("rate_limit", r.rate_limit)?;
         let (record, secret) =
             insert_key(&s.store, &s.clock, r.name, scopes, r.expires_at, rate_limit).await?;
+        s.audit_ok(&rid, &caller.id, "api_key.created", &record.key_id)
+            .await?;
         Ok(pb::CreateApiKeyResponse {
             api_key: Some(key_to_pb(record)),
             secret: secret.expose().to_owned(),
@@ -156,6 +159,7 @@ impl ApiKeyService {
         req: Request<pb::RevokeApiKeyRequest>,
     ) -> Result<pb::RevokeApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         let key_id = r.key_id;
         check_id("key_id", &key_id)?;
@@ -178,6 +182,10 @@ impl ApiKeyService {
         } else {
             0
         };
+        let target = format!("{} (sessions revoked: {sessions_revoked})", record.key_id);
+        self.state
+            .audit_ok(&rid, &caller.id, "api_key.revoked", &target)
+            .await?;
         Ok(pb::RevokeApiKeyResponse {
             api_key: Some(key_to_pb(record)),
             sessions_revoked,
@@ -186,6 +194,7 @@ impl ApiKeyService {
 
     async fn update(&self, req: Request<pb::UpdateApiKeyRequest>) -> Result<pb::ApiKey, Error> {
         let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         check_id("key_id", &r.key_id)?;
         let rate_limit = rate_limit_from_pb("rate_limit", r.rate_limit)?;
@@ -200,6 +209,9 @@ impl ApiKeyService {
             })
             .await??;
         tracing::info!(key_id = %record.key_id, "api key updated");
+        self.state
+            .audit_ok(&rid, &caller.id, "api_key.updated", &record.key_id)
+            .await?;
         Ok(key_to_pb(record))
     }
 
@@ -208,6 +220,7 @@ impl ApiKeyService {
         req: Request<pb::RotateApiKeyRequest>,
     ) -> Result<pb::CreateApiKeyResponse, Error> {
         let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         check_id("key_id", &r.key_id)?;
         if r.grace_seconds > MAX_ROTATION_GRACE {
@@ -241,6 +254,9 @@ impl ApiKeyService {
             })
             .await??;
         tracing::info!(key_id = %record.key_id, grace_seconds = r.grace_seconds, "api key rotated");
+        self.state
+            .audit_ok(&rid, &caller.id, "api_key.rotated", &record.key_id)
+            .await?;
         Ok(pb::CreateApiKeyResponse {
             api_key: Some(key_to_pb(record)),
             secret: secret.expose().to_owned(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{State, rate_limit_from_pb, rate_limit_to_pb};
-use crate::auth::{IDENTITIES_ADMIN, Principal, parse_scopes};
+use crate::auth::{IDENTITIES_ADMIN, Principal, parse_scopes, request_id};
 use crate::ca::{normalize_serial, spiffe_id, validate_identity_name};
 use crate::error::{Error, Reason};
 use crate::pb;
@@ -52,6 +52,7 @@ impl IdentityService {
 
     async fn set(&self, req: Request<pb::SetIdentityRequest>) -> Result<pb::Identity, Error> {
         let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         validate_identity_name(&r.name).map_err(|m| Error::invalid("name", m))?;
         let scopes = parse_scopes("scopes", &r.scopes, true)?;
@@ -72,6 +73,15 @@ impl IdentityService {
             })
             .await?;
         self.state.identities.set(stored.clone());
+        let target = format!(
+            "{} (scopes: {}; disabled: {})",
+            stored.name,
+            stored.scopes.join(","),
+            stored.disabled
+        );
+        self.state
+            .audit_ok(&rid, &caller.id, "identity.set", &target)
+            .await?;
         tracing::info!(identity = %stored.name, disabled = stored.disabled, "identity set");
         Ok(self.to_pb(stored))
     }
@@ -96,6 +106,7 @@ impl IdentityService {
         req: Request<pb::DeleteIdentityRequest>,
     ) -> Result<pb::DeleteIdentityResponse, Error> {
         let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         let name = r.name;
         validate_identity_name(&name).map_err(|m| Error::invalid("name", m))?;
@@ -113,6 +124,10 @@ impl IdentityService {
         } else {
             0
         };
+        let target = format!("{name} (sessions revoked: {sessions_revoked})");
+        self.state
+            .audit_ok(&rid, &caller.id, "identity.deleted", &target)
+            .await?;
         Ok(pb::DeleteIdentityResponse { sessions_revoked })
     }
 
@@ -120,7 +135,8 @@ impl IdentityService {
         &self,
         req: Request<pb::RevokeCertificateRequest>,
     ) -> Result<pb::RevokeCertificateResponse, Error> {
-        self.admin(&req)?;
+        let caller = self.admin(&req)?;
+        let rid = request_id(&req);
         let serial =
             normalize_serial(&req.into_inner().serial).map_err(|m| Error::invalid("serial", m))?;
         let revoked = self
@@ -129,6 +145,9 @@ impl IdentityService {
             .revoke_cert(&serial, self.state.clock.now())
             .await?;
         self.state.identities.revoke(&serial);
+        self.state
+            .audit_ok(&rid, &caller.id, "certificate.revoked", &serial)
+            .await?;
         tracing::info!(serial = %serial, "client certificate revoked");
         Ok(pb::RevokeCertificateResponse {
             serial: revoked.serial,

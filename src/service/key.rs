@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::State;
-use crate::auth::ADMIN;
+use crate::auth::{ADMIN, request_id};
 use crate::error::Error;
 use crate::pb;
 
@@ -24,9 +24,13 @@ impl KeyService {
         req: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<pb::RotateSigningKeyResponse, Error> {
         let s = &self.state;
-        s.auth.authenticate(&req)?.require(ADMIN)?;
+        let caller = s.auth.authenticate(&req)?;
+        caller.require(ADMIN)?;
+        let rid = request_id(&req);
         let (kid, previous_kid) = s.tokens.rotate(&s.store, s.clock.now()).await?;
         tracing::info!(kid = %kid, previous = %previous_kid, "signing key rotated");
+        s.audit_ok(&rid, &caller.id, "signing_key.rotated", &kid)
+            .await?;
         Ok(pb::RotateSigningKeyResponse { kid, previous_kid })
     }
 }

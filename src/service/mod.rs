@@ -5,12 +5,14 @@
 //! through the one `From<Error> for Status`.
 
 pub(crate) mod api_key;
+pub(crate) mod audit;
 pub(crate) mod identity;
 pub(crate) mod key;
 pub(crate) mod token;
 
 use std::sync::Arc;
 
+use crate::audit::{AuditEvent, AuditLog};
 use crate::auth::{Authenticator, IdentityIndex};
 use crate::clock::Clock;
 use crate::error::Error;
@@ -24,6 +26,8 @@ pub(crate) struct State {
     pub store: Store,
     pub clock: Clock,
     pub auth: Authenticator,
+    /// The audit trail.
+    pub audit: Arc<AuditLog>,
     /// Rate limiters, shared with `auth`; maintenance evicts idle entries.
     pub limits: Arc<Limits>,
     /// mTLS identity grants and revoked certificates, shared with `auth`.
@@ -45,6 +49,25 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Records a successful security event, durably.
+    pub(crate) async fn audit_ok(
+        &self,
+        request_id: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<(), Error> {
+        self.audit
+            .record(AuditEvent {
+                actor,
+                action,
+                target,
+                outcome: "ok",
+                request_id,
+            })
+            .await
+    }
+
     /// Revokes `ids` durably and in the in-memory index; returns how many
     /// were not revoked before.
     pub(crate) async fn revoke_sessions(&self, ids: &[String]) -> Result<u32, Error> {

@@ -9,8 +9,10 @@ use super::{State, check_id, check_text, new_id};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::audit::AuditEvent;
 use crate::auth::{
     ADMIN, RESERVED_SCOPES, SESSIONS_CREATE, SESSIONS_REVOKE, TOKENS_VERIFY, parse_scopes,
+    peer_actor, request_id,
 };
 use crate::error::{Error, Reason};
 use crate::pb;
@@ -42,6 +44,7 @@ impl TokenService {
         let s = &self.state;
         let caller = s.auth.authenticate(&req)?;
         caller.require(SESSIONS_CREATE)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         check_text("subject", &r.subject, MAX_NAME_LEN)?;
         check_text("audience", &r.audience, MAX_NAME_LEN)?;
@@ -80,13 +83,14 @@ impl TokenService {
             t => t,
         };
         let now = s.clock.now();
+        let caller_id = caller.id.clone();
         let session_expires_at = now + i64::from(lifetime);
         let refresh = Secret::generate_refresh_token()?;
         let refresh_hash = refresh.hash();
         let record = SessionRecord {
             session_id: new_id("ses_")?,
             subject: r.subject,
-            client_id: caller.id,
+            client_id: caller.id.clone(),
             scopes,
             audience: r.audience,
             created_at: now,
@@ -108,6 +112,8 @@ impl TokenService {
             .insert_session(&record, Some((&refresh_hash, &first)))
             .await?;
         tracing::info!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
+        s.audit_ok(&rid, &caller_id, "session.created", &record.session_id)
+            .await?;
         let scopes = record.scopes.clone();
         Ok(session_to_pb(record, scopes, access_token, &refresh, now))
     }
@@ -163,6 +169,7 @@ impl TokenService {
         let s = &self.state;
         let caller = s.auth.authenticate(&req)?;
         caller.require(SESSIONS_REVOKE)?;
+        let rid = request_id(&req);
         let subject = req.into_inner().subject;
         check_text("subject", &subject, MAX_NAME_LEN)?;
         let mut ids = Vec::new();
@@ -177,6 +184,9 @@ impl TokenService {
         }
         let revoked = s.revoke_sessions(&ids).await?;
         tracing::info!(sessions = revoked, "sessions of a subject revoked");
+        let target = format!("subject {subject} (sessions revoked: {revoked})");
+        s.audit_ok(&rid, &caller.id, "session.revoked_subject", &target)
+            .await?;
         Ok(pb::RevokeSessionsResponse { revoked })
     }
 
@@ -187,6 +197,7 @@ impl TokenService {
         let s = &self.state;
         s.auth.check_peer(&req)?;
         let peer = req.remote_addr();
+        let rid = request_id(&req);
         // The refresh token is the credential; a caller that sends another
         // one as well must be the session's creator.
         let sends_credential = req.metadata().contains_key("authorization")
@@ -201,7 +212,8 @@ impl TokenService {
             .filter(|t| t.starts_with(REFRESH_TOKEN_PREFIX) && t.len() <= 256)
             .map(Secret::new)
             .ok_or_else(|| {
-                s.auth.record_failure(peer);
+                s.auth
+                    .record_failure(peer, "refresh token", Reason::RefreshTokenInvalid, &rid);
                 Error::refused(
                     Reason::RefreshTokenInvalid,
                     "malformed refresh token: expected mcp_rt_...",
@@ -287,12 +299,22 @@ impl TokenService {
             RefreshOutcome::Minted(session) => session,
             RefreshOutcome::Revoked(session, err) => {
                 s.revocations.insert(&session.session_id);
+                s.audit
+                    .record(AuditEvent {
+                        actor: &peer_actor(peer),
+                        action: "refresh_token.reused",
+                        target: &session.session_id,
+                        outcome: "REFRESH_TOKEN_REUSED",
+                        request_id: &rid,
+                    })
+                    .await?;
                 tracing::warn!(session_id = %session.session_id, "refresh token reused; session revoked");
                 return Err(err);
             }
             RefreshOutcome::Refused(err) => {
                 if err.reason() == Reason::RefreshTokenInvalid {
-                    s.auth.record_failure(peer);
+                    s.auth
+                        .record_failure(peer, "refresh token", Reason::RefreshTokenInvalid, &rid);
                 }
                 return Err(err);
             }
@@ -305,6 +327,13 @@ impl TokenService {
         let exp = (now + ttl).min(session.session_expires_at);
         let access_token = s.tokens.issue(&session, &scopes, now, exp)?;
         tracing::info!(session_id = %session.session_id, "session refreshed");
+        s.audit_ok(
+            &rid,
+            &peer_actor(peer),
+            "session.refreshed",
+            &session.session_id,
+        )
+        .await?;
         let mut out = session_to_pb(session, scopes, access_token, &child, now);
         out.expires_at = exp;
         Ok(out)
@@ -362,6 +391,7 @@ impl TokenService {
     ) -> Result<pb::RevokeSessionResponse, Error> {
         let s = &self.state;
         let caller = s.auth.authenticate(&req)?;
+        let rid = request_id(&req);
         let r = req.into_inner();
         check_id("session_id", &r.session_id)?;
         let not_found = || Error::Refused {
@@ -379,6 +409,8 @@ impl TokenService {
             .ok_or_else(not_found)?;
         s.revocations.insert(&r.session_id);
         tracing::info!(session_id = %r.session_id, "session revoked");
+        s.audit_ok(&rid, &caller.id, "session.revoked", &r.session_id)
+            .await?;
         Ok(pb::RevokeSessionResponse {
             revoked_at: revoked.revoked_at.unwrap_or_default(),
         })
