@@ -58,6 +58,15 @@ pub async fn recover_admin_key(
     let store = Store::open(data_dir)?;
     let name = format!("recovery-{}", clock.now());
     let created = create_admin_key(&store, clock, &name).await?;
+    AuditLog::open(store.clone(), clock.clone())?
+        .record(crate::audit::AuditEvent {
+            actor: "offline-recovery",
+            action: "api_key.created",
+            target: &format!("{} ({name})", created.0),
+            outcome: "ok",
+            request_id: "",
+        })
+        .await?;
     tracing::warn!(key_id = %created.0, "created a recovery admin key offline");
     Ok(created)
 }
@@ -153,7 +162,10 @@ impl Server {
         let primary_key = if state.store.has_api_keys()? {
             None
         } else {
-            let (_, secret) = create_admin_key(&state.store, &state.clock, "primary").await?;
+            let (key_id, secret) = create_admin_key(&state.store, &state.clock, "primary").await?;
+            state
+                .audit_ok("", "system", "api_key.created", &format!("{key_id} (primary)"))
+                .await?;
             let path = data_dir.join(PRIMARY_KEY_FILE);
             tls::write_private(&path, format!("{}\n", secret.expose()).as_bytes())?;
             Some(secret)

@@ -7,6 +7,7 @@
 mod common;
 
 mod api_keys;
+mod audit;
 mod durability;
 mod errors;
 mod lifecycle;
