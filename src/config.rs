@@ -430,6 +430,8 @@ impl Config {
         Self::from_settings(Settings {
             data_dir: Some(data_dir.into()),
             shutdown_grace_seconds: Some(5),
+            // Tests run maintenance passes themselves, at their own clock.
+            maintenance_interval_seconds: Some(24 * 60 * 60),
             ..Settings::default()
         })
     }

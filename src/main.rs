@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     let cli = mcp_auth::cli::Cli::parse();
     let filter = EnvFilter::try_from_env("MCP_AUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("MCP_AUTH_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let json = cli.log_format == mcp_auth::cli::LogFormat::Json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

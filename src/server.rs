@@ -10,6 +10,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -164,7 +165,12 @@ impl Server {
         } else {
             let (key_id, secret) = create_admin_key(&state.store, &state.clock, "primary").await?;
             state
-                .audit_ok("", "system", "api_key.created", &format!("{key_id} (primary)"))
+                .audit_ok(
+                    "",
+                    "system",
+                    "api_key.created",
+                    &format!("{key_id} (primary)"),
+                )
                 .await?;
             let path = data_dir.join(PRIMARY_KEY_FILE);
             tls::write_private(&path, format!("{}\n", secret.expose()).as_bytes())?;
@@ -257,24 +263,13 @@ impl Server {
         let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
-        let mut builder = tonic::transport::Server::builder().trace_fn(|req| {
-            let request_id = req
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!(
-                "rpc",
-                method = %req.uri().path(),
-                request_id = %request_id,
-                caller = tracing::field::Empty,
-            )
-        });
+        let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls)?;
         }
         let router = builder
             .layer(tower::util::MapRequestLayer::new(ensure_request_id))
+            .layer(rpc_trace_layer())
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -345,7 +340,8 @@ fn spawn_maintenance(
 ) {
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
+        // The first pass runs one period after start, not at once.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -377,4 +373,65 @@ fn ensure_request_id<B>(
         }
     }
     req
+}
+
+/// One span per RPC (method, request id, caller) and one `rpc finished`
+/// line with the gRPC status and the latency.
+fn rpc_trace_layer() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+    impl tower_http::trace::MakeSpan<tonic::body::Body> + Clone,
+    (),
+    impl tower_http::trace::OnResponse<tonic::body::Body> + Clone,
+    (),
+    impl tower_http::trace::OnEos + Clone,
+    impl tower_http::trace::OnFailure<tower_http::classify::GrpcFailureClass> + Clone,
+> {
+    use tonic::codegen::http;
+    tower_http::trace::TraceLayer::new_for_grpc()
+        .make_span_with(|req: &http::Request<tonic::body::Body>| {
+            let request_id = req
+                .headers()
+                .get(REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!(
+                "rpc",
+                method = %req.uri().path(),
+                request_id = %request_id,
+                caller = tracing::field::Empty,
+            )
+        })
+        .on_request(())
+        .on_body_chunk(())
+        // Refusals come as trailers-only responses: the status is in the
+        // headers. Successful calls carry it in the trailers.
+        .on_response(
+            |res: &http::Response<tonic::body::Body>, latency: Duration, span: &tracing::Span| {
+                if let Some(status) = res.headers().get("grpc-status") {
+                    finished(span, status.to_str().unwrap_or("?"), latency);
+                }
+            },
+        )
+        .on_eos(
+            |trailers: Option<&http::HeaderMap>, latency: Duration, span: &tracing::Span| {
+                if let Some(status) = trailers.and_then(|t| t.get("grpc-status")) {
+                    finished(span, status.to_str().unwrap_or("?"), latency);
+                }
+            },
+        )
+        .on_failure(|_: tower_http::classify::GrpcFailureClass, _: Duration, _: &tracing::Span| {})
+}
+
+fn finished(span: &tracing::Span, grpc_status: &str, latency: Duration) {
+    let code = grpc_status
+        .parse::<i32>()
+        .map(tonic::Code::from)
+        .map(|c| format!("{c:?}"))
+        .unwrap_or_else(|_| grpc_status.to_owned());
+    tracing::info!(
+        parent: span,
+        outcome = %code,
+        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        "rpc finished"
+    );
 }

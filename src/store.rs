@@ -8,8 +8,11 @@
 //! Trees: `api_keys` (key id → record), `api_key_hashes` (SHA-256 of a
 //! secret → key id), `sessions` (session id → record), `signing_keys`
 //! (kid → record, including the private key), `identities` (mTLS identity
-//! name → grant), `revoked_certs` (certificate serial → revocation).
-//! Records are JSON.
+//! name → grant), `revoked_certs` (certificate serial → revocation),
+//! `refresh_tokens` (SHA-256 of a refresh token → record),
+//! `sessions_by_subject` and `sessions_by_client` (indexes:
+//! `subject\0session id` → session id), `audit` (seq → record) and `meta`
+//! (the audit anchor). Records are JSON.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -107,6 +110,10 @@ pub(crate) struct SessionRecord {
     /// included, for reuse detection), so they go when the session goes.
     #[serde(default)]
     pub refresh_hashes: Vec<SecretHash>,
+    /// Lifetime of the session's access tokens, as asked at creation;
+    /// 0 (older records) means the server default.
+    #[serde(default)]
+    pub token_ttl: u32,
 }
 
 /// A refresh token, stored by the hash of its secret.
@@ -1018,6 +1025,7 @@ mod tests {
             session_expires_at: 100,
             last_refreshed_at: 1,
             refresh_hashes: vec![],
+            token_ttl: 0,
         }
     }
 

@@ -547,6 +547,7 @@ mod tests {
             session_expires_at: 1_900,
             last_refreshed_at: 1_000,
             refresh_hashes: vec![],
+            token_ttl: 0,
         }
     }
 

@@ -281,12 +281,20 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&resp)?;
             } else if let Some(k) = &resp.api_key {
-                outln!(
-                    "revoked API key {} ({}) and {} of its sessions",
-                    k.key_id,
-                    k.name,
-                    resp.sessions_revoked
-                );
+                if no_cascade {
+                    outln!(
+                        "revoked API key {} ({}); its sessions are kept",
+                        k.key_id,
+                        k.name
+                    );
+                } else {
+                    outln!(
+                        "revoked API key {} ({}) and {}",
+                        k.key_id,
+                        k.name,
+                        plural(resp.sessions_revoked, "of its sessions")
+                    );
+                }
             }
         }
         KeyCommand::Update {
@@ -334,6 +342,15 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
     Ok(0)
 }
 
+/// "1 session", "2 sessions", "0 of its sessions"...
+fn plural(n: u32, what: &str) -> String {
+    if n == 1 {
+        format!("1 {}", what.replace("sessions", "session"))
+    } else {
+        format!("{n} {what}")
+    }
+}
+
 fn print_session(s: &pb::Session, json: bool) -> Result<(), CliError> {
     if json {
         return print_json(s);
@@ -375,6 +392,7 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             scopes,
             audience,
             ttl_seconds,
+            session_lifetime_seconds,
             opts,
         } => {
             let req = authed(
@@ -384,7 +402,7 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
                     scopes,
                     audience,
                     ttl_seconds,
-                    session_lifetime_seconds: 0,
+                    session_lifetime_seconds,
                 },
             )?;
             let s = TokenServiceClient::new(connect(&opts).await?)
@@ -399,14 +417,12 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             opts,
         } => {
             let refresh_token = arg_or_stdin(refresh_token, "the refresh token")?;
-            let mut req = Request::new(pb::RefreshSessionRequest {
+            // The refresh token is the credential: no API key is sent (a
+            // client certificate given with --cert still is).
+            let req = Request::new(pb::RefreshSessionRequest {
                 refresh_token,
                 scopes,
             });
-            // The refresh token is the credential; send a key only if set.
-            if std::env::var_os(API_KEY_ENV).is_some() && opts.cert.is_none() {
-                req = authed(&opts, req.into_inner())?;
-            }
             let s = TokenServiceClient::new(connect(&opts).await?)
                 .refresh_session(req)
                 .await?
@@ -449,8 +465,15 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
                     "STATUS",
                     "EXPIRES"
                 );
+                let now = OffsetDateTime::now_utc().unix_timestamp();
                 for s in &all {
-                    let status = if s.revoked { "revoked" } else { "active" };
+                    let status = if s.revoked {
+                        "revoked"
+                    } else if s.expires_at <= now {
+                        "expired"
+                    } else {
+                        "active"
+                    };
                     outln!(
                         "{:<26} {:<20} {:<26} {:<8} {:<20} {}",
                         s.session_id,
@@ -477,7 +500,7 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
             if opts.json {
                 print_json(&resp)?;
             } else {
-                outln!("revoked {} sessions of {subject}", resp.revoked);
+                outln!("revoked {} of {subject}", plural(resp.revoked, "sessions"));
             }
         }
         SessionCommand::Revoke { session_id, opts } => {

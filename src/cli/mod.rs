@@ -31,9 +31,21 @@ pub use client::CliError;
 #[derive(Clone, Debug, Parser)]
 #[command(name = "mcp-auth", version, about = "Token service for MCP servers")]
 pub struct Cli {
+    /// Log line format on standard error.
+    #[arg(long, global = true, env = "MCP_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -315,6 +327,10 @@ pub enum SessionCommand {
         /// Token lifetime in seconds; 0 asks for the server's default.
         #[arg(long, default_value_t = 0)]
         ttl_seconds: u32,
+        /// Session lifetime in seconds (how long it can be refreshed); 0
+        /// asks for the server's maximum.
+        #[arg(long, default_value_t = 0)]
+        session_lifetime_seconds: u32,
         /// How to reach the server.
         #[command(flatten)]
         opts: ClientOpts,

@@ -99,6 +99,7 @@ impl TokenService {
             session_expires_at,
             last_refreshed_at: now,
             refresh_hashes: vec![refresh_hash],
+            token_ttl: ttl,
         };
         let access_token = s
             .tokens
@@ -225,7 +226,17 @@ impl TokenService {
         let child_hash = child.hash();
         let grace = i64::from(s.refresh_reuse_grace);
         let idle = i64::from(s.session_idle_timeout);
-        let ttl = i64::from(s.default_ttl);
+        let default_ttl = s.default_ttl;
+        let max_ttl = s.max_ttl;
+        // The lifetime the session asked for at creation, within today's
+        // maximum; older sessions get the default.
+        let token_ttl = |session: &SessionRecord| {
+            i64::from(if session.token_ttl > 0 {
+                session.token_ttl.min(max_ttl)
+            } else {
+                default_ttl
+            })
+        };
         let outcome = s
             .store
             .refresh(&presented.hash(), now, |found| {
@@ -280,6 +291,7 @@ impl TokenService {
                         format!("{extra} is not a scope of the session; refresh may only narrow"),
                     ));
                 }
+                let ttl = token_ttl(session);
                 let mut next = session.clone();
                 next.last_refreshed_at = now;
                 next.expires_at = next.expires_at.max((now + ttl).min(session.session_expires_at));
@@ -324,7 +336,7 @@ impl TokenService {
         } else {
             wanted
         };
-        let exp = (now + ttl).min(session.session_expires_at);
+        let exp = (now + token_ttl(&session)).min(session.session_expires_at);
         let access_token = s.tokens.issue(&session, &scopes, now, exp)?;
         tracing::info!(session_id = %session.session_id, "session refreshed");
         s.audit_ok(

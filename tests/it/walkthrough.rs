@@ -291,7 +291,7 @@ async fn session_lifecycle_with_the_cli() {
         )
         .await;
     assert_eq!(code, 0);
-    assert!(out.contains("revoked 1 sessions"), "{out}");
+    assert!(out.contains("revoked 1 session of carol"), "{out}");
     let r = server
         .verify(&server.primary, fresh["access_token"].as_str().unwrap())
         .await;
