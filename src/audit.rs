@@ -223,6 +223,9 @@ struct Chain {
 struct Aggregate {
     window_start: i64,
     suppressed: u64,
+    /// The last folded event's target and outcome, for the summary record.
+    target: String,
+    outcome: String,
 }
 
 /// Appends to the audit trail in the store.
@@ -279,6 +282,8 @@ impl AuditLog {
             match agg.get_mut(&key) {
                 Some(a) if now - a.window_start < AGGREGATE_SECS => {
                     a.suppressed += 1;
+                    event.target.clone_into(&mut a.target);
+                    event.outcome.clone_into(&mut a.outcome);
                     return;
                 }
                 Some(a) => {
@@ -293,6 +298,8 @@ impl AuditLog {
                         Aggregate {
                             window_start: now,
                             suppressed: 0,
+                            target: String::new(),
+                            outcome: String::new(),
                         },
                     );
                     0
@@ -311,6 +318,14 @@ impl AuditLog {
             target: &target,
             ..event
         }) {
+            tracing::warn!(cause = %err, "could not append to the audit trail");
+        }
+    }
+
+    /// Appends without aggregation or flush: the caller's next flush makes
+    /// it durable. A failure is logged, not returned.
+    pub fn append_unflushed(&self, event: AuditEvent<'_>) {
+        if let Err(err) = self.append(event) {
             tracing::warn!(cause = %err, "could not append to the audit trail");
         }
     }
@@ -335,11 +350,34 @@ impl AuditLog {
         Ok(record)
     }
 
-    /// Drops aggregation windows that have closed.
+    /// Drops aggregation windows that have closed, writing a summary record
+    /// for each that folded events in, so no count is lost.
     pub fn evict_idle(&self) {
         let now = self.clock.now();
-        let mut agg = self.aggregates.lock().unwrap_or_else(|p| p.into_inner());
-        agg.retain(|_, a| now - a.window_start < AGGREGATE_SECS || a.suppressed > 0);
+        let closed: Vec<((String, String), Aggregate)> = {
+            let mut agg = self.aggregates.lock().unwrap_or_else(|p| p.into_inner());
+            let keys: Vec<_> = agg
+                .iter()
+                .filter(|(_, a)| now - a.window_start >= AGGREGATE_SECS)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| agg.remove(&k).map(|a| (k, a)))
+                .collect()
+        };
+        for ((actor, action), a) in closed.into_iter().filter(|(_, a)| a.suppressed > 0) {
+            let target = format!(
+                "{} ({} folded in the closed window)",
+                a.target, a.suppressed
+            );
+            self.append_unflushed(AuditEvent {
+                actor: &actor,
+                action: &action,
+                target: &target,
+                outcome: &a.outcome,
+                request_id: "",
+            });
+        }
     }
 }
 

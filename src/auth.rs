@@ -308,7 +308,10 @@ impl Authenticator {
         let principal = match self.resolve(request) {
             Ok(p) => p,
             Err(err) => {
-                if err.reason().code() == tonic::Code::Unauthenticated {
+                // A missing credential is not a guess; only wrong ones count.
+                if err.reason().code() == tonic::Code::Unauthenticated
+                    && err.reason() != Reason::CredentialsMissing
+                {
                     let kind = if request.peer_certs().is_some_and(|c| !c.is_empty()) {
                         "client certificate"
                     } else {

@@ -35,6 +35,8 @@
 
 pub mod audit;
 pub(crate) mod auth;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod ca;
 pub mod cli;
 pub mod clock;

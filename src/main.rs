@@ -13,6 +13,7 @@ async fn main() -> ExitCode {
     let json = cli.log_format == mcp_auth::cli::LogFormat::Json;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

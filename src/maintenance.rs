@@ -116,13 +116,17 @@ impl Maintenance {
             }
             tokio::task::yield_now().await;
         }
-        if report.sessions_removed > 0 || report.signing_keys_removed > 0 {
+        if report.sessions_removed > 0
+            || report.signing_keys_removed > 0
+            || report.audit_records_removed > 0
+        {
             tracing::info!(
                 sessions_removed = report.sessions_removed,
                 refresh_tokens_removed = report.refresh_tokens_removed,
                 signing_keys_removed = report.signing_keys_removed,
                 sessions_remaining = report.sessions_remaining,
                 revocations_remaining = report.revocations_remaining,
+                audit_records_removed = report.audit_records_removed,
                 "maintenance"
             );
         }

@@ -435,11 +435,12 @@ impl Store {
     }
 
     /// Stores a new session, its first refresh token (if any) and its index
-    /// entries, atomically and durably.
+    /// entries, atomically. Not flushed: the caller flushes (with the audit
+    /// record, in one group commit) before acknowledging.
     ///
     /// # Errors
     /// Storage failed.
-    pub async fn insert_session(
+    pub fn insert_session(
         &self,
         record: &SessionRecord,
         refresh: Option<(&SecretHash, &RefreshRecord)>,
@@ -463,13 +464,14 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
             });
         let _ = tx_result(r)?;
-        self.flush().await
+        Ok(())
     }
 
     /// Exchanges a refresh token atomically: `decide` sees the token's
     /// record and its session (or `None` if the token is unknown) and says
     /// what to write. Concurrent exchanges of one token are serialised by
-    /// the transaction, so only one of them sees the token unspent.
+    /// the transaction, so only one of them sees the token unspent. Not
+    /// flushed: the caller flushes before acknowledging.
     ///
     /// # Errors
     /// Storage failed.
@@ -529,7 +531,6 @@ impl Store {
             Ok(written) => written,
             Err(refused) => return Ok(RefreshOutcome::Refused(refused)),
         };
-        self.flush().await?;
         Ok(outcome)
     }
 
@@ -993,7 +994,8 @@ mod tests {
                 tokio::spawn(async move {
                     let mut rec = session(&format!("s{i}"));
                     rec.expires_at = i;
-                    store.insert_session(&rec, None).await.unwrap();
+                    store.insert_session(&rec, None).unwrap();
+                    store.flush().await.unwrap();
                 })
             })
             .collect();
@@ -1033,7 +1035,7 @@ mod tests {
     async fn revoking_a_session_is_idempotent_and_listed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store.insert_session(&session("s1"), None).await.unwrap();
+        store.insert_session(&session("s1"), None).unwrap();
         assert!(store.revoked_sessions().unwrap().is_empty());
         let first = store.revoke_session("s1", 5).await.unwrap().unwrap();
         let again = store.revoke_session("s1", 9).await.unwrap().unwrap();

@@ -809,7 +809,8 @@ pub(super) async fn audit(cmd: AuditCommand) -> Result<u8, CliError> {
             };
             match verdict {
                 Ok((n, anchor)) => {
-                    outln!("audit chain intact: {n} records after seq {anchor}");
+                    let records = if n == 1 { "record" } else { "records" };
+                    outln!("audit chain intact: {n} {records} after seq {anchor}");
                     Ok(0)
                 }
                 Err(broken) => {

@@ -49,6 +49,27 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// Appends the audit record of a change staged in the store but not yet
+    /// flushed, then makes both durable with one (group) flush. The flush's
+    /// failure is the caller's error: nothing is acknowledged unflushed.
+    pub(crate) async fn commit_audited(
+        &self,
+        request_id: &str,
+        actor: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<(), Error> {
+        self.audit.append_unflushed(AuditEvent {
+            actor,
+            action,
+            target,
+            outcome: "ok",
+            request_id,
+        });
+        self.store.flush().await?;
+        Ok(())
+    }
+
     /// Records a successful security event, durably.
     pub(crate) async fn audit_ok(
         &self,
@@ -57,7 +78,11 @@ impl State {
         action: &str,
         target: &str,
     ) -> Result<(), Error> {
-        self.audit
+        // The action has happened: a failing audit write must not turn its
+        // reply into an error (a new key's secret would be lost). It is
+        // logged loudly instead.
+        if let Err(err) = self
+            .audit
             .record(AuditEvent {
                 actor,
                 action,
@@ -66,6 +91,10 @@ impl State {
                 request_id,
             })
             .await
+        {
+            tracing::error!(cause = %err, action, target, "could not write the audit record");
+        }
+        Ok(())
     }
 
     /// Revokes `ids` durably and in the in-memory index; returns how many

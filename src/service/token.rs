@@ -110,10 +110,9 @@ impl TokenService {
             spent_at: None,
         };
         s.store
-            .insert_session(&record, Some((&refresh_hash, &first)))
-            .await?;
+            .insert_session(&record, Some((&refresh_hash, &first)))?;
         tracing::info!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
-        s.audit_ok(&rid, &caller_id, "session.created", &record.session_id)
+        s.commit_audited(&rid, &caller_id, "session.created", &record.session_id)
             .await?;
         let scopes = record.scopes.clone();
         Ok(session_to_pb(record, scopes, access_token, &refresh, now))
@@ -311,15 +310,16 @@ impl TokenService {
             RefreshOutcome::Minted(session) => session,
             RefreshOutcome::Revoked(session, err) => {
                 s.revocations.insert(&session.session_id);
-                s.audit
-                    .record(AuditEvent {
-                        actor: &peer_actor(peer),
-                        action: "refresh_token.reused",
-                        target: &session.session_id,
-                        outcome: "REFRESH_TOKEN_REUSED",
-                        request_id: &rid,
-                    })
-                    .await?;
+                // The revocation and its audit record become durable
+                // together before the refusal goes out.
+                s.audit.append_unflushed(AuditEvent {
+                    actor: &peer_actor(peer),
+                    action: "refresh_token.reused",
+                    target: &session.session_id,
+                    outcome: "REFRESH_TOKEN_REUSED",
+                    request_id: &rid,
+                });
+                s.store.flush().await?;
                 tracing::warn!(session_id = %session.session_id, "refresh token reused; session revoked");
                 return Err(err);
             }
@@ -339,7 +339,7 @@ impl TokenService {
         let exp = (now + token_ttl(&session)).min(session.session_expires_at);
         let access_token = s.tokens.issue(&session, &scopes, now, exp)?;
         tracing::info!(session_id = %session.session_id, "session refreshed");
-        s.audit_ok(
+        s.commit_audited(
             &rid,
             &peer_actor(peer),
             "session.refreshed",

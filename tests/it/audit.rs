@@ -179,7 +179,7 @@ async fn retention_prunes_old_records_and_the_chain_still_verifies() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("intact: 1 records after seq 6"), "{stdout}");
+    assert!(stdout.contains("intact: 1 record after seq 6"), "{stdout}");
 }
 
 #[tokio::test]

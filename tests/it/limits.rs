@@ -182,3 +182,31 @@ async fn refresh_token_guessing_is_throttled_too() {
     assert_eq!(codes[0], Code::Unauthenticated);
     assert_eq!(codes[5], Code::ResourceExhausted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_waits_out_retry_after_and_retries() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let server = TestServer::start_with(|c| c.default_rate_limit = Some(limit(1, 1))).await;
+    let mut keys = server.keys().await;
+    list(&mut keys, &server.primary).await.unwrap(); // the bucket is now empty
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(["key", "list"])
+        .env_clear()
+        .env("MCP_AUTH_SERVER", server.url())
+        .env("MCP_AUTH_CA", server.ca_path())
+        .env("MCP_AUTH_API_KEY", &server.primary)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = stderr.next_line().await.unwrap().unwrap();
+    assert_eq!(line, "rate limited; retrying in 1 s");
+    // While the CLI waits, the server's clock moves on and the bucket refills.
+    server.clock.advance(Duration::from_secs(1));
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("primary"));
+}

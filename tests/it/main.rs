@@ -9,6 +9,7 @@ mod common;
 mod api_keys;
 mod audit;
 mod durability;
+mod error_table;
 mod errors;
 mod lifecycle;
 mod limits;

@@ -1,0 +1,269 @@
+//! The README's error table and the code cannot drift: the table lists
+//! exactly the reasons the code has, with their codes, and a request
+//! produces each of them with the documented code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use mcp_auth::ca::{ClientCertRequest, issue_client_cert};
+use mcp_auth::error::Reason;
+use mcp_auth::pb;
+use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
+use mcp_auth::pb::identity_service_client::IdentityServiceClient;
+use mcp_auth::pb::token_service_client::TokenServiceClient;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+use crate::common::{ClientCert, TestServer, authed, bare_session_request, strings};
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// reason → gRPC code name, from the README's "## Errors" table.
+fn readme_table() -> BTreeMap<String, String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Errors")
+        .nth(1)
+        .expect("README has an ## Errors section");
+    let section = section.split("\n### ").next().unwrap_or(section);
+    let mut table = BTreeMap::new();
+    for line in section.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() > 3 && cells[1].starts_with('`') && cells[2].starts_with('`') {
+            let unquote = |s: &str| s.trim_matches('`').to_owned();
+            table.insert(unquote(cells[1]), unquote(cells[2]));
+        }
+    }
+    table
+}
+
+#[test]
+fn readme_error_table_lists_exactly_the_codes_reasons() {
+    let from_code: BTreeMap<String, String> = Reason::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), code_name(r.code()).to_owned()))
+        .collect();
+    assert_eq!(readme_table(), from_code);
+}
+
+fn reason_of(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_else(|| panic!("no ErrorInfo: {status:?}"))
+}
+
+#[tokio::test]
+async fn every_documented_reason_is_produced_with_its_code() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 1000).await;
+    let primary = server.primary.clone();
+    let channel = server.channel().await;
+    let mut keys = ApiKeyServiceClient::new(channel.clone());
+    let mut tokens = TokenServiceClient::new(channel.clone());
+    let mut identities = IdentityServiceClient::new(channel);
+    let mut seen: BTreeMap<String, Code> = BTreeMap::new();
+    let mut saw = |status: Status| {
+        seen.insert(reason_of(&status), status.code());
+    };
+    let list = |key: &str| authed(pb::ListApiKeysRequest {}, key);
+    let refresh = |token: &str| {
+        Request::new(pb::RefreshSessionRequest {
+            refresh_token: token.to_owned(),
+            scopes: vec![],
+        })
+    };
+
+    saw(keys
+        .list_api_keys(Request::new(pb::ListApiKeysRequest {}))
+        .await
+        .unwrap_err());
+    saw(keys.list_api_keys(list("mcp_sk_nope")).await.unwrap_err());
+    let (revoked_id, revoked) = server.key_with(&["keys:admin"]).await;
+    server.revoke_key(&primary, &revoked_id).await.unwrap();
+    saw(keys.list_api_keys(list(&revoked)).await.unwrap_err());
+    saw(server
+        .rotate_key(&primary, &revoked_id, 0)
+        .await
+        .unwrap_err());
+    let (_, weak) = server.key_with(&["sessions:create", "tools:read"]).await;
+    saw(keys.list_api_keys(list(&weak)).await.unwrap_err());
+    saw(server
+        .revoke_key(&primary, "key_missing")
+        .await
+        .unwrap_err());
+    saw(server
+        .revoke_session(&primary, "ses_missing")
+        .await
+        .unwrap_err());
+    saw(identities
+        .delete_identity(authed(
+            pb::DeleteIdentityRequest {
+                name: "nobody".to_owned(),
+                cascade: None,
+            },
+            &primary,
+        ))
+        .await
+        .unwrap_err());
+    saw(tokens
+        .create_session(authed(
+            pb::CreateSessionRequest {
+                subject: String::new(),
+                ..Default::default()
+            },
+            &primary,
+        ))
+        .await
+        .unwrap_err());
+
+    // Rate limits.
+    let slow = keys
+        .create_api_key(authed(
+            pb::CreateApiKeyRequest {
+                name: "slow".to_owned(),
+                scopes: strings(&["keys:admin"]),
+                expires_at: 0,
+                rate_limit: Some(pb::RateLimit {
+                    requests_per_second: 1,
+                    burst: 1,
+                }),
+            },
+            &primary,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    keys.list_api_keys(list(&slow)).await.unwrap();
+    saw(keys.list_api_keys(list(&slow)).await.unwrap_err());
+
+    // Refresh tokens and sessions.
+    saw(tokens
+        .refresh_session(refresh("mcp_rt_unknown"))
+        .await
+        .unwrap_err());
+    let s = server.session(&weak, &["tools:read"], "aud").await;
+    saw(tokens
+        .refresh_session(authed(
+            pb::RefreshSessionRequest {
+                refresh_token: s.refresh_token.clone(),
+                scopes: vec![],
+            },
+            &primary,
+        ))
+        .await
+        .unwrap_err());
+    tokens
+        .refresh_session(refresh(&s.refresh_token))
+        .await
+        .unwrap();
+    saw(tokens
+        .refresh_session(refresh(&s.refresh_token))
+        .await
+        .unwrap_err());
+    saw(tokens
+        .refresh_session(refresh(&s.refresh_token))
+        .await
+        .unwrap_err());
+
+    // Certificates and identities.
+    server
+        .grant("billing", &["sessions:create", "tools:read"], false)
+        .await;
+    server
+        .grant("frozen", &["sessions:create", "tools:read"], true)
+        .await;
+    let billing = server.client_cert("billing");
+    let mut with_cert = TokenServiceClient::new(server.mtls_channel(&billing).await.unwrap());
+    let mut both = bare_session_request(&["tools:read"]);
+    both.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {primary}").parse().unwrap(),
+    );
+    saw(with_cert.create_session(both).await.unwrap_err());
+    let frozen = server.client_cert("frozen");
+    saw(
+        TokenServiceClient::new(server.mtls_channel(&frozen).await.unwrap())
+            .create_session(bare_session_request(&["tools:read"]))
+            .await
+            .unwrap_err(),
+    );
+    let other_domain = tempfile::tempdir().unwrap();
+    let req = ClientCertRequest::for_days("billing", "other.domain", 1);
+    let issued = issue_client_cert(&server.ca_dir(), other_domain.path(), &req, false).unwrap();
+    let foreign = ClientCert {
+        cert: issued.cert_path,
+        key: issued.key_path,
+        serial: issued.serial,
+        dir: other_domain,
+    };
+    saw(
+        TokenServiceClient::new(server.mtls_channel(&foreign).await.unwrap())
+            .create_session(bare_session_request(&["tools:read"]))
+            .await
+            .unwrap_err(),
+    );
+    server.revoke_cert(&billing.serial).await;
+    saw(with_cert
+        .create_session(bare_session_request(&["tools:read"]))
+        .await
+        .unwrap_err());
+
+    // Time: an expiring key and an idle session.
+    let expiring = keys
+        .create_api_key(authed(
+            pb::CreateApiKeyRequest {
+                name: "expiring".to_owned(),
+                scopes: strings(&["keys:admin"]),
+                expires_at: server.clock.now() + 60,
+                rate_limit: None,
+            },
+            &primary,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret;
+    let idle = server.session(&weak, &["tools:read"], "aud").await;
+    server.clock.advance(Duration::from_secs(12 * 3600));
+    saw(keys.list_api_keys(list(&expiring)).await.unwrap_err());
+    saw(tokens
+        .refresh_session(refresh(&idle.refresh_token))
+        .await
+        .unwrap_err());
+
+    let table = readme_table();
+    for (reason, code) in &table {
+        if reason == "INTERNAL" {
+            // By design nothing a client sends produces INTERNAL.
+            assert!(!seen.contains_key(reason));
+            continue;
+        }
+        let got = seen
+            .get(reason)
+            .unwrap_or_else(|| panic!("no request produced {reason}; saw {seen:?}"));
+        assert_eq!(code_name(*got), code, "{reason}");
+    }
+    assert_eq!(seen.len(), table.len() - 1, "{seen:?}");
+}
