@@ -98,7 +98,7 @@ fn describe(status: &Status) -> String {
     format!("{:?}{reason}: {}", status.code(), status.message())
 }
 
-async fn connect(opts: &ClientOpts) -> Result<Channel, CliError> {
+pub(super) async fn connect(opts: &ClientOpts) -> Result<Channel, CliError> {
     let connect_err = |source| CliError::Connect {
         server: opts.server.clone(),
         source,
@@ -134,7 +134,7 @@ async fn connect(opts: &ClientOpts) -> Result<Channel, CliError> {
 
 /// A request carrying the API key from `MCP_AUTH_API_KEY`, or no
 /// credential metadata when a client certificate authenticates instead.
-fn authed<T>(opts: &ClientOpts, message: T) -> Result<Request<T>, CliError> {
+pub(super) fn authed<T>(opts: &ClientOpts, message: T) -> Result<Request<T>, CliError> {
     if opts.cert.is_some() {
         return Ok(Request::new(message));
     }
@@ -153,7 +153,7 @@ fn authed<T>(opts: &ClientOpts, message: T) -> Result<Request<T>, CliError> {
     Ok(req)
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
+pub(super) fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
     outln!("{text}");

@@ -18,6 +18,7 @@ macro_rules! outln {
     };
 }
 
+mod bench;
 mod client;
 mod serve;
 
@@ -76,6 +77,9 @@ pub enum Command {
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Load a running server and report RPC/s, latency and errors (needs
+    /// an admin key in MCP_AUTH_API_KEY to set up).
+    Bench(bench::BenchArgs),
     /// Create a new admin key in the data directory of a STOPPED server,
     /// when every admin key is lost or revoked. Prints the secret once.
     RecoverAdmin {
@@ -493,6 +497,7 @@ async fn run_once(command: Command) -> Result<u8, CliError> {
         Command::Cert(cmd) => client::cert(cmd).await,
         Command::Identity(cmd) => client::identity(cmd).await,
         Command::Audit(cmd) => client::audit(cmd).await,
+        Command::Bench(args) => bench::run(args).await,
         Command::SigningKey(SigningKeyCommand::Rotate { opts }) => {
             client::rotate_signing_key(opts).await
         }

@@ -382,3 +382,40 @@ async fn a_configured_certificate_is_served() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_run_completes_without_errors() {
+    let server = TestServer::start().await;
+    let cli = Cli { server: &server };
+    for scenario in ["health", "mixed"] {
+        let (code, out, err) = cli
+            .run(
+                Some(&server.primary),
+                &[
+                    "bench",
+                    "--scenario",
+                    scenario,
+                    "--duration",
+                    "1",
+                    "--warmup",
+                    "0",
+                    "--tokens",
+                    "20",
+                    "--concurrency",
+                    "8",
+                    "--connections",
+                    "2",
+                    "--json",
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(code, 0, "{out}{err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["scenario"], scenario);
+        assert_eq!(report["errors"], serde_json::json!({}), "{report}");
+        assert!(report["ok"].as_u64().unwrap() > 0);
+        assert!(report["rpc_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+    }
+}
