@@ -329,6 +329,8 @@ pub(crate) struct TokenIssuer {
     alg: SigningAlg,
     /// One rotation or pruning at a time.
     changing: tokio::sync::Mutex<()>,
+    /// Tokens already checked.
+    verified: VerifiedCache,
 }
 
 impl TokenIssuer {
@@ -338,6 +340,7 @@ impl TokenIssuer {
             issuer,
             alg,
             changing: tokio::sync::Mutex::new(()),
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -348,6 +351,7 @@ impl TokenIssuer {
 
     fn swap(&self, ring: KeyRing) {
         *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+        self.verified.clear();
     }
 
     /// Makes a new key active at once; the old one is retired and keeps
@@ -436,6 +440,21 @@ impl TokenIssuer {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenReason::Malformed);
         }
+        // A token is immutable: once its signature and claims checked out,
+        // only its time window needs checking again (revocation, audience
+        // and scopes are the caller's to check on every call).
+        let digest = SecretHash::of(token.as_bytes());
+        if let Some(claims) = self.verified.get(&digest) {
+            return check_window(claims, now);
+        }
+        let claims = self.verify_uncached(token)?;
+        let claims = check_window(claims, now)?;
+        self.verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    /// Form, key, signature and issuer; no time checks.
+    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenReason> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenReason::Malformed)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
@@ -466,13 +485,48 @@ impl TokenIssuer {
         if claims.iss != self.issuer {
             return Err(TokenReason::WrongIssuer);
         }
-        if claims.nbf > now {
-            return Err(TokenReason::NotYetValid);
-        }
-        if claims.exp <= now {
-            return Err(TokenReason::Expired);
-        }
         Ok(claims)
+    }
+}
+
+fn check_window(claims: AccessClaims, now: i64) -> Result<AccessClaims, TokenReason> {
+    if claims.nbf > now {
+        return Err(TokenReason::NotYetValid);
+    }
+    if claims.exp <= now {
+        return Err(TokenReason::Expired);
+    }
+    Ok(claims)
+}
+
+/// Most verified tokens remembered; past it the cache starts over.
+const VERIFIED_CACHE_MAX: usize = 100_000;
+
+/// Tokens whose signature and claims have been checked, by SHA-256 of the
+/// token, so a token verified many times is parsed and checked once.
+/// Bounded; cleared whenever the key ring changes, so a removed key's
+/// tokens are never answered from memory.
+#[derive(Default)]
+struct VerifiedCache {
+    map: std::sync::Mutex<HashMap<[u8; 32], AccessClaims>>,
+}
+
+impl VerifiedCache {
+    fn get(&self, digest: &SecretHash) -> Option<AccessClaims> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest.as_bytes()).cloned()
+    }
+
+    fn insert(&self, digest: SecretHash, claims: AccessClaims) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= VERIFIED_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(*digest.as_bytes(), claims);
+    }
+
+    fn clear(&self) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -568,6 +622,22 @@ mod tests {
             assert_eq!(claims.scope, "tools:read tools:call");
             assert_eq!(claims.exp, 1_900);
         }
+    }
+
+    #[test]
+    fn remembered_tokens_still_get_their_time_window_checked() {
+        let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
+        let token = issue(&issuer, &session());
+        assert!(issuer.verify(&token, 1_001).is_ok());
+        assert!(issuer.verify(&token, 1_002).is_ok(), "from the cache");
+        assert_eq!(issuer.verify(&token, 1_900), Err(TokenReason::Expired));
+        assert_eq!(issuer.verify(&token, 999), Err(TokenReason::NotYetValid));
+        // A tampered copy is not the same token.
+        let tampered = format!("{token}x");
+        assert_ne!(
+            issuer.verify(&tampered, 1_001),
+            issuer.verify(&token, 1_001)
+        );
     }
 
     #[test]

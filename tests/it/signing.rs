@@ -102,6 +102,14 @@ async fn a_retired_key_leaves_the_jwks_only_after_its_tokens_expire() {
     let before = server
         .session(&server.primary, &["tools:read"], "aud")
         .await;
+    // Verified once, so the server remembers it: removing the key must
+    // forget it too.
+    assert!(
+        server
+            .verify(&server.primary, &before.access_token)
+            .await
+            .active
+    );
     rotate(&server, &server.primary).await.unwrap();
 
     // The maximum token lifetime (3600 s) after retirement, minus one:
