@@ -14,6 +14,7 @@
 //! `subject\0session id` → session id), `audit` (seq → record) and `meta`
 //! (the audit anchor). Records are JSON.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -217,6 +218,10 @@ struct GroupCommit {
 pub(crate) struct Store {
     db: sled::Db,
     commit: Arc<GroupCommit>,
+    /// Every API key by the hash of each of its live secrets, so
+    /// authenticating a request reads memory, not the tree. Kept in step by
+    /// this type's own writes, under the write lock.
+    key_cache: Arc<std::sync::RwLock<HashMap<[u8; 32], ApiKeyRecord>>>,
     api_keys: Tree,
     api_key_hashes: Tree,
     sessions: Tree,
@@ -248,6 +253,13 @@ fn ids_with_prefix(tree: &Tree, prefix: &str) -> Result<Vec<String>, StoreError>
             })
         })
         .collect()
+}
+
+/// Indexes an API key under each of its live secrets' hashes.
+fn cache_key(cache: &mut HashMap<[u8; 32], ApiKeyRecord>, record: ApiKeyRecord) {
+    for h in record.hashes() {
+        cache.insert(*h.as_bytes(), record.clone());
+    }
 }
 
 /// Key of a secondary index entry: `prefix`, a NUL, the session id.
@@ -299,7 +311,7 @@ impl Store {
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
             .open()?;
-        Ok(Store {
+        let store = Store {
             api_keys: db.open_tree("api_keys")?,
             api_key_hashes: db.open_tree("api_key_hashes")?,
             sessions: db.open_tree("sessions")?,
@@ -312,8 +324,16 @@ impl Store {
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
             commit: Arc::default(),
+            key_cache: Arc::default(),
             db,
-        })
+        };
+        {
+            let mut cache = store.key_cache.write().unwrap_or_else(|p| p.into_inner());
+            for record in store.list_api_keys()? {
+                cache_key(&mut cache, record);
+            }
+        }
+        Ok(store)
     }
 
     /// Makes every write so far durable.
@@ -350,39 +370,27 @@ impl Store {
     /// Storage failed.
     pub async fn insert_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         let value = encode(record)?;
-        let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
-            keys.insert(record.key_id.as_bytes(), value.as_slice())?;
-            hashes.insert(
-                record.secret_hash.as_bytes().as_slice(),
-                record.key_id.as_bytes(),
-            )?;
-            Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
-        });
-        let _ = tx_result(r)?;
+        {
+            let mut cache = self.key_cache.write().unwrap_or_else(|p| p.into_inner());
+            let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
+                keys.insert(record.key_id.as_bytes(), value.as_slice())?;
+                hashes.insert(
+                    record.secret_hash.as_bytes().as_slice(),
+                    record.key_id.as_bytes(),
+                )?;
+                Ok::<_, ConflictableTransactionError<TxAbort<()>>>(())
+            });
+            let _ = tx_result(r)?;
+            cache_key(&mut cache, record.clone());
+        }
         self.flush().await
-    }
-
-    /// The API key with this id.
-    pub fn api_key(&self, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.api_keys
-            .get(key_id.as_bytes())?
-            .map(|v| decode("api key", &v))
-            .transpose()
     }
 
     /// The API key whose current or previous secret hashes to `hash`. The
     /// caller still compares the hash against the record in constant time.
     pub fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
-        match self.api_key_hashes.get(hash.as_bytes())? {
-            Some(key_id) => match std::str::from_utf8(&key_id) {
-                Ok(id) => self.api_key(id),
-                Err(_) => Err(StoreError::Corrupt {
-                    what: "api key hash index",
-                    message: "key id is not UTF-8".to_owned(),
-                }),
-            },
-            None => Ok(None),
-        }
+        let cache = self.key_cache.read().unwrap_or_else(|p| p.into_inner());
+        Ok(cache.get(hash.as_bytes()).cloned())
     }
 
     /// Every API key, in key-id order.
@@ -406,28 +414,36 @@ impl Store {
         key_id: &str,
         change: impl Fn(Option<ApiKeyRecord>) -> Result<ApiKeyRecord, E>,
     ) -> Result<Result<ApiKeyRecord, E>, StoreError> {
-        let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
-            let old: Option<ApiKeyRecord> = keys
-                .get(key_id.as_bytes())?
-                .map(|v| decode("api key", &v))
-                .transpose()
-                .map_err(abort_store)?;
-            let old_hashes: Vec<SecretHash> =
-                old.iter().flat_map(|r| r.hashes().copied()).collect();
-            let new =
-                change(old).map_err(|e| ConflictableTransactionError::Abort(TxAbort::Caller(e)))?;
-            for h in &old_hashes {
-                if !new.hashes().any(|n| n == h) {
-                    hashes.remove(h.as_bytes().as_slice())?;
+        let out = {
+            let mut cache = self.key_cache.write().unwrap_or_else(|p| p.into_inner());
+            let r = (&self.api_keys, &self.api_key_hashes).transaction(|(keys, hashes)| {
+                let old: Option<ApiKeyRecord> = keys
+                    .get(key_id.as_bytes())?
+                    .map(|v| decode("api key", &v))
+                    .transpose()
+                    .map_err(abort_store)?;
+                let old_hashes: Vec<SecretHash> =
+                    old.iter().flat_map(|r| r.hashes().copied()).collect();
+                let new = change(old)
+                    .map_err(|e| ConflictableTransactionError::Abort(TxAbort::Caller(e)))?;
+                for h in &old_hashes {
+                    if !new.hashes().any(|n| n == h) {
+                        hashes.remove(h.as_bytes().as_slice())?;
+                    }
                 }
+                for h in new.hashes() {
+                    hashes.insert(h.as_bytes().as_slice(), new.key_id.as_bytes())?;
+                }
+                keys.insert(new.key_id.as_bytes(), encode(&new).map_err(abort_store)?)?;
+                Ok(new)
+            });
+            let out = tx_result(r)?;
+            if let Ok(new) = &out {
+                cache.retain(|_, cached| cached.key_id != new.key_id);
+                cache_key(&mut cache, new.clone());
             }
-            for h in new.hashes() {
-                hashes.insert(h.as_bytes().as_slice(), new.key_id.as_bytes())?;
-            }
-            keys.insert(new.key_id.as_bytes(), encode(&new).map_err(abort_store)?)?;
-            Ok(new)
-        });
-        let out = tx_result(r)?;
+            out
+        };
         if out.is_ok() {
             self.flush().await?;
         }
