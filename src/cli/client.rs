@@ -153,6 +153,16 @@ pub(super) fn authed<T>(opts: &ClientOpts, message: T) -> Result<Request<T>, Cli
     Ok(req)
 }
 
+/// Prints `value` as JSON with `--json`, else as `text` writes it.
+fn show<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce(&T)) -> Result<(), CliError> {
+    if json {
+        print_json(value)
+    } else {
+        text(value);
+        Ok(())
+    }
+}
+
 pub(super) fn print_json<T: serde::Serialize>(value: &T) -> Result<(), CliError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
@@ -307,11 +317,7 @@ pub(super) async fn key(cmd: KeyCommand) -> Result<u8, CliError> {
                 .update_api_key(req)
                 .await?
                 .into_inner();
-            if opts.json {
-                print_json(&k)?;
-            } else {
-                print_key(&k);
-            }
+            show(opts.json, &k, print_key)?;
         }
         KeyCommand::Rotate {
             key_id,
@@ -497,11 +503,9 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
                 .revoke_sessions(req)
                 .await?
                 .into_inner();
-            if opts.json {
-                print_json(&resp)?;
-            } else {
-                outln!("revoked {} of {subject}", plural(resp.revoked, "sessions"));
-            }
+            show(opts.json, &resp, |r| {
+                outln!("revoked {} of {subject}", plural(r.revoked, "sessions"));
+            })?;
         }
         SessionCommand::Revoke { session_id, opts } => {
             let req = authed(
@@ -514,11 +518,9 @@ pub(super) async fn session(cmd: SessionCommand) -> Result<u8, CliError> {
                 .revoke_session(req)
                 .await?
                 .into_inner();
-            if opts.json {
-                print_json(&resp)?;
-            } else {
-                outln!("revoked session {session_id} at {}", time(resp.revoked_at));
-            }
+            show(opts.json, &resp, |r| {
+                outln!("revoked session {session_id} at {}", time(r.revoked_at));
+            })?;
         }
     }
     Ok(0)
@@ -635,15 +637,9 @@ pub(super) async fn cert(cmd: CertCommand) -> Result<u8, CliError> {
                 .revoke_certificate(req)
                 .await?
                 .into_inner();
-            if opts.json {
-                print_json(&resp)?;
-            } else {
-                outln!(
-                    "revoked certificate {} at {}",
-                    resp.serial,
-                    time(resp.revoked_at)
-                );
-            }
+            show(opts.json, &resp, |r| {
+                outln!("revoked certificate {} at {}", r.serial, time(r.revoked_at));
+            })?;
         }
     }
     Ok(0)
@@ -686,11 +682,7 @@ pub(super) async fn identity(cmd: IdentityCommand) -> Result<u8, CliError> {
                 .set_identity(req)
                 .await?
                 .into_inner();
-            if opts.json {
-                print_json(&resp)?;
-            } else {
-                print_identity(&resp);
-            }
+            show(opts.json, &resp, print_identity)?;
         }
         IdentityCommand::List { opts } => {
             let req = authed(&opts, pb::ListIdentitiesRequest {})?;
@@ -744,15 +736,13 @@ pub(super) async fn rotate_signing_key(opts: ClientOpts) -> Result<u8, CliError>
         .rotate_signing_key(req)
         .await?
         .into_inner();
-    if opts.json {
-        print_json(&resp)?;
-    } else {
-        outln!("active signing key: {}", resp.kid);
+    show(opts.json, &resp, |r| {
+        outln!("active signing key: {}", r.kid);
         outln!(
             "retired:            {} (verifies its tokens until they expire)",
-            resp.previous_kid
+            r.previous_kid
         );
-    }
+    })?;
     Ok(0)
 }
 
