@@ -11,8 +11,10 @@
 //! name → grant), `revoked_certs` (certificate serial → revocation),
 //! `refresh_tokens` (SHA-256 of a refresh token → record),
 //! `sessions_by_subject` and `sessions_by_client` (indexes:
-//! `subject\0session id` → session id), `audit` (seq → record) and `meta`
-//! (the audit anchor). Records are JSON.
+//! `subject\0session id` → session id), `revocations` (id of each revoked
+//! session → its last token's expiry, so the revocation index loads
+//! without reading every session), `audit` (seq → record) and `meta` (the
+//! audit anchor, format markers). Records are JSON.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -231,8 +233,21 @@ pub(crate) struct Store {
     refresh_tokens: Tree,
     sessions_by_subject: Tree,
     sessions_by_client: Tree,
+    revocations: Tree,
     audit: Tree,
     meta: Tree,
+}
+
+/// Memory sled may use for its page cache. sled's own default (1 GiB)
+/// would let the cache alone pass the server's memory budget with a few
+/// million sessions; hot data (keys, the newest sessions) fits easily.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// `meta` key set once the `revocations` tree holds every revoked session.
+const REVOCATIONS_INDEXED: &[u8] = b"revocations_indexed";
+
+fn revocation_value(expires_at: i64) -> [u8; 8] {
+    expires_at.to_be_bytes()
 }
 
 /// Which sessions [`Store::sessions_page`] returns.
@@ -310,6 +325,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
             .open()?;
         let store = Store {
             api_keys: db.open_tree("api_keys")?,
@@ -321,6 +337,7 @@ impl Store {
             refresh_tokens: db.open_tree("refresh_tokens")?,
             sessions_by_subject: db.open_tree("sessions_by_subject")?,
             sessions_by_client: db.open_tree("sessions_by_client")?,
+            revocations: db.open_tree("revocations")?,
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
             commit: Arc::default(),
@@ -333,7 +350,26 @@ impl Store {
                 cache_key(&mut cache, record);
             }
         }
+        store.index_revocations()?;
         Ok(store)
+    }
+
+    /// Data directories from before the `revocations` tree: fill it once
+    /// from the sessions.
+    fn index_revocations(&self) -> Result<(), StoreError> {
+        if self.meta.contains_key(REVOCATIONS_INDEXED)? {
+            return Ok(());
+        }
+        for v in self.sessions.iter().values() {
+            let rec: SessionRecord = decode("session", &v?)?;
+            if rec.revoked_at.is_some() {
+                self.revocations
+                    .insert(rec.session_id.as_bytes(), &revocation_value(rec.expires_at))?;
+            }
+        }
+        self.meta.insert(REVOCATIONS_INDEXED, b"1".as_slice())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Makes every write so far durable.
@@ -494,7 +530,8 @@ impl Store {
         now: i64,
         decide: impl Fn(Option<(&RefreshRecord, &SessionRecord)>) -> RefreshDecision<E>,
     ) -> Result<RefreshOutcome<E>, StoreError> {
-        let r = (&self.sessions, &self.refresh_tokens).transaction(|(sessions, refresh_tokens)| {
+        let trees = (&self.sessions, &self.refresh_tokens, &self.revocations);
+        let r = trees.transaction(|(sessions, refresh_tokens, revocations)| {
             let key = token.as_bytes().as_slice();
             let found = match refresh_tokens.get(key)? {
                 Some(bytes) => {
@@ -529,6 +566,10 @@ impl Store {
                     Ok(RefreshOutcome::Minted(session))
                 }
                 RefreshDecision::Revoke { session, error } => {
+                    revocations.insert(
+                        session.session_id.as_bytes(),
+                        &revocation_value(session.expires_at),
+                    )?;
                     sessions.insert(
                         session.session_id.as_bytes(),
                         encode(&session).map_err(abort_store)?,
@@ -601,7 +642,8 @@ impl Store {
         session_id: &str,
         at: i64,
     ) -> Result<Option<(SessionRecord, bool)>, StoreError> {
-        let r = self.sessions.transaction(|tx| {
+        let trees = (&self.sessions, &self.revocations);
+        let r = trees.transaction(|(tx, revocations)| {
             let Some(bytes) = tx.get(session_id.as_bytes())? else {
                 return Ok(None);
             };
@@ -610,6 +652,7 @@ impl Store {
                 return Ok(Some((rec, false)));
             }
             rec.revoked_at = Some(at);
+            revocations.insert(session_id.as_bytes(), &revocation_value(rec.expires_at))?;
             tx.insert(session_id.as_bytes(), encode(&rec).map_err(abort_store)?)?;
             Ok(Some((rec, true)))
         });
@@ -630,21 +673,25 @@ impl Store {
             &self.refresh_tokens,
             &self.sessions_by_subject,
             &self.sessions_by_client,
+            &self.revocations,
         )
-            .transaction(|(sessions, refresh_tokens, by_subject, by_client)| {
-                let mut tokens = 0;
-                for rec in records {
-                    sessions.remove(rec.session_id.as_bytes())?;
-                    by_subject.remove(index_key(&rec.subject, &rec.session_id))?;
-                    by_client.remove(index_key(&rec.client_id, &rec.session_id))?;
-                    for h in &rec.refresh_hashes {
-                        if refresh_tokens.remove(h.as_bytes().as_slice())?.is_some() {
-                            tokens += 1;
+            .transaction(
+                |(sessions, refresh_tokens, by_subject, by_client, revocations)| {
+                    let mut tokens = 0;
+                    for rec in records {
+                        sessions.remove(rec.session_id.as_bytes())?;
+                        revocations.remove(rec.session_id.as_bytes())?;
+                        by_subject.remove(index_key(&rec.subject, &rec.session_id))?;
+                        by_client.remove(index_key(&rec.client_id, &rec.session_id))?;
+                        for h in &rec.refresh_hashes {
+                            if refresh_tokens.remove(h.as_bytes().as_slice())?.is_some() {
+                                tokens += 1;
+                            }
                         }
                     }
-                }
-                Ok::<_, ConflictableTransactionError<TxAbort<()>>>(tokens)
-            });
+                    Ok::<_, ConflictableTransactionError<TxAbort<()>>>(tokens)
+                },
+            );
         let tokens = tx_result(r)?.unwrap_or(0);
         self.flush().await?;
         Ok(tokens)
@@ -715,11 +762,18 @@ impl Store {
     /// revocation index at start.
     pub fn revoked_sessions(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = Vec::new();
-        for v in self.sessions.iter().values() {
-            let rec: SessionRecord = decode("session", &v?)?;
-            if rec.revoked_at.is_some() {
-                out.push((rec.session_id, rec.expires_at));
-            }
+        for item in self.revocations.iter() {
+            let (id, exp) = item?;
+            let corrupt = |message: &str| StoreError::Corrupt {
+                what: "revocation",
+                message: message.to_owned(),
+            };
+            let id = String::from_utf8(id.to_vec()).map_err(|_| corrupt("id is not UTF-8"))?;
+            let exp: [u8; 8] = exp
+                .as_ref()
+                .try_into()
+                .map_err(|_| corrupt("expiry is not 8 bytes"))?;
+            out.push((id, i64::from_be_bytes(exp)));
         }
         Ok(out)
     }
@@ -1058,6 +1112,50 @@ mod tests {
         assert_eq!(
             store.revoked_sessions().unwrap(),
             vec![("s1".to_owned(), 100)]
+        );
+    }
+
+    #[tokio::test]
+    async fn revocations_survive_a_restart_leave_with_their_session_and_are_indexed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for id in ["s1", "s2", "s3"] {
+            store.insert_session(&session(id), None).unwrap();
+        }
+        store
+            .revoke_sessions(&["s1".to_owned(), "s2".to_owned()], 5)
+            .await
+            .unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let mut revoked = store.revoked_sessions().unwrap();
+        revoked.sort();
+        assert_eq!(
+            revoked,
+            vec![("s1".to_owned(), 100), ("s2".to_owned(), 100)]
+        );
+        let s1 = store.session("s1").unwrap().unwrap();
+        store.delete_sessions(&[s1]).await.unwrap();
+        assert_eq!(
+            store.revoked_sessions().unwrap(),
+            vec![("s2".to_owned(), 100)]
+        );
+
+        // A data directory from before the index: a revoked session record
+        // and no marker. Opening it builds the index from the sessions.
+        let mut old = session("s4");
+        old.revoked_at = Some(7);
+        store.insert_session(&old, None).unwrap();
+        store.revocations.clear().unwrap();
+        store.meta.remove(REVOCATIONS_INDEXED).unwrap();
+        store.flush().await.unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let mut revoked = store.revoked_sessions().unwrap();
+        revoked.sort();
+        assert_eq!(
+            revoked,
+            vec![("s2".to_owned(), 100), ("s4".to_owned(), 100)]
         );
     }
 }
