@@ -15,7 +15,7 @@ use aws_lc_rs::signature::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::SecretHash;
@@ -108,27 +108,61 @@ impl AccessClaims {
     }
 }
 
+/// A private key parsed once, when the ring is loaded. (jsonwebtoken
+/// takes the PKCS#8 bytes and parses them again on every signature, which
+/// for Ed25519 costs as much as the signature itself; so tokens are
+/// assembled here and only verified with jsonwebtoken.)
+enum Signer {
+    Ed25519(Ed25519KeyPair),
+    Es256(EcdsaKeyPair),
+}
+
 /// A signing key ready to use.
 struct LoadedKey {
     record: SigningKeyRecord,
-    encoding: EncodingKey,
+    signer: Signer,
+    /// The JOSE header of this key's tokens, base64url-encoded.
+    header_b64: String,
     decoding: DecodingKey,
     jwk: serde_json::Value,
+}
+
+/// The JOSE header of every token (RFC 9068 section 2.1).
+#[derive(Serialize)]
+struct JoseHeader<'a> {
+    typ: &'a str,
+    alg: &'a str,
+    kid: &'a str,
 }
 
 impl LoadedKey {
     fn from_record(record: SigningKeyRecord) -> Result<Self, TokenError> {
         let (public, jwk_members) = public_jwk(record.alg, &record.private_pkcs8)?;
-        let (encoding, decoding) = match record.alg {
+        let (signer, decoding) = match record.alg {
             SigningAlg::EdDSA => (
-                EncodingKey::from_ed_der(&record.private_pkcs8),
+                Signer::Ed25519(
+                    Ed25519KeyPair::from_pkcs8(&record.private_pkcs8)
+                        .map_err(|e| TokenError::Key(format!("ed25519: {e}")))?,
+                ),
                 DecodingKey::from_ed_der(&public),
             ),
             SigningAlg::ES256 => (
-                EncodingKey::from_ec_der(&record.private_pkcs8),
+                Signer::Es256(
+                    EcdsaKeyPair::from_pkcs8(
+                        &ECDSA_P256_SHA256_FIXED_SIGNING,
+                        &record.private_pkcs8,
+                    )
+                    .map_err(|e| TokenError::Key(format!("p-256: {e}")))?,
+                ),
                 DecodingKey::from_ec_der(&public),
             ),
         };
+        let header = serde_json::to_vec(&JoseHeader {
+            typ: TOKEN_TYPE,
+            alg: record.alg.as_str(),
+            kid: &record.kid,
+        })
+        .map_err(|e| TokenError::Sign(e.to_string()))?;
         let mut jwk = jwk_members;
         if let Some(obj) = jwk.as_object_mut() {
             obj.insert("kid".to_owned(), record.kid.clone().into());
@@ -137,10 +171,31 @@ impl LoadedKey {
         }
         Ok(LoadedKey {
             record,
-            encoding,
+            signer,
+            header_b64: URL_SAFE_NO_PAD.encode(header),
             decoding,
             jwk,
         })
+    }
+
+    /// A compact JWS (RFC 7515 section 7.1) of `claims` under this key.
+    fn sign(&self, claims: &AccessClaims) -> Result<String, TokenError> {
+        let payload = serde_json::to_vec(claims).map_err(|e| TokenError::Sign(e.to_string()))?;
+        let mut token = String::with_capacity(self.header_b64.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = match &self.signer {
+            Signer::Ed25519(kp) => kp.sign(token.as_bytes()).as_ref().to_vec(),
+            Signer::Es256(kp) => kp
+                .sign(&SystemRandom::new(), token.as_bytes())
+                .map_err(|e| TokenError::Sign(format!("p-256: {e}")))?
+                .as_ref()
+                .to_vec(),
+        };
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
     }
 }
 
@@ -415,9 +470,6 @@ impl TokenIssuer {
     ) -> Result<String, TokenError> {
         let ring = self.ring();
         let key = ring.active()?;
-        let mut header = Header::new(key.record.alg.jwt());
-        header.typ = Some(TOKEN_TYPE.to_owned());
-        header.kid = Some(key.record.kid.clone());
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             sub: session.subject.clone(),
@@ -429,14 +481,13 @@ impl TokenIssuer {
             client_id: session.client_id.clone(),
             scope: scopes.join(" "),
         };
-        jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| TokenError::Sign(e.to_string()))
+        key.sign(&claims)
     }
 
     /// Checks a token's form, signature, issuer and time window at `now`.
     /// Audience, scopes and revocation are the caller's to check on the
     /// returned claims.
-    pub fn verify(&self, token: &str, now: i64) -> Result<AccessClaims, TokenReason> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, TokenReason> {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenReason::Malformed);
         }
@@ -447,8 +498,7 @@ impl TokenIssuer {
         if let Some(claims) = self.verified.get(&digest) {
             return check_window(claims, now);
         }
-        let claims = self.verify_uncached(token)?;
-        let claims = check_window(claims, now)?;
+        let claims = check_window(Arc::new(self.verify_uncached(token)?), now)?;
         self.verified.insert(digest, claims.clone());
         Ok(claims)
     }
@@ -489,7 +539,7 @@ impl TokenIssuer {
     }
 }
 
-fn check_window(claims: AccessClaims, now: i64) -> Result<AccessClaims, TokenReason> {
+fn check_window(claims: Arc<AccessClaims>, now: i64) -> Result<Arc<AccessClaims>, TokenReason> {
     if claims.nbf > now {
         return Err(TokenReason::NotYetValid);
     }
@@ -508,16 +558,16 @@ const VERIFIED_CACHE_MAX: usize = 100_000;
 /// tokens are never answered from memory.
 #[derive(Default)]
 struct VerifiedCache {
-    map: std::sync::Mutex<HashMap<[u8; 32], AccessClaims>>,
+    map: std::sync::Mutex<HashMap<[u8; 32], Arc<AccessClaims>>>,
 }
 
 impl VerifiedCache {
-    fn get(&self, digest: &SecretHash) -> Option<AccessClaims> {
+    fn get(&self, digest: &SecretHash) -> Option<Arc<AccessClaims>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.get(digest.as_bytes()).cloned()
     }
 
-    fn insert(&self, digest: SecretHash, claims: AccessClaims) {
+    fn insert(&self, digest: SecretHash, claims: Arc<AccessClaims>) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= VERIFIED_CACHE_MAX {
             map.clear();

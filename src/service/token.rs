@@ -384,7 +384,7 @@ impl TokenService {
             Ok(claims) => pb::VerifyTokenResponse {
                 active: true,
                 reason: pb::TokenReason::Unspecified.into(),
-                claims: Some(claims_to_pb(claims)),
+                claims: Some(claims_to_pb(&claims)),
             },
             Err(reason) => {
                 tracing::debug!(?reason, "token inactive");
@@ -465,16 +465,16 @@ fn session_to_pb(
     }
 }
 
-fn claims_to_pb(c: AccessClaims) -> pb::TokenClaims {
+fn claims_to_pb(c: &AccessClaims) -> pb::TokenClaims {
     pb::TokenClaims {
         scopes: c.scopes().map(str::to_owned).collect(),
-        subject: c.sub,
-        audience: c.aud,
-        session_id: c.jti,
-        client_id: c.client_id,
+        subject: c.sub.clone(),
+        audience: c.aud.clone(),
+        session_id: c.jti.clone(),
+        client_id: c.client_id.clone(),
         issued_at: c.iat,
         expires_at: c.exp,
-        issuer: c.iss,
+        issuer: c.iss.clone(),
     }
 }
 
