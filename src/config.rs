@@ -126,6 +126,9 @@ pub struct Settings {
     pub auth_failures_per_minute: Option<u32>,
     /// Audit records older than this many days are pruned. Default 90.
     pub audit_retention_days: Option<u32>,
+    /// Acknowledge writes without waiting for the disk: a crash loses
+    /// them. For measuring what durability costs, never for real use.
+    pub unsafe_no_fsync: Option<bool>,
 }
 
 impl Settings {
@@ -188,6 +191,7 @@ impl Settings {
                 .auth_failures_per_minute
                 .or(self.auth_failures_per_minute),
             audit_retention_days: top.audit_retention_days.or(self.audit_retention_days),
+            unsafe_no_fsync: top.unsafe_no_fsync.or(self.unsafe_no_fsync),
         }
     }
 }
@@ -248,6 +252,9 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// Days audit records are kept.
     pub audit_retention_days: u32,
+    /// Writes are acknowledged before they reach the disk (benchmarking
+    /// only).
+    pub unsafe_no_fsync: bool,
 }
 
 /// The CA that client certificates must chain to.
@@ -418,6 +425,7 @@ impl Config {
                 }
                 d => d,
             },
+            unsafe_no_fsync: s.unsafe_no_fsync.unwrap_or(false),
         })
     }
 

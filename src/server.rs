@@ -126,7 +126,10 @@ impl Server {
             (tls, _) => tls,
         };
 
-        let store = Store::open(data_dir)?;
+        let mut store = Store::open(data_dir)?;
+        if config.unsafe_no_fsync {
+            store.acknowledge_before_flush();
+        }
         let ring = KeyRing::load_or_create(&store, config.signing_alg, clock.now()).await?;
         let revocations = RevocationIndex::load(&store)?;
         let identities = Arc::new(IdentityIndex::load(&store)?);
@@ -367,9 +370,11 @@ fn ensure_request_id<B>(
         .get(REQUEST_ID_HEADER)
         .is_some_and(|v| is_usable_request_id(v.as_bytes()));
     if !usable {
-        let id = crate::secret::random_base62(16).unwrap_or_default();
-        if let Ok(value) = tonic::codegen::http::HeaderValue::from_str(&id) {
-            req.headers_mut().insert(REQUEST_ID_HEADER, value);
+        let mut id = [0u8; 16];
+        if crate::secret::fill_base62(&mut id).is_ok() {
+            if let Ok(value) = tonic::codegen::http::HeaderValue::from_bytes(&id) {
+                req.headers_mut().insert(REQUEST_ID_HEADER, value);
+            }
         }
     }
     req
@@ -423,15 +428,10 @@ fn rpc_trace_layer() -> tower_http::trace::TraceLayer<
 }
 
 fn finished(span: &tracing::Span, grpc_status: &str, latency: Duration) {
-    let code = grpc_status
-        .parse::<i32>()
-        .map(tonic::Code::from)
-        .map(|c| format!("{c:?}"))
-        .unwrap_or_else(|_| grpc_status.to_owned());
-    tracing::info!(
-        parent: span,
-        outcome = %code,
-        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-        "rpc finished"
-    );
+    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    // The code's name is written straight into the log line (no String).
+    match grpc_status.parse::<i32>().map(tonic::Code::from) {
+        Ok(code) => tracing::info!(parent: span, outcome = ?code, latency_us, "rpc finished"),
+        Err(_) => tracing::info!(parent: span, outcome = %grpc_status, latency_us, "rpc finished"),
+    }
 }

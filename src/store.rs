@@ -220,10 +220,13 @@ struct GroupCommit {
 pub(crate) struct Store {
     db: sled::Db,
     commit: Arc<GroupCommit>,
+    /// `false` only under `--unsafe-no-fsync`: [`Store::flush`] returns
+    /// at once and sled writes its log in the background.
+    durable: bool,
     /// Every API key by the hash of each of its live secrets, so
     /// authenticating a request reads memory, not the tree. Kept in step by
     /// this type's own writes, under the write lock.
-    key_cache: Arc<std::sync::RwLock<HashMap<[u8; 32], ApiKeyRecord>>>,
+    key_cache: Arc<std::sync::RwLock<HashMap<[u8; 32], Arc<ApiKeyEntry>>>>,
     api_keys: Tree,
     api_key_hashes: Tree,
     sessions: Tree,
@@ -270,10 +273,25 @@ fn ids_with_prefix(tree: &Tree, prefix: &str) -> Result<Vec<String>, StoreError>
         .collect()
 }
 
+/// An API key as authentication reads it from memory: the record, and
+/// its id and scopes ready to be shared (not copied) by each request's
+/// caller.
+pub(crate) struct ApiKeyEntry {
+    pub record: ApiKeyRecord,
+    pub id: Arc<str>,
+    pub scopes: Arc<[String]>,
+}
+
 /// Indexes an API key under each of its live secrets' hashes.
-fn cache_key(cache: &mut HashMap<[u8; 32], ApiKeyRecord>, record: ApiKeyRecord) {
-    for h in record.hashes() {
-        cache.insert(*h.as_bytes(), record.clone());
+fn cache_key(cache: &mut HashMap<[u8; 32], Arc<ApiKeyEntry>>, record: ApiKeyRecord) {
+    let hashes: Vec<[u8; 32]> = record.hashes().map(|h| *h.as_bytes()).collect();
+    let entry = Arc::new(ApiKeyEntry {
+        id: record.key_id.as_str().into(),
+        scopes: record.scopes.clone().into(),
+        record,
+    });
+    for h in hashes {
+        cache.insert(h, entry.clone());
     }
 }
 
@@ -341,6 +359,7 @@ impl Store {
             audit: db.open_tree("audit")?,
             meta: db.open_tree("meta")?,
             commit: Arc::default(),
+            durable: true,
             key_cache: Arc::default(),
             db,
         };
@@ -372,11 +391,21 @@ impl Store {
         Ok(())
     }
 
+    /// From now on [`Store::flush`] does nothing: writes reach the disk
+    /// when sled's own background flusher gets to them (about every half
+    /// second), and a crash loses what it had not. `--unsafe-no-fsync`.
+    pub fn acknowledge_before_flush(&mut self) {
+        self.durable = false;
+    }
+
     /// Makes every write so far durable.
     ///
     /// # Errors
     /// The disk write failed.
     pub async fn flush(&self) -> Result<(), StoreError> {
+        if !self.durable {
+            return Ok(());
+        }
         let gc = &self.commit;
         let ticket = gc.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _turn = gc.lock.lock().await;
@@ -424,7 +453,10 @@ impl Store {
 
     /// The API key whose current or previous secret hashes to `hash`. The
     /// caller still compares the hash against the record in constant time.
-    pub fn api_key_by_hash(&self, hash: &SecretHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+    pub fn api_key_by_hash(
+        &self,
+        hash: &SecretHash,
+    ) -> Result<Option<Arc<ApiKeyEntry>>, StoreError> {
         let cache = self.key_cache.read().unwrap_or_else(|p| p.into_inner());
         Ok(cache.get(hash.as_bytes()).cloned())
     }
@@ -475,7 +507,7 @@ impl Store {
             });
             let out = tx_result(r)?;
             if let Ok(new) = &out {
-                cache.retain(|_, cached| cached.key_id != new.key_id);
+                cache.retain(|_, cached| cached.record.key_id != new.key_id);
                 cache_key(&mut cache, new.clone());
             }
             out
@@ -512,6 +544,10 @@ impl Store {
             .insert(index_key(&record.subject, &record.session_id), id)?;
         self.sessions_by_client
             .insert(index_key(&record.client_id, &record.session_id), id)?;
+        if record.revoked_at.is_some() {
+            self.revocations
+                .insert(id, &revocation_value(record.expires_at))?;
+        }
         self.sessions.insert(id, value)?;
         Ok(())
     }

@@ -1,34 +1,54 @@
 //! `mcp-auth bench`: load against a running server, like `redis-benchmark`
-//! or `vault-benchmark`. It creates what its scenario needs (a bench key
+//! or `vault-benchmark`. It creates what its scenarios need (a bench key
 //! with a high rate limit, sessions, tokens) before the clock starts, then
 //! runs `--concurrency` callers over `--connections` connections for
 //! `--duration` seconds (or `--requests` calls) after `--warmup`, and
 //! reports RPC/s, latency percentiles and errors by status code. A failed
-//! call never counts as throughput.
+//! call never counts as throughput. Several scenarios in one run
+//! (`--scenario health,verify,...`) are measured one after the other and
+//! compared, so their ratios hold on a noisy machine.
+//!
+//! `--seed-sessions N` instead fills a stopped server's data directory with
+//! N live sessions, for measuring at scale.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, ValueEnum};
 use tonic::Request;
 use tonic::transport::Channel;
 
 use super::ClientOpts;
-use super::client::{CliError, authed, connect, print_json};
+use super::client::{CliError, authed, connect};
+use crate::clock::Clock;
 use crate::pb;
 use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
+use crate::secret::SecretHash;
+use crate::service::new_id;
+use crate::store::{RefreshRecord, SessionRecord, Store};
 
 /// What the load consists of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// The gRPC health check: the transport's ceiling.
     Health,
-    /// VerifyToken over a pool of valid tokens.
+    /// VerifyToken over a pool of `--tokens` valid tokens, each verified
+    /// many times.
     Verify,
+    /// VerifyToken with a token never verified before on every call (a
+    /// pool of `--tokens`, each used once; the run ends if it runs out).
+    VerifyUncached,
+    /// The bare signature check of a token, on this machine's cores, with
+    /// no server: what `verify-uncached` is compared with.
+    Signature,
     /// CreateSession, each durable before the reply.
     CreateSession,
     /// RefreshSession chains, one per caller.
@@ -37,12 +57,24 @@ pub enum Scenario {
     Mixed,
 }
 
+impl Scenario {
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// Options of `mcp-auth bench`.
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
-    /// The scenario.
-    #[arg(long, value_enum, default_value_t = Scenario::Verify)]
-    pub scenario: Scenario,
+    /// The scenario, or several separated by commas (run in turn and
+    /// compared).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "verify")]
+    pub scenario: Vec<Scenario>,
+    /// Talk plain HTTP/2 to a server started with --plaintext.
+    #[arg(long)]
+    pub plaintext: bool,
     /// Connections to open (calls are spread over them).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -58,18 +90,27 @@ pub struct BenchArgs {
     /// Seconds of unmeasured load first.
     #[arg(long, default_value_t = 1)]
     pub warmup: u64,
-    /// Distinct valid tokens for the verify scenario.
-    #[arg(long, default_value_t = 1000)]
-    pub tokens: usize,
+    /// Distinct valid tokens to create first: for verify (default 1000)
+    /// and verify-uncached (default 25,000 per second of warm-up and
+    /// measurement).
+    #[arg(long)]
+    pub tokens: Option<usize>,
     /// Weights for --scenario mixed: verify,create-session,refresh.
     #[arg(long, default_value = "90,9,1")]
     pub mix: String,
+    /// Instead of running load, add this many live sessions (1% of them
+    /// revoked) to the data directory of a stopped server, and exit.
+    #[arg(long, value_name = "N")]
+    pub seed_sessions: Option<u64>,
+    /// The data directory for --seed-sessions.
+    #[arg(long, env = "MCP_AUTH_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
     /// How to reach the server (with an admin key in MCP_AUTH_API_KEY).
     #[command(flatten)]
     pub opts: ClientOpts,
 }
 
-/// The result, as `--json` prints it.
+/// The result of one scenario, as `--json` prints it.
 #[derive(Debug, serde::Serialize)]
 pub struct BenchReport {
     /// The scenario's name.
@@ -94,29 +135,141 @@ pub struct BenchReport {
 enum Call {
     Health,
     Verify,
+    VerifyFresh,
     Create,
     Refresh,
 }
 
+/// What the scenarios share: the bench key, and each scenario's tokens.
 struct Fixture {
     key: String,
     tokens: Vec<String>,
+    /// Next unused token of `tokens`, for verify-uncached.
+    next_fresh: AtomicUsize,
+}
+
+/// A call's outcome; `Exhausted` ends the caller (no fresh token left).
+enum Outcome {
+    Ok,
+    Failed(tonic::Code),
+    Exhausted,
 }
 
 /// Runs the benchmark and prints the report.
 ///
 /// # Errors
 /// The server cannot be reached or the setup calls fail.
-pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
+pub async fn run(mut args: BenchArgs) -> Result<u8, CliError> {
+    if let Some(n) = args.seed_sessions {
+        return seed(&args.data_dir, n).await;
+    }
+    if args.plaintext {
+        args.opts.server = args.opts.server.replacen("https://", "http://", 1);
+    }
     let mix = parse_mix(&args.mix)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections.max(1) {
         channels.push(connect(&args.opts).await?);
     }
-    let fixture = Arc::new(setup(&args, &channels[0]).await?);
+    let key = create_bench_key(&args, &channels[0]).await?;
+    let mut reports = Vec::new();
+    for &scenario in &args.scenario {
+        let report = if scenario == Scenario::Signature {
+            signature(&args, &channels[0], &key).await?
+        } else {
+            let tokens = match scenario {
+                Scenario::Verify | Scenario::Mixed => args.tokens.unwrap_or(1000),
+                Scenario::VerifyUncached => args.tokens.unwrap_or_else(|| {
+                    25_000 * usize::try_from(args.warmup + args.duration).unwrap_or(1)
+                }),
+                _ => 0,
+            };
+            let fixture = Fixture {
+                tokens: create_tokens(&args, &channels, &key, tokens).await?,
+                key: key.clone(),
+                next_fresh: AtomicUsize::new(0),
+            };
+            load(&args, scenario, &mix, &channels, Arc::new(fixture)).await?
+        };
+        if args.opts.json {
+            // One line per scenario (JSON Lines), so several scenarios in
+            // one run stay easy to read with a script.
+            let line = serde_json::to_string(&report)
+                .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+            outln!("{line}");
+        } else {
+            print_report(&report);
+        }
+        reports.push(report);
+    }
+    if !args.opts.json && reports.len() > 1 {
+        print_ratios(&reports);
+    }
+    Ok(if reports.iter().all(|r| r.errors.is_empty()) {
+        0
+    } else {
+        1
+    })
+}
 
+fn print_report(report: &BenchReport) {
+    outln!("scenario     {}", report.scenario);
+    outln!("RPC/s        {:.0}", report.rpc_per_sec);
+    outln!(
+        "latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        report.p50_ms,
+        report.p90_ms,
+        report.p99_ms,
+        report.max_ms
+    );
+    outln!("ok           {}", report.ok);
+    if report.errors.is_empty() {
+        outln!("errors       none");
+    }
+    for (code, n) in &report.errors {
+        outln!("errors       {code}: {n}");
+    }
+    outln!();
+}
+
+/// The comparisons the performance targets are stated in, for the
+/// scenarios this run measured.
+fn print_ratios(reports: &[BenchReport]) {
+    let rate = |name: &str| {
+        reports
+            .iter()
+            .find(|r| r.scenario == name)
+            .map(|r| r.rpc_per_sec)
+    };
+    let pairs = [
+        ("verify", "health", 70),
+        ("verify-uncached", "signature", 90),
+        ("create-session", "verify", 40),
+    ];
+    let mut header = false;
+    for (a, b, target) in pairs {
+        if let (Some(x), Some(y)) = (rate(a), rate(b)) {
+            if !header {
+                outln!("ratios");
+                header = true;
+            }
+            let pct = if y > 0.0 { 100.0 * x / y } else { 0.0 };
+            outln!("  {a:<16} / {b:<10} {pct:5.1}%   (target {target}%)");
+        }
+    }
+}
+
+/// Runs one scenario against the server.
+async fn load(
+    args: &BenchArgs,
+    scenario: Scenario,
+    mix: &[u32; 3],
+    channels: &[Channel],
+    fixture: Arc<Fixture>,
+) -> Result<BenchReport, CliError> {
     let ok = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(args.warmup == 0));
+    let measuring = Arc::new(AtomicBool::new(args.warmup == 0));
+    let exhausted = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let warmup = Duration::from_secs(args.warmup);
     let deadline = started + warmup + Duration::from_secs(args.duration);
@@ -128,10 +281,11 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         let fixture = fixture.clone();
         let ok = ok.clone();
         let measuring = measuring.clone();
+        let exhausted = exhausted.clone();
         let budget = budget.clone();
-        let scenario = args.scenario;
+        let mix = *mix;
         workers.push(tokio::spawn(async move {
-            let mut worker = Worker::new(channel, fixture, w).await;
+            let mut worker = Worker::new(channel, fixture);
             let mut latencies = Vec::new();
             let mut errors: BTreeMap<String, u64> = BTreeMap::new();
             let mut i = w;
@@ -155,19 +309,29 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
                 let call = match scenario {
                     Scenario::Health => Call::Health,
                     Scenario::Verify => Call::Verify,
+                    Scenario::VerifyUncached => Call::VerifyFresh,
                     Scenario::CreateSession => Call::Create,
                     Scenario::Refresh => Call::Refresh,
-                    Scenario::Mixed => pick(&mix, i),
+                    Scenario::Mixed | Scenario::Signature => pick(&mix, i),
                 };
                 let result = worker.call(call, i).await;
                 if counted {
                     match result {
-                        Ok(()) => {
+                        Outcome::Ok => {
                             latencies.push(now.elapsed());
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
-                        Err(code) => *errors.entry(format!("{code:?}")).or_default() += 1,
+                        Outcome::Failed(code) => {
+                            *errors.entry(format!("{code:?}")).or_default() += 1
+                        }
+                        Outcome::Exhausted => {
+                            exhausted.store(true, Ordering::Relaxed);
+                            break;
+                        }
                     }
+                } else if matches!(result, Outcome::Exhausted) {
+                    exhausted.store(true, Ordering::Relaxed);
+                    break;
                 }
                 i += 1;
             }
@@ -177,24 +341,9 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
 
     // Warm-up, then measure; a progress line on a terminal.
     tokio::time::sleep(warmup).await;
-    measuring.store(true, std::sync::atomic::Ordering::Relaxed);
+    measuring.store(true, Ordering::Relaxed);
     let measure_start = Instant::now();
-    let progress = std::io::stderr().is_terminal();
-    let ticker = {
-        let ok = ok.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if progress {
-                    let n = ok.load(Ordering::Relaxed);
-                    let secs = measure_start.elapsed().as_secs_f64();
-                    eprint!("\r{secs:5.1} s  {n:>9} ok  {:>9.0} RPC/s", n as f64 / secs);
-                }
-            }
-        })
-    };
+    let ticker = progress_line(ok.clone(), measure_start);
     let mut latencies = Vec::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for w in workers {
@@ -207,32 +356,43 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         }
     }
     let elapsed = measure_start.elapsed().as_secs_f64();
-    ticker.abort();
-    if progress {
-        eprintln!();
-    }
-    let report = summarize(args.scenario, latencies, errors, elapsed);
-    if args.opts.json {
-        print_json(&report)?;
-    } else {
-        outln!("scenario     {}", report.scenario);
-        outln!("RPC/s        {:.0}", report.rpc_per_sec);
-        outln!(
-            "latency ms   p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            report.p50_ms,
-            report.p90_ms,
-            report.p99_ms,
-            report.max_ms
+    ticker.stop();
+    if exhausted.load(Ordering::Relaxed) {
+        eprintln!(
+            "note: the {} fresh tokens ran out after {elapsed:.1} s of measurement; \
+             pass a larger --tokens for a longer run",
+            fixture.tokens.len()
         );
-        outln!("ok           {}", report.ok);
-        if report.errors.is_empty() {
-            outln!("errors       none");
-        }
-        for (code, n) in &report.errors {
-            outln!("errors       {code}: {n}");
+    }
+    Ok(summarize(scenario, latencies, errors, elapsed))
+}
+
+/// The live progress line on a terminal (nothing otherwise).
+struct Progress(Option<tokio::task::JoinHandle<()>>);
+
+impl Progress {
+    fn stop(self) {
+        if let Some(t) = self.0 {
+            t.abort();
+            eprintln!();
         }
     }
-    Ok(if report.errors.is_empty() { 0 } else { 1 })
+}
+
+fn progress_line(ok: Arc<AtomicU64>, start: Instant) -> Progress {
+    if !std::io::stderr().is_terminal() {
+        return Progress(None);
+    }
+    Progress(Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let n = ok.load(Ordering::Relaxed);
+            let secs = start.elapsed().as_secs_f64();
+            eprint!("\r{secs:5.1} s  {n:>9} ok  {:>9.0} RPC/s", n as f64 / secs);
+        }
+    })))
 }
 
 fn summarize(
@@ -251,10 +411,7 @@ fn summarize(
     };
     let ok = latencies.len() as u64;
     BenchReport {
-        scenario: scenario
-            .to_possible_value()
-            .map(|v| v.get_name().to_owned())
-            .unwrap_or_default(),
+        scenario: scenario.name(),
         rpc_per_sec: if elapsed > 0.0 {
             ok as f64 / elapsed
         } else {
@@ -270,18 +427,16 @@ fn summarize(
 }
 
 fn parse_mix(s: &str) -> Result<[u32; 3], CliError> {
+    let usage =
+        || CliError::Usage("--mix takes three weights: verify,create-session,refresh".to_owned());
     let parts: Vec<u32> = s
         .split(',')
         .map(|p| p.trim().parse())
         .collect::<Result<_, _>>()
-        .map_err(|_| {
-            CliError::Usage("--mix takes three weights: verify,create-session,refresh".to_owned())
-        })?;
+        .map_err(|_| usage())?;
     match parts.as_slice() {
         [v, c, r] if v + c + r > 0 => Ok([*v, *c, *r]),
-        _ => Err(CliError::Usage(
-            "--mix takes three weights: verify,create-session,refresh".to_owned(),
-        )),
+        _ => Err(usage()),
     }
 }
 
@@ -297,9 +452,8 @@ fn pick(mix: &[u32; 3], i: usize) -> Call {
     }
 }
 
-/// A bench key (with a rate limit high enough not to be what is measured)
-/// and a pool of valid tokens.
-async fn setup(args: &BenchArgs, channel: &Channel) -> Result<Fixture, CliError> {
+/// A bench key, with a rate limit high enough not to be what is measured.
+async fn create_bench_key(args: &BenchArgs, channel: &Channel) -> Result<String, CliError> {
     let created = ApiKeyServiceClient::new(channel.clone())
         .create_api_key(authed(
             &args.opts,
@@ -319,20 +473,43 @@ async fn setup(args: &BenchArgs, channel: &Channel) -> Result<Fixture, CliError>
         )?)
         .await?
         .into_inner();
-    let key = created.secret;
-    let mut tokens = Vec::new();
-    if matches!(args.scenario, Scenario::Verify | Scenario::Mixed) {
-        let mut client = TokenServiceClient::new(channel.clone());
-        for i in 0..args.tokens.max(1) {
-            tokens.push(
-                create(&mut client, &key, i)
-                    .await
-                    .map_err(CliError::from)?
-                    .access_token,
-            );
-        }
+    Ok(created.secret)
+}
+
+/// `n` valid access tokens, created over all connections at once.
+async fn create_tokens(
+    args: &BenchArgs,
+    channels: &[Channel],
+    key: &str,
+    n: usize,
+) -> Result<Vec<String>, CliError> {
+    if n == 0 {
+        return Ok(Vec::new());
     }
-    Ok(Fixture { key, tokens })
+    if n > 10_000 && std::io::stderr().is_terminal() {
+        eprintln!("creating {n} tokens first...");
+    }
+    let callers = args.concurrency.clamp(1, 64);
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let mut client = TokenServiceClient::new(channels[c % channels.len()].clone());
+        let key = key.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in (c..n).step_by(callers) {
+                out.push(create(&mut client, &key, i).await?.access_token);
+            }
+            Ok::<_, tonic::Status>(out)
+        }));
+    }
+    let mut tokens = Vec::with_capacity(n);
+    for t in tasks {
+        let part = t
+            .await
+            .map_err(|e| CliError::Usage(format!("a bench setup task failed: {e}")))??;
+        tokens.extend(part);
+    }
+    Ok(tokens)
 }
 
 fn with_key<T>(key: &str, message: T) -> Request<T> {
@@ -371,7 +548,7 @@ struct Worker {
 }
 
 impl Worker {
-    async fn new(channel: Channel, fixture: Arc<Fixture>, _w: usize) -> Self {
+    fn new(channel: Channel, fixture: Arc<Fixture>) -> Self {
         Worker {
             tokens: TokenServiceClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
@@ -380,7 +557,27 @@ impl Worker {
         }
     }
 
-    async fn call(&mut self, call: Call, i: usize) -> Result<(), tonic::Code> {
+    async fn verify(&mut self, token: String) -> Result<(), tonic::Status> {
+        let r = self
+            .tokens
+            .verify_token(with_key(
+                &self.fixture.key,
+                pb::VerifyTokenRequest {
+                    token,
+                    audience: "mcp-auth-bench".to_owned(),
+                    required_scopes: vec![],
+                },
+            ))
+            .await?;
+        if r.get_ref().active {
+            Ok(())
+        } else {
+            // An inactive verdict is a failure of the benchmark.
+            Err(tonic::Status::failed_precondition("token not active"))
+        }
+    }
+
+    async fn call(&mut self, call: Call, i: usize) -> Outcome {
         let key = &self.fixture.key;
         let result = match call {
             Call::Health => self
@@ -389,24 +586,16 @@ impl Worker {
                 .await
                 .map(|_| ()),
             Call::Verify => {
-                let token = &self.fixture.tokens[i % self.fixture.tokens.len().max(1)];
-                match self
-                    .tokens
-                    .verify_token(with_key(
-                        key,
-                        pb::VerifyTokenRequest {
-                            token: token.clone(),
-                            audience: "mcp-auth-bench".to_owned(),
-                            required_scopes: vec![],
-                        },
-                    ))
-                    .await
-                {
-                    // An inactive verdict is a failure of the benchmark.
-                    Ok(r) if r.get_ref().active => Ok(()),
-                    Ok(_) => return Err(tonic::Code::FailedPrecondition),
-                    Err(e) => Err(e),
-                }
+                let pool = &self.fixture.tokens;
+                let token = pool[i % pool.len().max(1)].clone();
+                self.verify(token).await
+            }
+            Call::VerifyFresh => {
+                let at = self.fixture.next_fresh.fetch_add(1, Ordering::Relaxed);
+                let Some(token) = self.fixture.tokens.get(at).cloned() else {
+                    return Outcome::Exhausted;
+                };
+                self.verify(token).await
             }
             Call::Create => create(&mut self.tokens, key, i).await.map(|_| ()),
             Call::Refresh => {
@@ -414,25 +603,204 @@ impl Worker {
                     Some(t) => t,
                     None => match create(&mut self.tokens, key, i).await {
                         Ok(s) => s.refresh_token,
-                        Err(e) => return Err(e.code()),
+                        Err(e) => return Outcome::Failed(e.code()),
                     },
                 };
-                match self
-                    .tokens
+                self.tokens
                     .refresh_session(Request::new(pb::RefreshSessionRequest {
                         refresh_token: token,
                         scopes: vec![],
                     }))
                     .await
-                {
-                    Ok(s) => {
-                        self.refresh_token = Some(s.into_inner().refresh_token);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
+                    .map(|s| self.refresh_token = Some(s.into_inner().refresh_token))
             }
         };
-        result.map_err(|e| e.code())
+        match result {
+            Ok(()) => Outcome::Ok,
+            Err(e) => Outcome::Failed(e.code()),
+        }
     }
+}
+
+/// The bare signature check of one of the server's tokens, with its public
+/// key from the JWKS, on as many threads as this machine has cores: no
+/// parsing, no claims, no network. `verify-uncached` is measured against
+/// it.
+async fn signature(
+    args: &BenchArgs,
+    channel: &Channel,
+    key: &str,
+) -> Result<BenchReport, CliError> {
+    let mut client = TokenServiceClient::new(channel.clone());
+    let token = create(&mut client, key, 0).await?.access_token;
+    let jwks = client
+        .get_jwks(pb::GetJwksRequest {})
+        .await?
+        .into_inner()
+        .jwks_json;
+    let check = SignatureCheck::new(&token, &jwks)
+        .ok_or_else(|| CliError::Usage("the server's token or JWKS is not usable".to_owned()))?;
+    let check = Arc::new(check);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let warmup = Duration::from_secs(args.warmup);
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let deadline = measure_from + Duration::from_secs(args.duration);
+    let budget = args
+        .requests
+        .map(|n| Arc::new(AtomicU64::new(n)))
+        .unwrap_or_else(|| Arc::new(AtomicU64::new(u64::MAX)));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let check = check.clone();
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut failed = 0u64;
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let counted = now >= measure_from;
+                    if counted
+                        && budget
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_err()
+                    {
+                        break;
+                    }
+                    let good = check.verify();
+                    if counted {
+                        if good {
+                            latencies.push(now.elapsed());
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                }
+                (latencies, failed)
+            })
+        })
+        .collect();
+    let joined = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("a bench thread failed: {e}")))?;
+    let elapsed = measure_from.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let mut errors = BTreeMap::new();
+    for (l, failed) in joined {
+        latencies.extend(l);
+        if failed > 0 {
+            *errors.entry("BadSignature".to_owned()).or_default() += failed;
+        }
+    }
+    Ok(summarize(Scenario::Signature, latencies, errors, elapsed))
+}
+
+/// A token's signing input and signature, and the public key to check
+/// them with.
+struct SignatureCheck {
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    key: UnparsedPublicKey<Vec<u8>>,
+}
+
+impl SignatureCheck {
+    fn new(token: &str, jwks: &str) -> Option<Self> {
+        let (message, sig_b64) = token.rsplit_once('.')?;
+        let header_b64 = message.split('.').next()?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
+        let jwks: serde_json::Value = serde_json::from_str(jwks).ok()?;
+        let jwk = jwks["keys"]
+            .as_array()?
+            .iter()
+            .find(|k| k["kid"] == header["kid"])?;
+        let b64 = |member: &str| URL_SAFE_NO_PAD.decode(jwk[member].as_str()?).ok();
+        let key = match jwk["alg"].as_str()? {
+            "EdDSA" => UnparsedPublicKey::new(&ED25519, b64("x")?),
+            "ES256" => {
+                let mut point = vec![4u8];
+                point.extend(b64("x")?);
+                point.extend(b64("y")?);
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+            }
+            _ => return None,
+        };
+        Some(SignatureCheck {
+            message: message.as_bytes().to_vec(),
+            signature: URL_SAFE_NO_PAD.decode(sig_b64).ok()?,
+            key,
+        })
+    }
+
+    fn verify(&self) -> bool {
+        self.key.verify(&self.message, &self.signature).is_ok()
+    }
+}
+
+/// Adds `n` live sessions (every hundredth revoked) to the data directory
+/// of a stopped server, as one client `key_benchseed`, with their refresh
+/// tokens and index entries, then flushes once.
+async fn seed(data_dir: &std::path::Path, n: u64) -> Result<u8, CliError> {
+    let store = Store::open(data_dir).map_err(crate::Error::from)?;
+    let now = Clock::system().now();
+    let started = Instant::now();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..threads {
+        let store = store.clone();
+        let done = done.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            for i in (t..n).step_by(usize::try_from(threads).unwrap_or(1)) {
+                let hash = SecretHash::of(format!("seed-refresh-{now}-{i}").as_bytes());
+                let record = SessionRecord {
+                    session_id: new_id("ses_")?,
+                    subject: format!("seed-user-{i}"),
+                    client_id: "key_benchseed".to_owned(),
+                    scopes: vec!["tools:read".to_owned(), "tools:call".to_owned()],
+                    audience: "https://mcp.example.com".to_owned(),
+                    created_at: now,
+                    expires_at: now + 900,
+                    revoked_at: (i % 100 == 99).then_some(now),
+                    session_expires_at: now + 86_400,
+                    last_refreshed_at: now,
+                    refresh_hashes: vec![hash],
+                    token_ttl: 900,
+                };
+                let refresh = RefreshRecord {
+                    session_id: record.session_id.clone(),
+                    issued_at: now,
+                    spent_at: None,
+                };
+                store.insert_session(&record, Some((&hash, &refresh)))?;
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if d % 100_000 == 0 {
+                    eprintln!("{d} sessions");
+                }
+            }
+            Ok::<_, crate::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .map_err(|e| CliError::Usage(format!("a seeding task failed: {e}")))??;
+    }
+    store.flush().await.map_err(crate::Error::from)?;
+    outln!(
+        "added {n} sessions ({} revoked) to {} in {:.1} s",
+        n / 100,
+        data_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
 }

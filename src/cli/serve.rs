@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// Days audit records are kept [default: 90].
     #[arg(long, env = "MCP_AUTH_AUDIT_RETENTION_DAYS")]
     audit_retention_days: Option<u32>,
+    /// Acknowledge writes before they reach the disk, so a crash loses
+    /// them: only for measuring what durability costs.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -118,6 +122,7 @@ impl ServeArgs {
             rate_limit_burst: self.rate_limit_burst,
             auth_failures_per_minute: self.auth_failures_per_minute,
             audit_retention_days: self.audit_retention_days,
+            unsafe_no_fsync: self.unsafe_no_fsync.then_some(true),
         }
     }
 }
@@ -134,6 +139,14 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         );
         eprintln!(
             "WARNING: serving plaintext h2c without TLS. Never do this outside local benchmarking."
+        );
+    }
+    if config.unsafe_no_fsync {
+        tracing::warn!(
+            "UNSAFE NO-FSYNC MODE: writes are acknowledged before they reach the disk; a crash loses them"
+        );
+        eprintln!(
+            "WARNING: --unsafe-no-fsync: acknowledged writes can be lost. Only for measuring what durability costs."
         );
     }
     // Bind first: a port in use fails before anything is created.

@@ -384,38 +384,131 @@ async fn a_configured_certificate_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_smoke_run_completes_without_errors() {
+async fn bench_smoke_run_of_every_scenario_completes_without_errors() {
     let server = TestServer::start().await;
     let cli = Cli { server: &server };
-    for scenario in ["health", "mixed"] {
-        let (code, out, err) = cli
-            .run(
-                Some(&server.primary),
-                &[
-                    "bench",
-                    "--scenario",
-                    scenario,
-                    "--duration",
-                    "1",
-                    "--warmup",
-                    "0",
-                    "--tokens",
-                    "20",
-                    "--concurrency",
-                    "8",
-                    "--connections",
-                    "2",
-                    "--json",
-                ],
-                None,
-            )
-            .await;
-        assert_eq!(code, 0, "{out}{err}");
-        let report: Value = serde_json::from_str(&out).unwrap();
+    let scenarios = [
+        "health",
+        "verify",
+        "verify-uncached",
+        "signature",
+        "create-session",
+        "refresh",
+        "mixed",
+    ];
+    let (code, out, err) = cli
+        .run(
+            Some(&server.primary),
+            &[
+                "bench",
+                "--scenario",
+                &scenarios.join(","),
+                "--duration",
+                "1",
+                "--warmup",
+                "0",
+                "--tokens",
+                "50",
+                "--concurrency",
+                "8",
+                "--connections",
+                "2",
+                "--json",
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    // One JSON object per scenario, in the order asked.
+    let reports: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), scenarios.len(), "{out}");
+    for (report, scenario) in reports.iter().zip(scenarios) {
         assert_eq!(report["scenario"], scenario);
         assert_eq!(report["errors"], serde_json::json!({}), "{report}");
-        assert!(report["ok"].as_u64().unwrap() > 0);
+        assert!(report["ok"].as_u64().unwrap() > 0, "{report}");
         assert!(report["rpc_per_sec"].as_f64().unwrap() > 0.0);
         assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
+        assert!(report["max_ms"].as_f64().unwrap() >= report["p99_ms"].as_f64().unwrap());
     }
+    // verify-uncached used each of its 50 tokens once, then stopped.
+    assert_eq!(reports[2]["ok"], 50, "{}", reports[2]);
+    assert!(err.contains("ran out"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_plaintext_flag_talks_h2c_to_a_plaintext_server() {
+    let server = TestServer::start_with(|c| c.tls = TlsMode::Plaintext).await;
+    let cli = Cli { server: &server };
+    let https = server.url().replacen("http://", "https://", 1);
+    let args = [
+        "bench",
+        "--scenario",
+        "health",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--server",
+        &https,
+    ];
+    let (code, out, err) = cli.run(Some(&server.primary), &args, None).await;
+    assert_ne!(code, 0, "TLS to a plaintext server must fail: {out}");
+    assert!(!err.is_empty());
+    let mut plain = args.to_vec();
+    plain.extend(["--plaintext", "--json"]);
+    let (code, out, err) = cli.run(Some(&server.primary), &plain, None).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["errors"], serde_json::json!({}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_seed_sessions_fills_a_stopped_servers_store() {
+    use crate::common::authed;
+    let mut server = TestServer::start().await;
+    server.stop().await;
+    let dir = server.data_dir().to_str().unwrap().to_owned();
+    let args = ["bench", "--seed-sessions", "300", "--data-dir", &dir];
+    let (code, out, err) = Cli { server: &server }.run(None, &args, None).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("added 300 sessions (3 revoked)"), "{out}");
+
+    server.start_again().await;
+    let mut tokens = server.tokens().await;
+    let (mut live, mut revoked, mut page_token) = (0, 0, String::new());
+    loop {
+        let page = tokens
+            .list_sessions(authed(
+                mcp_auth::pb::ListSessionsRequest {
+                    subject: String::new(),
+                    client_id: "key_benchseed".to_owned(),
+                    page_token,
+                    page_size: 500,
+                },
+                &server.primary,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        for s in &page.sessions {
+            if s.revoked {
+                revoked += 1;
+            } else {
+                live += 1;
+            }
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!((live, revoked), (297, 3));
+
+    // While the server runs, the store is locked: seeding refuses.
+    let (code, _, err) = Cli { server: &server }.run(None, &args, None).await;
+    assert_ne!(code, 0);
+    assert!(!err.is_empty());
 }
