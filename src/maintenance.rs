@@ -18,12 +18,22 @@ use crate::store::{SessionFilter, SessionRecord};
 /// it never stalls RPCs.
 const BATCH: usize = 256;
 
+/// Most sessions one pass examines. A larger store is swept over several
+/// passes, each going on where the last stopped, so a pass costs a bounded
+/// fraction of a second (about 0.4 s of one core) however many sessions
+/// there are; with a million sessions a dead one is removed within about
+/// 16 passes.
+const SWEEP_PER_PASS: usize = 256 * BATCH;
+
 /// Runs maintenance passes against the server's state.
 #[derive(Clone)]
 pub struct Maintenance {
     state: Arc<State>,
     rotation_days: u32,
     audit_retention_days: u32,
+    /// Where the session sweep goes on at the next pass (`None`: from the
+    /// start).
+    sweep_from: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
 }
 
 /// What one pass did.
@@ -37,7 +47,8 @@ pub struct MaintenanceReport {
     pub sessions_removed: usize,
     /// Refresh tokens removed with them.
     pub refresh_tokens_removed: usize,
-    /// Sessions still stored.
+    /// Sessions examined and kept (every stored session, unless the store
+    /// holds more than one pass sweeps).
     pub sessions_remaining: usize,
     /// Entries left in the in-memory revocation index.
     pub revocations_remaining: usize,
@@ -53,6 +64,7 @@ impl Maintenance {
             state,
             rotation_days,
             audit_retention_days,
+            sweep_from: Arc::default(),
         }
     }
 
@@ -86,11 +98,17 @@ impl Maintenance {
                     || now >= r.session_expires_at
                     || now >= r.last_refreshed_at + idle)
         };
-        let mut cursor: Option<Vec<u8>> = None;
+        let mut cursor = self
+            .sweep_from
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut examined = 0;
         loop {
             let (page, next) =
                 s.store
                     .sessions_page(&SessionFilter::default(), cursor.as_deref(), BATCH)?;
+            examined += page.len();
             let (gone, kept): (Vec<_>, Vec<_>) = page.into_iter().partition(|r| dead(r));
             report.sessions_remaining += kept.len();
             report.refresh_tokens_removed += s.store.delete_sessions(&gone).await?;
@@ -99,6 +117,10 @@ impl Maintenance {
                 s.revocations.remove(&r.session_id);
             }
             match next {
+                Some(c) if examined >= SWEEP_PER_PASS => {
+                    *self.sweep_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                    break;
+                }
                 Some(c) => cursor = Some(c),
                 None => break,
             }
