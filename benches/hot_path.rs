@@ -1,6 +1,8 @@
 //! Criterion benches for the pieces on the request hot path: token sign
-//! and verify (both algorithms), the rate-limit check, an audit append and
-//! one durable storage write. `cargo bench`.
+//! and verify (both algorithms, with and without the verified-token
+//! cache), API-key lookup, revocation lookup, the rate-limit check, an
+//! audit append, and one storage write with and without flush.
+//! `cargo bench --bench hot_path`.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -17,7 +19,10 @@ fn hot_path(c: &mut Criterion) {
         c.bench_function(&format!("token sign {}", alg.as_str()), |b| {
             b.iter(|| f.sign().expect("sign"))
         });
-        c.bench_function(&format!("token verify {}", alg.as_str()), |b| {
+        c.bench_function(&format!("token verify {} uncached", alg.as_str()), |b| {
+            b.iter(|| assert!(f.verify_uncached(&token)))
+        });
+        c.bench_function(&format!("token verify {} cached", alg.as_str()), |b| {
             b.iter(|| assert!(f.verify(&token)))
         });
     }
@@ -25,7 +30,18 @@ fn hot_path(c: &mut Criterion) {
     let f = rt
         .block_on(Fixture::new(dir.path(), SigningAlg::EdDSA))
         .expect("fixture");
+    c.bench_function("api key lookup", |b| b.iter(|| assert!(f.api_key_lookup())));
+    c.bench_function("revocation lookup", |b| {
+        b.iter(|| assert!(!f.revocation_lookup()))
+    });
     c.bench_function("rate limit check", |b| b.iter(|| f.limiter_check()));
+    let mut m = 0u64;
+    c.bench_function("session write (no flush)", |b| {
+        b.iter(|| {
+            m += 1;
+            f.session_write(m).expect("write")
+        })
+    });
     c.bench_function("audit append (no flush)", |b| b.iter(|| f.audit_append()));
     let mut n = 0u64;
     c.bench_function("durable session write (insert + flush)", |b| {

@@ -17,7 +17,7 @@ use crate::ca::parse_client_cert;
 use crate::clock::Clock;
 use crate::error::{Error, Reason};
 use crate::limits::{Limits, RateLimit};
-use crate::secret::{API_KEY_PREFIX, Secret};
+use crate::secret::{API_KEY_PREFIX, SecretHash};
 use crate::store::{IdentityRecord, Store, StoreError};
 
 /// Implies every other scope.
@@ -58,9 +58,9 @@ const MAX_CREDENTIAL_LEN: usize = 256;
 #[derive(Clone, Debug)]
 pub(crate) struct Principal {
     /// The credential's id (an API key id); becomes `client_id` in tokens.
-    pub id: String,
+    pub id: Arc<str>,
     /// The scopes granted to the credential.
-    pub scopes: Vec<String>,
+    pub scopes: Arc<[String]>,
     /// The credential's own rate limit, if it overrides the default.
     pub rate_limit: Option<RateLimit>,
 }
@@ -327,7 +327,7 @@ impl Authenticator {
                 return Err(err);
             }
         };
-        tracing::Span::current().record("caller", principal.id.as_str());
+        tracing::Span::current().record("caller", &*principal.id);
         self.limits
             .check_caller(&principal.id, principal.rate_limit)
             .inspect_err(|_| {
@@ -376,15 +376,15 @@ impl Authenticator {
                 format!("identity {} is disabled", info.name),
             )),
             Some(grant) => Ok(Principal {
-                id: info.name,
-                scopes: grant.scopes,
+                id: info.name.into(),
+                scopes: grant.scopes.into(),
                 rate_limit: grant.rate_limit,
             }),
             // Authenticated, but granted nothing: every call that needs a
             // scope is PERMISSION_DENIED.
             None => Ok(Principal {
-                id: info.name,
-                scopes: Vec::new(),
+                id: info.name.into(),
+                scopes: Arc::new([]),
                 rate_limit: None,
             }),
         }
@@ -400,21 +400,22 @@ impl Authenticator {
                 "missing credentials: send metadata `authorization: Bearer mcp_sk_...` or a client certificate",
             ));
         };
-        let secret = value
+        // Hashed where it lies in the request: no copy of the secret.
+        let hash = value
             .to_str()
             .ok()
             .and_then(bearer)
             .filter(|s| s.starts_with(API_KEY_PREFIX) && s.len() <= MAX_CREDENTIAL_LEN)
-            .map(Secret::new)
+            .map(|s| SecretHash::of(s.as_bytes()))
             .ok_or_else(|| {
                 Error::refused(
                     Reason::ApiKeyInvalid,
                     "malformed credentials: expected `Bearer mcp_sk_...`",
                 )
             })?;
-        let hash = secret.hash();
         let invalid = || Error::refused(Reason::ApiKeyInvalid, "invalid API key");
-        let record = self.store.api_key_by_hash(&hash)?.ok_or_else(invalid)?;
+        let entry = self.store.api_key_by_hash(&hash)?.ok_or_else(invalid)?;
+        let record = &entry.record;
         let now = self.clock.now();
         let current = record.secret_hash == hash;
         let previous = record
@@ -449,8 +450,8 @@ impl Authenticator {
             (false, None) => return Err(invalid()),
         }
         Ok(Principal {
-            id: record.key_id,
-            scopes: record.scopes,
+            id: entry.id.clone(),
+            scopes: entry.scopes.clone(),
             rate_limit: record.rate_limit,
         })
     }
@@ -491,7 +492,7 @@ mod tests {
 
     fn principal(scopes: &[&str]) -> Principal {
         Principal {
-            id: "key_1".to_owned(),
+            id: "key_1".into(),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             rate_limit: None,
         }

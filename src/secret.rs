@@ -128,20 +128,33 @@ impl fmt::Debug for SecretHash {
 /// # Errors
 /// Fails only if the operating system's random source fails.
 pub fn random_base62(n: usize) -> Result<String, getrandom::Error> {
-    let mut out = String::with_capacity(n);
+    let mut out = vec![0u8; n];
+    fill_base62(&mut out)?;
+    // Every byte is an ASCII letter or digit.
+    Ok(out.into_iter().map(char::from).collect())
+}
+
+/// Fills `out` with base62 characters from the OS CSPRNG (rejection
+/// sampling, so every character is equally likely), without allocating.
+///
+/// # Errors
+/// The OS random source failed.
+pub fn fill_base62(out: &mut [u8]) -> Result<(), getrandom::Error> {
     let mut buf = [0u8; 64];
-    while out.len() < n {
+    let mut at = 0;
+    while at < out.len() {
         getrandom::fill(&mut buf)?;
         for b in buf {
-            if out.len() == n {
+            if at == out.len() {
                 break;
             }
             if b < 248 {
-                out.push(char::from(BASE62[usize::from(b % 62)]));
+                out[at] = BASE62[usize::from(b % 62)];
+                at += 1;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -504,7 +504,7 @@ impl TokenIssuer {
     }
 
     /// Form, key, signature and issuer; no time checks.
-    fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenReason> {
+    pub(crate) fn verify_uncached(&self, token: &str) -> Result<AccessClaims, TokenReason> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenReason::Malformed)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")

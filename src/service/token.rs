@@ -90,7 +90,7 @@ impl TokenService {
         let record = SessionRecord {
             session_id: new_id("ses_")?,
             subject: r.subject,
-            client_id: caller.id.clone(),
+            client_id: caller.id.to_string(),
             scopes,
             audience: r.audience,
             created_at: now,
@@ -136,8 +136,8 @@ impl TokenService {
         if !caller.has(ADMIN) {
             // Everyone but an admin sees only the sessions it created.
             match &filter.client_id {
-                Some(other) if *other != caller.id => caller.require(ADMIN)?,
-                _ => filter.client_id = Some(caller.id.clone()),
+                Some(other) if **other != *caller.id => caller.require(ADMIN)?,
+                _ => filter.client_id = Some(caller.id.to_string()),
             }
         }
         let cursor = if r.page_token.is_empty() {
@@ -177,7 +177,7 @@ impl TokenService {
             if caller.has(ADMIN) {
                 ids.push(id);
             } else if let Some(rec) = s.store.session(&id)? {
-                if rec.client_id == caller.id {
+                if *rec.client_id == *caller.id {
                     ids.push(id);
                 }
             }
@@ -246,7 +246,7 @@ impl TokenService {
                     ));
                 };
                 if let Some(c) = &caller {
-                    if c.id != session.client_id {
+                    if *c.id != *session.client_id {
                         return RefreshDecision::Refuse(Error::refused(
                             Reason::NotSessionCreator,
                             "a caller that sends a credential with a refresh token must be the session's creator",
@@ -411,7 +411,7 @@ impl TokenService {
             message: format!("no session {}", r.session_id),
         };
         let session = s.store.session(&r.session_id)?.ok_or_else(not_found)?;
-        if session.client_id != caller.id {
+        if *session.client_id != *caller.id {
             caller.require(SESSIONS_REVOKE)?;
         }
         let revoked = s
