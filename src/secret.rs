@@ -4,6 +4,8 @@
 use std::fmt;
 
 use aws_lc_rs::digest;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
 
 /// Prefix of every API key secret.
@@ -89,9 +91,58 @@ impl fmt::Display for Secret {
     }
 }
 
-/// SHA-256 of a secret. Equality is constant-time.
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+/// SHA-256 of a secret. Equality is constant-time. Stored as 43
+/// base64url characters (records written before this read back too: they
+/// hold the 32 bytes as a JSON array of numbers, more than twice as long).
+#[derive(Clone, Copy)]
 pub struct SecretHash(pub(crate) [u8; 32]);
+
+impl serde::Serialize for SecretHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 43];
+        let n = URL_SAFE_NO_PAD
+            .encode_slice(self.0, &mut buf)
+            .map_err(serde::ser::Error::custom)?;
+        let text = std::str::from_utf8(&buf[..n]).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SecretHash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SHA-256 digest (base64url, or 32 numbers)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretHash, E> {
+                URL_SAFE_NO_PAD
+                    .decode(v)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .map(SecretHash)
+                    .ok_or_else(|| E::custom("not a base64url SHA-256 digest"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SecretHash, A::Error> {
+                let mut out = [0u8; 32];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(serde::de::Error::invalid_length(33, &self));
+                }
+                Ok(SecretHash(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
 
 impl SecretHash {
     /// Hashes `bytes` with SHA-256.
@@ -159,6 +210,22 @@ pub fn fill_base62(out: &mut [u8]) -> Result<(), getrandom::Error> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hashes_are_stored_as_base64url_and_old_arrays_still_read() {
+        let h = super::SecretHash::of(b"mcp_sk_example");
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json.len(), 2 + 43, "{json}");
+        assert!(serde_json::from_str::<super::SecretHash>(&json).unwrap() == h);
+        let legacy = serde_json::to_string(&h.as_bytes().to_vec()).unwrap();
+        assert!(serde_json::from_str::<super::SecretHash>(&legacy).unwrap() == h);
+        for bad in [r#""abc""#, "[1,2,3]", &format!("[{}]", ["7"; 33].join(","))] {
+            assert!(
+                serde_json::from_str::<super::SecretHash>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
