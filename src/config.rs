@@ -116,6 +116,9 @@ pub struct Settings {
     /// How often the maintenance task runs (key rotation and retirement,
     /// removal of sessions that can no longer matter), seconds. Default 60.
     pub maintenance_interval_seconds: Option<u64>,
+    /// Most sessions one maintenance pass examines; a larger store is swept
+    /// over several passes. Default 65536.
+    pub maintenance_sessions_per_pass: Option<u32>,
     /// Default sustained request rate per credential, per second; 0 means
     /// unlimited. Default 1000.
     pub rate_limit_requests_per_second: Option<u32>,
@@ -183,6 +186,9 @@ impl Settings {
             maintenance_interval_seconds: top
                 .maintenance_interval_seconds
                 .or(self.maintenance_interval_seconds),
+            maintenance_sessions_per_pass: top
+                .maintenance_sessions_per_pass
+                .or(self.maintenance_sessions_per_pass),
             rate_limit_requests_per_second: top
                 .rate_limit_requests_per_second
                 .or(self.rate_limit_requests_per_second),
@@ -246,6 +252,8 @@ pub struct Config {
     pub signing_key_rotation_days: u32,
     /// Period of the maintenance task.
     pub maintenance_interval: Duration,
+    /// Most sessions one maintenance pass examines.
+    pub maintenance_sessions_per_pass: u32,
     /// Default per-credential rate; `None` means unlimited.
     pub default_rate_limit: Option<RateLimit>,
     /// Failed authentications allowed per peer address per minute.
@@ -414,6 +422,15 @@ impl Config {
             refresh_reuse_grace,
             signing_key_rotation_days: s.signing_key_rotation_days.unwrap_or(30),
             maintenance_interval: Duration::from_secs(maintenance_interval),
+            maintenance_sessions_per_pass: match s.maintenance_sessions_per_pass.unwrap_or(65_536) {
+                0 => {
+                    return Err(ConfigError::Invalid {
+                        field: "maintenance_sessions_per_pass",
+                        message: "must be at least 1".to_owned(),
+                    });
+                }
+                n => n,
+            },
             default_rate_limit,
             auth_failures_per_minute,
             audit_retention_days: match s.audit_retention_days.unwrap_or(90) {

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::config::Config;
 use crate::error::Error;
 use crate::service::State;
 use crate::store::{SessionFilter, SessionRecord};
@@ -18,19 +19,17 @@ use crate::store::{SessionFilter, SessionRecord};
 /// it never stalls RPCs.
 const BATCH: usize = 256;
 
-/// Most sessions one pass examines. A larger store is swept over several
-/// passes, each going on where the last stopped, so a pass costs a bounded
-/// fraction of a second (about 0.4 s of one core) however many sessions
-/// there are; with a million sessions a dead one is removed within about
-/// 16 passes.
-const SWEEP_PER_PASS: usize = 256 * BATCH;
-
 /// Runs maintenance passes against the server's state.
 #[derive(Clone)]
 pub struct Maintenance {
     state: Arc<State>,
     rotation_days: u32,
     audit_retention_days: u32,
+    /// Most sessions one pass examines (`maintenance_sessions_per_pass`).
+    /// A larger store is swept over several passes, each going on where the
+    /// last stopped, so a pass costs a bounded time (about a second of one
+    /// core at the default 65,536) however many sessions there are.
+    sessions_per_pass: usize,
     /// Where the session sweep goes on at the next pass (`None`: from the
     /// start).
     sweep_from: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
@@ -59,11 +58,14 @@ pub struct MaintenanceReport {
 }
 
 impl Maintenance {
-    pub(crate) fn new(state: Arc<State>, rotation_days: u32, audit_retention_days: u32) -> Self {
+    pub(crate) fn new(state: Arc<State>, config: &Config) -> Self {
         Maintenance {
             state,
-            rotation_days,
-            audit_retention_days,
+            rotation_days: config.signing_key_rotation_days,
+            audit_retention_days: config.audit_retention_days,
+            sessions_per_pass: usize::try_from(config.maintenance_sessions_per_pass)
+                .unwrap_or(usize::MAX)
+                .max(1),
             sweep_from: Arc::default(),
         }
     }
@@ -105,9 +107,10 @@ impl Maintenance {
             .take();
         let mut examined = 0;
         loop {
+            let page_size = BATCH.min(self.sessions_per_pass.saturating_sub(examined).max(1));
             let (page, next) =
                 s.store
-                    .sessions_page(&SessionFilter::default(), cursor.as_deref(), BATCH)?;
+                    .sessions_page(&SessionFilter::default(), cursor.as_deref(), page_size)?;
             examined += page.len();
             let (gone, kept): (Vec<_>, Vec<_>) = page.into_iter().partition(|r| dead(r));
             report.sessions_remaining += kept.len();
@@ -117,7 +120,7 @@ impl Maintenance {
                 s.revocations.remove(&r.session_id);
             }
             match next {
-                Some(c) if examined >= SWEEP_PER_PASS => {
+                Some(c) if examined >= self.sessions_per_pass => {
                     *self.sweep_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
                     break;
                 }

@@ -201,11 +201,7 @@ impl Server {
     /// A handle that runs maintenance passes against this server's state
     /// (the server also runs them on its own schedule while serving).
     pub fn maintenance(&self) -> Maintenance {
-        Maintenance::new(
-            self.state.clone(),
-            self.config.signing_key_rotation_days,
-            self.config.audit_retention_days,
-        )
+        Maintenance::new(self.state.clone(), &self.config)
     }
 
     /// Whether the server speaks TLS.
@@ -233,11 +229,7 @@ impl Server {
             primary_key: _,
         } = self;
         let store = state.store.clone();
-        let maintenance = Maintenance::new(
-            state.clone(),
-            config.signing_key_rotation_days,
-            config.audit_retention_days,
-        );
+        let maintenance = Maintenance::new(state.clone(), &config);
         let (stop_maintenance, maintenance_task) =
             spawn_maintenance(maintenance, config.maintenance_interval);
 

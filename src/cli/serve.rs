@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Period of the maintenance task, seconds [default: 60].
     #[arg(long, env = "MCP_AUTH_MAINTENANCE_INTERVAL_SECONDS")]
     maintenance_interval_seconds: Option<u64>,
+    /// Most sessions one maintenance pass examines [default: 65536].
+    #[arg(long, env = "MCP_AUTH_MAINTENANCE_SESSIONS_PER_PASS")]
+    maintenance_sessions_per_pass: Option<u32>,
     /// Default requests per second per credential; 0 unlimited [default: 1000].
     #[arg(long, env = "MCP_AUTH_RATE_LIMIT_REQUESTS_PER_SECOND")]
     rate_limit_requests_per_second: Option<u32>,
@@ -118,6 +121,7 @@ impl ServeArgs {
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
             signing_key_rotation_days: self.signing_key_rotation_days,
             maintenance_interval_seconds: self.maintenance_interval_seconds,
+            maintenance_sessions_per_pass: self.maintenance_sessions_per_pass,
             rate_limit_requests_per_second: self.rate_limit_requests_per_second,
             rate_limit_burst: self.rate_limit_burst,
             auth_failures_per_minute: self.auth_failures_per_minute,

@@ -240,3 +240,47 @@ async fn cleanup_removes_sessions_that_can_no_longer_matter() {
             .active
     );
 }
+
+#[tokio::test]
+async fn maintenance_sweeps_a_large_store_over_several_passes() {
+    let server = TestServer::start_with(|c| c.maintenance_sessions_per_pass = 2).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let s = server
+            .session(&server.primary, &["tools:read"], "aud")
+            .await;
+        ids.push(s.session_id);
+    }
+    // Sessions are swept in id order. Only the last one has ended (revoked,
+    // and its token expired): a sweep that started over at every pass
+    // would never reach it.
+    ids.sort();
+    server
+        .revoke_session(&server.primary, &ids[5])
+        .await
+        .unwrap();
+    server.clock.advance(Duration::from_secs(3600));
+    let mut removed = Vec::new();
+    for _ in 0..3 {
+        let report = server.maintain().await;
+        assert_eq!(
+            report.sessions_removed + report.sessions_remaining,
+            2,
+            "{report:?}"
+        );
+        removed.push(report.sessions_removed);
+    }
+    assert_eq!(
+        removed,
+        [0, 0, 1],
+        "each pass goes on where the last stopped"
+    );
+    let listed = server
+        .tokens()
+        .await
+        .list_sessions(authed(pb::ListSessionsRequest::default(), &server.primary))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.sessions.len(), 5);
+}
