@@ -27,6 +27,8 @@
 //! - [`server`]: opening the data directory, serving, graceful shutdown.
 //! - [`maintenance`]: the background pass that rotates and retires signing
 //!   keys and removes sessions that can no longer matter.
+//! - [`grpc`]: the gRPC adapter; for now the typed [`grpc::client::Client`]
+//!   that the CLI and `bench` call the server through.
 //! - [`cli`]: the `mcp-auth` command line (server and client subcommands).
 //! - [`error`]: the domain error and its one mapping to `tonic::Status`.
 //! - [`pb`]: the generated protobuf and gRPC code.
@@ -42,6 +44,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod grpc;
 pub mod limits;
 pub mod maintenance;
 pub mod secret;

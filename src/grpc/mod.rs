@@ -1,0 +1,3 @@
+//! gRPC adapter.
+
+pub mod client;
