@@ -5,6 +5,11 @@
 //! flag, which would land in shell history) and default `--server` and
 //! `--ca` to what `serve` uses on its defaults, so the README walk-through
 //! needs no flags.
+//!
+//! This file holds the command-line definitions and the dispatch; each
+//! noun's commands live in a file of their own (`key`, `session`, `token`,
+//! `identity`, `cert`, `signing_key`, `audit`, `bench`), and all of them
+//! reach the server through [`crate::grpc::client::Client`].
 
 /// `println!` for command output that tolerates a closed pipe
 /// (`mcp-auth key list | head -1`): output to a reader that has gone away
@@ -18,15 +23,30 @@ macro_rules! outln {
     };
 }
 
+mod audit;
 mod bench;
-mod client;
+mod cert;
+mod error;
+mod identity;
+mod key;
+mod output;
 mod serve;
+mod session;
+mod signing_key;
+mod token;
 
+use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use client::CliError;
+pub use error::CliError;
+
+use crate::grpc::client::{Client, ConnectOptions, RetryPolicy};
+
+/// Environment variable holding the API key client commands send.
+pub(crate) const API_KEY_ENV: &str = "MCP_AUTH_API_KEY";
 
 /// Command-line interface of the `mcp-auth` binary.
 #[derive(Clone, Debug, Parser)]
@@ -433,74 +453,97 @@ fn parse_rate_limit(s: &str) -> Result<crate::pb::RateLimit, String> {
     })
 }
 
-/// How often a client command is retried after `RATE_LIMITED`.
+/// How often a client command's call is retried after `RATE_LIMITED`.
 const RATE_LIMIT_RETRIES: u32 = 3;
 /// The longest `retry-after` a client command waits out by itself.
 const MAX_RETRY_WAIT_SECS: u64 = 60;
 
+/// What client commands do on `RATE_LIMITED`: wait the server's
+/// `retry-after` and try again, a few times, saying so on stderr.
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retries: RATE_LIMIT_RETRIES,
+        max_wait: Duration::from_secs(MAX_RETRY_WAIT_SECS),
+        on_wait: Some(|wait| eprintln!("rate limited; retrying in {} s", wait.as_secs())),
+    }
+}
+
+impl ClientOpts {
+    /// How to connect, sending the API key from `MCP_AUTH_API_KEY` if
+    /// `with_api_key` (and no client certificate authenticates instead).
+    fn connect_options(&self, with_api_key: bool) -> Result<ConnectOptions, CliError> {
+        let api_key = if with_api_key && self.cert.is_none() {
+            let key = std::env::var(API_KEY_ENV).map_err(|_| {
+                CliError::Usage(format!(
+                    "set {API_KEY_ENV} to an API key, e.g. export {API_KEY_ENV}=$(cat data/primary.key)"
+                ))
+            })?;
+            Some(key.trim().to_owned())
+        } else {
+            None
+        };
+        Ok(ConnectOptions {
+            server: self.server.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            api_key,
+            plaintext: false,
+        })
+    }
+
+    /// A client sending the API key from `MCP_AUTH_API_KEY`, or no key
+    /// when a client certificate authenticates instead.
+    async fn client(&self) -> Result<Client, CliError> {
+        connect(&self.connect_options(true)?).await
+    }
+
+    /// A client sending no API key, for the calls that need none.
+    async fn anonymous_client(&self) -> Result<Client, CliError> {
+        connect(&self.connect_options(false)?).await
+    }
+}
+
+/// Connects as client commands do, with their answer to `RATE_LIMITED`.
+async fn connect(options: &ConnectOptions) -> Result<Client, CliError> {
+    Ok(Client::connect(options).await?.with_retry(retry_policy()))
+}
+
+/// `value`, or standard input when it is `None` or `-`.
+fn arg_or_stdin(value: Option<String>, what: &str) -> Result<String, CliError> {
+    match value.as_deref() {
+        None | Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|source| CliError::Io {
+                    context: format!("reading {what} from standard input"),
+                    source,
+                })?;
+            Ok(s.trim().to_owned())
+        }
+        Some(t) => Ok(t.to_owned()),
+    }
+}
+
 /// Runs a parsed command line; returns the process exit status. A client
-/// command refused with `RATE_LIMITED` waits the server's `retry-after`
-/// and tries again, a few times.
+/// command's call refused with `RATE_LIMITED` waits the server's
+/// `retry-after` and tries again, a few times.
 ///
 /// # Errors
 /// The command failed; the error says why.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
-    // Read standard input once, so a retry sends the same token.
-    let command = match cli.command {
-        Command::Token(TokenCommand::Verify {
-            token,
-            audience,
-            required_scopes,
-            opts,
-        }) => Command::Token(TokenCommand::Verify {
-            token: Some(client::arg_or_stdin(token, "the token")?),
-            audience,
-            required_scopes,
-            opts,
-        }),
-        Command::Session(SessionCommand::Refresh {
-            refresh_token,
-            scopes,
-            opts,
-        }) => Command::Session(SessionCommand::Refresh {
-            refresh_token: Some(client::arg_or_stdin(refresh_token, "the refresh token")?),
-            scopes,
-            opts,
-        }),
-        other => other,
-    };
-    let mut attempt = 0;
-    loop {
-        match run_once(command.clone()).await {
-            Err(CliError::Rpc(status)) if attempt < RATE_LIMIT_RETRIES => {
-                match client::retry_after(&status) {
-                    Some(secs) if secs <= MAX_RETRY_WAIT_SECS => {
-                        eprintln!("rate limited; retrying in {secs} s");
-                        tokio::time::sleep(std::time::Duration::from_secs(secs.max(1))).await;
-                        attempt += 1;
-                    }
-                    _ => return Err(CliError::Rpc(status)),
-                }
-            }
-            other => return other,
-        }
-    }
-}
-
-async fn run_once(command: Command) -> Result<u8, CliError> {
-    match command {
+    match cli.command {
         Command::Serve(args) => serve::run(args).await.map(|()| 0).map_err(CliError::from),
-        Command::Key(cmd) => client::key(cmd).await,
-        Command::Session(cmd) => client::session(cmd).await,
-        Command::Token(cmd) => client::token(cmd).await,
-        Command::Jwks(opts) => client::jwks(opts).await,
-        Command::Cert(cmd) => client::cert(cmd).await,
-        Command::Identity(cmd) => client::identity(cmd).await,
-        Command::Audit(cmd) => client::audit(cmd).await,
+        Command::Key(cmd) => key::run(cmd).await,
+        Command::Session(cmd) => session::run(cmd).await,
+        Command::Token(cmd) => token::run(cmd).await,
+        Command::Jwks(opts) => token::jwks(opts).await,
+        Command::Cert(cmd) => cert::run(cmd).await,
+        Command::Identity(cmd) => identity::run(cmd).await,
+        Command::SigningKey(cmd) => signing_key::run(cmd).await,
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::Bench(args) => bench::run(args).await,
-        Command::SigningKey(SigningKeyCommand::Rotate { opts }) => {
-            client::rotate_signing_key(opts).await
-        }
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;

@@ -10,30 +10,26 @@
 //!
 //! `--seed-sessions N` instead fills a stopped server's data directory with
 //! N live sessions, for measuring at scale.
+//!
+//! This file holds the options, the run and the report; `load` the callers
+//! and their calls, `signature` the local signature check, `seed` the
+//! `--seed-sessions` path. Every call goes through the typed
+//! [`crate::grpc::client::Client`].
+
+mod load;
+mod seed;
+mod signature;
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, ValueEnum};
-use tonic::Request;
-use tonic::transport::Channel;
 
-use super::ClientOpts;
-use super::client::{CliError, authed, connect};
-use crate::clock::Clock;
-use crate::pb;
-use crate::pb::api_key_service_client::ApiKeyServiceClient;
-use crate::pb::token_service_client::TokenServiceClient;
-use crate::secret::SecretHash;
-use crate::service::new_id;
-use crate::store::{RefreshRecord, SessionRecord, Store};
+use super::{CliError, ClientOpts};
+use load::{Fixture, create_bench_key, create_tokens, load, parse_mix};
 
 /// What the load consists of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,58 +127,31 @@ pub struct BenchReport {
     pub errors: BTreeMap<String, u64>,
 }
 
-#[derive(Clone, Copy)]
-enum Call {
-    Health,
-    Verify,
-    VerifyFresh,
-    Create,
-    Refresh,
-}
-
-/// What the scenarios share: the bench key, and each scenario's tokens.
-struct Fixture {
-    key: String,
-    tokens: Vec<String>,
-    /// Next unused token of `tokens`, for verify-uncached.
-    next_fresh: AtomicUsize,
-}
-
-/// A call's outcome; `Exhausted` ends the caller (no fresh token left);
-/// `Setup` was preparation (a refresh chain's new session), not measured.
-enum Outcome {
-    Ok,
-    Failed(tonic::Code),
-    Exhausted,
-    Setup,
-}
-
-/// Refreshes per chain before the refresh scenario starts a new session,
-/// as clients do (a session's refresh tokens are remembered for reuse
-/// detection until it ends, so an endless chain is not a real workload).
-const REFRESH_CHAIN: u32 = 100;
-
 /// Runs the benchmark and prints the report.
 ///
 /// # Errors
 /// The server cannot be reached or the setup calls fail.
-pub async fn run(mut args: BenchArgs) -> Result<u8, CliError> {
+pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
     if let Some(n) = args.seed_sessions {
-        return seed(&args.data_dir, n).await;
-    }
-    if args.plaintext {
-        args.opts.server = args.opts.server.replacen("https://", "http://", 1);
+        return seed::seed(&args.data_dir, n).await;
     }
     let mix = parse_mix(&args.mix)?;
-    let mut channels = Vec::new();
+    let mut options = args.opts.connect_options(true)?;
+    options.plaintext = args.plaintext;
+    let mut admins = Vec::new();
     for _ in 0..args.connections.max(1) {
-        channels.push(connect(&args.opts).await?);
+        admins.push(super::connect(&options).await?);
     }
-    let key = create_bench_key(&args, &channels[0]).await?;
+    let key = create_bench_key(&admins[0]).await?;
+    // The same connections, as the bench key.
+    let clients = admins
+        .iter()
+        .map(|admin| admin.with_api_key(Some(key.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut reports = Vec::new();
     for &scenario in &args.scenario {
         let report = if scenario == Scenario::Signature {
-            signature(&args, &channels[0], &key).await?
+            signature::signature(&args, &clients[0]).await?
         } else {
             let tokens = match scenario {
                 Scenario::Verify | Scenario::Mixed => args.tokens.unwrap_or(1000),
@@ -192,11 +161,10 @@ pub async fn run(mut args: BenchArgs) -> Result<u8, CliError> {
                 _ => 0,
             };
             let fixture = Fixture {
-                tokens: create_tokens(&args, &channels, &key, tokens).await?,
-                key: key.clone(),
+                tokens: create_tokens(&args, &clients, tokens).await?,
                 next_fresh: AtomicUsize::new(0),
             };
-            load(&args, scenario, &mix, &channels, Arc::new(fixture)).await?
+            load(&args, scenario, &mix, &clients, Arc::new(fixture)).await?
         };
         if args.opts.json {
             // One line per scenario (JSON Lines), so several scenarios in
@@ -266,147 +234,7 @@ fn print_ratios(reports: &[BenchReport]) {
     }
 }
 
-/// Runs one scenario against the server.
-async fn load(
-    args: &BenchArgs,
-    scenario: Scenario,
-    mix: &[u32; 3],
-    channels: &[Channel],
-    fixture: Arc<Fixture>,
-) -> Result<BenchReport, CliError> {
-    let ok = Arc::new(AtomicU64::new(0));
-    let measuring = Arc::new(AtomicBool::new(args.warmup == 0));
-    let exhausted = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let warmup = Duration::from_secs(args.warmup);
-    let deadline = started + warmup + Duration::from_secs(args.duration);
-    let budget = args.requests.map(|n| Arc::new(AtomicU64::new(n)));
-
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency.max(1) {
-        let channel = channels[w % channels.len()].clone();
-        let fixture = fixture.clone();
-        let ok = ok.clone();
-        let measuring = measuring.clone();
-        let exhausted = exhausted.clone();
-        let budget = budget.clone();
-        let mix = *mix;
-        workers.push(tokio::spawn(async move {
-            let mut worker = Worker::new(channel, fixture);
-            let mut latencies = Vec::new();
-            let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-            let mut i = w;
-            loop {
-                let now = Instant::now();
-                if budget.is_none() && now >= deadline {
-                    break;
-                }
-                let counted = measuring.load(Ordering::Relaxed);
-                if counted {
-                    if let Some(b) = &budget {
-                        if b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                            n.checked_sub(1)
-                        })
-                        .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-                let call = match scenario {
-                    Scenario::Health => Call::Health,
-                    Scenario::Verify => Call::Verify,
-                    Scenario::VerifyUncached => Call::VerifyFresh,
-                    Scenario::CreateSession => Call::Create,
-                    Scenario::Refresh => Call::Refresh,
-                    Scenario::Mixed | Scenario::Signature => pick(&mix, i),
-                };
-                let result = worker.call(call, i).await;
-                if counted {
-                    match result {
-                        Outcome::Ok => {
-                            latencies.push(now.elapsed());
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Outcome::Failed(code) => {
-                            *errors.entry(format!("{code:?}")).or_default() += 1
-                        }
-                        Outcome::Exhausted => {
-                            exhausted.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        Outcome::Setup => {
-                            if let Some(b) = &budget {
-                                b.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
-                } else if matches!(result, Outcome::Exhausted) {
-                    exhausted.store(true, Ordering::Relaxed);
-                    break;
-                }
-                i += 1;
-            }
-            (latencies, errors)
-        }));
-    }
-
-    // Warm-up, then measure; a progress line on a terminal.
-    tokio::time::sleep(warmup).await;
-    measuring.store(true, Ordering::Relaxed);
-    let measure_start = Instant::now();
-    let ticker = progress_line(ok.clone(), measure_start);
-    let mut latencies = Vec::new();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for w in workers {
-        let (l, e) = w
-            .await
-            .map_err(|e| CliError::Usage(format!("a bench worker failed: {e}")))?;
-        latencies.extend(l);
-        for (k, v) in e {
-            *errors.entry(k).or_default() += v;
-        }
-    }
-    let elapsed = measure_start.elapsed().as_secs_f64();
-    ticker.stop();
-    if exhausted.load(Ordering::Relaxed) {
-        eprintln!(
-            "note: the {} fresh tokens ran out after {elapsed:.1} s of measurement; \
-             pass a larger --tokens for a longer run",
-            fixture.tokens.len()
-        );
-    }
-    Ok(summarize(scenario, latencies, errors, elapsed))
-}
-
-/// The live progress line on a terminal (nothing otherwise).
-struct Progress(Option<tokio::task::JoinHandle<()>>);
-
-impl Progress {
-    fn stop(self) {
-        if let Some(t) = self.0 {
-            t.abort();
-            eprintln!();
-        }
-    }
-}
-
-fn progress_line(ok: Arc<AtomicU64>, start: Instant) -> Progress {
-    if !std::io::stderr().is_terminal() {
-        return Progress(None);
-    }
-    Progress(Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let n = ok.load(Ordering::Relaxed);
-            let secs = start.elapsed().as_secs_f64();
-            eprint!("\r{secs:5.1} s  {n:>9} ok  {:>9.0} RPC/s", n as f64 / secs);
-        }
-    })))
-}
-
+/// The report of one scenario from its successful calls' latencies.
 fn summarize(
     scenario: Scenario,
     mut latencies: Vec<Duration>,
@@ -436,393 +264,4 @@ fn summarize(
         ok,
         errors,
     }
-}
-
-fn parse_mix(s: &str) -> Result<[u32; 3], CliError> {
-    let usage =
-        || CliError::Usage("--mix takes three weights: verify,create-session,refresh".to_owned());
-    let parts: Vec<u32> = s
-        .split(',')
-        .map(|p| p.trim().parse())
-        .collect::<Result<_, _>>()
-        .map_err(|_| usage())?;
-    match parts.as_slice() {
-        [v, c, r] if v + c + r > 0 => Ok([*v, *c, *r]),
-        _ => Err(usage()),
-    }
-}
-
-fn pick(mix: &[u32; 3], i: usize) -> Call {
-    let total = mix.iter().sum::<u32>().max(1);
-    let slot = u32::try_from(i % total as usize).unwrap_or(0);
-    if slot < mix[0] {
-        Call::Verify
-    } else if slot < mix[0] + mix[1] {
-        Call::Create
-    } else {
-        Call::Refresh
-    }
-}
-
-/// A bench key, with a rate limit high enough not to be what is measured.
-async fn create_bench_key(args: &BenchArgs, channel: &Channel) -> Result<String, CliError> {
-    let created = ApiKeyServiceClient::new(channel.clone())
-        .create_api_key(authed(
-            &args.opts,
-            pb::CreateApiKeyRequest {
-                name: "mcp-auth bench".to_owned(),
-                scopes: vec![
-                    "sessions:create".to_owned(),
-                    "tokens:verify".to_owned(),
-                    "bench:read".to_owned(),
-                ],
-                expires_at: 0,
-                rate_limit: Some(pb::RateLimit {
-                    requests_per_second: 1_000_000,
-                    burst: 1_000_000,
-                }),
-            },
-        )?)
-        .await?
-        .into_inner();
-    Ok(created.secret)
-}
-
-/// `n` valid access tokens, created over all connections at once.
-async fn create_tokens(
-    args: &BenchArgs,
-    channels: &[Channel],
-    key: &str,
-    n: usize,
-) -> Result<Vec<String>, CliError> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if n > 10_000 && std::io::stderr().is_terminal() {
-        eprintln!("creating {n} tokens first...");
-    }
-    let callers = args.concurrency.clamp(1, 64);
-    let mut tasks = Vec::new();
-    for c in 0..callers {
-        let mut client = TokenServiceClient::new(channels[c % channels.len()].clone());
-        let key = key.to_owned();
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            for i in (c..n).step_by(callers) {
-                out.push(create(&mut client, &key, i).await?.access_token);
-            }
-            Ok::<_, tonic::Status>(out)
-        }));
-    }
-    let mut tokens = Vec::with_capacity(n);
-    for t in tasks {
-        let part = t
-            .await
-            .map_err(|e| CliError::Usage(format!("a bench setup task failed: {e}")))??;
-        tokens.extend(part);
-    }
-    Ok(tokens)
-}
-
-fn with_key<T>(key: &str, message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    if let Ok(v) = format!("Bearer {key}").parse() {
-        req.metadata_mut().insert("authorization", v);
-    }
-    req
-}
-
-async fn create(
-    client: &mut TokenServiceClient<Channel>,
-    key: &str,
-    i: usize,
-) -> Result<pb::Session, tonic::Status> {
-    Ok(client
-        .create_session(with_key(
-            key,
-            pb::CreateSessionRequest {
-                subject: format!("bench-user-{i}"),
-                scopes: vec!["bench:read".to_owned()],
-                audience: "mcp-auth-bench".to_owned(),
-                ttl_seconds: 0,
-                session_lifetime_seconds: 0,
-            },
-        ))
-        .await?
-        .into_inner())
-}
-
-struct Worker {
-    tokens: TokenServiceClient<Channel>,
-    health: tonic_health::pb::health_client::HealthClient<Channel>,
-    fixture: Arc<Fixture>,
-    refresh_token: Option<String>,
-    /// Refreshes so far in the current chain.
-    chain: u32,
-}
-
-impl Worker {
-    fn new(channel: Channel, fixture: Arc<Fixture>) -> Self {
-        Worker {
-            tokens: TokenServiceClient::new(channel.clone()),
-            health: tonic_health::pb::health_client::HealthClient::new(channel),
-            fixture,
-            refresh_token: None,
-            chain: 0,
-        }
-    }
-
-    async fn verify(&mut self, token: String) -> Result<(), tonic::Status> {
-        let r = self
-            .tokens
-            .verify_token(with_key(
-                &self.fixture.key,
-                pb::VerifyTokenRequest {
-                    token,
-                    audience: "mcp-auth-bench".to_owned(),
-                    required_scopes: vec![],
-                },
-            ))
-            .await?;
-        if r.get_ref().active {
-            Ok(())
-        } else {
-            // An inactive verdict is a failure of the benchmark.
-            Err(tonic::Status::failed_precondition("token not active"))
-        }
-    }
-
-    async fn call(&mut self, call: Call, i: usize) -> Outcome {
-        let key = &self.fixture.key;
-        let result = match call {
-            Call::Health => self
-                .health
-                .check(tonic_health::pb::HealthCheckRequest::default())
-                .await
-                .map(|_| ()),
-            Call::Verify => {
-                let pool = &self.fixture.tokens;
-                let token = pool[i % pool.len().max(1)].clone();
-                self.verify(token).await
-            }
-            Call::VerifyFresh => {
-                let at = self.fixture.next_fresh.fetch_add(1, Ordering::Relaxed);
-                let Some(token) = self.fixture.tokens.get(at).cloned() else {
-                    return Outcome::Exhausted;
-                };
-                self.verify(token).await
-            }
-            Call::Create => create(&mut self.tokens, key, i).await.map(|_| ()),
-            Call::Refresh => {
-                let token = match self.refresh_token.take() {
-                    Some(t) if self.chain < REFRESH_CHAIN => t,
-                    _ => {
-                        return match create(&mut self.tokens, key, i).await {
-                            Ok(s) => {
-                                self.refresh_token = Some(s.refresh_token);
-                                self.chain = 0;
-                                Outcome::Setup
-                            }
-                            Err(e) => Outcome::Failed(e.code()),
-                        };
-                    }
-                };
-                self.chain += 1;
-                self.tokens
-                    .refresh_session(Request::new(pb::RefreshSessionRequest {
-                        refresh_token: token,
-                        scopes: vec![],
-                    }))
-                    .await
-                    .map(|s| self.refresh_token = Some(s.into_inner().refresh_token))
-            }
-        };
-        match result {
-            Ok(()) => Outcome::Ok,
-            Err(e) => Outcome::Failed(e.code()),
-        }
-    }
-}
-
-/// The bare signature check of one of the server's tokens, with its public
-/// key from the JWKS, on as many threads as this machine has cores: no
-/// parsing, no claims, no network. `verify-uncached` is measured against
-/// it.
-async fn signature(
-    args: &BenchArgs,
-    channel: &Channel,
-    key: &str,
-) -> Result<BenchReport, CliError> {
-    let mut client = TokenServiceClient::new(channel.clone());
-    let token = create(&mut client, key, 0).await?.access_token;
-    let jwks = client
-        .get_jwks(pb::GetJwksRequest {})
-        .await?
-        .into_inner()
-        .jwks_json;
-    let check = SignatureCheck::new(&token, &jwks)
-        .ok_or_else(|| CliError::Usage("the server's token or JWKS is not usable".to_owned()))?;
-    let check = Arc::new(check);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let warmup = Duration::from_secs(args.warmup);
-    let started = Instant::now();
-    let measure_from = started + warmup;
-    let deadline = measure_from + Duration::from_secs(args.duration);
-    let budget = args
-        .requests
-        .map(|n| Arc::new(AtomicU64::new(n)))
-        .unwrap_or_else(|| Arc::new(AtomicU64::new(u64::MAX)));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let check = check.clone();
-            let budget = budget.clone();
-            std::thread::spawn(move || {
-                let mut latencies = Vec::new();
-                let mut failed = 0u64;
-                loop {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    let counted = now >= measure_from;
-                    if counted
-                        && budget
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                                n.checked_sub(1)
-                            })
-                            .is_err()
-                    {
-                        break;
-                    }
-                    let good = check.verify();
-                    if counted {
-                        if good {
-                            latencies.push(now.elapsed());
-                        } else {
-                            failed += 1;
-                        }
-                    }
-                }
-                (latencies, failed)
-            })
-        })
-        .collect();
-    let joined = tokio::task::spawn_blocking(move || {
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| CliError::Usage(format!("a bench thread failed: {e}")))?;
-    let elapsed = measure_from.elapsed().as_secs_f64();
-    let mut latencies = Vec::new();
-    let mut errors = BTreeMap::new();
-    for (l, failed) in joined {
-        latencies.extend(l);
-        if failed > 0 {
-            *errors.entry("BadSignature".to_owned()).or_default() += failed;
-        }
-    }
-    Ok(summarize(Scenario::Signature, latencies, errors, elapsed))
-}
-
-/// A token's signing input and signature, and the public key to check
-/// them with.
-struct SignatureCheck {
-    message: Vec<u8>,
-    signature: Vec<u8>,
-    key: UnparsedPublicKey<Vec<u8>>,
-}
-
-impl SignatureCheck {
-    fn new(token: &str, jwks: &str) -> Option<Self> {
-        let (message, sig_b64) = token.rsplit_once('.')?;
-        let header_b64 = message.split('.').next()?;
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
-        let jwks: serde_json::Value = serde_json::from_str(jwks).ok()?;
-        let jwk = jwks["keys"]
-            .as_array()?
-            .iter()
-            .find(|k| k["kid"] == header["kid"])?;
-        let b64 = |member: &str| URL_SAFE_NO_PAD.decode(jwk[member].as_str()?).ok();
-        let key = match jwk["alg"].as_str()? {
-            "EdDSA" => UnparsedPublicKey::new(&ED25519, b64("x")?),
-            "ES256" => {
-                let mut point = vec![4u8];
-                point.extend(b64("x")?);
-                point.extend(b64("y")?);
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-            }
-            _ => return None,
-        };
-        Some(SignatureCheck {
-            message: message.as_bytes().to_vec(),
-            signature: URL_SAFE_NO_PAD.decode(sig_b64).ok()?,
-            key,
-        })
-    }
-
-    fn verify(&self) -> bool {
-        self.key.verify(&self.message, &self.signature).is_ok()
-    }
-}
-
-/// Adds `n` live sessions (every hundredth revoked) to the data directory
-/// of a stopped server, as one client `key_benchseed`, with their refresh
-/// tokens and index entries, then flushes once.
-async fn seed(data_dir: &std::path::Path, n: u64) -> Result<u8, CliError> {
-    let store = Store::open(data_dir).map_err(crate::Error::from)?;
-    let now = Clock::system().now();
-    let started = Instant::now();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
-    let done = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for t in 0..threads {
-        let store = store.clone();
-        let done = done.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            for i in (t..n).step_by(usize::try_from(threads).unwrap_or(1)) {
-                let hash = SecretHash::of(format!("seed-refresh-{now}-{i}").as_bytes());
-                let record = SessionRecord {
-                    session_id: new_id("ses_")?,
-                    subject: format!("seed-user-{i}"),
-                    client_id: "key_benchseed".to_owned(),
-                    scopes: vec!["tools:read".to_owned(), "tools:call".to_owned()],
-                    audience: "https://mcp.example.com".to_owned(),
-                    created_at: now,
-                    expires_at: now + 900,
-                    revoked_at: (i % 100 == 99).then_some(now),
-                    session_expires_at: now + 86_400,
-                    last_refreshed_at: now,
-                    refresh_hashes: vec![hash],
-                    token_ttl: 900,
-                };
-                let refresh = RefreshRecord {
-                    session_id: record.session_id.clone(),
-                    issued_at: now,
-                    spent_at: None,
-                };
-                store.insert_session(&record, Some((&hash, &refresh)))?;
-                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if d % 100_000 == 0 {
-                    eprintln!("{d} sessions");
-                }
-            }
-            Ok::<_, crate::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await
-            .map_err(|e| CliError::Usage(format!("a seeding task failed: {e}")))??;
-    }
-    store.flush().await.map_err(crate::Error::from)?;
-    outln!(
-        "added {n} sessions ({} revoked) to {} in {:.1} s",
-        n / 100,
-        data_dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(0)
 }

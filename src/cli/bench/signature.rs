@@ -1,0 +1,134 @@
+//! The `signature` scenario of `mcp-auth bench`: the bare signature check
+//! of a server's token on this machine's cores, with no server in the
+//! loop, for `verify-uncached` to be compared with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::load::create;
+use super::{BenchArgs, BenchReport, Scenario, summarize};
+use crate::cli::CliError;
+use crate::grpc::client::Client;
+use crate::pb;
+
+/// The bare signature check of one of the server's tokens, with its public
+/// key from the JWKS, on as many threads as this machine has cores: no
+/// parsing, no claims, no network. `verify-uncached` is measured against
+/// it.
+pub(super) async fn signature(args: &BenchArgs, client: &Client) -> Result<BenchReport, CliError> {
+    let token = create(client, 0).await?.access_token;
+    let jwks = client.get_jwks(pb::GetJwksRequest {}).await?.jwks_json;
+    let check = SignatureCheck::new(&token, &jwks)
+        .ok_or_else(|| CliError::Usage("the server's token or JWKS is not usable".to_owned()))?;
+    let check = Arc::new(check);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let warmup = Duration::from_secs(args.warmup);
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let deadline = measure_from + Duration::from_secs(args.duration);
+    let budget = args
+        .requests
+        .map(|n| Arc::new(AtomicU64::new(n)))
+        .unwrap_or_else(|| Arc::new(AtomicU64::new(u64::MAX)));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let check = check.clone();
+            let budget = budget.clone();
+            std::thread::spawn(move || {
+                let mut latencies = Vec::new();
+                let mut failed = 0u64;
+                loop {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let counted = now >= measure_from;
+                    if counted
+                        && budget
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_err()
+                    {
+                        break;
+                    }
+                    let good = check.verify();
+                    if counted {
+                        if good {
+                            latencies.push(now.elapsed());
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                }
+                (latencies, failed)
+            })
+        })
+        .collect();
+    let joined = tokio::task::spawn_blocking(move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| CliError::Usage(format!("a bench thread failed: {e}")))?;
+    let elapsed = measure_from.elapsed().as_secs_f64();
+    let mut latencies = Vec::new();
+    let mut errors = BTreeMap::new();
+    for (l, failed) in joined {
+        latencies.extend(l);
+        if failed > 0 {
+            *errors.entry("BadSignature".to_owned()).or_default() += failed;
+        }
+    }
+    Ok(summarize(Scenario::Signature, latencies, errors, elapsed))
+}
+
+/// A token's signing input and signature, and the public key to check
+/// them with.
+struct SignatureCheck {
+    message: Vec<u8>,
+    signature: Vec<u8>,
+    key: UnparsedPublicKey<Vec<u8>>,
+}
+
+impl SignatureCheck {
+    fn new(token: &str, jwks: &str) -> Option<Self> {
+        let (message, sig_b64) = token.rsplit_once('.')?;
+        let header_b64 = message.split('.').next()?;
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
+        let jwks: serde_json::Value = serde_json::from_str(jwks).ok()?;
+        let jwk = jwks["keys"]
+            .as_array()?
+            .iter()
+            .find(|k| k["kid"] == header["kid"])?;
+        let b64 = |member: &str| URL_SAFE_NO_PAD.decode(jwk[member].as_str()?).ok();
+        let key = match jwk["alg"].as_str()? {
+            "EdDSA" => UnparsedPublicKey::new(&ED25519, b64("x")?),
+            "ES256" => {
+                let mut point = vec![4u8];
+                point.extend(b64("x")?);
+                point.extend(b64("y")?);
+                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+            }
+            _ => return None,
+        };
+        Some(SignatureCheck {
+            message: message.as_bytes().to_vec(),
+            signature: URL_SAFE_NO_PAD.decode(sig_b64).ok()?,
+            key,
+        })
+    }
+
+    fn verify(&self) -> bool {
+        self.key.verify(&self.message, &self.signature).is_ok()
+    }
+}
