@@ -37,12 +37,16 @@ fn hot_path(c: &mut Criterion) {
     c.bench_function("rate limit check", |b| b.iter(|| f.limiter_check()));
     let mut m = 0u64;
     c.bench_function("session write (no flush)", |b| {
-        b.iter(|| {
+        b.to_async(&rt).iter(|| {
             m += 1;
-            f.session_write(m).expect("write")
+            let f = &f;
+            let m = m;
+            async move { f.session_write(m).await.expect("write") }
         })
     });
-    c.bench_function("audit append (no flush)", |b| b.iter(|| f.audit_append()));
+    c.bench_function("audit append (no flush)", |b| {
+        b.to_async(&rt).iter(|| f.audit_append())
+    });
     let mut n = 0u64;
     c.bench_function("durable session write (insert + flush)", |b| {
         b.to_async(&rt).iter(|| {

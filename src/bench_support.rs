@@ -3,24 +3,40 @@
 //! without a server. Not part of the supported API.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::audit::{AuditEvent, AuditLog};
 use crate::clock::Clock;
-use crate::limits::{Limits, RateLimit};
+use crate::core::api_keys::ApiKeyIndex;
+use crate::core::limits::Limits;
+use crate::core::revocations::RevocationIndex;
 use crate::secret::SecretHash;
-use crate::store::{ApiKeyRecord, SessionRecord, Store};
-use crate::token::{KeyRing, RevocationIndex, SigningAlg, TokenIssuer};
+use crate::store::{
+    ApiKeyRecord, AuditEntry, Durability, RefreshToken, SessionRecord, SigningAlg, Store,
+};
+use crate::token::{KeyRing, TokenIssuer, generate_signing_key};
 
 /// The pieces a request touches, ready to time.
 pub struct Fixture {
     limits: Limits,
-    audit: AuditLog,
     issuer: TokenIssuer,
     session: SessionRecord,
-    store: Store,
+    durable: Arc<dyn Store>,
+    unflushed: Arc<dyn Store>,
     clock: Clock,
+    keys: ApiKeyIndex,
     revocations: RevocationIndex,
     key_hash: SecretHash,
+}
+
+fn entry(action: &str) -> AuditEntry {
+    AuditEntry {
+        time: 0,
+        actor: "key_bench".to_owned(),
+        action: action.to_owned(),
+        target: "ses_0123456789abcdefghijkl".to_owned(),
+        outcome: "ok".to_owned(),
+        request_id: "bench".to_owned(),
+    }
 }
 
 impl Fixture {
@@ -30,46 +46,48 @@ impl Fixture {
     /// Storage or key generation failed.
     pub async fn new(dir: &Path, alg: SigningAlg) -> Result<Self, crate::Error> {
         let clock = Clock::system();
-        let store = Store::open(dir)?;
-        let ring = KeyRing::load_or_create(&store, alg, clock.now()).await?;
         let now = clock.now();
+        let durable = crate::store::open(&dir.join("durable"), Durability::Durable)?;
+        let unflushed = crate::store::open(&dir.join("unflushed"), Durability::Unsafe)?;
+        let issuer = "https://bench.example";
+        let ring = KeyRing::from_records(
+            vec![generate_signing_key(alg, now).map_err(crate::core::Error::from)?],
+            &TokenIssuer::accepted_issuers(issuer),
+        )
+        .map_err(crate::core::Error::from)?;
         // 1000 API keys, and 10,000 revoked sessions in the index.
         let mut key_hash = SecretHash::of(b"");
+        let mut records = Vec::new();
         for i in 0..1000 {
             key_hash = SecretHash::of(format!("mcp_sk_bench{i}").as_bytes());
-            store
-                .insert_api_key(&ApiKeyRecord {
-                    key_id: format!("key_bench{i}"),
-                    name: "bench".to_owned(),
-                    scopes: vec!["sessions:create".to_owned(), "tokens:verify".to_owned()],
-                    prefix: "mcp_sk_bench".to_owned(),
-                    created_at: now,
-                    expires_at: 0,
-                    revoked_at: None,
-                    rotated_at: None,
-                    secret_hash: key_hash,
-                    previous: None,
-                    rate_limit: None,
-                })
-                .await?;
+            records.push(ApiKeyRecord {
+                key_id: format!("key_bench{i}"),
+                name: "bench".to_owned(),
+                scopes: vec!["sessions:create".to_owned(), "tokens:verify".to_owned()],
+                prefix: "mcp_sk_bench".to_owned(),
+                created_at: now,
+                expires_at: 0,
+                revoked_at: None,
+                rotated_at: None,
+                secret_hash: key_hash,
+                previous: None,
+                rate_limit: None,
+            });
         }
-        let revocations = RevocationIndex::default();
-        for i in 0..10_000 {
-            revocations.insert(&format!("ses_revoked{i}"));
-        }
+        let revocations = RevocationIndex::new((0..10_000).map(|i| format!("ses_revoked{i}")));
         Ok(Fixture {
             revocations,
             key_hash,
+            keys: ApiKeyIndex::new(records),
             limits: Limits::new(
                 clock.clone(),
-                Some(RateLimit {
+                Some(crate::store::RateLimit {
                     requests_per_second: 1_000_000,
                     burst: 1_000_000,
                 }),
                 10,
             ),
-            audit: AuditLog::open(store.clone(), clock.clone())?,
-            issuer: TokenIssuer::new(ring, "mcp-auth".to_owned(), alg),
+            issuer: TokenIssuer::new(ring, issuer.to_owned(), alg),
             session: SessionRecord {
                 session_id: "ses_0123456789abcdefghijkl".to_owned(),
                 subject: "user-42".to_owned(),
@@ -81,10 +99,15 @@ impl Fixture {
                 revoked_at: None,
                 session_expires_at: now + 86_400,
                 last_refreshed_at: now,
-                refresh_hashes: vec![],
                 token_ttl: 900,
+                refresh_tokens: vec![RefreshToken {
+                    hash: SecretHash::of(b"mcp_rt_bench"),
+                    issued_at: now,
+                    spent_at: None,
+                }],
             },
-            store,
+            durable,
+            unflushed,
             clock,
         })
     }
@@ -95,21 +118,18 @@ impl Fixture {
     }
 
     /// One audit record appended (not flushed).
-    pub fn audit_append(&self) {
-        self.audit.append_unflushed(AuditEvent {
-            actor: "key_bench",
-            action: "session.created",
-            target: "ses_0123456789abcdefghijkl",
-            outcome: "ok",
-            request_id: "bench",
-        });
+    pub async fn audit_append(&self) {
+        let _ = self
+            .unflushed
+            .append_audit(entry("session.created"), false)
+            .await;
     }
 
     /// Signs one access token.
     ///
     /// # Errors
     /// Signing failed.
-    pub fn sign(&self) -> Result<String, crate::Error> {
+    pub fn sign(&self) -> Result<String, crate::core::Error> {
         let s = &self.session;
         Ok(self
             .issuer
@@ -130,7 +150,7 @@ impl Fixture {
 
     /// Looks up an API key by its secret's hash (among 1000 keys).
     pub fn api_key_lookup(&self) -> bool {
-        matches!(self.store.api_key_by_hash(&self.key_hash), Ok(Some(_)))
+        self.keys.get(&self.key_hash).is_some()
     }
 
     /// Looks a session up in the revocation index (10,000 revoked).
@@ -138,26 +158,29 @@ impl Fixture {
         self.revocations.contains(&self.session.session_id)
     }
 
-    /// One session write, not flushed.
+    /// One session write with its audit record, not flushed.
     ///
     /// # Errors
     /// Storage failed.
-    pub fn session_write(&self, n: u64) -> Result<(), crate::Error> {
+    pub async fn session_write(&self, n: u64) -> Result<(), crate::Error> {
         let mut s = self.session.clone();
         s.session_id = format!("ses_bench_nf_{n}");
-        self.store.insert_session(&s, None)?;
+        self.unflushed
+            .insert_session(&s, entry("session.created"))
+            .await?;
         Ok(())
     }
 
-    /// One durable session write (insert and flush).
+    /// One durable session write with its audit record.
     ///
     /// # Errors
     /// Storage failed.
     pub async fn durable_write(&self, n: u64) -> Result<(), crate::Error> {
         let mut s = self.session.clone();
         s.session_id = format!("ses_bench_{n}");
-        self.store.insert_session(&s, None)?;
-        self.store.flush().await?;
+        self.durable
+            .insert_session(&s, entry("session.created"))
+            .await?;
         Ok(())
     }
 }

@@ -17,8 +17,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::files::{FileError, write_private, write_public};
 use crate::secret::SecretHash;
-use crate::tls::{TlsError, write_private, write_public};
 
 /// File name of a CA certificate in a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -34,7 +34,7 @@ pub const MAX_NAME_LEN: usize = 63;
 pub enum CaError {
     /// Reading or writing a file failed.
     #[error(transparent)]
-    Tls(#[from] TlsError),
+    File(#[from] FileError),
     /// rcgen refused the parameters.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
@@ -58,7 +58,7 @@ pub enum CaError {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
     move |source| {
-        CaError::Tls(TlsError::Io {
+        CaError::File(FileError {
             path: path.to_owned(),
             source,
         })
@@ -115,10 +115,7 @@ pub fn spiffe_id(trust_domain: &str, name: &str) -> String {
     format!("spiffe://{trust_domain}/{name}")
 }
 
-/// Lowercase hex without separators; how serials are shown and stored.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::secret::hex;
 
 /// Normalises a serial as a user or a tool may write it (`0A:1B`, `a1b`,
 /// `00:c5...` with the DER sign byte): lowercase hex, whole bytes, no
@@ -219,7 +216,7 @@ pub fn init_ca(
     let cert_path = out_dir.join(CA_CERT_FILE);
     let key_path = out_dir.join(CA_KEY_FILE);
     refuse_overwrite(&[&cert_path, &key_path], force)?;
-    crate::tls::create_private_dir(out_dir)?;
+    crate::files::create_private_dir(out_dir)?;
     let now = OffsetDateTime::now_utc();
     let not_after = now + Duration::days(i64::from(days));
     let ca = generate_ca(common_name, now - Duration::minutes(5), not_after)?;
@@ -349,7 +346,7 @@ pub fn issue_client_cert(
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
 
-    crate::tls::create_private_dir(out_dir)?;
+    crate::files::create_private_dir(out_dir)?;
     write_private(&key_path, key.serialize_pem().as_bytes())?;
     write_public(
         &cert_path,

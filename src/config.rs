@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::limits::RateLimit;
-use crate::token::SigningAlg;
+use crate::store::RateLimit;
+use crate::store::SigningAlg;
 
 /// Default data directory.
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-/// Default `iss` claim.
-pub const DEFAULT_ISSUER: &str = "mcp-auth";
+/// Default issuer: the `iss` of every token, and the URL the HTTP
+/// listener will publish its metadata under.
+pub const DEFAULT_ISSUER: &str = "https://localhost:8443";
 /// Default access-token lifetime, seconds (15 minutes).
 pub const DEFAULT_TOKEN_TTL: u32 = 15 * 60;
 /// Default maximum access-token lifetime, seconds (1 hour).
@@ -81,7 +82,9 @@ pub struct Settings {
     /// Serve plaintext h2c instead of TLS, for local benchmarking only.
     /// Default false.
     pub plaintext: Option<bool>,
-    /// The `iss` claim of issued tokens. Default `mcp-auth`.
+    /// The issuer: the public `https` URL of this authorization server,
+    /// e.g. `https://auth.example.com` behind a reverse proxy; the `iss`
+    /// of every token. Default `https://localhost:8443`.
     pub issuer: Option<String>,
     /// Signing algorithm for new keys: `EdDSA` (Ed25519) or `ES256`.
     /// Default `EdDSA`.
@@ -228,7 +231,7 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How the port is secured.
     pub tls: TlsMode,
-    /// The `iss` claim of issued tokens.
+    /// The issuer URL: the `iss` claim of issued tokens.
     pub issuer: String,
     /// Algorithm of newly created signing keys.
     pub signing_alg: SigningAlg,
@@ -327,12 +330,10 @@ impl Config {
             }
         })?;
         let issuer = s.issuer.unwrap_or_else(|| DEFAULT_ISSUER.to_owned());
-        if issuer.is_empty() || issuer.len() > 256 {
-            return Err(ConfigError::Invalid {
-                field: "issuer",
-                message: "must be 1 to 256 bytes".to_owned(),
-            });
-        }
+        check_issuer(&issuer).map_err(|message| ConfigError::Invalid {
+            field: "issuer",
+            message,
+        })?;
         let default_token_ttl = s.default_token_ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL);
         let max_token_ttl = s.max_token_ttl_seconds.unwrap_or(DEFAULT_MAX_TOKEN_TTL);
         if max_token_ttl == 0 || max_token_ttl > 24 * 60 * 60 {
@@ -388,10 +389,10 @@ impl Config {
                     requests_per_second: rps,
                     burst: s.rate_limit_burst.unwrap_or(rps.saturating_mul(2)),
                 }
-                .validate("rate_limit")
-                .map_err(|e| ConfigError::Invalid {
+                .checked()
+                .map_err(|message| ConfigError::Invalid {
                     field: "rate_limit_requests_per_second",
-                    message: e.to_string(),
+                    message,
                 })?,
             ),
         };
@@ -462,6 +463,39 @@ impl Config {
     }
 }
 
+/// An issuer is an `https` URL with a host and no query or fragment
+/// (RFC 8414 section 2); `http` only for a loopback host, for local
+/// development. At most 256 bytes; a trailing `/` is not allowed, so the
+/// `iss` of a token compares equal to it byte for byte.
+fn check_issuer(issuer: &str) -> Result<(), String> {
+    let rest = if let Some(rest) = issuer.strip_prefix("https://") {
+        rest
+    } else if let Some(rest) = issuer.strip_prefix("http://") {
+        let host = rest.split(['/', ':']).next().unwrap_or_default();
+        let loopback = host == "localhost" || host == "127.0.0.1" || rest.starts_with("[::1]");
+        if !loopback {
+            return Err("must be an https URL (http only for localhost)".to_owned());
+        }
+        rest
+    } else {
+        return Err("must be an https URL, such as https://auth.example.com".to_owned());
+    };
+    if issuer.len() > 256 {
+        return Err("must be at most 256 bytes".to_owned());
+    }
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err("has no host".to_owned());
+    }
+    if rest.contains(['?', '#'])
+        || rest.ends_with('/')
+        || issuer.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("must have no query, fragment, trailing slash or spaces".to_owned());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,17 +516,56 @@ mod tests {
     #[test]
     fn flags_override_file() {
         let file = Settings::from_toml(
-            "listen = \"0.0.0.0:1\"\nissuer = \"from-file\"\nsigning_alg = \"ES256\"\n",
+            "listen = \"0.0.0.0:1\"\nissuer = \"https://from-file\"\nsigning_alg = \"ES256\"\n",
         )
         .unwrap();
         let flags = Settings {
-            issuer: Some("from-flag".to_owned()),
+            issuer: Some("https://from-flag".to_owned()),
             ..Settings::default()
         };
         let c = Config::from_settings(file.over(flags)).unwrap();
-        assert_eq!(c.issuer, "from-flag");
+        assert_eq!(c.issuer, "https://from-flag");
         assert_eq!(c.listen.to_string(), "0.0.0.0:1");
         assert_eq!(c.signing_alg, SigningAlg::ES256);
+    }
+
+    #[test]
+    fn the_issuer_is_an_https_url() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.issuer, "https://localhost:8443");
+        for good in [
+            "https://auth.example.com",
+            "https://auth.example.com:8443/tenant",
+            "http://localhost:8080",
+            "http://127.0.0.1:8443",
+        ] {
+            assert!(check_issuer(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "mcp-auth",
+            "",
+            "http://auth.example.com",
+            "https://",
+            "https://auth.example.com/",
+            "https://auth.example.com?x=1",
+            "https://auth.example.com#f",
+            "https://a b",
+        ] {
+            let s = Settings {
+                issuer: Some(bad.to_owned()),
+                ..Settings::default()
+            };
+            assert!(
+                matches!(
+                    Config::from_settings(s),
+                    Err(ConfigError::Invalid {
+                        field: "issuer",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

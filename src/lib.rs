@@ -1,56 +1,62 @@
 //! mcp-auth: a token service for MCP servers.
 //!
-//! Backend services exchange an API key for a short-lived signed access token
-//! (a JWT per RFC 9068) with `TokenService.CreateSession`; MCP servers check
-//! those tokens with `TokenService.VerifyToken`, or offline with the public
-//! keys from `TokenService.GetJwks`. Admins manage API keys through
-//! `ApiKeyService`. Everything is served over gRPC with TLS and persisted in
-//! one embedded data directory.
+//! Backend services exchange an API key or a mutual-TLS client certificate
+//! for a short-lived signed access token (a JWT per RFC 9068) with
+//! `TokenService.CreateSession`; MCP servers check those tokens with
+//! `TokenService.VerifyToken`, or offline with the public keys from
+//! `TokenService.GetJwks`. Admins manage API keys, identities, signing keys
+//! and read the audit trail. Everything is served over gRPC with TLS and
+//! persisted in one embedded data directory.
 //!
 //! # Layout
-//! - [`config`]: the validated server configuration, merged from defaults, a
-//!   TOML file, `MCP_AUTH_*` variables and flags.
-//! - [`clock`]: the one source of time, settable in tests.
-//! - [`secret`]: secrets from the OS CSPRNG, kept out of logs and `Debug`.
-//! - `store`: the storage boundary; sled lives behind it and nowhere else.
-//! - `token`: signing keys, the key ring, JWT issuing and verifying, JWKS.
-//! - [`limits`]: per-caller rate limits and the per-address throttle on
-//!   failed authentication.
-//! - [`audit`]: the hash-chained audit trail of security events.
-//! - `auth`: who is calling (the one place credentials are resolved) and
-//!   what they may do (the one place scopes are checked).
-//! - `service`: one file per gRPC service; converts between protobuf and
-//!   domain types at the edge.
-//! - [`tls`]: server certificates, including the generated development CA.
-//! - [`ca`]: the CA for mutual TLS: issuing client certificates for service
-//!   identities and reading identities out of presented ones.
-//! - [`server`]: opening the data directory, serving, graceful shutdown.
-//! - [`maintenance`]: the background pass that rotates and retires signing
-//!   keys and removes sessions that can no longer matter.
-//! - [`grpc`]: the gRPC adapter; for now the typed [`grpc::client::Client`]
-//!   that the CLI and `bench` call the server through.
-//! - [`cli`]: the `mcp-auth` command line (server and client subcommands).
-//! - [`error`]: the domain error and its one mapping to `tonic::Status`.
+//! One folder per layer; each file one concern. Dependencies point down
+//! this list, never up.
+//! - [`grpc`]: the gRPC adapter. One file per service, each RPC written
+//!   once: split the request into credentials and message ([`grpc::call`]),
+//!   call the core, convert ([`grpc::convert`]); the one `Status` mapping
+//!   ([`grpc::status`]); and the typed [`grpc::client`] that the CLI,
+//!   `bench` and the tests share.
+//! - [`server`]: opening the data directory, serving gRPC on a listener
+//!   the caller bound, the per-RPC layers, graceful shutdown.
+//! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
+//!   the client commands, and `bench`.
+//! - [`core`]: every operation on domain types. [`core::Credentials`] in,
+//!   domain records and [`core::Error`] out. Who is calling (`authn`),
+//!   what they may do (`policy`), API keys, sessions and the refresh
+//!   decision, identities, signing keys, the audit trail, rate limits and
+//!   maintenance. Names no transport and no storage engine.
+//! - `token`: signing keys, the key ring and its JWK Set, issuing access
+//!   tokens; verifying goes through the `mcp-auth-token` crate (the
+//!   verifier that works from a JWK Set alone, shared with `bench` and the
+//!   SDK).
+//! - [`store`]: the storage boundary: one async trait, the records both
+//!   sides share ([`store::model`]), the conformance suite every backend
+//!   runs, and the backends (sled, the embedded default). Only this folder
+//!   names a storage engine.
+//! - [`config`]: the validated server configuration, merged from defaults,
+//!   a TOML file, `MCP_AUTH_*` variables and flags.
+//! - [`tls`]: server certificates, including the generated development CA;
+//!   [`ca`]: the CA for mutual TLS, issuing client certificates and reading
+//!   identities out of presented ones.
+//! - [`clock`]: the one source of time, settable in tests; [`secret`]:
+//!   secrets from the OS CSPRNG, kept out of logs and `Debug`; [`files`]:
+//!   private and public files written atomically.
 //! - [`pb`]: the generated protobuf and gRPC code.
 
 #![forbid(unsafe_code)]
 
-pub mod audit;
-pub(crate) mod auth;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod error;
+pub mod core;
+pub mod files;
 pub mod grpc;
-pub mod limits;
-pub mod maintenance;
 pub mod secret;
 pub mod server;
-pub(crate) mod service;
-pub(crate) mod store;
+pub mod store;
 pub mod tls;
 pub(crate) mod token;
 
@@ -67,7 +73,6 @@ pub mod pb {
 
 pub use clock::Clock;
 pub use config::Config;
-pub use error::Error;
 pub use secret::Secret;
-pub use server::Server;
-pub use token::SigningAlg;
+pub use server::{Error, Server};
+pub use store::SigningAlg;

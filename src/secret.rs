@@ -208,6 +208,12 @@ pub fn fill_base62(out: &mut [u8]) -> Result<(), getrandom::Error> {
     Ok(())
 }
 
+/// Lowercase hex without separators; how serials and hashes are shown
+/// and stored.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -4,8 +4,6 @@
 //! are written with mode 0600.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -15,6 +13,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 pub use crate::ca::{CA_CERT_FILE, CA_KEY_FILE};
+use crate::files::{FileError, create_private_dir, write_private, write_public};
 /// File name of the server certificate.
 pub const SERVER_CERT_FILE: &str = "server.pem";
 /// File name of the server private key.
@@ -37,6 +36,15 @@ pub enum TlsError {
     /// rcgen could not make a key or certificate.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+}
+
+impl From<FileError> for TlsError {
+    fn from(e: FileError) -> Self {
+        TlsError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
@@ -123,53 +131,10 @@ pub fn ensure_dev_certificates(dir: &Path) -> Result<CertifiedKey, TlsError> {
     load(&cert_path, &key_path)
 }
 
-/// Creates `dir` (and parents) if missing; a directory this creates is
-/// mode 0700.
-///
-/// # Errors
-/// The directory cannot be created.
-pub fn create_private_dir(dir: &Path) -> Result<(), TlsError> {
-    if !dir.exists() {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
-    }
-    Ok(())
-}
-
-/// Writes a file readable by the owner only (mode 0600), atomically: a
-/// temporary file is written, synced and renamed over `path`.
-///
-/// # Errors
-/// The file cannot be written.
-pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
-    write_with_mode(path, contents, 0o600)
-}
-
-/// Writes a file readable by everyone (mode 0644), atomically.
-///
-/// # Errors
-/// The file cannot be written.
-pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), TlsError> {
-    write_with_mode(path, contents, 0o644)
-}
-
-fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(contents).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -47,9 +47,9 @@ pub(super) async fn run(cmd: AuditCommand) -> Result<u8, CliError> {
         }
         AuditCommand::Verify { data_dir, opts } => {
             let verdict = match data_dir {
-                Some(dir) => match crate::audit::verify_data_dir(&dir) {
+                Some(dir) => match crate::core::audit::verify_data_dir(&dir).await {
                     Ok((n, anchor)) => Ok((n, anchor)),
-                    Err(crate::audit::AuditVerifyError::Broken(b)) => Err(b),
+                    Err(crate::core::audit::AuditVerifyError::Broken(b)) => Err(b),
                     Err(e) => return Err(CliError::Usage(e.to_string())),
                 },
                 None => {
@@ -57,10 +57,10 @@ pub(super) async fn run(cmd: AuditCommand) -> Result<u8, CliError> {
                     let (events, anchor) = all_audit_events(&client, 0, "", "").await?;
                     let records: Vec<_> = events
                         .into_iter()
-                        .map(crate::service::audit::event_from_pb)
+                        .map(crate::grpc::convert::event_from_pb)
                         .collect();
                     let anchor_seq = anchor.seq;
-                    crate::audit::verify_chain(&anchor, &records).map(|n| (n, anchor_seq))
+                    crate::core::audit::verify_chain(&anchor, &records).map(|n| (n, anchor_seq))
                 }
             };
             match verdict {
@@ -84,7 +84,7 @@ async fn all_audit_events(
     since: i64,
     actor: &str,
     action: &str,
-) -> Result<(Vec<pb::AuditEvent>, crate::audit::AuditAnchor), CliError> {
+) -> Result<(Vec<pb::AuditEvent>, crate::core::audit::AuditAnchor), CliError> {
     let mut events = Vec::new();
     let mut page_token = String::new();
     loop {
@@ -99,7 +99,7 @@ async fn all_audit_events(
             .await?;
         events.extend(page.events);
         if page.next_page_token.is_empty() {
-            let anchor = crate::audit::AuditAnchor {
+            let anchor = crate::core::audit::AuditAnchor {
                 seq: page.anchor_seq,
                 hash: page.anchor_hash,
             };

@@ -9,9 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, Settings, TlsMode};
-use crate::error::Error;
+use crate::server::Error;
 use crate::server::Server;
-use crate::token::SigningAlg;
+use crate::store::SigningAlg;
 
 /// Flags of `mcp-auth serve`; each also reads an `MCP_AUTH_*` variable and
 /// overrides the TOML file. Defaults are listed in the README.

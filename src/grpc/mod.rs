@@ -1,3 +1,14 @@
-//! gRPC adapter.
+//! The gRPC adapter: tonic services that turn requests into the core's
+//! calls ([`call`] reads credentials, [`convert`] translates messages) and
+//! the core's errors into `Status` ([`status`], the one mapping), plus the
+//! typed [`client`] the CLI, `bench` and the tests share.
 
+pub(crate) mod api_keys;
+pub(crate) mod audit;
+pub(crate) mod call;
 pub mod client;
+pub mod convert;
+pub(crate) mod identities;
+pub(crate) mod keys;
+pub mod status;
+pub(crate) mod tokens;

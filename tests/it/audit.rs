@@ -207,18 +207,10 @@ async fn editing_one_record_in_the_data_dir_is_caught_and_named() {
     assert!(out.contains("intact: 5 records"), "{out}");
 
     // Edit record 3 behind the server's back: who did it.
-    {
-        let db = sled::open(server.data_dir().join("db")).unwrap();
-        let audit = db.open_tree("audit").unwrap();
-        let key = 3u64.to_be_bytes();
-        let mut record: serde_json::Value =
-            serde_json::from_slice(&audit.get(key).unwrap().unwrap()).unwrap();
-        record["actor"] = "someone-else".into();
-        audit
-            .insert(key, serde_json::to_vec(&record).unwrap())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    mcp_auth::store::tamper_with_audit_record(server.data_dir(), 3, |r| {
+        r.actor = "someone-else".to_owned();
+    })
+    .unwrap();
     let (code, out) = verify(server.data_dir().to_owned()).await;
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("audit record 3 is broken"), "{out}");

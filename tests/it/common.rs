@@ -26,7 +26,7 @@ pub struct TestServer {
     /// Whether opening the data directory created the primary key.
     pub created_primary: bool,
     pub addr: std::net::SocketAddr,
-    maintenance: Option<mcp_auth::maintenance::Maintenance>,
+    maintenance: Option<mcp_auth::core::maintenance::Maintenance>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), mcp_auth::Error>>>,
 }
@@ -78,7 +78,7 @@ impl TestServer {
     }
 
     /// Runs one maintenance pass now, at the test clock's time.
-    pub async fn maintain(&self) -> mcp_auth::maintenance::MaintenanceReport {
+    pub async fn maintain(&self) -> mcp_auth::core::maintenance::MaintenanceReport {
         self.maintenance.as_ref().unwrap().run_once().await.unwrap()
     }
 

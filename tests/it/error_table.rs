@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mcp_auth::ca::{ClientCertRequest, issue_client_cert};
-use mcp_auth::error::Reason;
+use mcp_auth::core::Reason;
+use mcp_auth::grpc::status::code;
 use mcp_auth::pb;
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::identity_service_client::IdentityServiceClient;
@@ -62,7 +63,7 @@ fn readme_table() -> BTreeMap<String, String> {
 fn readme_error_table_lists_exactly_the_codes_reasons() {
     let from_code: BTreeMap<String, String> = Reason::ALL
         .iter()
-        .map(|r| (r.as_str().to_owned(), code_name(r.code()).to_owned()))
+        .map(|r| (r.as_str().to_owned(), code_name(code(*r)).to_owned()))
         .collect();
     assert_eq!(readme_table(), from_code);
 }

@@ -182,7 +182,7 @@ async fn offline_verify(alg: SigningAlg) {
     assert_eq!(header.alg, jwt_alg);
     let mut validation = Validation::new(jwt_alg);
     validation.set_audience(&[AUD]);
-    validation.set_issuer(&["mcp-auth"]);
+    validation.set_issuer(&[server.config.issuer.as_str()]);
     validation.set_required_spec_claims(&["exp", "iat", "nbf", "aud", "iss", "sub"]);
     let data = jsonwebtoken::decode::<serde_json::Value>(
         &s.access_token,
@@ -191,7 +191,8 @@ async fn offline_verify(alg: SigningAlg) {
     )
     .unwrap();
     assert_eq!(data.claims["sub"], "alice");
-    assert_eq!(data.claims["jti"], s.session_id.as_str());
+    assert_eq!(data.claims["sid"], s.session_id.as_str());
+    assert!(data.claims["jti"].as_str().unwrap().starts_with("at_"));
     assert_eq!(data.claims["scope"], "tools:read");
     assert_eq!(data.claims["client_id"], s.client_id.as_str());
 }

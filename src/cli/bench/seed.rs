@@ -7,28 +7,30 @@ use std::time::Instant;
 
 use crate::cli::CliError;
 use crate::clock::Clock;
-use crate::secret::SecretHash;
-use crate::service::new_id;
-use crate::store::{RefreshRecord, SessionRecord, Store};
+use crate::secret::{SecretHash, random_base62};
+use crate::store::{AuditEntry, Durability, RefreshToken, SessionRecord};
 
 /// Adds `n` live sessions (every hundredth revoked) to the data directory
-/// of a stopped server, as one client `key_benchseed`, with their refresh
-/// tokens and index entries, then flushes once.
+/// of a stopped server, as one client `key_benchseed`, through the store's
+/// interface (each with its audit record, as the server writes them), then
+/// flushes once.
 pub(super) async fn seed(data_dir: &std::path::Path, n: u64) -> Result<u8, CliError> {
-    let store = Store::open(data_dir).map_err(crate::Error::from)?;
+    let store = crate::store::open(data_dir, Durability::Unsafe).map_err(crate::Error::from)?;
     let now = Clock::system().now();
     let started = Instant::now();
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+    let writers = 64;
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for t in 0..threads {
+    for t in 0..writers {
         let store = store.clone();
         let done = done.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            for i in (t..n).step_by(usize::try_from(threads).unwrap_or(1)) {
-                let hash = SecretHash::of(format!("seed-refresh-{now}-{i}").as_bytes());
+        tasks.push(tokio::spawn(async move {
+            for i in (t..n).step_by(usize::try_from(writers).unwrap_or(1)) {
+                let session_id = format!(
+                    "ses_{}",
+                    random_base62(22).map_err(|e| CliError::Usage(e.to_string()))?
+                );
                 let record = SessionRecord {
-                    session_id: new_id("ses_")?,
                     subject: format!("seed-user-{i}"),
                     client_id: "key_benchseed".to_owned(),
                     scopes: vec!["tools:read".to_owned(), "tools:call".to_owned()],
@@ -38,21 +40,32 @@ pub(super) async fn seed(data_dir: &std::path::Path, n: u64) -> Result<u8, CliEr
                     revoked_at: (i % 100 == 99).then_some(now),
                     session_expires_at: now + 86_400,
                     last_refreshed_at: now,
-                    refresh_hashes: vec![hash],
                     token_ttl: 900,
+                    refresh_tokens: vec![RefreshToken {
+                        hash: SecretHash::of(format!("seed-refresh-{now}-{i}").as_bytes()),
+                        issued_at: now,
+                        spent_at: None,
+                    }],
+                    session_id,
                 };
-                let refresh = RefreshRecord {
-                    session_id: record.session_id.clone(),
-                    issued_at: now,
-                    spent_at: None,
+                let audit = AuditEntry {
+                    time: now,
+                    actor: "bench-seed".to_owned(),
+                    action: "session.created".to_owned(),
+                    target: record.session_id.clone(),
+                    outcome: "ok".to_owned(),
+                    request_id: String::new(),
                 };
-                store.insert_session(&record, Some((&hash, &refresh)))?;
+                store
+                    .insert_session(&record, audit)
+                    .await
+                    .map_err(crate::Error::from)?;
                 let d = done.fetch_add(1, Ordering::Relaxed) + 1;
                 if d % 100_000 == 0 {
                     eprintln!("{d} sessions");
                 }
             }
-            Ok::<_, crate::Error>(())
+            Ok::<_, CliError>(())
         }));
     }
     for t in tasks {

@@ -1,20 +1,33 @@
-//! The domain error and its one mapping to `tonic::Status`.
+//! The domain error: what an operation of the core refuses or fails with.
 //!
-//! Handlers return [`Error`] and use `?`; [`From<Error> for Status`] is the
-//! only place that decides a gRPC code. Every status carries a
-//! `google.rpc.ErrorInfo` with domain [`ERROR_DOMAIN`] and a stable
-//! [`Reason`]. Unexpected failures become INTERNAL with a generic message;
-//! their cause is logged, never sent.
+//! Every refusal carries a stable [`Reason`] (the README's error table)
+//! and each reason a transport-neutral [`Kind`]; each adapter maps the kind
+//! to its wire form in one place (gRPC: `grpc::status`). Unexpected
+//! failures are [`Kind::Internal`]: adapters log their cause and send a
+//! generic message.
 
-use std::collections::HashMap;
-
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
-
-use crate::config::ConfigError;
 use crate::store::StoreError;
-use crate::tls::TlsError;
 use crate::token::TokenError;
+
+/// What sort of refusal an error is, whatever the transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The caller did not prove who it is (gRPC UNAUTHENTICATED, HTTP 401).
+    Unauthenticated,
+    /// The caller is known but may not do this (PERMISSION_DENIED, 403).
+    Forbidden,
+    /// The request is malformed (INVALID_ARGUMENT, 400).
+    Invalid,
+    /// What the request names does not exist (NOT_FOUND, 404).
+    NotFound,
+    /// The thing named is not in a state that allows this
+    /// (FAILED_PRECONDITION, 409).
+    Conflict,
+    /// Too many requests (RESOURCE_EXHAUSTED, 429).
+    Exhausted,
+    /// Something failed inside the server (INTERNAL, 500).
+    Internal,
+}
 
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "mcp-auth";
@@ -121,8 +134,8 @@ impl Reason {
         }
     }
 
-    /// The gRPC code this reason is sent with.
-    pub fn code(self) -> Code {
+    /// The kind of refusal, which decides each transport's code.
+    pub fn kind(self) -> Kind {
         match self {
             Reason::CredentialsMissing
             | Reason::ApiKeyInvalid
@@ -133,29 +146,29 @@ impl Reason {
             | Reason::RefreshTokenInvalid
             | Reason::RefreshTokenReused
             | Reason::SessionExpired
-            | Reason::SessionRevoked => Code::Unauthenticated,
+            | Reason::SessionRevoked => Kind::Unauthenticated,
             Reason::InsufficientScope | Reason::IdentityDisabled | Reason::NotSessionCreator => {
-                Code::PermissionDenied
+                Kind::Forbidden
             }
-            Reason::InvalidField | Reason::CredentialsConflict => Code::InvalidArgument,
+            Reason::InvalidField | Reason::CredentialsConflict => Kind::Invalid,
             Reason::ApiKeyNotFound | Reason::SessionNotFound | Reason::IdentityNotFound => {
-                Code::NotFound
+                Kind::NotFound
             }
-            Reason::ApiKeyNotActive => Code::FailedPrecondition,
-            Reason::RateLimited => Code::ResourceExhausted,
-            Reason::Internal => Code::Internal,
+            Reason::ApiKeyNotActive => Kind::Conflict,
+            Reason::RateLimited => Kind::Exhausted,
+            Reason::Internal => Kind::Internal,
         }
     }
 }
 
-/// Everything that can go wrong, in the service and at startup.
+/// Everything an operation of the core can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request is refused for `reason`, which also decides the gRPC
-    /// code (unauthenticated, not found, failed precondition, ...).
+    /// The request is refused for `reason`, which also decides its kind
+    /// (unauthenticated, not found, conflict, ...).
     #[error("{message}")]
     Refused {
-        /// Why; see [`Reason::code`].
+        /// Why; see [`Reason::kind`].
         reason: Reason,
         /// A message safe to show the caller (never a credential).
         message: String,
@@ -171,7 +184,7 @@ pub enum Error {
     /// A request field is invalid.
     #[error("invalid {field}: {message}")]
     InvalidArgument {
-        /// The protobuf field name.
+        /// The request field's name.
         field: &'static str,
         /// What is wrong with it.
         message: String,
@@ -190,26 +203,9 @@ pub enum Error {
     /// Signing or key handling failed.
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// TLS material could not be made or loaded.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// A file could not be read or written.
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: String,
-        /// The cause.
-        source: std::io::Error,
-    },
     /// The OS random source failed.
     #[error("OS random source failed: {0}")]
     Random(#[from] getrandom::Error),
-    /// The gRPC transport failed.
-    #[error("transport: {0}")]
-    Transport(#[from] tonic::transport::Error),
 }
 
 impl Error {
@@ -229,14 +225,6 @@ impl Error {
         }
     }
 
-    /// An I/O error with context.
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
-    }
-
     /// The stable reason this error is reported with.
     pub fn reason(&self) -> Reason {
         match self {
@@ -244,108 +232,14 @@ impl Error {
             Error::RateLimited { .. } => Reason::RateLimited,
             Error::PermissionDenied { .. } => Reason::InsufficientScope,
             Error::InvalidArgument { .. } => Reason::InvalidField,
-            Error::Store(_)
-            | Error::Token(_)
-            | Error::Tls(_)
-            | Error::Config(_)
-            | Error::Io { .. }
-            | Error::Random(_)
-            | Error::Transport(_) => Reason::Internal,
+            Error::Store(_) | Error::Token(_) | Error::Random(_) => Reason::Internal,
         }
     }
 }
 
-impl From<Error> for Status {
-    fn from(err: Error) -> Status {
-        let reason = err.reason();
-        let mut metadata = HashMap::new();
-        let mut details;
-        let mut headers = tonic::metadata::MetadataMap::new();
-        let message = match &err {
-            Error::RateLimited { retry_after, .. } => {
-                // Whole seconds, rounded up, as HTTP's Retry-After.
-                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-                metadata.insert("retry_after_seconds".to_owned(), secs.to_string());
-                if let Ok(v) = secs.to_string().parse() {
-                    headers.insert("retry-after", v);
-                }
-                details = ErrorDetails::with_retry_info(Some(*retry_after));
-                err.to_string()
-            }
-            Error::InvalidArgument { field, message } => {
-                metadata.insert("field".to_owned(), (*field).to_owned());
-                details = ErrorDetails::with_bad_request_violation(*field, message.clone());
-                err.to_string()
-            }
-            Error::PermissionDenied { scope, .. } => {
-                metadata.insert("scope".to_owned(), scope.clone());
-                details = ErrorDetails::new();
-                err.to_string()
-            }
-            Error::Refused { .. } => {
-                details = ErrorDetails::new();
-                err.to_string()
-            }
-            Error::Store(_)
-            | Error::Token(_)
-            | Error::Tls(_)
-            | Error::Config(_)
-            | Error::Io { .. }
-            | Error::Random(_)
-            | Error::Transport(_) => {
-                tracing::warn!(cause = %err, "internal error");
-                details = ErrorDetails::new();
-                "internal error; the server log has the cause".to_owned()
-            }
-        };
-        if reason != Reason::Internal {
-            tracing::info!(code = ?reason.code(), reason = reason.as_str(), "request refused");
-        }
-        details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
-        Status::with_error_details_and_metadata(reason.code(), message, details, headers)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(status: &Status) -> (String, HashMap<String, String>) {
-        let info = status.get_details_error_info().unwrap();
-        assert_eq!(info.domain, ERROR_DOMAIN);
-        (info.reason, info.metadata)
-    }
-
-    #[test]
-    fn invalid_argument_names_the_field() {
-        let status = Status::from(Error::invalid("subject", "must not be empty"));
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert!(status.message().contains("subject"));
-        let (reason, meta) = info(&status);
-        assert_eq!(reason, "INVALID_FIELD");
-        assert_eq!(meta["field"], "subject");
-        let violations = status.get_details_bad_request().unwrap().field_violations;
-        assert_eq!(violations[0].field, "subject");
-    }
-
-    #[test]
-    fn internal_errors_hide_their_cause() {
-        let err = Error::io(
-            "reading /secret/path",
-            std::io::Error::other("disk on fire"),
-        );
-        let status = Status::from(err);
-        assert_eq!(status.code(), Code::Internal);
-        assert!(!status.message().contains("disk"));
-        assert!(!status.message().contains("/secret"));
-        assert_eq!(info(&status).0, "INTERNAL");
-    }
-
-    #[test]
-    fn every_reason_has_a_distinct_wire_name() {
-        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), Reason::ALL.len());
+impl Error {
+    /// The kind of refusal (see [`Reason::kind`]).
+    pub fn kind(&self) -> Kind {
+        self.reason().kind()
     }
 }

@@ -7,34 +7,32 @@
 //! shutdown future resolves; in-flight RPCs get the configured grace period
 //! to finish, and storage is flushed before it returns.
 
+mod error;
+mod layers;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::audit::AuditLog;
-use crate::auth::{Authenticator, IdentityIndex};
-use crate::auth::{REQUEST_ID_HEADER, is_usable_request_id};
+pub use self::error::Error;
+use self::layers::{ensure_request_id, rpc_trace_layer};
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
-use crate::error::Error;
-use crate::limits::Limits;
-use crate::maintenance::Maintenance;
+use crate::core::Core;
+use crate::core::maintenance::Maintenance;
+use crate::grpc::api_keys::ApiKeyService;
+use crate::grpc::audit::AuditService;
+use crate::grpc::identities::IdentityService;
+use crate::grpc::keys::KeyService;
+use crate::grpc::tokens::TokenService;
 use crate::pb;
 use crate::secret::Secret;
-use crate::service::State;
-use crate::service::api_key::{ApiKeyService, create_admin_key};
-use crate::service::audit::AuditService;
-use crate::service::identity::IdentityService;
-use crate::service::key::KeyService;
-use crate::service::token::TokenService;
-use crate::store::Store;
+use crate::store::Durability;
 use crate::tls;
-use crate::token::{KeyRing, RevocationIndex, TokenIssuer};
 
 /// File in the data directory holding the primary API key's secret.
 pub const PRIMARY_KEY_FILE: &str = "primary.key";
@@ -50,31 +48,19 @@ pub async fn recover_admin_key(
     data_dir: &std::path::Path,
     clock: &Clock,
 ) -> Result<(String, Secret), Error> {
-    if !data_dir.join("db").exists() {
+    if !crate::store::exists(data_dir) {
         return Err(Error::io(
             format!("opening {}", data_dir.display()),
             std::io::Error::new(std::io::ErrorKind::NotFound, "no mcp-auth database here"),
         ));
     }
-    let store = Store::open(data_dir)?;
-    let name = format!("recovery-{}", clock.now());
-    let created = create_admin_key(&store, clock, &name).await?;
-    AuditLog::open(store.clone(), clock.clone())?
-        .record(crate::audit::AuditEvent {
-            actor: "offline-recovery",
-            action: "api_key.created",
-            target: &format!("{} ({name})", created.0),
-            outcome: "ok",
-            request_id: "",
-        })
-        .await?;
-    tracing::warn!(key_id = %created.0, "created a recovery admin key offline");
-    Ok(created)
+    let store = crate::store::open(data_dir, Durability::Durable)?;
+    Ok(crate::core::recover_admin_key(store, clock).await?)
 }
 
 /// A server ready to serve: storage open, keys loaded.
 pub struct Server {
-    state: Arc<State>,
+    core: Arc<Core>,
     tls: Option<ServerTlsConfig>,
     config: Config,
     primary_key: Option<Secret>,
@@ -100,7 +86,7 @@ impl Server {
     /// The data directory, TLS files or storage cannot be used.
     pub async fn open(config: Config, clock: Clock) -> Result<Self, Error> {
         let data_dir = &config.data_dir;
-        tls::create_private_dir(data_dir)?;
+        crate::files::create_private_dir(data_dir)?;
         let tls_dir = data_dir.join("tls");
         let tls = match &config.tls {
             TlsMode::Generated => Some(tls::ensure_dev_certificates(&tls_dir)?),
@@ -126,61 +112,19 @@ impl Server {
             (tls, _) => tls,
         };
 
-        let mut store = Store::open(data_dir)?;
-        if config.unsafe_no_fsync {
-            store.acknowledge_before_flush();
-        }
-        let ring = KeyRing::load_or_create(&store, config.signing_alg, clock.now()).await?;
-        let revocations = RevocationIndex::load(&store)?;
-        let identities = Arc::new(IdentityIndex::load(&store)?);
-        let audit = Arc::new(AuditLog::open(store.clone(), clock.clone())?);
-        let limits = Arc::new(Limits::new(
-            clock.clone(),
-            config.default_rate_limit,
-            config.auth_failures_per_minute,
-        ));
-        let state = Arc::new(State {
-            auth: Authenticator::new(
-                store.clone(),
-                clock.clone(),
-                identities.clone(),
-                config.trust_domain.clone(),
-                limits.clone(),
-                audit.clone(),
-            ),
-            limits,
-            audit,
-            identities,
-            trust_domain: config.trust_domain.clone(),
-            tokens: TokenIssuer::new(ring, config.issuer.clone(), config.signing_alg),
-            revocations,
-            default_ttl: config.default_token_ttl,
-            max_ttl: config.max_token_ttl,
-            max_session_lifetime: config.max_session_lifetime,
-            session_idle_timeout: config.session_idle_timeout,
-            refresh_reuse_grace: config.refresh_reuse_grace,
-            store,
-            clock,
-        });
-
-        let primary_key = if state.store.has_api_keys()? {
-            None
+        let durability = if config.unsafe_no_fsync {
+            Durability::Unsafe
         } else {
-            let (key_id, secret) = create_admin_key(&state.store, &state.clock, "primary").await?;
-            state
-                .audit_ok(
-                    "",
-                    "system",
-                    "api_key.created",
-                    &format!("{key_id} (primary)"),
-                )
-                .await?;
-            let path = data_dir.join(PRIMARY_KEY_FILE);
-            tls::write_private(&path, format!("{}\n", secret.expose()).as_bytes())?;
-            Some(secret)
+            Durability::Durable
         };
+        let store = crate::store::open(data_dir, durability)?;
+        let (core, primary_key) = Core::open(store, clock, &config).await?;
+        if let Some(secret) = &primary_key {
+            let path = data_dir.join(PRIMARY_KEY_FILE);
+            crate::files::write_private(&path, format!("{}\n", secret.expose()).as_bytes())?;
+        }
         Ok(Server {
-            state,
+            core: Arc::new(core),
             tls,
             config,
             primary_key,
@@ -201,7 +145,7 @@ impl Server {
     /// A handle that runs maintenance passes against this server's state
     /// (the server also runs them on its own schedule while serving).
     pub fn maintenance(&self) -> Maintenance {
-        Maintenance::new(self.state.clone(), &self.config)
+        Maintenance::new(self.core.clone(), &self.config)
     }
 
     /// Whether the server speaks TLS.
@@ -223,13 +167,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let Server {
-            state,
+            core,
             tls,
             config,
             primary_key: _,
         } = self;
-        let store = state.store.clone();
-        let maintenance = Maintenance::new(state.clone(), &config);
+        let maintenance = Maintenance::new(core.clone(), &config);
         let (stop_maintenance, maintenance_task) =
             spawn_maintenance(maintenance, config.maintenance_interval);
 
@@ -269,19 +212,19 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(pb::token_service_server::TokenServiceServer::new(
-                TokenService::new(state.clone()),
+                TokenService { core: core.clone() },
             ))
             .add_service(pb::api_key_service_server::ApiKeyServiceServer::new(
-                ApiKeyService::new(state.clone()),
+                ApiKeyService { core: core.clone() },
             ))
             .add_service(pb::identity_service_server::IdentityServiceServer::new(
-                IdentityService::new(state.clone()),
+                IdentityService { core: core.clone() },
             ))
-            .add_service(pb::key_service_server::KeyServiceServer::new(
-                KeyService::new(state.clone()),
-            ))
+            .add_service(pb::key_service_server::KeyServiceServer::new(KeyService {
+                core: core.clone(),
+            }))
             .add_service(pb::audit_service_server::AuditServiceServer::new(
-                AuditService::new(state),
+                AuditService { core: core.clone() },
             ));
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -319,7 +262,7 @@ impl Server {
             }
             Err(_) => tracing::warn!(task = "maintenance", "background task did not stop in time"),
         }
-        store.flush().await?;
+        core.flush().await?;
         tracing::info!("stopped");
         result
     }
@@ -350,80 +293,4 @@ fn spawn_maintenance(
         }
     });
     (stop, task)
-}
-
-/// Gives every request an `x-request-id`: the caller's if usable, else a
-/// fresh random one, so logs and audit records of one RPC share it.
-fn ensure_request_id<B>(
-    mut req: tonic::codegen::http::Request<B>,
-) -> tonic::codegen::http::Request<B> {
-    let usable = req
-        .headers()
-        .get(REQUEST_ID_HEADER)
-        .is_some_and(|v| is_usable_request_id(v.as_bytes()));
-    if !usable {
-        let mut id = [0u8; 16];
-        if crate::secret::fill_base62(&mut id).is_ok() {
-            if let Ok(value) = tonic::codegen::http::HeaderValue::from_bytes(&id) {
-                req.headers_mut().insert(REQUEST_ID_HEADER, value);
-            }
-        }
-    }
-    req
-}
-
-/// One span per RPC (method, request id, caller) and one `rpc finished`
-/// line with the gRPC status and the latency.
-fn rpc_trace_layer() -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-    impl tower_http::trace::MakeSpan<tonic::body::Body> + Clone,
-    (),
-    impl tower_http::trace::OnResponse<tonic::body::Body> + Clone,
-    (),
-    impl tower_http::trace::OnEos + Clone,
-    impl tower_http::trace::OnFailure<tower_http::classify::GrpcFailureClass> + Clone,
-> {
-    use tonic::codegen::http;
-    tower_http::trace::TraceLayer::new_for_grpc()
-        .make_span_with(|req: &http::Request<tonic::body::Body>| {
-            let request_id = req
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!(
-                "rpc",
-                method = %req.uri().path(),
-                request_id = %request_id,
-                caller = tracing::field::Empty,
-            )
-        })
-        .on_request(())
-        .on_body_chunk(())
-        // Refusals come as trailers-only responses: the status is in the
-        // headers. Successful calls carry it in the trailers.
-        .on_response(
-            |res: &http::Response<tonic::body::Body>, latency: Duration, span: &tracing::Span| {
-                if let Some(status) = res.headers().get("grpc-status") {
-                    finished(span, status.to_str().unwrap_or("?"), latency);
-                }
-            },
-        )
-        .on_eos(
-            |trailers: Option<&http::HeaderMap>, latency: Duration, span: &tracing::Span| {
-                if let Some(status) = trailers.and_then(|t| t.get("grpc-status")) {
-                    finished(span, status.to_str().unwrap_or("?"), latency);
-                }
-            },
-        )
-        .on_failure(|_: tower_http::classify::GrpcFailureClass, _: Duration, _: &tracing::Span| {})
-}
-
-fn finished(span: &tracing::Span, grpc_status: &str, latency: Duration) {
-    let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    // The code's name is written straight into the log line (no String).
-    match grpc_status.parse::<i32>().map(tonic::Code::from) {
-        Ok(code) => tracing::info!(parent: span, outcome = ?code, latency_us, "rpc finished"),
-        Err(_) => tracing::info!(parent: span, outcome = %grpc_status, latency_us, "rpc finished"),
-    }
 }

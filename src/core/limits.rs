@@ -20,47 +20,26 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::error::Error;
+use crate::core::error::Error;
+pub use crate::store::RateLimit;
 
-/// Largest rate or burst a credential may be given.
-pub(crate) const MAX_RATE: u32 = 1_000_000;
 /// A caller bucket unused this long is evicted by maintenance.
 const IDLE_NANOS: u64 = 10 * 60 * 1_000_000_000;
 
-/// A request rate: sustained requests per second and burst size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RateLimit {
-    /// Sustained requests per second.
-    pub requests_per_second: u32,
-    /// Requests that may arrive at once.
-    pub burst: u32,
+/// Checks a rate limit from a request or the configuration.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming `field` when a value is 0 or too large.
+pub(crate) fn validate(limit: RateLimit, field: &'static str) -> Result<RateLimit, Error> {
+    limit.checked().map_err(|m| Error::invalid(field, m))
 }
 
-impl RateLimit {
-    /// Checks a limit from a request.
-    ///
-    /// # Errors
-    /// INVALID_ARGUMENT naming `field` when a value is 0 or too large.
-    pub(crate) fn validate(self, field: &'static str) -> Result<Self, Error> {
-        let ok = |v: u32| (1..=MAX_RATE).contains(&v);
-        if ok(self.requests_per_second) && ok(self.burst) {
-            Ok(self)
-        } else {
-            Err(Error::invalid(
-                field,
-                format!("requests_per_second and burst must be 1 to {MAX_RATE}"),
-            ))
-        }
-    }
-
-    fn quota(self) -> Quota {
-        let rps = NonZeroU32::new(self.requests_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(self.burst).unwrap_or(NonZeroU32::MIN);
-        Quota::per_second(rps).allow_burst(burst)
-    }
+fn quota(limit: RateLimit) -> Quota {
+    let rps = NonZeroU32::new(limit.requests_per_second).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rps).allow_burst(burst)
 }
 
 /// The server clock, as `governor` wants it.
@@ -156,11 +135,13 @@ impl Limits {
     }
 
     fn bucket(&self, limit: RateLimit) -> Bucket {
-        RateLimiter::direct_with_clock(limit.quota(), LimiterClock(self.clock.clone()))
+        RateLimiter::direct_with_clock(quota(limit), LimiterClock(self.clock.clone()))
     }
 
-    /// Refuses a peer whose failed authentications ran its allowance dry,
-    /// before its credential is even looked at.
+    /// Refuses a refused credential from a peer whose failed
+    /// authentications ran its allowance dry. Asked only after a
+    /// credential failed: a valid credential from a throttled address is
+    /// served.
     ///
     /// # Errors
     /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
@@ -290,27 +271,33 @@ mod tests {
     #[test]
     fn limits_are_validated() {
         assert!(
-            RateLimit {
-                requests_per_second: 0,
-                burst: 1
-            }
-            .validate("rate_limit")
+            validate(
+                RateLimit {
+                    requests_per_second: 0,
+                    burst: 1
+                },
+                "rate_limit"
+            )
             .is_err()
         );
         assert!(
-            RateLimit {
-                requests_per_second: 1,
-                burst: 0
-            }
-            .validate("rate_limit")
+            validate(
+                RateLimit {
+                    requests_per_second: 1,
+                    burst: 0
+                },
+                "rate_limit"
+            )
             .is_err()
         );
         assert!(
-            RateLimit {
-                requests_per_second: 5,
-                burst: 10
-            }
-            .validate("rate_limit")
+            validate(
+                RateLimit {
+                    requests_per_second: 5,
+                    burst: 10
+                },
+                "rate_limit"
+            )
             .is_ok()
         );
     }

@@ -10,73 +10,16 @@
 //! secret, a token or key material: only ids.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-
-use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 
 use crate::clock::Clock;
-use crate::error::Error;
-use crate::secret::SecretHash;
-use crate::store::{Store, StoreError};
+pub use crate::store::{AuditAnchor, AuditRecord};
+use crate::store::{AuditEntry, Durability, Store, StoreError};
 
 /// Events of one kind from one actor within this window are aggregated
 /// (failed authentication and rate limiting), so a flood does not flood
 /// the log.
 const AGGREGATE_SECS: i64 = 10;
-
-/// One audit record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// Position in the chain, from 1.
-    pub seq: u64,
-    /// Unix seconds.
-    pub time: i64,
-    /// Who: a key id, an identity name, or `peer:<address>` when
-    /// unauthenticated.
-    pub actor: String,
-    /// What, e.g. `api_key.created`.
-    pub action: String,
-    /// On what: an id, never a secret.
-    pub target: String,
-    /// `ok`, or the refusal's reason.
-    pub outcome: String,
-    /// The RPC's request id.
-    pub request_id: String,
-    /// Hex SHA-256 of the previous record (or of the anchor), empty for the
-    /// first record ever.
-    pub prev_hash: String,
-    /// Hex SHA-256 of this record's other fields and `prev_hash`.
-    pub hash: String,
-}
-
-impl AuditRecord {
-    /// The hash this record should carry.
-    pub fn compute_hash(&self) -> String {
-        // The canonical form is the JSON array of the fields in this order;
-        // serialised from borrowed fields, without building a JSON value.
-        let canonical = serde_json::to_vec(&(
-            self.seq,
-            self.time,
-            &self.actor,
-            &self.action,
-            &self.target,
-            &self.outcome,
-            &self.request_id,
-            &self.prev_hash,
-        ))
-        .unwrap_or_default();
-        crate::ca::hex(SecretHash::of(&canonical).as_bytes())
-    }
-}
-
-/// The chain's starting point after pruning: the last pruned record.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditAnchor {
-    /// Seq of the last pruned record (0 if nothing was pruned).
-    pub seq: u64,
-    /// Its hash (empty if nothing was pruned).
-    pub hash: String,
-}
 
 /// Where a chain is broken.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -132,23 +75,20 @@ pub fn verify_chain<'a>(
 /// # Errors
 /// The database cannot be opened (a running server holds it), or the chain
 /// is broken (as [`AuditVerifyError::Broken`]).
-pub fn verify_data_dir(data_dir: &std::path::Path) -> Result<(u64, u64), AuditVerifyError> {
-    if !data_dir.join("db").exists() {
+pub async fn verify_data_dir(data_dir: &std::path::Path) -> Result<(u64, u64), AuditVerifyError> {
+    if !crate::store::exists(data_dir) {
         return Err(AuditVerifyError::Open(format!(
             "{}: no mcp-auth database here",
             data_dir.display()
         )));
     }
-    let store = Store::open(data_dir).map_err(|e| AuditVerifyError::Open(e.to_string()))?;
-    let anchor = store
-        .audit_anchor()
-        .map_err(|e| AuditVerifyError::Open(e.to_string()))?;
+    let open = |e: StoreError| AuditVerifyError::Open(e.to_string());
+    let store = crate::store::open(data_dir, Durability::Durable).map_err(open)?;
+    let anchor = store.audit_anchor().await.map_err(open)?;
     let mut checker = ChainChecker::new(&anchor);
     let mut after = anchor.seq;
     loop {
-        let page = store
-            .audit_page(after, 1024)
-            .map_err(|e| AuditVerifyError::Open(e.to_string()))?;
+        let page = store.audit_page(after, 1024).await.map_err(open)?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         checker.feed(&page).map_err(AuditVerifyError::Broken)?;
@@ -218,11 +158,6 @@ pub(crate) struct AuditEvent<'a> {
     pub request_id: &'a str,
 }
 
-struct Chain {
-    next_seq: u64,
-    last_hash: String,
-}
-
 struct Aggregate {
     window_start: i64,
     suppressed: u64,
@@ -231,53 +166,58 @@ struct Aggregate {
     outcome: String,
 }
 
-/// Appends to the audit trail in the store.
-pub(crate) struct AuditLog {
-    store: Store,
+/// Builds the audit entries the core's writes carry, and aggregates
+/// flood-prone events before they reach the store.
+pub(crate) struct AuditTrail {
+    store: Arc<dyn Store>,
     clock: Clock,
-    chain: Mutex<Chain>,
     /// (actor, action) → aggregation window, for flood-prone events.
     aggregates: Mutex<HashMap<(String, String), Aggregate>>,
 }
 
-impl AuditLog {
-    /// Continues the chain stored in `store`.
-    ///
-    /// # Errors
-    /// Storage failed.
-    pub fn open(store: Store, clock: Clock) -> Result<Self, StoreError> {
-        let (next_seq, last_hash) = match store.last_audit()? {
-            Some(r) => (r.seq + 1, r.hash),
-            None => {
-                let anchor = store.audit_anchor()?;
-                (anchor.seq + 1, anchor.hash)
-            }
-        };
-        Ok(AuditLog {
+impl AuditTrail {
+    /// The trail of `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
+        AuditTrail {
             store,
             clock,
-            chain: Mutex::new(Chain {
-                next_seq,
-                last_hash,
-            }),
             aggregates: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The entry of a successful change, stamped now.
+    pub fn ok(&self, actor: &str, action: &str, target: &str, request_id: &str) -> AuditEntry {
+        self.entry(AuditEvent {
+            actor,
+            action,
+            target,
+            outcome: "ok",
+            request_id,
         })
     }
 
-    /// Appends `event` and makes it durable (with group commit).
-    ///
-    /// # Errors
-    /// Storage failed.
-    pub async fn record(&self, event: AuditEvent<'_>) -> Result<(), Error> {
-        self.append(event)?;
-        self.store.flush().await?;
-        Ok(())
+    /// The entry of `event`, stamped now.
+    pub fn entry(&self, event: AuditEvent<'_>) -> AuditEntry {
+        AuditEntry {
+            time: self.clock.now(),
+            actor: event.actor.to_owned(),
+            action: event.action.to_owned(),
+            target: event.target.to_owned(),
+            outcome: event.outcome.to_owned(),
+            request_id: event.request_id.to_owned(),
+        }
+    }
+
+    /// Records an event that changes nothing, durably.
+    #[cfg(test)]
+    pub async fn record(&self, event: AuditEvent<'_>) {
+        self.append(self.entry(event), true).await;
     }
 
     /// Appends a flood-prone event (failed authentication, rate limiting):
     /// at most one record per actor and action per ten seconds, carrying
-    /// how many were folded into it. Not flushed on its own.
-    pub fn record_aggregated(&self, event: AuditEvent<'_>) {
+    /// how many were folded into it. Durable with the next write.
+    pub async fn record_aggregated(&self, event: AuditEvent<'_>) {
         let now = self.clock.now();
         let key = (event.actor.to_owned(), event.action.to_owned());
         let suppressed = {
@@ -317,45 +257,22 @@ impl AuditLog {
         } else {
             event.target.to_owned()
         };
-        if let Err(err) = self.append(AuditEvent {
+        let entry = self.entry(AuditEvent {
             target: &target,
             ..event
-        }) {
-            tracing::warn!(cause = %err, "could not append to the audit trail");
-        }
+        });
+        self.append(entry, false).await;
     }
 
-    /// Appends without aggregation or flush: the caller's next flush makes
-    /// it durable. A failure is logged, not returned.
-    pub fn append_unflushed(&self, event: AuditEvent<'_>) {
-        if let Err(err) = self.append(event) {
+    async fn append(&self, entry: AuditEntry, durable: bool) {
+        if let Err(err) = self.store.append_audit(entry, durable).await {
             tracing::warn!(cause = %err, "could not append to the audit trail");
         }
-    }
-
-    fn append(&self, event: AuditEvent<'_>) -> Result<AuditRecord, Error> {
-        let mut chain = self.chain.lock().unwrap_or_else(|p| p.into_inner());
-        let mut record = AuditRecord {
-            seq: chain.next_seq,
-            time: self.clock.now(),
-            actor: event.actor.to_owned(),
-            action: event.action.to_owned(),
-            target: event.target.to_owned(),
-            outcome: event.outcome.to_owned(),
-            request_id: event.request_id.to_owned(),
-            prev_hash: chain.last_hash.clone(),
-            hash: String::new(),
-        };
-        record.hash = record.compute_hash();
-        self.store.put_audit(&record)?;
-        chain.next_seq += 1;
-        chain.last_hash = record.hash.clone();
-        Ok(record)
     }
 
     /// Drops aggregation windows that have closed, writing a summary record
     /// for each that folded events in, so no count is lost.
-    pub fn evict_idle(&self) {
+    pub async fn evict_idle(&self) {
         let now = self.clock.now();
         let closed: Vec<((String, String), Aggregate)> = {
             let mut agg = self.aggregates.lock().unwrap_or_else(|p| p.into_inner());
@@ -373,14 +290,99 @@ impl AuditLog {
                 "{} ({} folded in the closed window)",
                 a.target, a.suppressed
             );
-            self.append_unflushed(AuditEvent {
+            let entry = self.entry(AuditEvent {
                 actor: &actor,
                 action: &action,
                 target: &target,
                 outcome: &a.outcome,
                 request_id: "",
             });
+            self.append(entry, false).await;
         }
+    }
+}
+
+/// ListAuditEvents page size when the request says 0.
+const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest ListAuditEvents page.
+const MAX_PAGE_SIZE: usize = 1000;
+/// Records examined per storage read while filtering.
+const SCAN_BATCH: usize = 512;
+
+/// Which audit records a listing returns.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// Only records at or after this time (Unix seconds).
+    pub since: i64,
+    /// Only this actor's; empty for all.
+    pub actor: String,
+    /// Only this action's; empty for all.
+    pub action: String,
+    /// Records after this seq (the previous page's cursor).
+    pub after: u64,
+    /// Page size; 0 the default.
+    pub page_size: u32,
+}
+
+/// One page of the trail.
+#[derive(Clone, Debug)]
+pub struct AuditPage {
+    /// The records, in chain order.
+    pub events: Vec<AuditRecord>,
+    /// The seq the next page starts after; `None` on the last page.
+    pub next: Option<u64>,
+    /// Where the kept chain starts.
+    pub anchor: AuditAnchor,
+}
+
+impl crate::core::Core {
+    /// `ListAuditEvents`: needs `audit:read`.
+    ///
+    /// # Errors
+    /// Authentication, PERMISSION_DENIED, storage.
+    pub async fn list_audit_events(
+        &self,
+        creds: &crate::core::Credentials<'_>,
+        q: AuditQuery,
+    ) -> Result<AuditPage, crate::core::Error> {
+        let caller = self.authenticate(creds).await?;
+        crate::core::policy::require(&caller, crate::core::principal::AUDIT_READ)?;
+        let limit = match q.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => usize::try_from(n)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        let wanted = |e: &AuditRecord| {
+            e.time >= q.since
+                && (q.actor.is_empty() || e.actor == q.actor)
+                && (q.action.is_empty() || e.action == q.action)
+        };
+        let mut after = q.after;
+        let mut events = Vec::new();
+        let mut more = false;
+        'scan: loop {
+            let batch = self.store.audit_page(after, SCAN_BATCH).await?;
+            let exhausted = batch.len() < SCAN_BATCH;
+            for e in batch {
+                after = e.seq;
+                if wanted(&e) {
+                    events.push(e);
+                    if events.len() == limit {
+                        more = true;
+                        break 'scan;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(AuditPage {
+            events,
+            next: more.then_some(after),
+            anchor: self.store.audit_anchor().await?,
+        })
     }
 }
 
@@ -409,25 +411,30 @@ mod tests {
         );
     }
 
+    fn open() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(dir.path(), Durability::Durable).unwrap();
+        (dir, store)
+    }
+
     #[tokio::test]
     async fn chain_verifies_and_edits_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let (_dir, store) = open();
         let clock = Clock::manual(1_000);
-        let log = AuditLog::open(store.clone(), clock.clone()).unwrap();
+        let trail = AuditTrail::new(store.clone(), clock.clone());
         for i in 0..5 {
             let target = format!("key_{i}");
-            log.record(AuditEvent {
-                actor: "key_admin",
-                action: "api_key.created",
-                target: &target,
-                outcome: "ok",
-                request_id: "r",
-            })
-            .await
-            .unwrap();
+            trail
+                .record(AuditEvent {
+                    actor: "key_admin",
+                    action: "api_key.created",
+                    target: &target,
+                    outcome: "ok",
+                    request_id: "r",
+                })
+                .await;
         }
-        let mut records = store.audit_page(0, 100).unwrap();
+        let mut records = store.audit_page(0, 100).await.unwrap();
         assert_eq!(verify_chain(&AuditAnchor::default(), &records), Ok(5));
 
         records[2].outcome = "denied".to_owned();
@@ -446,6 +453,7 @@ mod tests {
         );
         let without: Vec<_> = store
             .audit_page(0, 100)
+            .await
             .unwrap()
             .into_iter()
             .filter(|r| r.seq != 2)
@@ -456,29 +464,13 @@ mod tests {
                 .seq,
             2
         );
-
-        // A reopened log continues the chain.
-        let again = AuditLog::open(store.clone(), clock).unwrap();
-        again
-            .record(AuditEvent {
-                actor: "a",
-                action: "b",
-                target: "c",
-                outcome: "ok",
-                request_id: "",
-            })
-            .await
-            .unwrap();
-        let all = store.audit_page(0, 100).unwrap();
-        assert_eq!(verify_chain(&AuditAnchor::default(), &all), Ok(6));
     }
 
-    #[test]
-    fn floods_are_aggregated() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    #[tokio::test]
+    async fn floods_are_aggregated() {
+        let (_dir, store) = open();
         let clock = Clock::manual(1_000);
-        let log = AuditLog::open(store.clone(), clock.clone()).unwrap();
+        let trail = AuditTrail::new(store.clone(), clock.clone());
         let event = AuditEvent {
             actor: "peer:192.0.2.1",
             action: "auth.failed",
@@ -487,11 +479,11 @@ mod tests {
             request_id: "",
         };
         for _ in 0..100 {
-            log.record_aggregated(event.clone());
+            trail.record_aggregated(event.clone()).await;
         }
         clock.advance(std::time::Duration::from_secs(10));
-        log.record_aggregated(event);
-        let all = store.audit_page(0, 1000).unwrap();
+        trail.record_aggregated(event).await;
+        let all = store.audit_page(0, 1000).await.unwrap();
         assert_eq!(all.len(), 2);
         assert!(all[1].target.contains("+99"), "{}", all[1].target);
     }

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::error::Error;
-use crate::service::State;
-use crate::store::{SessionFilter, SessionRecord};
+use crate::core::Core;
+use crate::core::error::Error;
+use crate::store::{Cursor, SessionFilter, SessionRecord};
 
 /// Sessions examined per storage batch; the task yields between batches so
 /// it never stalls RPCs.
@@ -22,7 +22,7 @@ const BATCH: usize = 256;
 /// Runs maintenance passes against the server's state.
 #[derive(Clone)]
 pub struct Maintenance {
-    state: Arc<State>,
+    core: Arc<Core>,
     rotation_days: u32,
     audit_retention_days: u32,
     /// Most sessions one pass examines (`maintenance_sessions_per_pass`).
@@ -32,7 +32,7 @@ pub struct Maintenance {
     sessions_per_pass: usize,
     /// Where the session sweep goes on at the next pass (`None`: from the
     /// start).
-    sweep_from: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    sweep_from: Arc<std::sync::Mutex<Option<Cursor>>>,
 }
 
 /// What one pass did.
@@ -52,15 +52,15 @@ pub struct MaintenanceReport {
     /// Entries left in the in-memory revocation index.
     pub revocations_remaining: usize,
     /// Entries left in the rate limiters after evicting idle ones.
-    pub limiter: crate::limits::LimiterSize,
+    pub limiter: crate::core::limits::LimiterSize,
     /// Audit records older than the retention removed.
     pub audit_records_removed: usize,
 }
 
 impl Maintenance {
-    pub(crate) fn new(state: Arc<State>, config: &Config) -> Self {
+    pub(crate) fn new(core: Arc<Core>, config: &Config) -> Self {
         Maintenance {
-            state,
+            core,
             rotation_days: config.signing_key_rotation_days,
             audit_retention_days: config.audit_retention_days,
             sessions_per_pass: usize::try_from(config.maintenance_sessions_per_pass)
@@ -75,7 +75,7 @@ impl Maintenance {
     /// # Errors
     /// Storage or key generation failed; the next pass tries again.
     pub async fn run_once(&self) -> Result<MaintenanceReport, Error> {
-        let s = &self.state;
+        let s = &self.core;
         let now = s.clock.now();
         let mut report = MaintenanceReport::default();
 
@@ -84,16 +84,14 @@ impl Maintenance {
                 created + i64::from(self.rotation_days) * 86_400 <= now
             });
             if due {
-                let (kid, previous) = s.tokens.rotate(&s.store, now).await?;
+                let (kid, previous) = s.rotate_now(None).await?;
                 tracing::info!(kid = %kid, previous = %previous, "signing key rotated on schedule");
-                s.audit_ok("", "system", "signing_key.rotated", &kid)
-                    .await?;
                 report.rotated_to = Some(kid);
             }
         }
-        report.signing_keys_removed = s.tokens.prune(&s.store, now, i64::from(s.max_ttl)).await?;
+        report.signing_keys_removed = s.prune_signing_keys().await?;
 
-        let idle = i64::from(s.session_idle_timeout);
+        let idle = i64::from(s.settings.session_idle_timeout);
         let dead = |r: &SessionRecord| {
             r.expires_at <= now
                 && (r.revoked_at.is_some()
@@ -108,18 +106,21 @@ impl Maintenance {
         let mut examined = 0;
         loop {
             let page_size = BATCH.min(self.sessions_per_pass.saturating_sub(examined).max(1));
-            let (page, next) =
-                s.store
-                    .sessions_page(&SessionFilter::default(), cursor.as_deref(), page_size)?;
-            examined += page.len();
-            let (gone, kept): (Vec<_>, Vec<_>) = page.into_iter().partition(|r| dead(r));
+            let page = s
+                .store
+                .sessions_page(&SessionFilter::default(), cursor.as_ref(), page_size)
+                .await?;
+            examined += page.items.len();
+            let (gone, kept): (Vec<_>, Vec<_>) = page.items.into_iter().partition(|r| dead(r));
             report.sessions_remaining += kept.len();
-            report.refresh_tokens_removed += s.store.delete_sessions(&gone).await?;
-            report.sessions_removed += gone.len();
+            let ids: Vec<String> = gone.iter().map(|r| r.session_id.clone()).collect();
+            report.sessions_removed += s.store.delete_sessions(&ids).await?;
+            report.refresh_tokens_removed +=
+                gone.iter().map(|r| r.refresh_tokens.len()).sum::<usize>();
             for r in &gone {
                 s.revocations.remove(&r.session_id);
             }
-            match next {
+            match page.next {
                 Some(c) if examined >= self.sessions_per_pass => {
                     *self.sweep_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
                     break;
@@ -131,7 +132,7 @@ impl Maintenance {
         }
         report.revocations_remaining = s.revocations.len();
         report.limiter = s.limits.evict_idle();
-        s.audit.evict_idle();
+        s.audit.evict_idle().await;
         let keep_from = now - i64::from(self.audit_retention_days) * 86_400;
         loop {
             let pruned = s.store.prune_audit(keep_from, BATCH).await?;

@@ -1,0 +1,238 @@
+//! Who is calling: the one place a request's [`Credentials`] become a
+//! [`Principal`], whether they carry an API key or a client certificate
+//! (mutual TLS), with the per-caller rate limit and the throttle on failed
+//! authentication per peer address.
+
+use std::sync::Arc;
+
+use crate::ca::parse_client_cert;
+use crate::core::audit::AuditEvent;
+use crate::core::error::{Error, Kind, Reason};
+use crate::core::principal::Principal;
+use crate::core::{Core, Credentials};
+use crate::secret::{API_KEY_PREFIX, SecretHash};
+
+/// Longest credential hashed and looked up.
+const MAX_CREDENTIAL_LEN: usize = 256;
+
+impl Core {
+    /// The caller behind `creds`: the client certificate's identity if the
+    /// TLS handshake presented one, else the API key of its `authorization`
+    /// value. Then the caller's own request rate is checked.
+    ///
+    /// A refused credential counts against the peer's allowance of failed
+    /// authentications; while that allowance is dry, refused credentials
+    /// get RATE_LIMITED. A valid credential is always looked at and served,
+    /// so one misbehaving client behind a shared address (a NAT, a sidecar,
+    /// a load balancer) locks out no one else.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT when both kinds, or several `authorization`
+    /// values, are sent; UNAUTHENTICATED when the credential is missing,
+    /// malformed, unknown, revoked or expired; PERMISSION_DENIED for a
+    /// disabled identity; RESOURCE_EXHAUSTED when the caller's rate, or
+    /// the peer's failures, ran dry.
+    pub(crate) async fn authenticate(&self, creds: &Credentials<'_>) -> Result<Principal, Error> {
+        let principal = match self.resolve(creds) {
+            Ok(p) => p,
+            Err(err) => {
+                let what = if creds.client_cert.is_some() {
+                    "client certificate"
+                } else {
+                    "api key"
+                };
+                return Err(self.refused_credential(creds, what, err).await);
+            }
+        };
+        tracing::Span::current().record("caller", &*principal.id);
+        if let Err(limited) = self
+            .limits
+            .check_caller(&principal.id, principal.rate_limit)
+        {
+            self.audit
+                .record_aggregated(AuditEvent {
+                    actor: &principal.id,
+                    action: "rate_limit.hit",
+                    target: "request rate",
+                    outcome: "RATE_LIMITED",
+                    request_id: creds.request_id,
+                })
+                .await;
+            return Err(limited);
+        }
+        Ok(principal)
+    }
+
+    /// What a refused credential (`what`: an API key, a certificate, a
+    /// refresh token) is answered with: its own error, counted against the
+    /// peer, or RATE_LIMITED while the peer is throttled. A missing
+    /// credential is not a guess and is not counted.
+    pub(crate) async fn refused_credential(
+        &self,
+        creds: &Credentials<'_>,
+        what: &str,
+        err: Error,
+    ) -> Error {
+        if err.kind() != Kind::Unauthenticated || err.reason() == Reason::CredentialsMissing {
+            return err;
+        }
+        let actor = creds.peer_actor();
+        if let Some(addr) = creds.peer {
+            if let Err(limited) = self.limits.check_peer(addr.ip()) {
+                self.audit
+                    .record_aggregated(AuditEvent {
+                        actor: &actor,
+                        action: "rate_limit.hit",
+                        target: "failed authentications",
+                        outcome: "RATE_LIMITED",
+                        request_id: creds.request_id,
+                    })
+                    .await;
+                return limited;
+            }
+            self.limits.record_failure(addr.ip());
+        }
+        self.audit
+            .record_aggregated(AuditEvent {
+                actor: &actor,
+                action: "auth.failed",
+                target: what,
+                outcome: err.reason().as_str(),
+                request_id: creds.request_id,
+            })
+            .await;
+        err
+    }
+
+    fn resolve(&self, creds: &Credentials<'_>) -> Result<Principal, Error> {
+        if creds.authorization_count > 1 {
+            return Err(Error::refused(
+                Reason::CredentialsConflict,
+                "send one `authorization` value, not several",
+            ));
+        }
+        match creds.client_cert {
+            Some(_) if creds.authorization_count > 0 => Err(Error::refused(
+                Reason::CredentialsConflict,
+                "send one credential: a client certificate or an API key, not both",
+            )),
+            Some(cert) => self.certificate(cert),
+            None => self.api_key(creds.authorization),
+        }
+    }
+
+    /// The identity of a client certificate the TLS layer has verified.
+    fn certificate(&self, der: &[u8]) -> Result<Principal, Error> {
+        let info = parse_client_cert(der, &self.settings.trust_domain)
+            .map_err(|msg| Error::refused(Reason::CertificateInvalid, msg))?;
+        if self.identities.is_revoked(&info.serial) {
+            return Err(Error::refused(
+                Reason::CertificateRevoked,
+                format!("client certificate {} was revoked", info.serial),
+            ));
+        }
+        match self.identities.grant(&info.name) {
+            Some(grant) if grant.disabled => Err(Error::refused(
+                Reason::IdentityDisabled,
+                format!("identity {} is disabled", info.name),
+            )),
+            Some(grant) => Ok(Principal {
+                id: info.name.into(),
+                scopes: grant.scopes.into(),
+                rate_limit: grant.rate_limit,
+            }),
+            // Authenticated, but granted nothing: every call that needs a
+            // scope is PERMISSION_DENIED.
+            None => Ok(Principal {
+                id: info.name.into(),
+                scopes: Arc::new([]),
+                rate_limit: None,
+            }),
+        }
+    }
+
+    /// The API key of `authorization: Bearer mcp_sk_...`. The secret is
+    /// hashed where it lies in the request (no copy) and looked up by its
+    /// hash; the match is confirmed in constant time.
+    fn api_key(&self, authorization: Option<&str>) -> Result<Principal, Error> {
+        let Some(value) = authorization else {
+            return Err(Error::refused(
+                Reason::CredentialsMissing,
+                "missing credentials: send metadata `authorization: Bearer mcp_sk_...` or a client certificate",
+            ));
+        };
+        let hash = bearer(value)
+            .filter(|s| s.starts_with(API_KEY_PREFIX) && s.len() <= MAX_CREDENTIAL_LEN)
+            .map(|s| SecretHash::of(s.as_bytes()))
+            .ok_or_else(|| {
+                Error::refused(
+                    Reason::ApiKeyInvalid,
+                    "malformed credentials: expected `Bearer mcp_sk_...`",
+                )
+            })?;
+        let invalid = || Error::refused(Reason::ApiKeyInvalid, "invalid API key");
+        let entry = self.keys.get(&hash).ok_or_else(invalid)?;
+        let record = &entry.record;
+        let now = self.clock.now();
+        let current = record.secret_hash == hash;
+        let previous = record
+            .previous
+            .as_ref()
+            .filter(|p| p.secret_hash == hash)
+            .map(|p| p.valid_until);
+        if record.revoked_at.is_some() {
+            return Err(Error::refused(
+                Reason::ApiKeyRevoked,
+                format!("API key {} was revoked", record.key_id),
+            ));
+        }
+        if record.expires_at != 0 && now >= record.expires_at {
+            return Err(Error::refused(
+                Reason::ApiKeyExpired,
+                format!("API key {} has expired", record.key_id),
+            ));
+        }
+        match (current, previous) {
+            (true, _) => {}
+            (false, Some(valid_until)) if now < valid_until => {}
+            (false, Some(_)) => {
+                return Err(Error::refused(
+                    Reason::ApiKeyInvalid,
+                    format!(
+                        "this secret of API key {} was rotated out and its grace period has ended",
+                        record.key_id
+                    ),
+                ));
+            }
+            (false, None) => return Err(invalid()),
+        }
+        Ok(Principal {
+            id: entry.id.clone(),
+            scopes: entry.scopes.clone(),
+            rate_limit: record.rate_limit,
+        })
+    }
+}
+
+/// The credential of an `authorization` value with the `Bearer` scheme
+/// (case-insensitive, RFC 6750).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! The core: every operation of the service on domain types, under every
+//! transport. Callers hand it [`Credentials`] and plain inputs; it
+//! resolves who is calling ([`authn`]), checks what they may do
+//! ([`policy`]), decides, and writes through the [`Store`]. It names no
+//! transport and no storage engine; errors are the domain [`Error`], which
+//! each adapter maps to its wire form in one place.
+//!
+//! The in-memory indexes the hot path reads (API keys by secret hash,
+//! identity grants, revoked certificates and sessions) are loaded from the
+//! store at [`Core::open`] and kept in step by the core's own writes.
+
+pub(crate) mod api_keys;
+pub mod audit;
+pub(crate) mod authn;
+pub mod credentials;
+pub mod error;
+pub(crate) mod fields;
+pub(crate) mod identities;
+pub mod limits;
+pub mod maintenance;
+pub(crate) mod policy;
+pub(crate) mod principal;
+pub(crate) mod refresh;
+pub(crate) mod revocations;
+pub(crate) mod sessions;
+pub(crate) mod signing;
+
+use std::sync::Arc;
+
+pub use self::api_keys::{CreatedApiKey, NewApiKey};
+pub use self::credentials::Credentials;
+pub use self::error::{Error, Kind, Reason};
+pub use self::identities::IdentityGrant;
+pub use self::sessions::{IssuedSession, NewSession, TokenCheck};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::token::TokenIssuer;
+
+/// The settings operations read, from the configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// Token lifetime when a request asks for 0, seconds.
+    pub default_ttl: u32,
+    /// Longest token lifetime a request may ask for, seconds.
+    pub max_ttl: u32,
+    /// Longest (and default) session lifetime, seconds.
+    pub max_session_lifetime: u32,
+    /// Idle timeout of a session, seconds.
+    pub session_idle_timeout: u32,
+    /// Grace window for re-presenting a spent refresh token, seconds.
+    pub refresh_reuse_grace: u32,
+    /// SPIFFE trust domain of client certificate identities.
+    pub trust_domain: String,
+}
+
+/// The service's state and operations.
+pub struct Core {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Clock,
+    pub(crate) settings: Settings,
+    pub(crate) tokens: TokenIssuer,
+    pub(crate) keys: api_keys::ApiKeyIndex,
+    pub(crate) identities: identities::IdentityIndex,
+    pub(crate) revocations: revocations::RevocationIndex,
+    pub(crate) limits: limits::Limits,
+    pub(crate) audit: audit::AuditTrail,
+    /// One API-key write at a time, so the index sees them in order.
+    key_writes: tokio::sync::Mutex<()>,
+    /// One identity write at a time, likewise.
+    identity_writes: tokio::sync::Mutex<()>,
+    /// One key-ring change (rotation, pruning) at a time.
+    key_changes: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// The core over `store`: loads the key ring (creating the first
+    /// signing key), the API keys, identity grants and revocations into
+    /// memory. On a store with no API key at all, creates the primary key
+    /// (scope `admin`) and returns its secret, once.
+    ///
+    /// # Errors
+    /// Storage failed, or a stored key cannot be parsed.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        config: &Config,
+    ) -> Result<(Core, Option<Secret>), Error> {
+        let now = clock.now();
+        let ring = signing::load_ring(&*store, config.signing_alg, &config.issuer, now).await?;
+        let audit = audit::AuditTrail::new(store.clone(), clock.clone());
+        let mut key_records = store.api_keys().await?;
+        let primary = if key_records.is_empty() {
+            let created =
+                api_keys::create_admin_key(&*store, &audit, now, "primary", "system").await?;
+            key_records.push(created.record);
+            Some(created.secret)
+        } else {
+            None
+        };
+        let identities =
+            identities::IdentityIndex::new(store.identities().await?, store.revoked_certs().await?);
+        let revocations = revocations::RevocationIndex::new(
+            store
+                .revoked_sessions()
+                .await?
+                .into_iter()
+                .map(|(id, _)| id),
+        );
+        let core = Core {
+            tokens: TokenIssuer::new(ring, config.issuer.clone(), config.signing_alg),
+            keys: api_keys::ApiKeyIndex::new(key_records),
+            identities,
+            revocations,
+            limits: limits::Limits::new(
+                clock.clone(),
+                config.default_rate_limit,
+                config.auth_failures_per_minute,
+            ),
+            audit,
+            settings: Settings {
+                default_ttl: config.default_token_ttl,
+                max_ttl: config.max_token_ttl,
+                max_session_lifetime: config.max_session_lifetime,
+                session_idle_timeout: config.session_idle_timeout,
+                refresh_reuse_grace: config.refresh_reuse_grace,
+                trust_domain: config.trust_domain.clone(),
+            },
+            key_writes: tokio::sync::Mutex::new(()),
+            identity_writes: tokio::sync::Mutex::new(()),
+            key_changes: tokio::sync::Mutex::new(()),
+            store,
+            clock,
+        };
+        Ok((core, primary))
+    }
+
+    /// The SPIFFE trust domain of client certificate identities.
+    pub fn trust_domain(&self) -> &str {
+        &self.settings.trust_domain
+    }
+
+    /// Makes every write so far durable (at shutdown).
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        Ok(self.store.flush().await?)
+    }
+}
+
+/// Creates a key with scope `admin` directly in `store` (a stopped
+/// server's), audited as made offline, for when every admin key is lost or
+/// revoked. Returns the key id and the secret, which is written nowhere.
+///
+/// # Errors
+/// Storage or the random source failed.
+pub async fn recover_admin_key(
+    store: Arc<dyn Store>,
+    clock: &Clock,
+) -> Result<(String, Secret), Error> {
+    let now = clock.now();
+    let name = format!("recovery-{now}");
+    let audit = audit::AuditTrail::new(store.clone(), clock.clone());
+    let created =
+        api_keys::create_admin_key(&*store, &audit, now, &name, "offline-recovery").await?;
+    tracing::warn!(key_id = %created.record.key_id, "created a recovery admin key offline");
+    Ok((created.record.key_id, created.secret))
+}

@@ -1,0 +1,110 @@
+//! Who a caller is once authenticated: the [`Principal`], the scopes that
+//! govern this service, and the syntax of scopes.
+
+use std::sync::Arc;
+
+use crate::core::error::Error;
+use crate::store::RateLimit;
+
+/// Implies every other scope.
+pub(crate) const ADMIN: &str = "admin";
+/// Manage API keys.
+pub(crate) const KEYS_ADMIN: &str = "keys:admin";
+/// Create sessions (mint access tokens).
+pub(crate) const SESSIONS_CREATE: &str = "sessions:create";
+/// Revoke any session.
+pub(crate) const SESSIONS_REVOKE: &str = "sessions:revoke";
+/// Verify tokens.
+pub(crate) const TOKENS_VERIFY: &str = "tokens:verify";
+/// Manage mTLS identities and revoke client certificates.
+pub(crate) const IDENTITIES_ADMIN: &str = "identities:admin";
+/// Read the audit trail.
+pub(crate) const AUDIT_READ: &str = "audit:read";
+
+/// Scopes that govern this service; they never travel inside tokens.
+pub(crate) const RESERVED_SCOPES: [&str; 7] = [
+    ADMIN,
+    KEYS_ADMIN,
+    SESSIONS_CREATE,
+    SESSIONS_REVOKE,
+    TOKENS_VERIFY,
+    IDENTITIES_ADMIN,
+    AUDIT_READ,
+];
+
+/// Most scopes in one request.
+pub(crate) const MAX_SCOPES: usize = 64;
+/// Longest scope, in bytes.
+pub(crate) const MAX_SCOPE_LEN: usize = 128;
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub(crate) struct Principal {
+    /// The credential's id (an API key id); becomes `client_id` in tokens.
+    pub id: Arc<str>,
+    /// The scopes granted to the credential.
+    pub scopes: Arc<[String]>,
+    /// The credential's own rate limit, if it overrides the default.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Whether `s` is a well-formed scope: 1 to 128 characters of
+/// `[A-Za-z0-9:._/-]`.
+pub(crate) fn is_valid_scope(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SCOPE_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'/' | b'-'))
+}
+
+/// Validates a list of scopes from a request and removes duplicates,
+/// keeping the first occurrence's order.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming `field` when the list is empty (and
+/// `allow_empty` is false), longer than 64, or has a malformed scope.
+pub(crate) fn parse_scopes(
+    field: &'static str,
+    scopes: &[String],
+    allow_empty: bool,
+) -> Result<Vec<String>, Error> {
+    if scopes.is_empty() && !allow_empty {
+        return Err(Error::invalid(field, "at least one scope is required"));
+    }
+    if scopes.len() > MAX_SCOPES {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_SCOPES} scopes are allowed"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(scopes.len());
+    for s in scopes {
+        if !is_valid_scope(s) {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "scope {:?} must be 1 to {MAX_SCOPE_LEN} characters of A-Z a-z 0-9 : . _ / -",
+                    truncate(s, 40)
+                ),
+            ));
+        }
+        if !out.contains(s) {
+            out.push(s.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+impl Principal {
+    /// Whether the caller holds `scope` (`admin` holds every scope).
+    pub fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope || s == ADMIN)
+    }
+}

@@ -1,0 +1,512 @@
+//! Sessions: creating them (an access token and a refresh token), refreshing
+//! (rotation with reuse detection), revoking (one, by subject, by creator),
+//! listing, and verifying their access tokens.
+
+use std::sync::Arc;
+
+use crate::core::error::{Error, Reason};
+use crate::core::fields::{MAX_NAME_LEN, check_id, check_text, new_id};
+use crate::core::principal::{SESSIONS_CREATE, TOKENS_VERIFY, parse_scopes};
+use crate::core::refresh::{self, Verdict};
+use crate::core::{Core, Credentials, policy};
+use crate::secret::{REFRESH_TOKEN_PREFIX, Secret, SecretHash, random_base62};
+use crate::store::{Cursor, Page, RefreshToken, SessionFilter, SessionRecord, Swap, Versioned};
+use crate::token::{AccessClaims, TokenReason};
+
+/// ListSessions page size when the request says 0.
+const DEFAULT_PAGE_SIZE: usize = 50;
+/// Largest ListSessions page.
+const MAX_PAGE_SIZE: usize = 500;
+/// Longest refresh token looked at.
+const MAX_REFRESH_TOKEN_LEN: usize = 256;
+/// Attempts at a conditional write before giving up (each lost race means
+/// another writer made progress).
+const MAX_ATTEMPTS: usize = 16;
+
+/// What CreateSession asks for.
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    /// Who the session speaks for.
+    pub subject: String,
+    /// The resource its tokens are for.
+    pub audience: String,
+    /// Scopes of the session.
+    pub scopes: Vec<String>,
+    /// Access-token lifetime; 0 the server default.
+    pub ttl_seconds: u32,
+    /// Absolute session lifetime; 0 the server maximum.
+    pub session_lifetime_seconds: u32,
+}
+
+/// A session with fresh tokens, from CreateSession or RefreshSession.
+#[derive(Debug)]
+pub struct IssuedSession {
+    /// The session as stored.
+    pub record: SessionRecord,
+    /// The signed access token.
+    pub access_token: String,
+    /// The refresh token, shown once.
+    pub refresh_token: Secret,
+    /// The access token's scopes.
+    pub scopes: Vec<String>,
+    /// The access token's expiry.
+    pub expires_at: i64,
+    /// When it was issued.
+    pub issued_at: i64,
+}
+
+/// What VerifyToken asks.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenCheck<'a> {
+    /// The access token.
+    pub token: &'a str,
+    /// The audience it must have; empty for any.
+    pub audience: &'a str,
+    /// Scopes it must carry.
+    pub required_scopes: &'a [String],
+}
+
+/// A refresh token that names its session: `mcp_rt_<session id>.<secret>`,
+/// so a refresh reads one record.
+fn new_refresh_token(session_id: &str) -> Result<Secret, Error> {
+    Ok(Secret::new(format!(
+        "{REFRESH_TOKEN_PREFIX}{session_id}.{}",
+        random_base62(43)?
+    )))
+}
+
+/// The session a refresh token names, if it is of the current form.
+fn refresh_token_session(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
+    let (session_id, secret) = rest.split_once('.')?;
+    (check_id("refresh_token", session_id).is_ok() && !secret.is_empty()).then_some(session_id)
+}
+
+impl Core {
+    /// `CreateSession`: needs `sessions:create` and every scope asked for.
+    ///
+    /// # Errors
+    /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT, storage.
+    pub async fn create_session(
+        &self,
+        creds: &Credentials<'_>,
+        req: NewSession,
+    ) -> Result<IssuedSession, Error> {
+        let caller = self.authenticate(creds).await?;
+        policy::require(&caller, SESSIONS_CREATE)?;
+        check_text("subject", &req.subject, MAX_NAME_LEN)?;
+        check_text("audience", &req.audience, MAX_NAME_LEN)?;
+        let scopes = parse_scopes("scopes", &req.scopes, false)?;
+        policy::token_scopes_allowed("scopes", &scopes)?;
+        policy::may_grant(&caller, &scopes)?;
+        let s = &self.settings;
+        let ttl = match req.ttl_seconds {
+            0 => s.default_ttl,
+            t if t > s.max_ttl => {
+                return Err(Error::invalid(
+                    "ttl_seconds",
+                    format!("must be at most {} (the configured maximum)", s.max_ttl),
+                ));
+            }
+            t => t,
+        };
+        let lifetime = match req.session_lifetime_seconds {
+            0 => s.max_session_lifetime,
+            t if t > s.max_session_lifetime => {
+                return Err(Error::invalid(
+                    "session_lifetime_seconds",
+                    format!(
+                        "must be at most {} (the configured maximum)",
+                        s.max_session_lifetime
+                    ),
+                ));
+            }
+            t => t,
+        };
+        let now = self.clock.now();
+        let session_id = new_id("ses_")?;
+        let refresh = new_refresh_token(&session_id)?;
+        let session_expires_at = now + i64::from(lifetime);
+        let record = SessionRecord {
+            session_id,
+            subject: req.subject,
+            client_id: caller.id.to_string(),
+            scopes,
+            audience: req.audience,
+            created_at: now,
+            expires_at: (now + i64::from(ttl)).min(session_expires_at),
+            revoked_at: None,
+            session_expires_at,
+            last_refreshed_at: now,
+            token_ttl: ttl,
+            refresh_tokens: vec![RefreshToken {
+                hash: refresh.hash(),
+                issued_at: now,
+                spent_at: None,
+            }],
+        };
+        let access_token = self
+            .tokens
+            .issue(&record, &record.scopes, now, record.expires_at)?;
+        let audit = self.audit.ok(
+            &caller.id,
+            "session.created",
+            &record.session_id,
+            creds.request_id,
+        );
+        self.store.insert_session(&record, audit).await?;
+        // At debug: the audit trail records every session, and the rpc line
+        // every call; one more line per session costs ~2% of the throughput.
+        tracing::debug!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
+        Ok(IssuedSession {
+            scopes: record.scopes.clone(),
+            expires_at: record.expires_at,
+            issued_at: now,
+            access_token,
+            refresh_token: refresh,
+            record,
+        })
+    }
+
+    /// `RefreshSession`: the refresh token is the credential. A caller that
+    /// sends another credential as well must be the session's creator.
+    ///
+    /// # Errors
+    /// UNAUTHENTICATED for an unknown, reused (the session is revoked) or
+    /// expired refresh token or session; INVALID_ARGUMENT when widening
+    /// scopes; RATE_LIMITED while the peer is throttled; storage.
+    pub async fn refresh_session(
+        &self,
+        creds: &Credentials<'_>,
+        refresh_token: &str,
+        scopes: &[String],
+    ) -> Result<IssuedSession, Error> {
+        let caller = if creds.presents_any() {
+            Some(self.authenticate(creds).await?)
+        } else {
+            None
+        };
+        let bad_token = |message: &str| Error::refused(Reason::RefreshTokenInvalid, message);
+        if refresh_token.len() > MAX_REFRESH_TOKEN_LEN
+            || !refresh_token.starts_with(REFRESH_TOKEN_PREFIX)
+        {
+            let err = bad_token("malformed refresh token: expected mcp_rt_...");
+            return Err(self.refused_credential(creds, "refresh token", err).await);
+        }
+        let Some(session_id) = refresh_token_session(refresh_token) else {
+            let err = bad_token("unknown refresh token");
+            return Err(self.refused_credential(creds, "refresh token", err).await);
+        };
+        let wanted = parse_scopes("scopes", scopes, true)?;
+        let presented = SecretHash::of(refresh_token.as_bytes());
+        let child = new_refresh_token(session_id)?;
+        let rules = self.refresh_rules();
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let Some(current) = self.store.session(session_id).await? else {
+                let err = bad_token("unknown refresh token");
+                return Err(self.refused_credential(creds, "refresh token", err).await);
+            };
+            let child_token = RefreshToken {
+                hash: child.hash(),
+                issued_at: now,
+                spent_at: None,
+            };
+            let verdict = refresh::decide(
+                &current.record,
+                &presented,
+                caller.as_ref(),
+                &wanted,
+                child_token,
+                now,
+                &rules,
+            );
+            match verdict {
+                Verdict::Refuse(err) => {
+                    if err.reason() == Reason::RefreshTokenInvalid {
+                        return Err(self.refused_credential(creds, "refresh token", err).await);
+                    }
+                    return Err(err);
+                }
+                Verdict::Reused { session } => {
+                    if self.reused(creds, &current, &session).await? == Swap::Done {
+                        return Err(Error::refused(
+                            Reason::RefreshTokenReused,
+                            format!("refresh token reused: session {session_id} is revoked"),
+                        ));
+                    }
+                }
+                Verdict::Mint { session, exp } => {
+                    let scopes = if wanted.is_empty() {
+                        session.scopes.clone()
+                    } else {
+                        wanted.clone()
+                    };
+                    let access_token = self.tokens.issue(&session, &scopes, now, exp)?;
+                    let audit = self.audit.ok(
+                        &creds.peer_actor(),
+                        "session.refreshed",
+                        session_id,
+                        creds.request_id,
+                    );
+                    if self
+                        .store
+                        .replace_session(&current, &session, audit)
+                        .await?
+                        == Swap::Done
+                    {
+                        tracing::debug!(session_id = %session.session_id, "session refreshed");
+                        return Ok(IssuedSession {
+                            record: session,
+                            access_token,
+                            refresh_token: child,
+                            scopes,
+                            expires_at: exp,
+                            issued_at: now,
+                        });
+                    }
+                }
+            }
+        }
+        Err(Error::Store(crate::store::StoreError::Backend(format!(
+            "session {session_id}: too many concurrent writers"
+        ))))
+    }
+
+    /// Revokes a session whose spent refresh token came back; the
+    /// revocation and its audit record are durable together before the
+    /// refusal goes out.
+    async fn reused(
+        &self,
+        creds: &Credentials<'_>,
+        current: &Versioned<SessionRecord>,
+        revoked: &SessionRecord,
+    ) -> Result<Swap, Error> {
+        let audit = self.audit.entry(crate::core::audit::AuditEvent {
+            actor: &creds.peer_actor(),
+            action: "refresh_token.reused",
+            target: &revoked.session_id,
+            outcome: Reason::RefreshTokenReused.as_str(),
+            request_id: creds.request_id,
+        });
+        let swap = self.store.replace_session(current, revoked, audit).await?;
+        if swap == Swap::Done {
+            self.revocations.insert(&revoked.session_id);
+            tracing::warn!(session_id = %revoked.session_id, "refresh token reused; session revoked");
+        }
+        Ok(swap)
+    }
+
+    fn refresh_rules(&self) -> refresh::RefreshRules {
+        refresh::RefreshRules {
+            reuse_grace: i64::from(self.settings.refresh_reuse_grace),
+            idle_timeout: i64::from(self.settings.session_idle_timeout),
+            default_ttl: self.settings.default_ttl,
+            max_ttl: self.settings.max_ttl,
+        }
+    }
+
+    /// `ListSessions`: an admin sees every session (as filtered), anyone
+    /// else the sessions it created.
+    ///
+    /// # Errors
+    /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT, storage.
+    pub async fn list_sessions(
+        &self,
+        creds: &Credentials<'_>,
+        filter: SessionFilter,
+        after: Option<&Cursor>,
+        page_size: u32,
+    ) -> Result<Page<SessionRecord>, Error> {
+        let caller = self.authenticate(creds).await?;
+        if let Some(subject) = &filter.subject {
+            check_text("subject", subject, MAX_NAME_LEN)?;
+        }
+        let filter = policy::session_listing(&caller, filter)?;
+        let limit = match page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => usize::try_from(n)
+                .unwrap_or(MAX_PAGE_SIZE)
+                .min(MAX_PAGE_SIZE),
+        };
+        Ok(self.store.sessions_page(&filter, after, limit).await?)
+    }
+
+    /// `RevokeSession`: by its creator, or with `sessions:revoke`. Returns
+    /// when it was revoked (the first revocation's time).
+    ///
+    /// # Errors
+    /// Authentication, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED,
+    /// storage.
+    pub async fn revoke_session(
+        &self,
+        creds: &Credentials<'_>,
+        session_id: &str,
+    ) -> Result<i64, Error> {
+        let caller = self.authenticate(creds).await?;
+        check_id("session_id", session_id)?;
+        let not_found =
+            || Error::refused(Reason::SessionNotFound, format!("no session {session_id}"));
+        let session = self
+            .store
+            .session(session_id)
+            .await?
+            .ok_or_else(not_found)?
+            .record;
+        policy::may_revoke_session(&caller, &session)?;
+        let ids = [session_id.to_owned()];
+        let audit = self
+            .audit
+            .ok(&caller.id, "session.revoked", session_id, creds.request_id);
+        self.store
+            .revoke_sessions(&ids, self.clock.now(), audit)
+            .await?;
+        self.revocations.insert(session_id);
+        tracing::info!(session_id = %session_id, "session revoked");
+        let stored = self
+            .store
+            .session(session_id)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(stored.record.revoked_at.unwrap_or_default())
+    }
+
+    /// `RevokeSessions`: every session of `subject` (an admin's call) or
+    /// those of it that the caller created. Needs `sessions:revoke`.
+    /// Returns how many this call revoked.
+    ///
+    /// # Errors
+    /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT, storage.
+    pub async fn revoke_subject_sessions(
+        &self,
+        creds: &Credentials<'_>,
+        subject: &str,
+    ) -> Result<u32, Error> {
+        let caller = self.authenticate(creds).await?;
+        policy::require(&caller, crate::core::principal::SESSIONS_REVOKE)?;
+        check_text("subject", subject, MAX_NAME_LEN)?;
+        let filter = SessionFilter {
+            subject: Some(subject.to_owned()),
+            client_id: None,
+        };
+        let mut ids = Vec::new();
+        for id in self.store.session_ids(&filter).await? {
+            if self.revocations.contains(&id) {
+                continue;
+            }
+            if let Some(s) = self.store.session(&id).await? {
+                if policy::revokes_by_subject(&caller, &s.record.client_id) {
+                    ids.push(id);
+                }
+            }
+        }
+        let target = format!("subject {subject} (sessions revoked: {})", ids.len());
+        let audit = self.audit.ok(
+            &caller.id,
+            "session.revoked_subject",
+            &target,
+            creds.request_id,
+        );
+        let revoked = self.revoke_ids(&ids, audit).await?;
+        tracing::info!(sessions = revoked, "sessions of a subject revoked");
+        Ok(revoked)
+    }
+
+    /// Revokes every session created by `client_id` (an API key id or an
+    /// identity name), for cascading revocation by `actor`.
+    pub(crate) async fn revoke_sessions_of_client(
+        &self,
+        actor: &str,
+        client_id: &str,
+        request_id: &str,
+    ) -> Result<u32, Error> {
+        let filter = SessionFilter {
+            subject: None,
+            client_id: Some(client_id.to_owned()),
+        };
+        let ids: Vec<String> = self
+            .store
+            .session_ids(&filter)
+            .await?
+            .into_iter()
+            .filter(|id| !self.revocations.contains(id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let target = format!("{client_id} (sessions revoked: {})", ids.len());
+        let audit = self
+            .audit
+            .ok(actor, "session.revoked_cascade", &target, request_id);
+        let n = self.revoke_ids(&ids, audit).await?;
+        tracing::info!(client_id, sessions = n, "sessions revoked by cascade");
+        Ok(n)
+    }
+
+    async fn revoke_ids(
+        &self,
+        ids: &[String],
+        audit: crate::store::AuditEntry,
+    ) -> Result<u32, Error> {
+        let newly = self
+            .store
+            .revoke_sessions(ids, self.clock.now(), audit)
+            .await?;
+        for id in &newly {
+            self.revocations.insert(id);
+        }
+        Ok(u32::try_from(newly.len()).unwrap_or(u32::MAX))
+    }
+
+    /// `VerifyToken`: needs `tokens:verify`. The verdict is the token's
+    /// claims, or why it is not active.
+    ///
+    /// # Errors
+    /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT.
+    pub async fn verify_token(
+        &self,
+        creds: &Credentials<'_>,
+        check: TokenCheck<'_>,
+    ) -> Result<Result<Arc<AccessClaims>, TokenReason>, Error> {
+        let caller = self.authenticate(creds).await?;
+        policy::require(&caller, TOKENS_VERIFY)?;
+        if check.audience.len() > MAX_NAME_LEN {
+            return Err(Error::invalid(
+                "audience",
+                format!("must be at most {MAX_NAME_LEN} bytes"),
+            ));
+        }
+        let required = parse_scopes("required_scopes", check.required_scopes, true)?;
+        Ok(self
+            .tokens
+            .verify(check.token, self.clock.now())
+            .and_then(|claims| {
+                if self.revocations.contains(claims.session_id()) {
+                    Err(TokenReason::Revoked)
+                } else if !check.audience.is_empty() && claims.aud != check.audience {
+                    Err(TokenReason::WrongAudience)
+                } else if !required
+                    .iter()
+                    .all(|want| claims.scopes().any(|have| have == want))
+                {
+                    Err(TokenReason::InsufficientScope)
+                } else {
+                    Ok(claims)
+                }
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_name_their_session() {
+        let t = new_refresh_token("ses_abc").unwrap();
+        assert_eq!(refresh_token_session(t.expose()), Some("ses_abc"));
+        assert_eq!(refresh_token_session("mcp_rt_legacy0000000000000000"), None);
+        assert_eq!(refresh_token_session("mcp_rt_ses x.secret"), None);
+        assert_eq!(refresh_token_session("mcp_rt_ses_abc."), None);
+    }
+}

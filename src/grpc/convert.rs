@@ -1,0 +1,136 @@
+//! Between generated protobuf messages and domain types, in both
+//! directions; nothing else in the crate touches `pb` shapes outside the
+//! adapter and the CLI.
+
+use crate::ca::spiffe_id;
+use crate::core::IssuedSession;
+use crate::pb;
+use crate::store::{ApiKeyRecord, AuditRecord, IdentityRecord, RateLimit, SessionRecord};
+use crate::token::{AccessClaims, TokenReason};
+
+/// A request's rate limit (validated by the core).
+pub(crate) fn rate_limit_from_pb(limit: Option<pb::RateLimit>) -> Option<RateLimit> {
+    limit.map(|l| RateLimit {
+        requests_per_second: l.requests_per_second,
+        burst: l.burst,
+    })
+}
+
+pub(crate) fn rate_limit_to_pb(limit: Option<RateLimit>) -> Option<pb::RateLimit> {
+    limit.map(|l| pb::RateLimit {
+        requests_per_second: l.requests_per_second,
+        burst: l.burst,
+    })
+}
+
+pub(crate) fn key_to_pb(r: ApiKeyRecord) -> pb::ApiKey {
+    pb::ApiKey {
+        key_id: r.key_id,
+        name: r.name,
+        scopes: r.scopes,
+        prefix: r.prefix,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        revoked: r.revoked_at.is_some(),
+        rotated_at: r.rotated_at.unwrap_or_default(),
+        rate_limit: rate_limit_to_pb(r.rate_limit),
+    }
+}
+
+pub(crate) fn identity_to_pb(trust_domain: &str, r: IdentityRecord) -> pb::Identity {
+    pb::Identity {
+        spiffe_id: spiffe_id(trust_domain, &r.name),
+        name: r.name,
+        scopes: r.scopes,
+        disabled: r.disabled,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        rate_limit: rate_limit_to_pb(r.rate_limit),
+    }
+}
+
+pub(crate) fn session_info(r: SessionRecord) -> pb::SessionInfo {
+    pb::SessionInfo {
+        session_id: r.session_id,
+        subject: r.subject,
+        client_id: r.client_id,
+        scopes: r.scopes,
+        audience: r.audience,
+        created_at: r.created_at,
+        expires_at: r.session_expires_at,
+        revoked: r.revoked_at.is_some(),
+        last_refreshed_at: r.last_refreshed_at,
+    }
+}
+
+pub(crate) fn session_to_pb(s: IssuedSession) -> pb::Session {
+    pb::Session {
+        refresh_token: s.refresh_token.expose().to_owned(),
+        session_id: s.record.session_id,
+        access_token: s.access_token,
+        token_type: "Bearer".to_owned(),
+        expires_at: s.expires_at,
+        scopes: s.scopes,
+        subject: s.record.subject,
+        audience: s.record.audience,
+        issued_at: s.issued_at,
+        client_id: s.record.client_id,
+        session_expires_at: s.record.session_expires_at,
+    }
+}
+
+pub(crate) fn claims_to_pb(c: &AccessClaims) -> pb::TokenClaims {
+    pb::TokenClaims {
+        scopes: c.scopes().map(str::to_owned).collect(),
+        subject: c.sub.clone(),
+        audience: c.aud.clone(),
+        session_id: c.session_id().to_owned(),
+        client_id: c.client_id.clone(),
+        issued_at: c.iat,
+        expires_at: c.exp,
+        issuer: c.iss.clone(),
+    }
+}
+
+pub(crate) fn reason_to_pb(r: TokenReason) -> pb::TokenReason {
+    match r {
+        TokenReason::Expired => pb::TokenReason::Expired,
+        TokenReason::Revoked => pb::TokenReason::Revoked,
+        TokenReason::BadSignature => pb::TokenReason::BadSignature,
+        TokenReason::Malformed => pb::TokenReason::Malformed,
+        TokenReason::WrongAudience => pb::TokenReason::WrongAudience,
+        TokenReason::InsufficientScope => pb::TokenReason::InsufficientScope,
+        TokenReason::NotYetValid => pb::TokenReason::NotYetValid,
+        TokenReason::UnknownKey => pb::TokenReason::UnknownKey,
+        TokenReason::WrongIssuer => pb::TokenReason::WrongIssuer,
+    }
+}
+
+pub(crate) fn event_to_pb(e: AuditRecord) -> pb::AuditEvent {
+    pb::AuditEvent {
+        seq: e.seq,
+        time: e.time,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        outcome: e.outcome,
+        request_id: e.request_id,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    }
+}
+
+/// The domain record of a listed event, for verifying a chain client-side.
+pub fn event_from_pb(e: pb::AuditEvent) -> AuditRecord {
+    AuditRecord {
+        seq: e.seq,
+        time: e.time,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        outcome: e.outcome,
+        request_id: e.request_id,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    }
+}

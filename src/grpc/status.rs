@@ -1,0 +1,119 @@
+//! The one mapping from the domain [`Error`] to `tonic::Status`.
+//!
+//! Handlers call the core and use `?`; this is the only place that decides
+//! a gRPC code. Every status carries a `google.rpc.ErrorInfo` with domain
+//! [`ERROR_DOMAIN`] and the stable [`Reason`]; invalid fields add a
+//! `BadRequest` violation, rate limits a `RetryInfo` and `retry-after`.
+//! Unexpected failures become INTERNAL with a generic message; their cause
+//! is logged, never sent.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::core::{Error, Kind, Reason};
+
+/// The `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "mcp-auth";
+
+/// The gRPC code `reason` is sent with.
+pub fn code(reason: Reason) -> Code {
+    match reason.kind() {
+        Kind::Unauthenticated => Code::Unauthenticated,
+        Kind::Forbidden => Code::PermissionDenied,
+        Kind::Invalid => Code::InvalidArgument,
+        Kind::NotFound => Code::NotFound,
+        Kind::Conflict => Code::FailedPrecondition,
+        Kind::Exhausted => Code::ResourceExhausted,
+        Kind::Internal => Code::Internal,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        let reason = err.reason();
+        let mut metadata = HashMap::new();
+        let mut details;
+        let mut headers = tonic::metadata::MetadataMap::new();
+        let message = match &err {
+            Error::RateLimited { retry_after, .. } => {
+                // Whole seconds, rounded up, as HTTP's Retry-After.
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                metadata.insert("retry_after_seconds".to_owned(), secs.to_string());
+                if let Ok(v) = secs.to_string().parse() {
+                    headers.insert("retry-after", v);
+                }
+                details = ErrorDetails::with_retry_info(Some(*retry_after));
+                err.to_string()
+            }
+            Error::InvalidArgument { field, message } => {
+                metadata.insert("field".to_owned(), (*field).to_owned());
+                details = ErrorDetails::with_bad_request_violation(*field, message.clone());
+                err.to_string()
+            }
+            Error::PermissionDenied { scope, .. } => {
+                metadata.insert("scope".to_owned(), scope.clone());
+                details = ErrorDetails::new();
+                err.to_string()
+            }
+            Error::Refused { .. } => {
+                details = ErrorDetails::new();
+                err.to_string()
+            }
+            Error::Store(_) | Error::Token(_) | Error::Random(_) => {
+                tracing::warn!(cause = %err, "internal error");
+                details = ErrorDetails::new();
+                "internal error; the server log has the cause".to_owned()
+            }
+        };
+        if reason != Reason::Internal {
+            tracing::info!(code = ?code(reason), reason = reason.as_str(), "request refused");
+        }
+        details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+        Status::with_error_details_and_metadata(code(reason), message, details, headers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(status: &Status) -> (String, HashMap<String, String>) {
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        (info.reason, info.metadata)
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let status = Status::from(Error::invalid("subject", "must not be empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("subject"));
+        let (reason, meta) = info(&status);
+        assert_eq!(reason, "INVALID_FIELD");
+        assert_eq!(meta["field"], "subject");
+        let violations = status.get_details_bad_request().unwrap().field_violations;
+        assert_eq!(violations[0].field, "subject");
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let err = Error::Store(crate::store::StoreError::Backend(
+            "reading /secret/path: disk on fire".to_owned(),
+        ));
+        let status = Status::from(err);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("disk"));
+        assert!(!status.message().contains("/secret"));
+        assert_eq!(info(&status).0, "INTERNAL");
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_wire_name() {
+        let mut names: Vec<_> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+    }
+}

@@ -1,0 +1,512 @@
+//! The store contract as tests: every backend runs each of these against a
+//! fresh instance of itself (see the backend's own `tests` module), so the
+//! core can rely on the same behaviour from each.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use super::model::*;
+use super::{Store, Swap};
+use crate::secret::SecretHash;
+
+/// An audit entry for `action`.
+pub(crate) fn entry(action: &str) -> AuditEntry {
+    AuditEntry {
+        time: 1_000,
+        actor: "key_admin".to_owned(),
+        action: action.to_owned(),
+        target: "t".to_owned(),
+        outcome: "ok".to_owned(),
+        request_id: "r".to_owned(),
+    }
+}
+
+fn key(id: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_id: id.to_owned(),
+        name: "n".to_owned(),
+        scopes: vec!["admin".to_owned()],
+        prefix: "mcp_sk_abcd".to_owned(),
+        created_at: 1,
+        expires_at: 0,
+        revoked_at: None,
+        rotated_at: None,
+        secret_hash: SecretHash::of(id.as_bytes()),
+        previous: None,
+        rate_limit: None,
+    }
+}
+
+/// A live session of `subject` created by `client`.
+pub(crate) fn session(id: &str, subject: &str, client: &str) -> SessionRecord {
+    SessionRecord {
+        session_id: id.to_owned(),
+        subject: subject.to_owned(),
+        client_id: client.to_owned(),
+        scopes: vec!["tools:read".to_owned()],
+        audience: "https://mcp.example".to_owned(),
+        created_at: 1,
+        expires_at: 100,
+        revoked_at: None,
+        session_expires_at: 1_000,
+        last_refreshed_at: 1,
+        token_ttl: 0,
+        refresh_tokens: vec![RefreshToken {
+            hash: SecretHash::of(id.as_bytes()),
+            issued_at: 1,
+            spent_at: None,
+        }],
+    }
+}
+
+async fn actions(store: &dyn Store) -> Vec<String> {
+    store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect()
+}
+
+/// Keys: insert, read, conditional replace (one conflict), each audited.
+pub(crate) async fn api_keys(store: &dyn Store) {
+    store
+        .insert_api_key(&key("key_b"), entry("api_key.created"))
+        .await
+        .unwrap();
+    store
+        .insert_api_key(&key("key_a"), entry("api_key.created"))
+        .await
+        .unwrap();
+    let ids: Vec<_> = store
+        .api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    assert_eq!(ids, ["key_a", "key_b"], "in key-id order");
+    let read = store.api_key("key_a").await.unwrap().unwrap();
+    let mut revoked = read.record.clone();
+    revoked.revoked_at = Some(5);
+    assert_eq!(
+        store
+            .replace_api_key(&read, &revoked, entry("api_key.revoked"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    let mut other = read.record.clone();
+    other.name = "stale".to_owned();
+    assert_eq!(
+        store
+            .replace_api_key(&read, &other, entry("api_key.updated"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a write against a stale read is refused"
+    );
+    let now = store.api_key("key_a").await.unwrap().unwrap().record;
+    assert_eq!(now.revoked_at, Some(5));
+    assert_eq!(now.name, "n");
+    assert!(store.api_key("key_none").await.unwrap().is_none());
+    assert_eq!(
+        actions(store).await,
+        ["api_key.created", "api_key.created", "api_key.revoked"],
+        "a refused write leaves no record"
+    );
+}
+
+/// Sessions: insert, replace, revoke (idempotent), indexes, delete.
+pub(crate) async fn sessions(store: &dyn Store) {
+    for (id, subject, client) in [
+        ("ses_1", "alice", "key_a"),
+        ("ses_2", "alice", "key_b"),
+        ("ses_3", "bob", "key_a"),
+    ] {
+        store
+            .insert_session(&session(id, subject, client), entry("session.created"))
+            .await
+            .unwrap();
+    }
+    let by = |subject: Option<&str>, client: Option<&str>| SessionFilter {
+        subject: subject.map(str::to_owned),
+        client_id: client.map(str::to_owned),
+    };
+    let mut ids = store.session_ids(&by(Some("alice"), None)).await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["ses_1", "ses_2"]);
+    let mut ids = store.session_ids(&by(None, Some("key_a"))).await.unwrap();
+    ids.sort();
+    assert_eq!(ids, ["ses_1", "ses_3"]);
+    assert_eq!(
+        store
+            .session_ids(&by(Some("alice"), Some("key_a")))
+            .await
+            .unwrap(),
+        ["ses_1"]
+    );
+
+    // A refresh: one conditional write of the whole record.
+    let read = store.session("ses_1").await.unwrap().unwrap();
+    let mut next = read.record.clone();
+    next.refresh_tokens[0].spent_at = Some(2);
+    next.refresh_tokens.push(RefreshToken {
+        hash: SecretHash::of(b"child"),
+        issued_at: 2,
+        spent_at: None,
+    });
+    assert_eq!(
+        store
+            .replace_session(&read, &next, entry("session.refreshed"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        store
+            .replace_session(&read, &next, entry("session.refreshed"))
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    let stored = store.session("ses_1").await.unwrap().unwrap().record;
+    assert_eq!(stored.refresh_tokens.len(), 2);
+    assert_eq!(stored.refresh_tokens[0].spent_at, Some(2));
+
+    // Revocation keeps the first time and reports only what it changed.
+    assert!(store.revoked_sessions().await.unwrap().is_empty());
+    let ids = ["ses_1".to_owned(), "ses_nope".to_owned()];
+    let first = store
+        .revoke_sessions(&ids, 5, entry("session.revoked"))
+        .await
+        .unwrap();
+    assert_eq!(first, ["ses_1"]);
+    let again = store
+        .revoke_sessions(&ids, 9, entry("session.revoked"))
+        .await
+        .unwrap();
+    assert!(again.is_empty());
+    let s1 = store.session("ses_1").await.unwrap().unwrap().record;
+    assert_eq!(s1.revoked_at, Some(5));
+    assert_eq!(
+        store.revoked_sessions().await.unwrap(),
+        [("ses_1".to_owned(), 100)]
+    );
+
+    // Revoking through a conditional replace is indexed too.
+    let read = store.session("ses_2").await.unwrap().unwrap();
+    let mut revoked = read.record.clone();
+    revoked.revoked_at = Some(6);
+    assert_eq!(
+        store
+            .replace_session(&read, &revoked, entry("refresh_token.reused"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    let mut all = store.revoked_sessions().await.unwrap();
+    all.sort();
+    assert_eq!(all.len(), 2);
+
+    // Deleting removes the record and its index entries.
+    assert_eq!(
+        store
+            .delete_sessions(&["ses_1".to_owned(), "ses_nope".to_owned()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.session("ses_1").await.unwrap().is_none());
+    assert_eq!(
+        store.session_ids(&by(Some("alice"), None)).await.unwrap(),
+        ["ses_2"]
+    );
+    assert_eq!(
+        store.revoked_sessions().await.unwrap(),
+        [("ses_2".to_owned(), 100)]
+    );
+}
+
+/// Listing: every page full but the last, each session once, filters.
+pub(crate) async fn session_pages(store: &dyn Store) {
+    for i in 0..25 {
+        let client = if i % 2 == 0 { "key_even" } else { "key_odd" };
+        let subject = if i % 3 == 0 { "carol" } else { "dave" };
+        store
+            .insert_session(
+                &session(&format!("ses_{i:02}"), subject, client),
+                entry("session.created"),
+            )
+            .await
+            .unwrap();
+    }
+    let walk = |filter: SessionFilter| async move {
+        let mut seen = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = store
+                .sessions_page(&filter, cursor.as_ref(), 4)
+                .await
+                .unwrap();
+            assert!(page.items.len() <= 4);
+            seen.extend(page.items.into_iter().map(|s| s.session_id));
+            match page.next {
+                Some(c) => cursor = Some(Cursor::from_client(c.as_str().to_owned())),
+                None => break,
+            }
+        }
+        seen
+    };
+    let everything = walk(SessionFilter::default()).await;
+    assert_eq!(everything.len(), 25);
+    let mut sorted = everything.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 25, "no session twice");
+    let even = walk(SessionFilter {
+        client_id: Some("key_even".to_owned()),
+        subject: None,
+    })
+    .await;
+    assert_eq!(even.len(), 13);
+    let carol_even = walk(SessionFilter {
+        client_id: Some("key_even".to_owned()),
+        subject: Some("carol".to_owned()),
+    })
+    .await;
+    assert_eq!(
+        carol_even,
+        ["ses_00", "ses_06", "ses_12", "ses_18", "ses_24"]
+    );
+    let carol = walk(SessionFilter {
+        client_id: None,
+        subject: Some("carol".to_owned()),
+    })
+    .await;
+    assert_eq!(carol.len(), 9);
+    let nobody = walk(SessionFilter {
+        client_id: Some("key_none".to_owned()),
+        subject: None,
+    })
+    .await;
+    assert!(nobody.is_empty());
+}
+
+/// Identity grants keep their creation time; deletes and certificate
+/// revocations report what they did.
+pub(crate) async fn identities(store: &dyn Store) {
+    let grant = |created: i64, scopes: &[&str]| IdentityRecord {
+        name: "billing".to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        disabled: false,
+        created_at: created,
+        updated_at: created,
+        rate_limit: None,
+    };
+    let first = store
+        .put_identity(&grant(10, &["a"]), entry("identity.set"))
+        .await
+        .unwrap();
+    assert_eq!(first.created_at, 10);
+    let second = store
+        .put_identity(&grant(20, &["a", "b"]), entry("identity.set"))
+        .await
+        .unwrap();
+    assert_eq!(second.created_at, 10, "creation time kept");
+    assert_eq!(second.updated_at, 20);
+    assert_eq!(store.identities().await.unwrap()[0].scopes, ["a", "b"]);
+    assert!(
+        store
+            .delete_identity("billing", entry("identity.deleted"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_identity("billing", entry("identity.deleted"))
+            .await
+            .unwrap()
+    );
+    assert!(store.identities().await.unwrap().is_empty());
+
+    let r1 = store
+        .revoke_cert("0a1b", 5, entry("certificate.revoked"))
+        .await
+        .unwrap();
+    let r2 = store
+        .revoke_cert("0a1b", 9, entry("certificate.revoked"))
+        .await
+        .unwrap();
+    assert_eq!((r1.revoked_at, r2.revoked_at), (5, 5));
+    assert_eq!(store.revoked_certs().await.unwrap().len(), 1);
+    assert_eq!(
+        actions(store).await,
+        [
+            "identity.set",
+            "identity.set",
+            "identity.deleted",
+            "certificate.revoked",
+            "certificate.revoked"
+        ],
+        "a delete of nothing leaves no record"
+    );
+}
+
+/// Signing keys are written together and deleted by kid.
+pub(crate) async fn signing_keys(store: &dyn Store) {
+    let k = |kid: &str| SigningKeyRecord {
+        kid: kid.to_owned(),
+        alg: SigningAlg::EdDSA,
+        private_pkcs8: vec![1, 2, 3],
+        created_at: 1,
+        retired_at: None,
+    };
+    store
+        .put_signing_keys(&[k("a"), k("b")], Some(entry("signing_key.rotated")))
+        .await
+        .unwrap();
+    store.put_signing_keys(&[k("c")], None).await.unwrap();
+    assert_eq!(store.signing_keys().await.unwrap().len(), 3);
+    store.delete_signing_keys(&["a".to_owned()]).await.unwrap();
+    let mut kids: Vec<_> = store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    kids.sort();
+    assert_eq!(kids, ["b", "c"]);
+    assert_eq!(actions(store).await, ["signing_key.rotated"]);
+}
+
+/// The chain: consecutive seqs, each record linked to the one before;
+/// pruning moves the anchor.
+pub(crate) async fn audit_chain(store: &dyn Store) {
+    for i in 0..5 {
+        let mut e = entry("auth.failed");
+        e.time = 100 + i;
+        store.append_audit(e, i % 2 == 0).await.unwrap();
+    }
+    store
+        .insert_api_key(&key("key_x"), {
+            let mut e = entry("api_key.created");
+            e.time = 200;
+            e
+        })
+        .await
+        .unwrap();
+    let all = store.audit_page(0, 100).await.unwrap();
+    assert_eq!(all.len(), 6);
+    let mut prev = String::new();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(r.hash, r.compute_hash());
+        prev = r.hash.clone();
+    }
+    assert_eq!(store.audit_page(4, 100).await.unwrap().len(), 2);
+    assert_eq!(store.audit_anchor().await.unwrap(), AuditAnchor::default());
+    assert_eq!(store.prune_audit(103, 100).await.unwrap(), 3);
+    let anchor = store.audit_anchor().await.unwrap();
+    assert_eq!(anchor.seq, 3);
+    assert_eq!(anchor.hash, all[2].hash);
+    let kept = store.audit_page(0, 100).await.unwrap();
+    assert_eq!(kept[0].seq, 4);
+    assert_eq!(kept[0].prev_hash, anchor.hash);
+    assert_eq!(store.prune_audit(103, 100).await.unwrap(), 0);
+}
+
+/// Many writers replacing one record from the same read: exactly one wins.
+pub(crate) async fn one_winner(store: Arc<dyn Store>) {
+    store
+        .insert_session(&session("ses_race", "u", "k"), entry("session.created"))
+        .await
+        .unwrap();
+    let read = store.session("ses_race").await.unwrap().unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let read = read.clone();
+            tokio::spawn(async move {
+                let mut next = read.record.clone();
+                next.last_refreshed_at = i;
+                store
+                    .replace_session(&read, &next, entry("session.refreshed"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() == Swap::Done {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    let refreshed = actions(&*store)
+        .await
+        .into_iter()
+        .filter(|a| a == "session.refreshed")
+        .count();
+    assert_eq!(refreshed, 1, "only the winner's record is written");
+}
+
+/// What [`write_some`] wrote.
+pub(crate) struct Written {
+    audit_records: usize,
+}
+
+/// Writes one of each kind of record.
+pub(crate) async fn write_some(store: &dyn Store) -> Written {
+    store
+        .insert_api_key(&key("key_k"), entry("api_key.created"))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("ses_s", "u", "key_k"), entry("session.created"))
+        .await
+        .unwrap();
+    store
+        .revoke_sessions(&["ses_s".to_owned()], 7, entry("session.revoked"))
+        .await
+        .unwrap();
+    Written { audit_records: 3 }
+}
+
+/// Checks that a reopened store has what [`write_some`] wrote, and goes on
+/// with the same chain.
+pub(crate) async fn check_written(store: &dyn Store, written: &Written) {
+    assert!(store.api_key("key_k").await.unwrap().is_some());
+    let s = store.session("ses_s").await.unwrap().unwrap().record;
+    assert_eq!(s.revoked_at, Some(7));
+    assert_eq!(
+        store.revoked_sessions().await.unwrap(),
+        [("ses_s".to_owned(), 100)]
+    );
+    assert_eq!(
+        store
+            .session_ids(&SessionFilter {
+                subject: Some("u".to_owned()),
+                client_id: None
+            })
+            .await
+            .unwrap(),
+        ["ses_s"],
+        "indexes are rebuilt at open"
+    );
+    store
+        .append_audit(entry("after.reopen"), true)
+        .await
+        .unwrap();
+    let all = store.audit_page(0, 100).await.unwrap();
+    assert_eq!(all.len(), written.audit_records + 1);
+    assert_eq!(
+        all[written.audit_records].prev_hash,
+        all[written.audit_records - 1].hash
+    );
+}

@@ -1,0 +1,223 @@
+//! The storage boundary: what the core asks of a database, as one async
+//! trait over the records of [`model`], and the backends that answer it.
+//!
+//! The contract every backend keeps (and [`conformance`] checks):
+//! - A write that returns `Ok` is durable: it survives the process being
+//!   killed right after.
+//! - A write that carries an [`AuditEntry`] commits the change and its
+//!   audit record together: no durable change lacks its record. The backend
+//!   gives the record its place in the hash chain.
+//! - Conditional writes (`replace_*`) compare against the [`Version`] a
+//!   read returned, so of two writers that read the same version exactly
+//!   one wins; the other gets [`Swap::Conflict`] and nothing is written.
+//! - Cursors are opaque; listing order is stable.
+//!
+//! Only this module names a storage engine: [`sled`](self::sled) is the
+//! embedded default.
+
+pub mod model;
+pub mod sled;
+
+#[cfg(test)]
+mod conformance;
+
+use async_trait::async_trait;
+
+pub use model::{
+    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, Cursor, IdentityRecord, Page,
+    PreviousSecret, REFRESH_HISTORY, RateLimit, RefreshToken, RevokedCert, SessionFilter,
+    SessionRecord, SigningAlg, SigningKeyRecord, Swap, Version, Versioned,
+};
+
+/// Storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error (I/O, corruption, lock held).
+    #[error("storage: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt {what} record: {message}")]
+    Corrupt {
+        /// Which kind of record.
+        what: &'static str,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// Shorthand for a storage result.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The database behind the core. Every method is async, so a networked
+/// backend fits; every write is durable when it returns.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- API keys
+
+    /// Every API key, in key-id order.
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// The API key with this id, and its version.
+    async fn api_key(&self, key_id: &str) -> StoreResult<Option<Versioned<ApiKeyRecord>>>;
+
+    /// Stores a new API key with its audit record.
+    async fn insert_api_key(&self, record: &ApiKeyRecord, audit: AuditEntry) -> StoreResult<()>;
+
+    /// Replaces the API key `current` was read as with `new`, with its
+    /// audit record, unless it changed since.
+    async fn replace_api_key(
+        &self,
+        current: &Versioned<ApiKeyRecord>,
+        new: &ApiKeyRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap>;
+
+    // ---- sessions
+
+    /// Stores a new session (its first refresh token included) with its
+    /// audit record: one write.
+    async fn insert_session(&self, record: &SessionRecord, audit: AuditEntry) -> StoreResult<()>;
+
+    /// The session with this id, and its version.
+    async fn session(&self, session_id: &str) -> StoreResult<Option<Versioned<SessionRecord>>>;
+
+    /// Replaces the session `current` was read as with `new` (a refresh, a
+    /// revocation), with its audit record, unless it changed since.
+    async fn replace_session(
+        &self,
+        current: &Versioned<SessionRecord>,
+        new: &SessionRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap>;
+
+    /// Marks the sessions `ids` revoked at `at` (those already revoked keep
+    /// their time), with one audit record for all; returns the ids this
+    /// call revoked.
+    async fn revoke_sessions(
+        &self,
+        ids: &[String],
+        at: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<Vec<String>>;
+
+    /// One page of the sessions `filter` selects, after `after`.
+    async fn sessions_page(
+        &self,
+        filter: &SessionFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> StoreResult<Page<SessionRecord>>;
+
+    /// Ids of every session `filter` selects.
+    async fn session_ids(&self, filter: &SessionFilter) -> StoreResult<Vec<String>>;
+
+    /// Removes sessions that can no longer matter (maintenance); returns
+    /// how many went.
+    async fn delete_sessions(&self, ids: &[String]) -> StoreResult<usize>;
+
+    /// Ids and newest-token expiry of every revoked session, to build the
+    /// revocation index at start.
+    async fn revoked_sessions(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    // ---- identities and certificates
+
+    /// Every identity grant, by name.
+    async fn identities(&self) -> StoreResult<Vec<IdentityRecord>>;
+
+    /// Creates or replaces a grant (keeping an existing one's creation
+    /// time) with its audit record; returns what was stored.
+    async fn put_identity(
+        &self,
+        record: &IdentityRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<IdentityRecord>;
+
+    /// Deletes a grant with its audit record; `false` (and nothing
+    /// written) if there was none.
+    async fn delete_identity(&self, name: &str, audit: AuditEntry) -> StoreResult<bool>;
+
+    /// Every revoked client certificate.
+    async fn revoked_certs(&self) -> StoreResult<Vec<RevokedCert>>;
+
+    /// Records a certificate revocation (keeping the first one's time)
+    /// with its audit record; returns what is stored.
+    async fn revoke_cert(
+        &self,
+        serial: &str,
+        at: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<RevokedCert>;
+
+    // ---- signing keys
+
+    /// Every signing key.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+
+    /// Writes new or changed signing keys together, with an audit record
+    /// when there is one.
+    async fn put_signing_keys(
+        &self,
+        records: &[SigningKeyRecord],
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<()>;
+
+    /// Deletes signing keys.
+    async fn delete_signing_keys(&self, kids: &[String]) -> StoreResult<()>;
+
+    // ---- the audit trail
+
+    /// Appends a record on its own. With `durable` false it becomes durable
+    /// with the next write (for flood-prone events: failed
+    /// authentications, rate limiting).
+    async fn append_audit(&self, entry: AuditEntry, durable: bool) -> StoreResult<()>;
+
+    /// Up to `limit` records with seq greater than `after`, in order.
+    async fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>>;
+
+    /// The last pruned record's seq and hash.
+    async fn audit_anchor(&self) -> StoreResult<AuditAnchor>;
+
+    /// Removes up to `limit` of the oldest records older than `before`
+    /// (Unix seconds), moving the anchor to the last one removed; returns
+    /// how many went.
+    async fn prune_audit(&self, before: i64, limit: usize) -> StoreResult<usize>;
+
+    // ---- lifecycle
+
+    /// Makes every write so far durable (at shutdown).
+    async fn flush(&self) -> StoreResult<()>;
+}
+
+pub use self::sled::Durability;
+
+/// Whether `dir` holds a database (offline commands must not create one).
+pub fn exists(dir: &std::path::Path) -> bool {
+    self::sled::exists(dir)
+}
+
+/// Opens the store of a data directory: the embedded backend.
+///
+/// # Errors
+/// The directory cannot be used, another process holds the database, or a
+/// record is corrupt.
+pub fn open(
+    dir: &std::path::Path,
+    durability: Durability,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    self::sled::open(dir, durability)
+}
+
+/// Rewrites audit record `seq` of a stopped server's data directory in
+/// place, without fixing its hash: what someone with write access to the
+/// disk could do. For tests of tamper detection only.
+///
+/// # Errors
+/// The database cannot be opened, or has no such record.
+#[doc(hidden)]
+pub fn tamper_with_audit_record(
+    dir: &std::path::Path,
+    seq: u64,
+    edit: impl FnOnce(&mut AuditRecord),
+) -> StoreResult<()> {
+    self::sled::tamper_with_audit_record(dir, seq, edit)
+}

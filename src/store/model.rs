@@ -1,0 +1,364 @@
+//! The records that cross the storage boundary, shared by the core above it
+//! and every backend below it. Plain data: no behaviour that needs the
+//! core, no storage engine.
+
+use serde::{Deserialize, Serialize};
+
+use crate::secret::{SecretHash, hex};
+
+/// Algorithm of a signing key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlg {
+    /// Ed25519 (JOSE `EdDSA`).
+    #[default]
+    EdDSA,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+}
+
+impl SigningAlg {
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+        }
+    }
+}
+
+/// A request rate: sustained requests per second and burst size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Sustained requests per second.
+    pub requests_per_second: u32,
+    /// Requests that may arrive at once.
+    pub burst: u32,
+}
+
+/// Largest rate or burst a credential may be given.
+pub const MAX_RATE: u32 = 1_000_000;
+
+impl RateLimit {
+    /// The limit if both values are 1 to [`MAX_RATE`].
+    ///
+    /// # Errors
+    /// What is wrong, for the caller to put in its own error.
+    pub fn checked(self) -> Result<Self, String> {
+        let ok = |v: u32| (1..=MAX_RATE).contains(&v);
+        if ok(self.requests_per_second) && ok(self.burst) {
+            Ok(self)
+        } else {
+            Err(format!(
+                "requests_per_second and burst must be 1 to {MAX_RATE}"
+            ))
+        }
+    }
+}
+
+/// A stored API key. The secret itself is never stored, only its hash.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// `key_` and 22 base62 characters.
+    pub key_id: String,
+    /// What the operator called it.
+    pub name: String,
+    /// The scopes the key holds.
+    pub scopes: Vec<String>,
+    /// `mcp_sk_` and the first characters of the current secret.
+    pub prefix: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// 0 means never.
+    pub expires_at: i64,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+    /// When its secret was last rotated.
+    pub rotated_at: Option<i64>,
+    /// Hash of the current secret.
+    pub secret_hash: SecretHash,
+    /// The secret replaced by the last rotation, valid until `valid_until`.
+    pub previous: Option<PreviousSecret>,
+    /// Overrides the server's default request rate.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl ApiKeyRecord {
+    /// The hashes of its live secrets: the current one and the previous
+    /// one while it is in its grace period.
+    pub fn hashes(&self) -> impl Iterator<Item = &SecretHash> {
+        std::iter::once(&self.secret_hash).chain(self.previous.as_ref().map(|p| &p.secret_hash))
+    }
+}
+
+/// A rotated-out secret still inside its grace period.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// Its hash.
+    pub secret_hash: SecretHash,
+    /// Unix seconds; the secret fails from this instant on.
+    pub valid_until: i64,
+}
+
+/// A stored session: what its tokens say, whether it was revoked, and its
+/// refresh tokens. One record holds everything about a session, so
+/// creating or refreshing one is one write.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// `ses_` and 22 base62 characters.
+    pub session_id: String,
+    /// Who the session speaks for.
+    pub subject: String,
+    /// Id of the credential that created it.
+    pub client_id: String,
+    /// The scopes of the session (a refresh may narrow a token's).
+    pub scopes: Vec<String>,
+    /// The resource its tokens are for.
+    pub audience: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Expiry of the newest access token (no token of the session lives
+    /// longer).
+    pub expires_at: i64,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+    /// Absolute end of the session: no refresh after it.
+    #[serde(default)]
+    pub session_expires_at: i64,
+    /// Last CreateSession or RefreshSession; the idle timeout counts from
+    /// here.
+    #[serde(default)]
+    pub last_refreshed_at: i64,
+    /// Lifetime of the session's access tokens, as asked at creation;
+    /// 0 (older records) means the server default.
+    #[serde(default)]
+    pub token_ttl: u32,
+    /// The session's refresh tokens, oldest first: the live one last, the
+    /// spent ones before it (kept for reuse detection, at most
+    /// [`REFRESH_HISTORY`]).
+    #[serde(default)]
+    pub refresh_tokens: Vec<RefreshToken>,
+}
+
+/// Spent refresh tokens a session remembers for reuse detection. A token
+/// spent longer ago than the last this many refreshes is no longer
+/// recognised at all (REFRESH_TOKEN_INVALID instead of
+/// REFRESH_TOKEN_REUSED).
+pub const REFRESH_HISTORY: usize = 32;
+
+/// A refresh token of a session, by the hash of its secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    /// SHA-256 of the token.
+    pub hash: SecretHash,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// When it was exchanged; a second exchange after this (outside the
+    /// grace window) is reuse.
+    pub spent_at: Option<i64>,
+}
+
+/// The scopes granted to an mTLS identity.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// The identity's name (the last segment of its SPIFFE id).
+    pub name: String,
+    /// The scopes it holds.
+    pub scopes: Vec<String>,
+    /// A disabled identity is refused.
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub updated_at: i64,
+    /// Overrides the server's default request rate.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A revoked client certificate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RevokedCert {
+    /// Lowercase hex.
+    pub serial: String,
+    /// Unix seconds.
+    pub revoked_at: i64,
+}
+
+/// A stored signing key, private part included. Lives only in the store,
+/// which keeps it from other users (the sled backend's directory is mode
+/// 0700).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    /// The RFC 7638 thumbprint of its public key.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: SigningAlg,
+    /// PKCS#8 DER private key.
+    pub private_pkcs8: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// When it stopped being the active key; `None` while active.
+    pub retired_at: Option<i64>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("private_pkcs8", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// An event for the audit trail, before the store gives it its place in
+/// the chain. Never a secret, a token or key material: only ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub time: i64,
+    /// Who: a key id, an identity name, or `peer:<address>`.
+    pub actor: String,
+    /// What, e.g. `api_key.created`.
+    pub action: String,
+    /// On what: an id, never a secret.
+    pub target: String,
+    /// `ok`, or the refusal's reason.
+    pub outcome: String,
+    /// The request's id.
+    pub request_id: String,
+}
+
+/// One record of the hash-chained audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// Unix seconds.
+    pub time: i64,
+    /// Who: a key id, an identity name, or `peer:<address>` when
+    /// unauthenticated.
+    pub actor: String,
+    /// What, e.g. `api_key.created`.
+    pub action: String,
+    /// On what: an id, never a secret.
+    pub target: String,
+    /// `ok`, or the refusal's reason.
+    pub outcome: String,
+    /// The RPC's request id.
+    pub request_id: String,
+    /// Hex SHA-256 of the previous record (or of the anchor), empty for the
+    /// first record ever.
+    pub prev_hash: String,
+    /// Hex SHA-256 of this record's other fields and `prev_hash`.
+    pub hash: String,
+}
+
+impl AuditRecord {
+    /// `entry` as the record at `seq` following a record whose hash is
+    /// `prev_hash`, with its own hash computed.
+    pub fn seal(entry: AuditEntry, seq: u64, prev_hash: String) -> Self {
+        let mut record = AuditRecord {
+            seq,
+            time: entry.time,
+            actor: entry.actor,
+            action: entry.action,
+            target: entry.target,
+            outcome: entry.outcome,
+            request_id: entry.request_id,
+            prev_hash,
+            hash: String::new(),
+        };
+        record.hash = record.compute_hash();
+        record
+    }
+
+    /// The hash this record should carry.
+    pub fn compute_hash(&self) -> String {
+        // The canonical form is the JSON array of the fields in this order;
+        // serialised from borrowed fields, without building a JSON value.
+        let canonical = serde_json::to_vec(&(
+            self.seq,
+            self.time,
+            &self.actor,
+            &self.action,
+            &self.target,
+            &self.outcome,
+            &self.request_id,
+            &self.prev_hash,
+        ))
+        .unwrap_or_default();
+        hex(SecretHash::of(&canonical).as_bytes())
+    }
+}
+
+/// The chain's starting point after pruning: the last pruned record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditAnchor {
+    /// Seq of the last pruned record (0 if nothing was pruned).
+    pub seq: u64,
+    /// Its hash (empty if nothing was pruned).
+    pub hash: String,
+}
+
+/// A record as it was read, with the version a conditional write compares
+/// against (see `Store::replace_api_key`, `Store::replace_session`).
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    /// The record.
+    pub record: T,
+    /// Opaque to everyone but the backend that read it.
+    pub version: Version,
+}
+
+/// What a backend needs to tell whether a record changed since it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version(pub(crate) Vec<u8>);
+
+/// Whether a conditional write happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Swap {
+    /// The record was unchanged since it was read, and is now replaced.
+    Done,
+    /// Someone changed (or removed) the record first; nothing was written.
+    Conflict,
+}
+
+/// Where a listing goes on: opaque to the caller, which hands back what a
+/// page returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor(pub(crate) String);
+
+impl Cursor {
+    /// The cursor as text, to hand to a client.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A cursor a client handed back.
+    pub fn from_client(text: String) -> Self {
+        Cursor(text)
+    }
+}
+
+/// Which sessions a listing returns.
+#[derive(Clone, Debug, Default)]
+pub struct SessionFilter {
+    /// Only this subject's.
+    pub subject: Option<String>,
+    /// Only those created by this credential.
+    pub client_id: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// The items, in a stable order.
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}

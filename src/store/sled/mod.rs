@@ -1,0 +1,725 @@
+//! The embedded backend: sled, in `<data-dir>/db`.
+//!
+//! Trees: `api_keys` (key id → record), `sessions` (session id → record,
+//! its refresh tokens included), `signing_keys` (kid → record, private key
+//! included), `identities` (name → grant), `revoked_certs` (serial →
+//! revocation), `audit` (seq → record) and `meta` (the audit anchor).
+//! Records are JSON. The session indexes (by subject, by creator, revoked)
+//! live in memory and are rebuilt at open. Data directories written before
+//! this layout also hold `api_key_hashes`, `refresh_tokens`,
+//! `sessions_by_subject`, `sessions_by_client` and `revocations`, which are
+//! no longer read.
+//!
+//! Every audited change is one sled transaction over its tree and `audit`;
+//! every write is flushed (group commit) before it returns, unless the
+//! store was opened with [`Durability::Unsafe`].
+
+mod codec;
+mod commit;
+mod index;
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use sled::transaction::ConflictableTransactionError;
+use sled::{Transactional, Tree};
+
+use self::codec::{decode, encode};
+use self::commit::{AuditChain, Chain, GroupCommit, abort, conflict, tx};
+use self::index::{Indexed, SessionIndex};
+use super::model::*;
+use super::{Store, StoreError, StoreResult};
+
+/// Memory sled may use for its page cache. sled's own default (1 GiB)
+/// would let the cache alone pass the server's memory budget with a few
+/// million sessions; hot data (keys, the newest sessions) fits easily.
+const CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Key of the audit anchor in `meta`.
+const AUDIT_ANCHOR: &[u8] = b"audit_anchor";
+
+/// Whether writes wait for the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Every acknowledged write is on disk (the default).
+    Durable,
+    /// Writes are acknowledged before they reach the disk; sled writes its
+    /// log in the background (about every half second) and a crash loses
+    /// what it had not. `--unsafe-no-fsync`, for measuring what durability
+    /// costs.
+    Unsafe,
+}
+
+/// The sled database of a data directory.
+pub struct SledStore {
+    db: sled::Db,
+    durability: Durability,
+    commit: GroupCommit,
+    audit: AuditChain,
+    index: RwLock<SessionIndex>,
+    api_keys: Tree,
+    sessions: Tree,
+    signing_keys: Tree,
+    identities: Tree,
+    revoked_certs: Tree,
+    meta: Tree,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the database under `dir`, and rebuilds
+    /// the session indexes.
+    ///
+    /// # Errors
+    /// The directory cannot be used, another process holds the database,
+    /// or a record is corrupt.
+    pub fn open(dir: &Path, durability: Durability) -> StoreResult<Self> {
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
+        let audit_tree = db.open_tree("audit")?;
+        let meta = db.open_tree("meta")?;
+        let head = match audit_tree.last()? {
+            Some((_, v)) => {
+                let r: AuditRecord = decode("audit record", &v)?;
+                Chain {
+                    next_seq: r.seq + 1,
+                    last_hash: r.hash,
+                }
+            }
+            None => {
+                let anchor = read_anchor(&meta)?;
+                Chain {
+                    next_seq: anchor.seq + 1,
+                    last_hash: anchor.hash,
+                }
+            }
+        };
+        let sessions = db.open_tree("sessions")?;
+        let mut index = SessionIndex::default();
+        for v in sessions.iter().values() {
+            let v = v?;
+            let s: Indexed<'_> = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                what: "session",
+                message: e.to_string(),
+            })?;
+            index.insert(&s);
+        }
+        Ok(SledStore {
+            api_keys: db.open_tree("api_keys")?,
+            signing_keys: db.open_tree("signing_keys")?,
+            identities: db.open_tree("identities")?,
+            revoked_certs: db.open_tree("revoked_certs")?,
+            sessions,
+            meta,
+            audit: AuditChain {
+                tree: audit_tree,
+                head: Mutex::new(head),
+            },
+            index: RwLock::new(index),
+            commit: GroupCommit::default(),
+            durability,
+            db,
+        })
+    }
+
+    /// Makes every write so far durable (shared with concurrent writers),
+    /// unless the store is [`Durability::Unsafe`].
+    async fn durable(&self) -> StoreResult<()> {
+        match self.durability {
+            Durability::Durable => self.commit.flush(&self.db).await,
+            Durability::Unsafe => Ok(()),
+        }
+    }
+
+    fn index_read(&self) -> std::sync::RwLockReadGuard<'_, SessionIndex> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, SessionIndex> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_session(&self, id: &str) -> StoreResult<Option<SessionRecord>> {
+        self.sessions
+            .get(id.as_bytes())?
+            .map(|v| decode("session", &v))
+            .transpose()
+    }
+
+    /// Replaces `key` in `tree` if it still holds `current`'s bytes.
+    fn swap(
+        &self,
+        tree: &Tree,
+        key: &str,
+        current: &Version,
+        new: Vec<u8>,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let done = self.audit.write(tree, Some(audit), |t| {
+            match t.get(key.as_bytes()).map_err(tx)? {
+                Some(now) if *now == *current.0 => {
+                    t.insert(key.as_bytes(), new.as_slice()).map_err(tx)?;
+                    Ok(())
+                }
+                _ => Err(conflict()),
+            }
+        })?;
+        Ok(if done.is_some() {
+            Swap::Done
+        } else {
+            Swap::Conflict
+        })
+    }
+
+    fn versioned<T: serde::de::DeserializeOwned>(
+        tree: &Tree,
+        what: &'static str,
+        key: &str,
+    ) -> StoreResult<Option<Versioned<T>>> {
+        tree.get(key.as_bytes())?
+            .map(|v| {
+                Ok(Versioned {
+                    record: decode(what, &v)?,
+                    version: Version(v.to_vec()),
+                })
+            })
+            .transpose()
+    }
+}
+
+fn read_anchor(meta: &Tree) -> StoreResult<AuditAnchor> {
+    meta.get(AUDIT_ANCHOR)?
+        .map(|v| decode("audit anchor", &v))
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
+fn all<T: serde::de::DeserializeOwned>(tree: &Tree, what: &'static str) -> StoreResult<Vec<T>> {
+    tree.iter().values().map(|v| decode(what, &v?)).collect()
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        all(&self.api_keys, "api key")
+    }
+
+    async fn api_key(&self, key_id: &str) -> StoreResult<Option<Versioned<ApiKeyRecord>>> {
+        Self::versioned(&self.api_keys, "api key", key_id)
+    }
+
+    async fn insert_api_key(&self, record: &ApiKeyRecord, audit: AuditEntry) -> StoreResult<()> {
+        let value = encode(record)?;
+        self.audit.write(&self.api_keys, Some(audit), |t| {
+            t.insert(record.key_id.as_bytes(), value.as_slice())
+                .map_err(tx)?;
+            Ok(())
+        })?;
+        self.durable().await
+    }
+
+    async fn replace_api_key(
+        &self,
+        current: &Versioned<ApiKeyRecord>,
+        new: &ApiKeyRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let swap = self.swap(
+            &self.api_keys,
+            &new.key_id,
+            &current.version,
+            encode(new)?,
+            audit,
+        )?;
+        if swap == Swap::Done {
+            self.durable().await?;
+        }
+        Ok(swap)
+    }
+
+    async fn insert_session(&self, record: &SessionRecord, audit: AuditEntry) -> StoreResult<()> {
+        let value = encode(record)?;
+        self.audit.write(&self.sessions, Some(audit), |t| {
+            t.insert(record.session_id.as_bytes(), value.as_slice())
+                .map_err(tx)?;
+            Ok(())
+        })?;
+        self.index_write().insert_record(record);
+        self.durable().await
+    }
+
+    async fn session(&self, session_id: &str) -> StoreResult<Option<Versioned<SessionRecord>>> {
+        Self::versioned(&self.sessions, "session", session_id)
+    }
+
+    async fn replace_session(
+        &self,
+        current: &Versioned<SessionRecord>,
+        new: &SessionRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let swap = self.swap(
+            &self.sessions,
+            &new.session_id,
+            &current.version,
+            encode(new)?,
+            audit,
+        )?;
+        if swap == Swap::Done {
+            if new.revoked_at.is_some() {
+                self.index_write()
+                    .set_revoked(&new.session_id, new.expires_at);
+            }
+            self.durable().await?;
+        }
+        Ok(swap)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        ids: &[String],
+        at: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<Vec<String>> {
+        let revoked = self
+            .audit
+            .write(&self.sessions, Some(audit), |t| {
+                let mut newly = Vec::new();
+                for id in ids {
+                    let Some(bytes) = t.get(id.as_bytes()).map_err(tx)? else {
+                        continue;
+                    };
+                    let mut rec: SessionRecord = decode("session", &bytes).map_err(abort)?;
+                    if rec.revoked_at.is_some() {
+                        continue;
+                    }
+                    rec.revoked_at = Some(at);
+                    t.insert(id.as_bytes(), encode(&rec).map_err(abort)?)
+                        .map_err(tx)?;
+                    newly.push((rec.session_id, rec.expires_at));
+                }
+                Ok(newly)
+            })?
+            .unwrap_or_default();
+        {
+            let mut index = self.index_write();
+            for (id, exp) in &revoked {
+                index.set_revoked(id, *exp);
+            }
+        }
+        self.durable().await?;
+        Ok(revoked.into_iter().map(|(id, _)| id).collect())
+    }
+
+    async fn sessions_page(
+        &self,
+        filter: &SessionFilter,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> StoreResult<Page<SessionRecord>> {
+        let limit = limit.max(1);
+        let mut items = Vec::new();
+        let mut last: Option<String> = after.map(|c| c.0.clone());
+        let wanted = |r: &SessionRecord| {
+            filter.subject.as_ref().is_none_or(|s| *s == r.subject)
+                && filter.client_id.as_ref().is_none_or(|c| *c == r.client_id)
+        };
+        let indexed = match (&filter.client_id, &filter.subject) {
+            (Some(client), _) => Some((true, client)),
+            (None, Some(subject)) => Some((false, subject)),
+            (None, None) => None,
+        };
+        match indexed {
+            Some((by_client, key)) => loop {
+                let ids = self
+                    .index_read()
+                    .ids_after(by_client, key, last.as_deref(), limit);
+                let exhausted = ids.len() < limit;
+                for id in ids {
+                    last = Some(id.to_string());
+                    if let Some(r) = self.get_session(&id)? {
+                        if wanted(&r) {
+                            items.push(r);
+                            if items.len() == limit {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if items.len() == limit || exhausted {
+                    break;
+                }
+            },
+            None => {
+                let start = match &last {
+                    Some(c) => Bound::Excluded(sled::IVec::from(c.as_bytes())),
+                    None => Bound::Unbounded,
+                };
+                for item in self
+                    .sessions
+                    .range::<sled::IVec, _>((start, Bound::Unbounded))
+                {
+                    let (_, v) = item?;
+                    let r: SessionRecord = decode("session", &v)?;
+                    last = Some(r.session_id.clone());
+                    items.push(r);
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        let next = if items.len() == limit {
+            last.map(Cursor)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn session_ids(&self, filter: &SessionFilter) -> StoreResult<Vec<String>> {
+        let index = self.index_read();
+        Ok(match (&filter.client_id, &filter.subject) {
+            (Some(client), None) => index.all_ids(true, client),
+            (None, Some(subject)) => index.all_ids(false, subject),
+            (Some(client), Some(subject)) => {
+                let of_client: std::collections::HashSet<String> =
+                    index.all_ids(true, client).into_iter().collect();
+                index
+                    .all_ids(false, subject)
+                    .into_iter()
+                    .filter(|id| of_client.contains(id))
+                    .collect()
+            }
+            (None, None) => {
+                drop(index);
+                let mut ids = Vec::new();
+                for k in self.sessions.iter().keys() {
+                    ids.push(String::from_utf8_lossy(&k?).into_owned());
+                }
+                ids
+            }
+        })
+    }
+
+    async fn delete_sessions(&self, ids: &[String]) -> StoreResult<usize> {
+        let mut batch = sled::Batch::default();
+        let mut gone = Vec::new();
+        for id in ids {
+            if let Some(r) = self.get_session(id)? {
+                batch.remove(id.as_bytes());
+                gone.push(r);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        self.sessions.apply_batch(batch)?;
+        {
+            let mut index = self.index_write();
+            for r in &gone {
+                index.remove(r);
+            }
+        }
+        self.durable().await?;
+        Ok(gone.len())
+    }
+
+    async fn revoked_sessions(&self) -> StoreResult<Vec<(String, i64)>> {
+        Ok(self.index_read().revoked())
+    }
+
+    async fn identities(&self) -> StoreResult<Vec<IdentityRecord>> {
+        all(&self.identities, "identity")
+    }
+
+    async fn put_identity(
+        &self,
+        record: &IdentityRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<IdentityRecord> {
+        let stored = self
+            .audit
+            .write(&self.identities, Some(audit), |t| {
+                let mut rec = record.clone();
+                if let Some(old) = t.get(rec.name.as_bytes()).map_err(tx)? {
+                    let old: IdentityRecord = decode("identity", &old).map_err(abort)?;
+                    rec.created_at = old.created_at;
+                }
+                t.insert(rec.name.as_bytes(), encode(&rec).map_err(abort)?)
+                    .map_err(tx)?;
+                Ok(rec)
+            })?
+            .unwrap_or_else(|| record.clone());
+        self.durable().await?;
+        Ok(stored)
+    }
+
+    async fn delete_identity(&self, name: &str, audit: AuditEntry) -> StoreResult<bool> {
+        let deleted = self
+            .audit
+            .write(&self.identities, Some(audit), |t| {
+                match t.remove(name.as_bytes()).map_err(tx)? {
+                    Some(_) => Ok(()),
+                    None => Err(conflict()),
+                }
+            })?
+            .is_some();
+        if deleted {
+            self.durable().await?;
+        }
+        Ok(deleted)
+    }
+
+    async fn revoked_certs(&self) -> StoreResult<Vec<RevokedCert>> {
+        all(&self.revoked_certs, "revoked certificate")
+    }
+
+    async fn revoke_cert(
+        &self,
+        serial: &str,
+        at: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<RevokedCert> {
+        let fresh = RevokedCert {
+            serial: serial.to_owned(),
+            revoked_at: at,
+        };
+        let value = encode(&fresh)?;
+        let stored = self
+            .audit
+            .write(&self.revoked_certs, Some(audit), |t| {
+                match t.get(serial.as_bytes()).map_err(tx)? {
+                    Some(old) => decode("revoked certificate", &old).map_err(abort),
+                    None => {
+                        t.insert(serial.as_bytes(), value.as_slice()).map_err(tx)?;
+                        Ok(fresh.clone())
+                    }
+                }
+            })?
+            .unwrap_or_else(|| fresh.clone());
+        self.durable().await?;
+        Ok(stored)
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
+        all(&self.signing_keys, "signing key")
+    }
+
+    async fn put_signing_keys(
+        &self,
+        records: &[SigningKeyRecord],
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<()> {
+        let encoded = records
+            .iter()
+            .map(|r| Ok((r.kid.as_bytes(), encode(r)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        self.audit.write(&self.signing_keys, audit, |t| {
+            for (kid, value) in &encoded {
+                t.insert(*kid, value.as_slice()).map_err(tx)?;
+            }
+            Ok(())
+        })?;
+        self.durable().await
+    }
+
+    async fn delete_signing_keys(&self, kids: &[String]) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        for kid in kids {
+            batch.remove(kid.as_bytes());
+        }
+        self.signing_keys.apply_batch(batch)?;
+        self.durable().await
+    }
+
+    async fn append_audit(&self, entry: AuditEntry, durable: bool) -> StoreResult<()> {
+        self.audit.append(entry)?;
+        if durable {
+            self.durable().await?;
+        }
+        Ok(())
+    }
+
+    async fn audit_page(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditRecord>> {
+        self.audit
+            .tree
+            .range((after.saturating_add(1)).to_be_bytes()..)
+            .values()
+            .take(limit)
+            .map(|v| decode("audit record", &v?))
+            .collect()
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<AuditAnchor> {
+        read_anchor(&self.meta)
+    }
+
+    async fn prune_audit(&self, before: i64, limit: usize) -> StoreResult<usize> {
+        let mut gone = Vec::new();
+        for v in self.audit.tree.iter().values().take(limit) {
+            let r: AuditRecord = decode("audit record", &v?)?;
+            if r.time >= before {
+                break;
+            }
+            gone.push(r);
+        }
+        let Some(last) = gone.last() else {
+            return Ok(0);
+        };
+        let anchor = encode(&AuditAnchor {
+            seq: last.seq,
+            hash: last.hash.clone(),
+        })?;
+        let r = (&self.audit.tree, &self.meta).transaction(|(audit, meta)| {
+            for r in &gone {
+                audit.remove(&r.seq.to_be_bytes())?;
+            }
+            meta.insert(AUDIT_ANCHOR, anchor.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(())
+        });
+        r.map_err(|e| StoreError::Backend(format!("pruning the audit trail: {e:?}")))?;
+        self.durable().await?;
+        Ok(gone.len())
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        self.commit.flush(&self.db).await
+    }
+}
+
+/// Whether `dir` holds a database (for offline commands that must not
+/// create one).
+pub fn exists(dir: &Path) -> bool {
+    dir.join("db").exists()
+}
+
+/// Opens the store of a data directory for the server.
+///
+/// # Errors
+/// As [`SledStore::open`].
+pub fn open(dir: &Path, durability: Durability) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(SledStore::open(dir, durability)?))
+}
+
+/// See [`crate::store::tamper_with_audit_record`].
+pub(super) fn tamper_with_audit_record(
+    dir: &Path,
+    seq: u64,
+    edit: impl FnOnce(&mut AuditRecord),
+) -> StoreResult<()> {
+    let db = sled::Config::new().path(dir.join("db")).open()?;
+    let audit = db.open_tree("audit")?;
+    let key = seq.to_be_bytes();
+    let bytes = audit
+        .get(key)?
+        .ok_or_else(|| StoreError::Backend(format!("no audit record {seq}")))?;
+    let mut record: AuditRecord = decode("audit record", &bytes)?;
+    edit(&mut record);
+    audit.insert(key, encode(&record)?)?;
+    db.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::store::conformance;
+
+    fn fresh() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), Durability::Durable).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn conformance_api_keys() {
+        conformance::api_keys(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_sessions() {
+        conformance::sessions(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_session_pages() {
+        conformance::session_pages(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_identities_and_certificates() {
+        conformance::identities(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_signing_keys() {
+        conformance::signing_keys(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_audit_chain() {
+        conformance::audit_chain(&fresh().1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_one_winner() {
+        let (_dir, store) = fresh();
+        conformance::one_winner(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_everything_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), Durability::Durable).unwrap();
+        let written = conformance::write_some(&store).await;
+        drop(store);
+        let store = SledStore::open(dir.path(), Durability::Durable).unwrap();
+        conformance::check_written(&store, &written).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_flushes_share_the_work_and_all_complete() {
+        let (dir, store) = fresh();
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let rec = conformance::session(&format!("ses_{i}"), "u", "k");
+                    store
+                        .insert_session(&rec, conformance::entry("session.created"))
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let gc = &store.commit;
+        assert_eq!(gc.requested.load(Ordering::SeqCst), 64);
+        assert_eq!(
+            gc.completed.load(Ordering::SeqCst),
+            64,
+            "every ticket is covered"
+        );
+        drop(store);
+        let reopened = SledStore::open(dir.path(), Durability::Durable).unwrap();
+        assert!(reopened.session("ses_63").await.unwrap().is_some());
+    }
+}
