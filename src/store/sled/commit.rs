@@ -1,46 +1,15 @@
 //! How the sled backend makes writes durable and audited: group commit
-//! (concurrent writers share one disk flush) and the audit chain head,
-//! under which each audited change and its record are written in one
-//! transaction.
+//! (concurrent writers share one disk flush), and the write lock under
+//! which each change follows its audit record into the log.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
-};
-use sled::{Transactional, Tree};
+use sled::Tree;
 
 use super::codec::encode;
 use crate::store::model::{AuditEntry, AuditRecord};
 use crate::store::{StoreError, StoreResult};
-
-/// Why a transaction body gave up.
-pub(super) enum Abort {
-    /// The record changed since it was read (or is not there): nothing is
-    /// written and the caller is told.
-    Conflict,
-    /// Storage failed.
-    Store(StoreError),
-}
-
-/// What a transaction body returns.
-pub(super) type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
-
-/// Aborts a transaction with a storage error.
-pub(super) fn abort(e: StoreError) -> ConflictableTransactionError<Abort> {
-    ConflictableTransactionError::Abort(Abort::Store(e))
-}
-
-/// Aborts a transaction because the record changed.
-pub(super) fn conflict() -> ConflictableTransactionError<Abort> {
-    ConflictableTransactionError::Abort(Abort::Conflict)
-}
-
-/// Maps sled's unabortable errors inside a body.
-pub(super) fn tx(e: UnabortableTransactionError) -> ConflictableTransactionError<Abort> {
-    e.into()
-}
 
 /// Group commit: concurrent callers of [`GroupCommit::flush`] share one
 /// disk flush. A caller takes a ticket after its write; whoever holds the
@@ -85,55 +54,44 @@ pub(super) struct Chain {
     pub(super) last_hash: String,
 }
 
-/// The audit tree and its chain head.
+/// The audit tree and its chain head. The head's lock is the backend's
+/// write lock: every write takes it, so a conditional write's read and
+/// write are one step, and records reach the log in chain order.
 pub(super) struct AuditChain {
     pub(super) tree: Tree,
     pub(super) head: Mutex<Chain>,
 }
 
 impl AuditChain {
-    /// Runs `change` on `tree` and writes the audit record of `audit` in
-    /// one transaction, with the chain head held, so records reach the log
-    /// in chain order and a durable change always has its record. The chain
-    /// moves on only if the transaction committed.
-    ///
-    /// Returns `Ok(None)` when `change` gave up with [`Abort::Conflict`].
-    pub(super) fn write<T>(
-        &self,
-        tree: &Tree,
-        audit: Option<AuditEntry>,
-        change: impl Fn(&TransactionalTree) -> TxResult<T>,
-    ) -> StoreResult<Option<T>> {
-        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
-        let record = audit.map(|e| AuditRecord::seal(e, head.next_seq, head.last_hash.clone()));
-        let encoded = record.as_ref().map(encode).transpose()?;
-        let result = (tree, &self.tree).transaction(|(t, audit_tree)| {
-            let out = change(t)?;
-            if let (Some(r), Some(bytes)) = (&record, &encoded) {
-                audit_tree.insert(&r.seq.to_be_bytes(), bytes.as_slice())?;
-            }
-            Ok(out)
-        });
-        let out = match result {
-            Ok(v) => v,
-            Err(TransactionError::Abort(Abort::Conflict)) => return Ok(None),
-            Err(TransactionError::Abort(Abort::Store(e))) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
-        if let Some(r) = record {
-            head.next_seq = r.seq + 1;
-            head.last_hash = r.hash;
+    /// Takes the write lock.
+    pub(super) fn lock(&self) -> Writer<'_> {
+        Writer {
+            tree: &self.tree,
+            head: self.head.lock().unwrap_or_else(|p| p.into_inner()),
         }
-        Ok(Some(out))
     }
+}
 
-    /// Appends a record on its own.
-    pub(super) fn append(&self, entry: AuditEntry) -> StoreResult<()> {
-        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
-        let r = AuditRecord::seal(entry, head.next_seq, head.last_hash.clone());
+/// The write lock, held while a change and its audit record are written.
+///
+/// sled recovers a prefix of its log in log order (it will not recover a
+/// later segment whose predecessor was lost), so writing the record before
+/// the change, under this lock, means that a change that survives a crash
+/// always has its record: no transaction is needed for that, and a write
+/// costs two plain inserts.
+pub(super) struct Writer<'a> {
+    tree: &'a Tree,
+    head: std::sync::MutexGuard<'a, Chain>,
+}
+
+impl Writer<'_> {
+    /// Appends the record of `entry` to the chain. Call it before writing
+    /// the change it records.
+    pub(super) fn record(&mut self, entry: AuditEntry) -> StoreResult<()> {
+        let r = AuditRecord::seal(entry, self.head.next_seq, self.head.last_hash.clone());
         self.tree.insert(r.seq.to_be_bytes(), encode(&r)?)?;
-        head.next_seq = r.seq + 1;
-        head.last_hash = r.hash;
+        self.head.next_seq = r.seq + 1;
+        self.head.last_hash = r.hash;
         Ok(())
     }
 }

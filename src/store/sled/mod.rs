@@ -10,7 +10,8 @@
 //! `sessions_by_subject`, `sessions_by_client` and `revocations`, which are
 //! no longer read.
 //!
-//! Every audited change is one sled transaction over its tree and `audit`;
+//! Every write takes one write lock, appends its audit record and then
+//! writes the change (see `commit::Writer` for why that order is enough);
 //! every write is flushed (group commit) before it returns, unless the
 //! store was opened with [`Durability::Unsafe`].
 
@@ -27,7 +28,7 @@ use sled::transaction::ConflictableTransactionError;
 use sled::{Transactional, Tree};
 
 use self::codec::{decode, encode};
-use self::commit::{AuditChain, Chain, GroupCommit, abort, conflict, tx};
+use self::commit::{AuditChain, Chain, GroupCommit};
 use self::index::{Indexed, SessionIndex};
 use super::model::*;
 use super::{Store, StoreError, StoreResult};
@@ -158,7 +159,8 @@ impl SledStore {
             .transpose()
     }
 
-    /// Replaces `key` in `tree` if it still holds `current`'s bytes.
+    /// Replaces `key` in `tree` if it still holds `current`'s bytes, after
+    /// the audit record; `after` runs under the write lock once replaced.
     fn swap(
         &self,
         tree: &Tree,
@@ -167,20 +169,14 @@ impl SledStore {
         new: Vec<u8>,
         audit: AuditEntry,
     ) -> StoreResult<Swap> {
-        let done = self.audit.write(tree, Some(audit), |t| {
-            match t.get(key.as_bytes()).map_err(tx)? {
-                Some(now) if *now == *current.0 => {
-                    t.insert(key.as_bytes(), new.as_slice()).map_err(tx)?;
-                    Ok(())
-                }
-                _ => Err(conflict()),
-            }
-        })?;
-        Ok(if done.is_some() {
-            Swap::Done
-        } else {
-            Swap::Conflict
-        })
+        let mut w = self.audit.lock();
+        match tree.get(key.as_bytes())? {
+            Some(now) if *now == *current.0 => {}
+            _ => return Ok(Swap::Conflict),
+        }
+        w.record(audit)?;
+        tree.insert(key.as_bytes(), new)?;
+        Ok(Swap::Done)
     }
 
     fn versioned<T: serde::de::DeserializeOwned>(
@@ -222,11 +218,11 @@ impl Store for SledStore {
 
     async fn insert_api_key(&self, record: &ApiKeyRecord, audit: AuditEntry) -> StoreResult<()> {
         let value = encode(record)?;
-        self.audit.write(&self.api_keys, Some(audit), |t| {
-            t.insert(record.key_id.as_bytes(), value.as_slice())
-                .map_err(tx)?;
-            Ok(())
-        })?;
+        {
+            let mut w = self.audit.lock();
+            w.record(audit)?;
+            self.api_keys.insert(record.key_id.as_bytes(), value)?;
+        }
         self.durable().await
     }
 
@@ -251,11 +247,11 @@ impl Store for SledStore {
 
     async fn insert_session(&self, record: &SessionRecord, audit: AuditEntry) -> StoreResult<()> {
         let value = encode(record)?;
-        self.audit.write(&self.sessions, Some(audit), |t| {
-            t.insert(record.session_id.as_bytes(), value.as_slice())
-                .map_err(tx)?;
-            Ok(())
-        })?;
+        {
+            let mut w = self.audit.lock();
+            w.record(audit)?;
+            self.sessions.insert(record.session_id.as_bytes(), value)?;
+        }
         self.index_write().insert_record(record);
         self.durable().await
     }
@@ -293,26 +289,24 @@ impl Store for SledStore {
         at: i64,
         audit: AuditEntry,
     ) -> StoreResult<Vec<String>> {
-        let revoked = self
-            .audit
-            .write(&self.sessions, Some(audit), |t| {
-                let mut newly = Vec::new();
-                for id in ids {
-                    let Some(bytes) = t.get(id.as_bytes()).map_err(tx)? else {
-                        continue;
-                    };
-                    let mut rec: SessionRecord = decode("session", &bytes).map_err(abort)?;
-                    if rec.revoked_at.is_some() {
-                        continue;
-                    }
-                    rec.revoked_at = Some(at);
-                    t.insert(id.as_bytes(), encode(&rec).map_err(abort)?)
-                        .map_err(tx)?;
-                    newly.push((rec.session_id, rec.expires_at));
+        let mut revoked = Vec::new();
+        {
+            let mut w = self.audit.lock();
+            let mut batch = sled::Batch::default();
+            for id in ids {
+                let Some(mut rec) = self.get_session(id)? else {
+                    continue;
+                };
+                if rec.revoked_at.is_some() {
+                    continue;
                 }
-                Ok(newly)
-            })?
-            .unwrap_or_default();
+                rec.revoked_at = Some(at);
+                batch.insert(id.as_bytes(), encode(&rec)?);
+                revoked.push((rec.session_id, rec.expires_at));
+            }
+            w.record(audit)?;
+            self.sessions.apply_batch(batch)?;
+        }
         {
             let mut index = self.index_write();
             for (id, exp) in &revoked {
@@ -417,6 +411,8 @@ impl Store for SledStore {
     async fn delete_sessions(&self, ids: &[String]) -> StoreResult<usize> {
         let mut batch = sled::Batch::default();
         let mut gone = Vec::new();
+        // Maintenance removes only dead sessions, which no one writes any
+        // more; reading them outside the write lock is safe.
         for id in ids {
             if let Some(r) = self.get_session(id)? {
                 batch.remove(id.as_bytes());
@@ -426,7 +422,10 @@ impl Store for SledStore {
         if gone.is_empty() {
             return Ok(0);
         }
-        self.sessions.apply_batch(batch)?;
+        {
+            let _w = self.audit.lock();
+            self.sessions.apply_batch(batch)?;
+        }
         {
             let mut index = self.index_write();
             for r in &gone {
@@ -450,33 +449,32 @@ impl Store for SledStore {
         record: &IdentityRecord,
         audit: AuditEntry,
     ) -> StoreResult<IdentityRecord> {
-        let stored = self
-            .audit
-            .write(&self.identities, Some(audit), |t| {
-                let mut rec = record.clone();
-                if let Some(old) = t.get(rec.name.as_bytes()).map_err(tx)? {
-                    let old: IdentityRecord = decode("identity", &old).map_err(abort)?;
-                    rec.created_at = old.created_at;
-                }
-                t.insert(rec.name.as_bytes(), encode(&rec).map_err(abort)?)
-                    .map_err(tx)?;
-                Ok(rec)
-            })?
-            .unwrap_or_else(|| record.clone());
+        let mut stored = record.clone();
+        {
+            let mut w = self.audit.lock();
+            if let Some(old) = self.identities.get(record.name.as_bytes())? {
+                let old: IdentityRecord = decode("identity", &old)?;
+                stored.created_at = old.created_at;
+            }
+            w.record(audit)?;
+            self.identities
+                .insert(stored.name.as_bytes(), encode(&stored)?)?;
+        }
         self.durable().await?;
         Ok(stored)
     }
 
     async fn delete_identity(&self, name: &str, audit: AuditEntry) -> StoreResult<bool> {
-        let deleted = self
-            .audit
-            .write(&self.identities, Some(audit), |t| {
-                match t.remove(name.as_bytes()).map_err(tx)? {
-                    Some(_) => Ok(()),
-                    None => Err(conflict()),
-                }
-            })?
-            .is_some();
+        let deleted = {
+            let mut w = self.audit.lock();
+            if self.identities.get(name.as_bytes())?.is_some() {
+                w.record(audit)?;
+                self.identities.remove(name.as_bytes())?;
+                true
+            } else {
+                false
+            }
+        };
         if deleted {
             self.durable().await?;
         }
@@ -497,19 +495,18 @@ impl Store for SledStore {
             serial: serial.to_owned(),
             revoked_at: at,
         };
-        let value = encode(&fresh)?;
-        let stored = self
-            .audit
-            .write(&self.revoked_certs, Some(audit), |t| {
-                match t.get(serial.as_bytes()).map_err(tx)? {
-                    Some(old) => decode("revoked certificate", &old).map_err(abort),
-                    None => {
-                        t.insert(serial.as_bytes(), value.as_slice()).map_err(tx)?;
-                        Ok(fresh.clone())
-                    }
+        let stored = {
+            let mut w = self.audit.lock();
+            w.record(audit)?;
+            match self.revoked_certs.get(serial.as_bytes())? {
+                Some(old) => decode("revoked certificate", &old)?,
+                None => {
+                    self.revoked_certs
+                        .insert(serial.as_bytes(), encode(&fresh)?)?;
+                    fresh
                 }
-            })?
-            .unwrap_or_else(|| fresh.clone());
+            }
+        };
         self.durable().await?;
         Ok(stored)
     }
@@ -523,16 +520,17 @@ impl Store for SledStore {
         records: &[SigningKeyRecord],
         audit: Option<AuditEntry>,
     ) -> StoreResult<()> {
-        let encoded = records
-            .iter()
-            .map(|r| Ok((r.kid.as_bytes(), encode(r)?)))
-            .collect::<StoreResult<Vec<_>>>()?;
-        self.audit.write(&self.signing_keys, audit, |t| {
-            for (kid, value) in &encoded {
-                t.insert(*kid, value.as_slice()).map_err(tx)?;
+        let mut batch = sled::Batch::default();
+        for r in records {
+            batch.insert(r.kid.as_bytes(), encode(r)?);
+        }
+        {
+            let mut w = self.audit.lock();
+            if let Some(audit) = audit {
+                w.record(audit)?;
             }
-            Ok(())
-        })?;
+            self.signing_keys.apply_batch(batch)?;
+        }
         self.durable().await
     }
 
@@ -541,12 +539,15 @@ impl Store for SledStore {
         for kid in kids {
             batch.remove(kid.as_bytes());
         }
-        self.signing_keys.apply_batch(batch)?;
+        {
+            let _w = self.audit.lock();
+            self.signing_keys.apply_batch(batch)?;
+        }
         self.durable().await
     }
 
     async fn append_audit(&self, entry: AuditEntry, durable: bool) -> StoreResult<()> {
-        self.audit.append(entry)?;
+        self.audit.lock().record(entry)?;
         if durable {
             self.durable().await?;
         }
@@ -583,13 +584,16 @@ impl Store for SledStore {
             seq: last.seq,
             hash: last.hash.clone(),
         })?;
-        let r = (&self.audit.tree, &self.meta).transaction(|(audit, meta)| {
-            for r in &gone {
-                audit.remove(&r.seq.to_be_bytes())?;
-            }
-            meta.insert(AUDIT_ANCHOR, anchor.as_slice())?;
-            Ok::<_, ConflictableTransactionError<()>>(())
-        });
+        let r = {
+            let _w = self.audit.lock();
+            (&self.audit.tree, &self.meta).transaction(|(audit, meta)| {
+                for r in &gone {
+                    audit.remove(&r.seq.to_be_bytes())?;
+                }
+                meta.insert(AUDIT_ANCHOR, anchor.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+        };
         r.map_err(|e| StoreError::Backend(format!("pruning the audit trail: {e:?}")))?;
         self.durable().await?;
         Ok(gone.len())
