@@ -31,7 +31,7 @@
 //!   SDK).
 //! - [`store`]: the storage boundary: one async trait, the records both
 //!   sides share ([`store::model`]), the conformance suite every backend
-//!   runs, and the backends (sled, the embedded default). Only this folder
+//!   runs, and the backends (the embedded one is the default). Only this folder
 //!   names a storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of the system allocator: sled copies tree nodes and
-/// h2 buffers frames, and glibc's malloc and free were 15% of the server's
-/// CPU when creating sessions.
+/// mimalloc instead of the system allocator: the embedded store copies
+/// tree nodes and h2 buffers frames, and glibc's malloc and free were 15%
+/// of the server's CPU when creating sessions.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

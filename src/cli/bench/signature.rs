@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_auth_token::JwkSet;
 
 use super::load::create;
 use super::{BenchArgs, BenchReport, Scenario, summarize};
@@ -18,14 +16,16 @@ use crate::grpc::client::Client;
 use crate::pb;
 
 /// The bare signature check of one of the server's tokens, with its public
-/// key from the JWKS, on as many threads as this machine has cores: no
+/// key from the JWKS (through the same `mcp-auth-token` verifier the
+/// server uses), on as many threads as this machine has cores: no
 /// parsing, no claims, no network. `verify-uncached` is measured against
 /// it.
 pub(super) async fn signature(args: &BenchArgs, client: &Client) -> Result<BenchReport, CliError> {
     let token = create(client, 0).await?.access_token;
     let jwks = client.get_jwks(pb::GetJwksRequest {}).await?.jwks_json;
-    let check = SignatureCheck::new(&token, &jwks)
-        .ok_or_else(|| CliError::Usage("the server's token or JWKS is not usable".to_owned()))?;
+    let unusable = || CliError::Usage("the server's token or JWKS is not usable".to_owned());
+    let set = JwkSet::from_json(&jwks, &[]).map_err(|_| unusable())?;
+    let check = set.bare_signature(&token).ok_or_else(unusable)?;
     let check = Arc::new(check);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let warmup = Duration::from_secs(args.warmup);
@@ -89,46 +89,4 @@ pub(super) async fn signature(args: &BenchArgs, client: &Client) -> Result<Bench
         }
     }
     Ok(summarize(Scenario::Signature, latencies, errors, elapsed))
-}
-
-/// A token's signing input and signature, and the public key to check
-/// them with.
-struct SignatureCheck {
-    message: Vec<u8>,
-    signature: Vec<u8>,
-    key: UnparsedPublicKey<Vec<u8>>,
-}
-
-impl SignatureCheck {
-    fn new(token: &str, jwks: &str) -> Option<Self> {
-        let (message, sig_b64) = token.rsplit_once('.')?;
-        let header_b64 = message.split('.').next()?;
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).ok()?).ok()?;
-        let jwks: serde_json::Value = serde_json::from_str(jwks).ok()?;
-        let jwk = jwks["keys"]
-            .as_array()?
-            .iter()
-            .find(|k| k["kid"] == header["kid"])?;
-        let b64 = |member: &str| URL_SAFE_NO_PAD.decode(jwk[member].as_str()?).ok();
-        let key = match jwk["alg"].as_str()? {
-            "EdDSA" => UnparsedPublicKey::new(&ED25519, b64("x")?),
-            "ES256" => {
-                let mut point = vec![4u8];
-                point.extend(b64("x")?);
-                point.extend(b64("y")?);
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-            }
-            _ => return None,
-        };
-        Some(SignatureCheck {
-            message: message.as_bytes().to_vec(),
-            signature: URL_SAFE_NO_PAD.decode(sig_b64).ok()?,
-            key,
-        })
-    }
-
-    fn verify(&self) -> bool {
-        self.key.verify(&self.message, &self.signature).is_ok()
-    }
 }
