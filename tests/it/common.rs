@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use mcp_auth::config::TlsMode;
+use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::token_service_client::TokenServiceClient;
 use mcp_auth::{Clock, Config, Server, pb};
@@ -160,61 +161,57 @@ impl TestServer {
         ApiKeyServiceClient::new(self.channel().await)
     }
 
+    /// The typed client (the one the CLI and `bench` use), sending `key`;
+    /// it never waits out a rate limit, so tests see every refusal.
+    pub async fn client(&self, key: &str) -> Client {
+        Client::from_channel(self.channel().await, Some(key.to_owned()))
+            .unwrap()
+            .with_retry(RetryPolicy::never())
+    }
+
     /// Creates an API key with `scopes` using the primary key; returns
     /// (key id, secret).
     pub async fn key_with(&self, scopes: &[&str]) -> (String, String) {
         let resp = self
-            .keys()
+            .client(&self.primary)
             .await
-            .create_api_key(authed(
-                pb::CreateApiKeyRequest {
-                    name: format!("test {}", scopes.join(" ")),
-                    scopes: strings(scopes),
-                    expires_at: 0,
-                    rate_limit: None,
-                },
-                &self.primary,
-            ))
+            .create_api_key(pb::CreateApiKeyRequest {
+                name: format!("test {}", scopes.join(" ")),
+                scopes: strings(scopes),
+                expires_at: 0,
+                rate_limit: None,
+            })
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         (resp.api_key.unwrap().key_id, resp.secret)
     }
 
     /// Creates a session as `key` for subject `alice`, audience `aud`.
     pub async fn session(&self, key: &str, scopes: &[&str], aud: &str) -> pb::Session {
-        self.tokens()
+        self.client(key)
             .await
-            .create_session(authed(
-                pb::CreateSessionRequest {
-                    subject: "alice".to_owned(),
-                    scopes: strings(scopes),
-                    audience: aud.to_owned(),
-                    ttl_seconds: 0,
-                    session_lifetime_seconds: 0,
-                },
-                key,
-            ))
+            .create_session(pb::CreateSessionRequest {
+                subject: "alice".to_owned(),
+                scopes: strings(scopes),
+                audience: aud.to_owned(),
+                ttl_seconds: 0,
+                session_lifetime_seconds: 0,
+            })
             .await
             .unwrap()
-            .into_inner()
     }
 
     /// Verifies `token` with a `tokens:verify` key.
     pub async fn verify(&self, verifier: &str, token: &str) -> pb::VerifyTokenResponse {
-        self.tokens()
+        self.client(verifier)
             .await
-            .verify_token(authed(
-                pb::VerifyTokenRequest {
-                    token: token.to_owned(),
-                    audience: String::new(),
-                    required_scopes: vec![],
-                },
-                verifier,
-            ))
+            .verify_token(pb::VerifyTokenRequest {
+                token: token.to_owned(),
+                audience: String::new(),
+                required_scopes: vec![],
+            })
             .await
             .unwrap()
-            .into_inner()
     }
 }
 
@@ -287,12 +284,8 @@ impl TestServer {
             key_id: key_id.to_owned(),
             cascade: None,
         };
-        let resp = self
-            .keys()
-            .await
-            .revoke_api_key(authed(req, caller))
-            .await?;
-        Ok(resp.into_inner().api_key.unwrap())
+        let resp = self.client(caller).await.revoke_api_key(req).await?;
+        Ok(resp.api_key.unwrap())
     }
 
     /// RotateApiKey as `caller`.
@@ -306,12 +299,7 @@ impl TestServer {
             key_id: key_id.to_owned(),
             grace_seconds,
         };
-        Ok(self
-            .keys()
-            .await
-            .rotate_api_key(authed(req, caller))
-            .await?
-            .into_inner())
+        self.client(caller).await.rotate_api_key(req).await
     }
 
     /// RevokeSession as `caller`.
@@ -323,12 +311,7 @@ impl TestServer {
         let req = pb::RevokeSessionRequest {
             session_id: session_id.to_owned(),
         };
-        Ok(self
-            .tokens()
-            .await
-            .revoke_session(authed(req, caller))
-            .await?
-            .into_inner())
+        self.client(caller).await.revoke_session(req).await
     }
 }
 
