@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// Serve plaintext h2c: local benchmarking only, never in production.
     #[arg(long, env = "MCP_AUTH_PLAINTEXT")]
     plaintext: bool,
-    /// `iss` claim of issued tokens [default: mcp-auth].
+    /// The issuer: this server's public https URL, the `iss` of every
+    /// token [default: https://localhost:8443].
     #[arg(long, env = "MCP_AUTH_ISSUER")]
     issuer: Option<String>,
     /// Algorithm for new signing keys [default: EdDSA].
