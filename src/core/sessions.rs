@@ -193,12 +193,22 @@ impl Core {
             let err = bad_token("malformed refresh token: expected mcp_rt_...");
             return Err(self.refused_credential(creds, "refresh token", err).await);
         }
-        let Some(session_id) = refresh_token_session(refresh_token) else {
-            let err = bad_token("unknown refresh token");
-            return Err(self.refused_credential(creds, "refresh token", err).await);
+        let presented = SecretHash::of(refresh_token.as_bytes());
+        let legacy;
+        let session_id = match refresh_token_session(refresh_token) {
+            Some(id) => id,
+            None => match self.store.legacy_refresh_session(&presented).await? {
+                Some(id) => {
+                    legacy = id;
+                    legacy.as_str()
+                }
+                None => {
+                    let err = bad_token("unknown refresh token");
+                    return Err(self.refused_credential(creds, "refresh token", err).await);
+                }
+            },
         };
         let wanted = parse_scopes("scopes", scopes, true)?;
-        let presented = SecretHash::of(refresh_token.as_bytes());
         let child = new_refresh_token(session_id)?;
         let rules = self.refresh_rules();
         for _ in 0..MAX_ATTEMPTS {
@@ -500,6 +510,36 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::store::Durability;
+
+    #[tokio::test]
+    async fn refresh_tokens_from_before_the_upgrade_still_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = 1_800_000_000;
+        let (spent, live) = crate::store::legacy_fixture(dir.path(), now);
+        let config = Config::for_test(dir.path()).unwrap();
+        let store = crate::store::open(dir.path(), Durability::Durable).unwrap();
+        let (core, _) = Core::open(store, Clock::manual(now + 10), &config)
+            .await
+            .unwrap();
+        let anonymous = Credentials::default();
+        let issued = core.refresh_session(&anonymous, &live, &[]).await.unwrap();
+        assert_eq!(issued.record.session_id, "ses_legacy");
+        assert!(
+            issued
+                .refresh_token
+                .expose()
+                .starts_with("mcp_rt_ses_legacy."),
+            "the new token names its session"
+        );
+        let err = core
+            .refresh_session(&anonymous, &spent, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), Reason::RefreshTokenReused, "{err}");
+    }
 
     #[test]
     fn refresh_tokens_name_their_session() {

@@ -115,6 +115,16 @@ pub trait Store: Send + Sync + 'static {
     /// how many went.
     async fn delete_sessions(&self, ids: &[String]) -> StoreResult<usize>;
 
+    /// The session of a refresh token issued before refresh tokens named
+    /// their session (`mcp_rt_` and 43 characters), by the token's hash;
+    /// `None` for a backend that never had such tokens.
+    async fn legacy_refresh_session(
+        &self,
+        _token: &crate::secret::SecretHash,
+    ) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
+
     /// Ids and newest-token expiry of every revoked session, to build the
     /// revocation index at start.
     async fn revoked_sessions(&self) -> StoreResult<Vec<(String, i64)>>;
@@ -220,4 +230,12 @@ pub fn tamper_with_audit_record(
     edit: impl FnOnce(&mut AuditRecord),
 ) -> StoreResult<()> {
     self::sled::tamper_with_audit_record(dir, seq, edit)
+}
+
+/// A data directory as an earlier version left it (see the embedded
+/// backend's `legacy` module): returns a spent and a live refresh token of
+/// its one session.
+#[cfg(test)]
+pub(crate) fn legacy_fixture(dir: &std::path::Path, now: i64) -> (String, String) {
+    self::sled::legacy_fixture(dir, now)
 }

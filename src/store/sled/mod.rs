@@ -18,6 +18,7 @@
 mod codec;
 mod commit;
 mod index;
+mod legacy;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -32,6 +33,7 @@ use self::commit::{AuditChain, Chain, GroupCommit};
 use self::index::{Indexed, SessionIndex};
 use super::model::*;
 use super::{Store, StoreError, StoreResult};
+use crate::secret::SecretHash;
 
 /// Memory sled may use for its page cache. sled's own default (1 GiB)
 /// would let the cache alone pass the server's memory budget with a few
@@ -60,6 +62,8 @@ pub struct SledStore {
     commit: GroupCommit,
     audit: AuditChain,
     index: RwLock<SessionIndex>,
+    /// Refresh tokens issued before tokens named their session.
+    legacy: Mutex<legacy::Legacy>,
     api_keys: Tree,
     sessions: Tree,
     signing_keys: Tree,
@@ -108,6 +112,7 @@ impl SledStore {
             }
         };
         let sessions = db.open_tree("sessions")?;
+        let legacy = legacy::migrate(&db, &sessions)?;
         let mut index = SessionIndex::default();
         for v in sessions.iter().values() {
             let v = v?;
@@ -129,6 +134,7 @@ impl SledStore {
                 head: Mutex::new(head),
             },
             index: RwLock::new(index),
+            legacy: Mutex::new(legacy),
             commit: GroupCommit::default(),
             durability,
             db,
@@ -432,8 +438,19 @@ impl Store for SledStore {
                 index.remove(r);
             }
         }
+        {
+            let mut legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
+            for r in &gone {
+                legacy::forget(&self.db, &mut legacy, r)?;
+            }
+        }
         self.durable().await?;
         Ok(gone.len())
+    }
+
+    async fn legacy_refresh_session(&self, token: &SecretHash) -> StoreResult<Option<String>> {
+        let legacy = self.legacy.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(legacy.get(token.as_bytes()).cloned())
     }
 
     async fn revoked_sessions(&self) -> StoreResult<Vec<(String, i64)>> {
@@ -616,6 +633,12 @@ pub fn exists(dir: &Path) -> bool {
 /// As [`SledStore::open`].
 pub fn open(dir: &Path, durability: Durability) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(SledStore::open(dir, durability)?))
+}
+
+/// See [`crate::store::legacy_fixture`].
+#[cfg(test)]
+pub(super) fn legacy_fixture(dir: &Path, now: i64) -> (String, String) {
+    legacy::write_fixture(dir, now)
 }
 
 /// See [`crate::store::tamper_with_audit_record`].
