@@ -27,9 +27,15 @@ pub(super) struct Indexed<'a> {
 
 /// Session ids by subject and by creator, and revoked sessions with the
 /// expiry of their newest token.
+///
+/// Sized for millions of sessions: subjects are many with few sessions
+/// each, so they share one ordered set of (subject, session id) pairs
+/// rather than a set each; creators are few, so each has its set and its
+/// name is stored once. A session id is one allocation shared by all
+/// three.
 #[derive(Default)]
 pub(super) struct SessionIndex {
-    by_subject: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    by_subject: BTreeSet<(Arc<str>, Arc<str>)>,
     by_client: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
     revoked: HashMap<Arc<str>, i64>,
 }
@@ -38,14 +44,16 @@ impl SessionIndex {
     /// Indexes a session.
     pub fn insert(&mut self, s: &Indexed<'_>) {
         let id: Arc<str> = Arc::from(&*s.session_id);
-        self.by_subject
-            .entry(Arc::from(&*s.subject))
-            .or_default()
-            .insert(id.clone());
-        self.by_client
-            .entry(Arc::from(&*s.client_id))
-            .or_default()
-            .insert(id.clone());
+        self.by_subject.insert((Arc::from(&*s.subject), id.clone()));
+        match self.by_client.get_mut(&*s.client_id) {
+            Some(set) => {
+                set.insert(id.clone());
+            }
+            None => {
+                self.by_client
+                    .insert(Arc::from(&*s.client_id), BTreeSet::from([id.clone()]));
+            }
+        }
         if s.revoked_at.is_some() {
             self.revoked.insert(id, s.expires_at);
         }
@@ -63,15 +71,14 @@ impl SessionIndex {
 
     /// Forgets a session.
     pub fn remove(&mut self, r: &SessionRecord) {
-        for (map, key) in [
-            (&mut self.by_subject, &r.subject),
-            (&mut self.by_client, &r.client_id),
-        ] {
-            if let Some(set) = map.get_mut(key.as_str()) {
-                set.remove(r.session_id.as_str());
-                if set.is_empty() {
-                    map.remove(key.as_str());
-                }
+        self.by_subject.remove(&(
+            Arc::from(r.subject.as_str()),
+            Arc::from(r.session_id.as_str()),
+        ));
+        if let Some(set) = self.by_client.get_mut(r.client_id.as_str()) {
+            set.remove(r.session_id.as_str());
+            if set.is_empty() {
+                self.by_client.remove(r.client_id.as_str());
             }
         }
         self.revoked.remove(r.session_id.as_str());
@@ -86,21 +93,30 @@ impl SessionIndex {
         after: Option<&str>,
         limit: usize,
     ) -> Vec<Arc<str>> {
-        let map = if by_client {
-            &self.by_client
-        } else {
-            &self.by_subject
-        };
-        let Some(set) = map.get(key) else {
-            return Vec::new();
-        };
+        if by_client {
+            let Some(set) = self.by_client.get(key) else {
+                return Vec::new();
+            };
+            let start = match after {
+                Some(a) => Bound::Excluded(a),
+                None => Bound::Unbounded,
+            };
+            return set
+                .range::<str, _>((start, Bound::Unbounded))
+                .take(limit)
+                .cloned()
+                .collect();
+        }
+        let subject: Arc<str> = Arc::from(key);
         let start = match after {
-            Some(a) => Bound::Excluded(a),
-            None => Bound::Unbounded,
+            Some(a) => Bound::Excluded((subject.clone(), Arc::from(a))),
+            None => Bound::Included((subject.clone(), Arc::from(""))),
         };
-        set.range::<str, _>((start, Bound::Unbounded))
+        self.by_subject
+            .range((start, Bound::Unbounded))
+            .take_while(|(s, _)| *s == subject)
             .take(limit)
-            .cloned()
+            .map(|(_, id)| id.clone())
             .collect()
     }
 
