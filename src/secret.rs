@@ -211,7 +211,13 @@ pub fn fill_base62(out: &mut [u8]) -> Result<(), getrandom::Error> {
 /// Lowercase hex without separators; how serials and hashes are shown
 /// and stored.
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -256,6 +262,12 @@ mod tests {
     fn display_prefix_is_short() {
         let s = Secret::new("mcp_sk_abcdefgh");
         assert_eq!(s.display_prefix(), "mcp_sk_abcd");
+    }
+
+    #[test]
+    fn hex_is_lowercase_without_separators() {
+        assert_eq!(hex(&[0x00, 0x0a, 0xff, 0x5c]), "000aff5c");
+        assert_eq!(hex(&[]), "");
     }
 
     #[test]
