@@ -4,12 +4,14 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 use mcp_auth::config::TlsMode;
 use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::token_service_client::TokenServiceClient;
 use mcp_auth::{Clock, Config, Server, pb};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -199,6 +201,17 @@ impl TestServer {
             })
             .await
             .unwrap()
+    }
+
+    /// RefreshSession with `token` alone (no other credential).
+    pub async fn refresh(&self, token: &str) -> Result<pb::Session, Status> {
+        self.client(&self.primary)
+            .await
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: token.to_owned(),
+                scopes: vec![],
+            })
+            .await
     }
 
     /// Verifies `token` with a `tokens:verify` key.
@@ -426,4 +439,38 @@ pub fn bare_session_request(scopes: &[&str]) -> Request<pb::CreateSessionRequest
         ttl_seconds: 0,
         session_lifetime_seconds: 0,
     })
+}
+
+/// Starts the real `mcp-auth serve` binary on a fresh data directory; returns the child, its
+/// URL and the primary key.
+pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_clear()
+        .env("MCP_AUTH_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("server exited early");
+        if let Some(url) = line.strip_prefix("mcp-auth listening on ") {
+            break url.to_owned();
+        }
+    };
+    let primary = std::fs::read_to_string(dir.join("primary.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    (child, url, primary)
 }

@@ -3,16 +3,14 @@
 //! no durable change without its audit record, even under SIGKILL.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_auth::pb;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{TestServer, authed, connect, strings};
+use crate::common::{TestServer, authed, connect, spawn_binary, strings};
 
 fn claims(token: &str) -> serde_json::Value {
     let payload = token.split('.').nth(1).unwrap();
@@ -25,24 +23,9 @@ async fn two_refreshes_in_one_second_give_different_tokens_of_one_session() {
     let first = server
         .session(&server.primary, &["tools:read"], "aud")
         .await;
-    let mut tokens = server.tokens().await;
     // The clock does not move: everything happens in the same second.
-    let a = tokens
-        .refresh_session(tonic::Request::new(pb::RefreshSessionRequest {
-            refresh_token: first.refresh_token.clone(),
-            scopes: vec![],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
-    let b = tokens
-        .refresh_session(tonic::Request::new(pb::RefreshSessionRequest {
-            refresh_token: a.refresh_token.clone(),
-            scopes: vec![],
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let a = server.refresh(&first.refresh_token).await.unwrap();
+    let b = server.refresh(&a.refresh_token).await.unwrap();
     let all = [&first.access_token, &a.access_token, &b.access_token];
     let distinct: HashSet<_> = all.iter().collect();
     assert_eq!(distinct.len(), 3, "three byte-different access tokens");
@@ -80,44 +63,10 @@ async fn iss_is_the_configured_issuer_url() {
     assert_eq!(claims(&s.access_token)["iss"], "https://localhost:8443");
 }
 
-/// Starts the real binary on a fresh data directory; returns the child, its
-/// URL and the primary key.
-async fn spawn_server(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("MCP_AUTH_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("server exited early");
-        if let Some(url) = line.strip_prefix("mcp-auth listening on ") {
-            break url.to_owned();
-        }
-    };
-    let primary = std::fs::read_to_string(dir.join("primary.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    (child, url, primary)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_durable_change_lacks_its_audit_record_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, url, primary) = spawn_server(dir.path()).await;
+    let (mut child, url, primary) = spawn_binary(dir.path()).await;
     let channel = connect(&url, &dir.path().join("tls/ca.pem")).await;
     let acked = Arc::new(AtomicUsize::new(0));
     let refreshing = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));

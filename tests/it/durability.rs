@@ -1,12 +1,9 @@
 //! What was acknowledged survives a restart and a SIGKILL.
 
-use std::process::Stdio;
-
 use mcp_auth::pb;
 use pb::TokenReason;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{TestServer, authed, connect, inactive_reason, strings};
+use crate::common::{TestServer, authed, connect, inactive_reason, spawn_binary, strings};
 
 #[tokio::test]
 async fn keys_sessions_revocations_and_signing_keys_survive_a_restart() {
@@ -50,34 +47,7 @@ async fn jwks(server: &TestServer) -> String {
 #[tokio::test]
 async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env_clear()
-        .env("MCP_AUTH_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("server exited early");
-        if let Some(url) = line.strip_prefix("mcp-auth listening on ") {
-            break url.to_owned();
-        }
-    };
-    let primary = std::fs::read_to_string(dir.path().join("primary.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (mut child, url, primary) = spawn_binary(dir.path()).await;
     let channel = connect(&url, &dir.path().join("tls/ca.pem")).await;
     let mut tokens = pb::token_service_client::TokenServiceClient::new(channel.clone());
     let mut keys = pb::api_key_service_client::ApiKeyServiceClient::new(channel);
