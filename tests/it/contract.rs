@@ -300,3 +300,22 @@ async fn no_durable_change_lacks_its_audit_record_after_sigkill() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test]
+async fn several_authorization_values_are_refused_not_first_wins() {
+    let server = TestServer::start().await;
+    let mut keys = server.keys().await;
+    for second in [server.primary.clone(), "mcp_sk_bad".to_owned()] {
+        let mut req = tonic::Request::new(pb::ListApiKeysRequest {});
+        for key in [&server.primary, &second] {
+            req.metadata_mut()
+                .append("authorization", format!("Bearer {key}").parse().unwrap());
+        }
+        let err = keys.list_api_keys(req).await.unwrap_err();
+        crate::common::assert_status(&err, tonic::Code::InvalidArgument, "CREDENTIALS_CONFLICT");
+    }
+    // One value is served.
+    keys.list_api_keys(authed(pb::ListApiKeysRequest {}, &server.primary))
+        .await
+        .unwrap();
+}
