@@ -41,8 +41,7 @@ struct JoseHeader<'a> {
 
 impl LoadedKey {
     pub(super) fn from_record(record: SigningKeyRecord) -> Result<Self, TokenError> {
-        let (public, jwk_members) = public_jwk(record.alg, &record.private_pkcs8)?;
-        let _ = public;
+        let (_, jwk_members) = public_jwk(record.alg, &record.private_pkcs8)?;
         let signer = match record.alg {
             SigningAlg::EdDSA => Signer::Ed25519(
                 Ed25519KeyPair::from_pkcs8(&record.private_pkcs8)
