@@ -168,15 +168,7 @@ async fn retention_prunes_old_records_and_the_chain_still_verifies() {
     assert_eq!(resp.events.len(), 1);
     assert_eq!(resp.events[0].prev_hash, resp.anchor_hash);
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(["audit", "verify"])
-        .env_clear()
-        .env("MCP_AUTH_SERVER", server.url())
-        .env("MCP_AUTH_CA", server.ca_path())
-        .env("MCP_AUTH_API_KEY", &server.primary)
-        .output()
-        .await
-        .unwrap();
+    let out = server.cli_as_admin(&["audit", "verify"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("intact: 1 record after seq 6"), "{stdout}");

@@ -203,6 +203,19 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Runs `mcp-auth ARGS` against this server with the primary key.
+    pub async fn cli_as_admin(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+            .args(args)
+            .env_clear()
+            .env("MCP_AUTH_SERVER", self.url())
+            .env("MCP_AUTH_CA", self.ca_path())
+            .env("MCP_AUTH_API_KEY", &self.primary)
+            .output()
+            .await
+            .unwrap()
+    }
+
     /// RefreshSession with `token` alone (no other credential).
     pub async fn refresh(&self, token: &str) -> Result<pb::Session, Status> {
         self.client(&self.primary)

@@ -285,15 +285,7 @@ async fn no_durable_change_lacks_its_audit_record_after_sigkill() {
     assert!(durable_refreshes > 0);
     assert!(checked >= 300, "checked {checked}");
     // And the chain is intact.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(["audit", "verify"])
-        .env_clear()
-        .env("MCP_AUTH_SERVER", server.url())
-        .env("MCP_AUTH_CA", server.ca_path())
-        .env("MCP_AUTH_API_KEY", &server.primary)
-        .output()
-        .await
-        .unwrap();
+    let out = server.cli_as_admin(&["audit", "verify"]).await;
     assert!(
         out.status.success(),
         "{}",
