@@ -69,6 +69,42 @@ pub mod pb {
     /// Encoded file descriptor set, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("mcp_auth_descriptor");
+
+    /// How enum fields print in JSON: by name, not number.
+    pub(crate) mod json {
+        use serde::Serializer;
+
+        /// `active`, `expired`, `revoked` (`unspecified` for a value this
+        /// build does not know).
+        pub(crate) fn record_status<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+            let name = match super::RecordStatus::try_from(*v) {
+                Ok(super::RecordStatus::Active) => "active",
+                Ok(super::RecordStatus::Expired) => "expired",
+                Ok(super::RecordStatus::Revoked) => "revoked",
+                _ => "unspecified",
+            };
+            s.serialize_str(name)
+        }
+
+        /// `api_key` or `identity`.
+        pub(crate) fn caller_kind<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+            use super::who_am_i_response::Kind;
+            let name = match Kind::try_from(*v) {
+                Ok(Kind::ApiKey) => "api_key",
+                Ok(Kind::Identity) => "identity",
+                _ => "unspecified",
+            };
+            s.serialize_str(name)
+        }
+
+        /// The reason's name, e.g. `WRONG_AUDIENCE`.
+        pub(crate) fn token_reason<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+            let name = super::TokenReason::try_from(*v)
+                .map(|r| r.as_str_name())
+                .unwrap_or("TOKEN_REASON_UNSPECIFIED");
+            s.serialize_str(name)
+        }
+    }
 }
 
 pub use clock::Clock;

@@ -16,7 +16,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = mcp_auth::cli::Cli::parse();
     let filter = EnvFilter::try_from_env("MCP_AUTH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = cli.log_format == mcp_auth::cli::LogFormat::Json;
+    let json = cli.global.log_format == mcp_auth::cli::LogFormat::Json;
+    let json_errors = cli.global.json;
     // Log lines are written by a thread of their own, which drains every
     // queued line into one buffer and writes it at once: one write(2) per
     // burst instead of one per line on the request path. Never lossy: when
@@ -40,7 +41,7 @@ async fn main() -> ExitCode {
     match mcp_auth::cli::run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {err}");
+            mcp_auth::cli::report(&err, json_errors);
             ExitCode::FAILURE
         }
     }

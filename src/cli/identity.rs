@@ -1,18 +1,20 @@
 //! `mcp-auth identity ...`: the scopes granted to mTLS identities.
 
-use super::output::{print_json, show};
-use super::{CliError, IdentityCommand};
+use super::{CliError, GlobalOpts, IdentityCommand, Output};
 use crate::pb;
 
 /// Runs an `identity` subcommand.
-pub(super) async fn run(cmd: IdentityCommand) -> Result<u8, CliError> {
+pub(super) async fn run(
+    cmd: IdentityCommand,
+    opts: &GlobalOpts,
+    out: &Output,
+) -> Result<u8, CliError> {
     match cmd {
         IdentityCommand::Set {
             name,
             scopes,
             disabled,
             rate_limit,
-            opts,
         } => {
             let resp = opts
                 .client()
@@ -24,28 +26,22 @@ pub(super) async fn run(cmd: IdentityCommand) -> Result<u8, CliError> {
                     rate_limit,
                 })
                 .await?;
-            show(opts.json, &resp, print_identity)?;
+            out.print(&resp, print_identity)?;
         }
-        IdentityCommand::List { opts } => {
+        IdentityCommand::List => {
             let resp = opts
                 .client()
                 .await?
                 .list_identities(pb::ListIdentitiesRequest {})
                 .await?;
-            if opts.json {
-                print_json(&resp)?;
-            } else {
+            out.print_list(&resp.identities, |all| {
                 outln!("{:<24} {:<9} {:<44} SCOPES", "NAME", "STATUS", "SPIFFE ID");
-                for i in &resp.identities {
+                for i in all {
                     print_identity(i);
                 }
-            }
+            })?;
         }
-        IdentityCommand::Delete {
-            name,
-            no_cascade,
-            opts,
-        } => {
+        IdentityCommand::Delete { name, no_cascade } => {
             let resp = opts
                 .client()
                 .await?
@@ -54,16 +50,16 @@ pub(super) async fn run(cmd: IdentityCommand) -> Result<u8, CliError> {
                     cascade: Some(!no_cascade),
                 })
                 .await?;
-            if opts.json {
-                print_json(&resp)?;
-            } else if no_cascade {
-                outln!("deleted identity {name}; its sessions are kept");
-            } else {
-                outln!(
-                    "deleted identity {name} and revoked {} of its sessions",
-                    resp.sessions_revoked
-                );
-            }
+            out.print(&resp, |resp| {
+                if no_cascade {
+                    outln!("deleted identity {name}; its sessions are kept");
+                } else {
+                    outln!(
+                        "deleted identity {name} and revoked {} of its sessions",
+                        resp.sessions_revoked
+                    );
+                }
+            })?;
         }
     }
     Ok(0)

@@ -2,19 +2,18 @@
 
 use time::OffsetDateTime;
 
-use super::output::{plural, print_json, show, time};
-use super::{CliError, KeyCommand};
+use super::output::{plural, time};
+use super::{CliError, GlobalOpts, KeyCommand, Output};
 use crate::pb;
 
 /// Runs a `key` subcommand.
-pub(super) async fn run(cmd: KeyCommand) -> Result<u8, CliError> {
+pub(super) async fn run(cmd: KeyCommand, opts: &GlobalOpts, out: &Output) -> Result<u8, CliError> {
     match cmd {
         KeyCommand::Create {
             name,
             scopes,
             expires_in,
             rate_limit,
-            opts,
         } => {
             let expires_at = match expires_in {
                 None | Some(0) => 0,
@@ -36,17 +35,15 @@ pub(super) async fn run(cmd: KeyCommand) -> Result<u8, CliError> {
                     rate_limit,
                 })
                 .await?;
-            print_created(&resp, opts.json)?;
+            print_created(&resp, out)?;
         }
-        KeyCommand::List { opts } => {
+        KeyCommand::List => {
             let resp = opts
                 .client()
                 .await?
                 .list_api_keys(pb::ListApiKeysRequest {})
                 .await?;
-            if opts.json {
-                print_json(&resp)?;
-            } else {
+            out.print_list(&resp.api_keys, |keys| {
                 outln!(
                     "{:<26} {:<20} {:<12} {:<8} {:<20} SCOPES",
                     "KEY ID",
@@ -55,25 +52,28 @@ pub(super) async fn run(cmd: KeyCommand) -> Result<u8, CliError> {
                     "STATUS",
                     "EXPIRES"
                 );
-                for k in &resp.api_keys {
-                    let status = if k.revoked { "revoked" } else { "active" };
+                for k in keys {
                     outln!(
                         "{:<26} {:<20} {:<12} {:<8} {:<20} {}",
                         k.key_id,
                         k.name,
                         k.prefix,
-                        status,
+                        status(k.status),
                         time(k.expires_at),
                         k.scopes.join(",")
                     );
                 }
-            }
+            })?;
         }
-        KeyCommand::Revoke {
-            key_id,
-            no_cascade,
-            opts,
-        } => {
+        KeyCommand::Show { key_id } => {
+            let k = opts
+                .client()
+                .await?
+                .get_api_key(pb::GetApiKeyRequest { key_id })
+                .await?;
+            out.print(&k, print_key)?;
+        }
+        KeyCommand::Revoke { key_id, no_cascade } => {
             let resp = opts
                 .client()
                 .await?
@@ -82,41 +82,36 @@ pub(super) async fn run(cmd: KeyCommand) -> Result<u8, CliError> {
                     cascade: Some(!no_cascade),
                 })
                 .await?;
-            if opts.json {
-                print_json(&resp)?;
-            } else if let Some(k) = &resp.api_key {
-                if no_cascade {
-                    outln!(
-                        "revoked API key {} ({}); its sessions are kept",
-                        k.key_id,
-                        k.name
-                    );
-                } else {
-                    outln!(
-                        "revoked API key {} ({}) and {}",
-                        k.key_id,
-                        k.name,
-                        plural(resp.sessions_revoked, "of its sessions")
-                    );
+            out.print(&resp, |resp| {
+                if let Some(k) = &resp.api_key {
+                    if no_cascade {
+                        outln!(
+                            "revoked API key {} ({}); its sessions are kept",
+                            k.key_id,
+                            k.name
+                        );
+                    } else {
+                        outln!(
+                            "revoked API key {} ({}) and {}",
+                            k.key_id,
+                            k.name,
+                            plural(resp.sessions_revoked, "of its sessions")
+                        );
+                    }
                 }
-            }
+            })?;
         }
-        KeyCommand::Update {
-            key_id,
-            rate_limit,
-            opts,
-        } => {
+        KeyCommand::Update { key_id, rate_limit } => {
             let k = opts
                 .client()
                 .await?
                 .update_api_key(pb::UpdateApiKeyRequest { key_id, rate_limit })
                 .await?;
-            show(opts.json, &k, print_key)?;
+            out.print(&k, print_key)?;
         }
         KeyCommand::Rotate {
             key_id,
             grace_seconds,
-            opts,
         } => {
             let resp = opts
                 .client()
@@ -126,17 +121,27 @@ pub(super) async fn run(cmd: KeyCommand) -> Result<u8, CliError> {
                     grace_seconds,
                 })
                 .await?;
-            if !opts.json {
+            if !out.is_machine() {
                 if grace_seconds == 0 {
                     outln!("rotated; the previous secret no longer works\n");
                 } else {
                     outln!("rotated; the previous secret works for {grace_seconds} more seconds\n");
                 }
             }
-            print_created(&resp, opts.json)?;
+            print_created(&resp, out)?;
         }
     }
     Ok(0)
+}
+
+/// A key's or session's status as the listings print it.
+pub(super) fn status(status: i32) -> &'static str {
+    match pb::RecordStatus::try_from(status) {
+        Ok(pb::RecordStatus::Active) => "active",
+        Ok(pb::RecordStatus::Expired) => "expired",
+        Ok(pb::RecordStatus::Revoked) => "revoked",
+        _ => "unknown",
+    }
 }
 
 fn print_key(k: &pb::ApiKey) {
@@ -146,7 +151,7 @@ fn print_key(k: &pb::ApiKey) {
     outln!("prefix:     {}", k.prefix);
     outln!("created:    {}", time(k.created_at));
     outln!("expires:    {}", time(k.expires_at));
-    outln!("revoked:    {}", k.revoked);
+    outln!("status:     {}", status(k.status));
     match &k.rate_limit {
         Some(l) => outln!("rate limit: {}/s, burst {}", l.requests_per_second, l.burst),
         None => outln!("rate limit: server default"),
@@ -154,15 +159,13 @@ fn print_key(k: &pb::ApiKey) {
 }
 
 /// A new key or secret: the key, then the secret, shown this once.
-fn print_created(resp: &pb::CreateApiKeyResponse, json: bool) -> Result<(), CliError> {
-    if json {
-        return print_json(resp);
-    }
-    if let Some(k) = &resp.api_key {
-        print_key(k);
-    }
-    outln!();
-    outln!("secret (shown only now; store it safely):");
-    outln!("{}", resp.secret);
-    Ok(())
+fn print_created(resp: &pb::CreateApiKeyResponse, out: &Output) -> Result<(), CliError> {
+    out.print(resp, |resp| {
+        if let Some(k) = &resp.api_key {
+            print_key(k);
+        }
+        outln!();
+        outln!("secret (shown only now; store it safely):");
+        outln!("{}", resp.secret);
+    })
 }

@@ -4,12 +4,15 @@
 //! Client commands read the API key from `MCP_AUTH_API_KEY` (never from a
 //! flag, which would land in shell history) and default `--server` and
 //! `--ca` to what `serve` uses on its defaults, so the README walk-through
-//! needs no flags.
+//! needs no flags. The options every client command shares
+//! ([`GlobalOpts`]: `--server`, `--ca`, `--json`, `--field`, ...) are
+//! global: they go before or after the subcommand.
 //!
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
-//! `identity`, `cert`, `signing_key`, `audit`, `bench`), and all of them
-//! reach the server through [`crate::grpc::client::Client`].
+//! `identity`, `cert`, `signing_key`, `audit`, `whoami`, `bench`), all of
+//! them reach the server through [`crate::grpc::client::Client`] and print
+//! through one output layer (`output`).
 
 /// `println!` for command output that tolerates a closed pipe
 /// (`mcp-auth key list | head -1`): output to a reader that has gone away
@@ -34,6 +37,7 @@ mod serve;
 mod session;
 mod signing_key;
 mod token;
+mod whoami;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -41,7 +45,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use error::CliError;
+pub use error::{CliError, report};
+pub(crate) use output::Output;
 
 use crate::grpc::client::{Client, ConnectOptions, RetryPolicy};
 
@@ -52,12 +57,79 @@ pub(crate) const API_KEY_ENV: &str = "MCP_AUTH_API_KEY";
 #[derive(Clone, Debug, Parser)]
 #[command(name = "mcp-auth", version, about = "Token service for MCP servers")]
 pub struct Cli {
-    /// Log line format on standard error.
-    #[arg(long, global = true, env = "MCP_AUTH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Options shared by every command, before or after the subcommand.
+    #[command(flatten)]
+    pub global: GlobalOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The options every command takes, before or after the subcommand: how
+/// client commands reach the server and how output is printed.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// Server URL: https://... for TLS, http://... for a --plaintext server.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_AUTH_SERVER",
+        default_value = "https://localhost:50051",
+        help_heading = "Global options"
+    )]
+    pub server: String,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_AUTH_CA",
+        default_value = "./data/tls/ca.pem",
+        help_heading = "Global options"
+    )]
+    pub ca: PathBuf,
+    /// Client certificate (PEM) to authenticate with mutual TLS instead of
+    /// an API key.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_AUTH_CLIENT_CERT",
+        requires = "key",
+        help_heading = "Global options"
+    )]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_AUTH_CLIENT_KEY",
+        requires = "cert",
+        help_heading = "Global options"
+    )]
+    pub key: Option<PathBuf>,
+    /// Print the result as JSON (lists as a JSON array); errors go to
+    /// standard error as JSON too.
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+    /// Print one field of the JSON result, raw (strings unquoted), e.g.
+    /// `secret` or `api_key.key_id`; of a list, that field of each item,
+    /// one per line.
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub field: Option<String>,
+    /// Log line format on standard error.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_AUTH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        help_heading = "Global options"
+    )]
+    pub log_format: LogFormat,
 }
 
 /// How log lines are written.
@@ -83,8 +155,12 @@ pub enum Command {
     /// Verify access tokens (needs scope tokens:verify).
     #[command(subcommand)]
     Token(TokenCommand),
-    /// Print the server's public signing keys (JWK Set). No API key needed.
-    Jwks(ClientOpts),
+    /// Print the server's public signing keys (JWK Set with --json). No
+    /// API key needed.
+    Jwks,
+    /// Show which credential you call with (the API key in
+    /// MCP_AUTH_API_KEY, or --cert) and its scopes.
+    Whoami,
     /// Create a CA, issue client certificates (local), revoke them (server).
     #[command(subcommand)]
     Cert(CertCommand),
@@ -107,31 +183,6 @@ pub enum Command {
         #[arg(long, env = "MCP_AUTH_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
-}
-
-/// How client commands reach the server.
-#[derive(Debug, Clone, Args)]
-pub struct ClientOpts {
-    /// Server URL: https://... for TLS, http://... for a --plaintext server.
-    #[arg(
-        long,
-        env = "MCP_AUTH_SERVER",
-        default_value = "https://localhost:50051"
-    )]
-    pub server: String,
-    /// CA certificate (PEM) that signed the server's certificate.
-    #[arg(long, env = "MCP_AUTH_CA", default_value = "./data/tls/ca.pem")]
-    pub ca: PathBuf,
-    /// Print the response as JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Client certificate (PEM) to authenticate with mutual TLS instead of
-    /// an API key.
-    #[arg(long, env = "MCP_AUTH_CLIENT_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Private key (PEM) of --cert.
-    #[arg(long, env = "MCP_AUTH_CLIENT_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
 }
 
 /// `mcp-auth cert ...`
@@ -172,18 +223,12 @@ pub enum CertCommand {
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Revoke a client certificate by serial on the running server (needs
     /// scope identities:admin).
     Revoke {
         /// Serial number in hex, as `cert issue` printed it.
         serial: String,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
 }
 
@@ -192,18 +237,19 @@ pub enum CertCommand {
 pub enum AuditCommand {
     /// List audit events, oldest first (needs scope audit:read).
     List {
-        /// Only events at or after this Unix time.
-        #[arg(long, default_value_t = 0)]
+        /// Only events at or after this time: Unix seconds, RFC 3339
+        /// (2026-12-01T10:00:00Z) or an age (90s, 15m, 2h, 7d).
+        #[arg(long, value_parser = output::parse_since, default_value = "0")]
         since: i64,
+        /// At most this many events (the oldest that match); 0 means all.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
         /// Only events by this actor.
         #[arg(long, default_value = "")]
         actor: String,
         /// Only events with this action, e.g. api_key.created.
         #[arg(long, default_value = "")]
         action: String,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// Verify the hash chain: offline on a stopped server's data directory
     /// with --data-dir, or through a running server. Exit status 1 names the
@@ -212,9 +258,6 @@ pub enum AuditCommand {
         /// Data directory of a stopped server.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// How to reach the server (without --data-dir).
-        #[command(flatten)]
-        opts: ClientOpts,
     },
 }
 
@@ -223,11 +266,7 @@ pub enum AuditCommand {
 pub enum SigningKeyCommand {
     /// Make a new signing key active now; the old one keeps verifying the
     /// tokens it signed until they expire.
-    Rotate {
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
-    },
+    Rotate,
 }
 
 /// `mcp-auth identity ...`
@@ -246,16 +285,9 @@ pub enum IdentityCommand {
         /// The identity's own rate limit, RPS or RPS:BURST.
         #[arg(long, value_parser = parse_rate_limit)]
         rate_limit: Option<crate::pb::RateLimit>,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// List identity grants.
-    List {
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
-    },
+    List,
     /// Delete an identity's grant and (unless --no-cascade) revoke every
     /// session it created.
     Delete {
@@ -264,9 +296,6 @@ pub enum IdentityCommand {
         /// Keep the sessions the identity created.
         #[arg(long)]
         no_cascade: bool,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
 }
 
@@ -287,15 +316,13 @@ pub enum KeyCommand {
         /// The key's own rate limit, RPS or RPS:BURST (default: the server's).
         #[arg(long, value_parser = parse_rate_limit)]
         rate_limit: Option<crate::pb::RateLimit>,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// List API keys (never their secrets).
-    List {
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
+    List,
+    /// Show one API key (never its secret).
+    Show {
+        /// The key id (key_...).
+        key_id: String,
     },
     /// Revoke an API key and (unless --no-cascade) every session it
     /// created; it stops working at once.
@@ -305,9 +332,6 @@ pub enum KeyCommand {
         /// Keep the sessions the key created.
         #[arg(long)]
         no_cascade: bool,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// Change an API key's rate limit.
     Update {
@@ -317,9 +341,6 @@ pub enum KeyCommand {
         /// server default.
         #[arg(long, value_parser = parse_rate_limit)]
         rate_limit: Option<crate::pb::RateLimit>,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// Give an API key a new secret; the old one works for --grace-seconds.
     Rotate {
@@ -328,9 +349,6 @@ pub enum KeyCommand {
         /// How long the old secret keeps working.
         #[arg(long, default_value_t = 0)]
         grace_seconds: u32,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
 }
 
@@ -355,9 +373,6 @@ pub enum SessionCommand {
         /// asks for the server's maximum.
         #[arg(long, default_value_t = 0)]
         session_lifetime_seconds: u32,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// Exchange a refresh token for a new access token and refresh token.
     /// Needs no API key.
@@ -367,9 +382,6 @@ pub enum SessionCommand {
         /// Comma-separated subset of the session's scopes for the new token.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// List sessions (an admin sees all; others see the ones they created).
     List {
@@ -379,26 +391,22 @@ pub enum SessionCommand {
         /// Only sessions created by this key id or identity.
         #[arg(long, default_value = "")]
         client_id: String,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
     /// Revoke every session of a subject you may see ("log out everywhere").
     RevokeAll {
         /// The subject.
         #[arg(long)]
         subject: String,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
+    },
+    /// Show one session (never its tokens).
+    Show {
+        /// The session id (ses_...).
+        session_id: String,
     },
     /// Revoke a session; its tokens stop verifying.
     Revoke {
         /// The session id (ses_...).
         session_id: String,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
 }
 
@@ -406,18 +414,21 @@ pub enum SessionCommand {
 #[derive(Clone, Debug, Subcommand)]
 pub enum TokenCommand {
     /// Verify an access token. Exit status 0 if active, 3 if not.
+    #[command(group(clap::ArgGroup::new("aud").required(true).args(["audience", "any_audience"])))]
     Verify {
         /// The token; `-` or omitted reads it from standard input.
         token: Option<String>,
-        /// Require this audience.
-        #[arg(long, default_value = "")]
-        audience: String,
+        /// Require this audience (the MCP server's URL): a token for
+        /// another server is not active.
+        #[arg(long)]
+        audience: Option<String>,
+        /// Accept a token for any audience (only for debugging: an MCP
+        /// server must check that a token is meant for it).
+        #[arg(long)]
+        any_audience: bool,
         /// Comma-separated scopes the token must carry.
         #[arg(long, value_delimiter = ',')]
         required_scopes: Vec<String>,
-        /// How to reach the server.
-        #[command(flatten)]
-        opts: ClientOpts,
     },
 }
 
@@ -468,7 +479,12 @@ fn retry_policy() -> RetryPolicy {
     }
 }
 
-impl ClientOpts {
+impl GlobalOpts {
+    /// How command output is printed.
+    fn output(&self) -> Output {
+        Output::new(self.json, self.field.clone())
+    }
+
     /// How to connect, sending the API key from `MCP_AUTH_API_KEY` if
     /// `with_api_key` (and no client certificate authenticates instead).
     fn connect_options(&self, with_api_key: bool) -> Result<ConnectOptions, CliError> {
@@ -533,24 +549,41 @@ fn arg_or_stdin(value: Option<String>, what: &str) -> Result<String, CliError> {
 /// # Errors
 /// The command failed; the error says why.
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    let opts = &cli.global;
+    let out = opts.output();
     match cli.command {
         Command::Serve(args) => serve::run(args).await.map(|()| 0).map_err(CliError::from),
-        Command::Key(cmd) => key::run(cmd).await,
-        Command::Session(cmd) => session::run(cmd).await,
-        Command::Token(cmd) => token::run(cmd).await,
-        Command::Jwks(opts) => token::jwks(opts).await,
-        Command::Cert(cmd) => cert::run(cmd).await,
-        Command::Identity(cmd) => identity::run(cmd).await,
-        Command::SigningKey(cmd) => signing_key::run(cmd).await,
-        Command::Audit(cmd) => audit::run(cmd).await,
-        Command::Bench(args) => bench::run(args).await,
+        Command::Key(cmd) => key::run(cmd, opts, &out).await,
+        Command::Session(cmd) => session::run(cmd, opts, &out).await,
+        Command::Token(cmd) => token::run(cmd, opts, &out).await,
+        Command::Jwks => token::jwks(opts, &out).await,
+        Command::Whoami => whoami::run(opts, &out).await,
+        Command::Cert(cmd) => cert::run(cmd, opts, &out).await,
+        Command::Identity(cmd) => identity::run(cmd, opts, &out).await,
+        Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
+        Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
+        Command::Bench(args) => bench::run(args, opts).await,
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;
-            outln!("Created admin key {key_id}. Its secret is shown only this once:");
-            outln!();
-            outln!("    {}", secret.expose());
-            outln!();
+            #[derive(serde::Serialize)]
+            struct Recovered<'a> {
+                key_id: &'a str,
+                secret: &'a str,
+            }
+            let shown = Recovered {
+                key_id: &key_id,
+                secret: secret.expose(),
+            };
+            out.print(&shown, |r| {
+                outln!(
+                    "Created admin key {}. Its secret is shown only this once:",
+                    r.key_id
+                );
+                outln!();
+                outln!("    {}", r.secret);
+                outln!();
+            })?;
             Ok(0)
         }
     }
@@ -564,6 +597,58 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        for args in [
+            &[
+                "mcp-auth",
+                "--json",
+                "--server",
+                "https://a:1",
+                "key",
+                "list",
+            ][..],
+            &[
+                "mcp-auth",
+                "key",
+                "list",
+                "--json",
+                "--server",
+                "https://a:1",
+            ][..],
+            &[
+                "mcp-auth",
+                "key",
+                "--server",
+                "https://a:1",
+                "list",
+                "--json",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert!(cli.global.json, "{args:?}");
+            assert_eq!(cli.global.server, "https://a:1", "{args:?}");
+        }
+    }
+
+    #[test]
+    fn token_verify_needs_an_audience_or_any_audience() {
+        let err = Cli::try_parse_from(["mcp-auth", "token", "verify", "t"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = Cli::try_parse_from([
+            "mcp-auth",
+            "token",
+            "verify",
+            "t",
+            "--audience",
+            "https://a",
+            "--any-audience",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(Cli::try_parse_from(["mcp-auth", "token", "verify", "--any-audience"]).is_ok());
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! `mcp-auth session ...`: create, refresh, list and revoke sessions.
 
-use time::OffsetDateTime;
-
-use super::output::{plural, print_json, show, time};
-use super::{CliError, SessionCommand, arg_or_stdin};
+use super::key::status;
+use super::output::{plural, time};
+use super::{CliError, GlobalOpts, Output, SessionCommand, arg_or_stdin};
 use crate::pb;
 
 /// Sessions asked for per `ListSessions` page.
 const PAGE_SIZE: u32 = 500;
 
 /// Runs a `session` subcommand.
-pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
+pub(super) async fn run(
+    cmd: SessionCommand,
+    opts: &GlobalOpts,
+    out: &Output,
+) -> Result<u8, CliError> {
     match cmd {
         SessionCommand::Create {
             subject,
@@ -18,7 +21,6 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
             audience,
             ttl_seconds,
             session_lifetime_seconds,
-            opts,
         } => {
             let s = opts
                 .client()
@@ -31,12 +33,11 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
                     session_lifetime_seconds,
                 })
                 .await?;
-            print_session(&s, opts.json)?;
+            print_session(&s, out)?;
         }
         SessionCommand::Refresh {
             refresh_token,
             scopes,
-            opts,
         } => {
             let refresh_token = arg_or_stdin(refresh_token, "the refresh token")?;
             // The refresh token is the credential: no API key is sent (a
@@ -49,13 +50,9 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
                     scopes,
                 })
                 .await?;
-            print_session(&s, opts.json)?;
+            print_session(&s, out)?;
         }
-        SessionCommand::List {
-            subject,
-            client_id,
-            opts,
-        } => {
+        SessionCommand::List { subject, client_id } => {
             let client = opts.client().await?;
             let mut all = Vec::new();
             let mut page_token = String::new();
@@ -74,13 +71,17 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
                 }
                 page_token = page.next_page_token;
             }
-            if opts.json {
-                print_json(&all)?;
-            } else {
-                print_sessions(&all);
-            }
+            out.print_list(&all, print_sessions)?;
         }
-        SessionCommand::RevokeAll { subject, opts } => {
+        SessionCommand::Show { session_id } => {
+            let s = opts
+                .client()
+                .await?
+                .get_session(pb::GetSessionRequest { session_id })
+                .await?;
+            out.print(&s, print_session_info)?;
+        }
+        SessionCommand::RevokeAll { subject } => {
             let resp = opts
                 .client()
                 .await?
@@ -88,11 +89,11 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
                     subject: subject.clone(),
                 })
                 .await?;
-            show(opts.json, &resp, |r| {
+            out.print(&resp, |r| {
                 outln!("revoked {} of {subject}", plural(r.revoked, "sessions"));
             })?;
         }
-        SessionCommand::Revoke { session_id, opts } => {
+        SessionCommand::Revoke { session_id } => {
             let resp = opts
                 .client()
                 .await?
@@ -100,7 +101,7 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
                     session_id: session_id.clone(),
                 })
                 .await?;
-            show(opts.json, &resp, |r| {
+            out.print(&resp, |r| {
                 outln!("revoked session {session_id} at {}", time(r.revoked_at));
             })?;
         }
@@ -108,21 +109,32 @@ pub(super) async fn run(cmd: SessionCommand) -> Result<u8, CliError> {
     Ok(0)
 }
 
-fn print_session(s: &pb::Session, json: bool) -> Result<(), CliError> {
-    if json {
-        return print_json(s);
-    }
-    outln!("session id:    {}", s.session_id);
-    outln!("subject:       {}", s.subject);
-    outln!("audience:      {}", s.audience);
-    outln!("scopes:        {}", s.scopes.join(","));
-    outln!("expires:       {}", time(s.expires_at));
-    outln!("session ends:  {}", time(s.session_expires_at));
-    outln!("access token:");
-    outln!("{}", s.access_token);
-    outln!("refresh token (single use):");
-    outln!("{}", s.refresh_token);
-    Ok(())
+fn print_session(s: &pb::Session, out: &Output) -> Result<(), CliError> {
+    out.print(s, |s| {
+        outln!("session id:    {}", s.session_id);
+        outln!("subject:       {}", s.subject);
+        outln!("audience:      {}", s.audience);
+        outln!("scopes:        {}", s.scopes.join(","));
+        outln!("expires:       {}", time(s.expires_at));
+        outln!("session ends:  {}", time(s.session_expires_at));
+        outln!("access token:");
+        outln!("{}", s.access_token);
+        outln!("refresh token (single use):");
+        outln!("{}", s.refresh_token);
+    })
+}
+
+/// `session show`: one session's fields (never its tokens).
+fn print_session_info(s: &pb::SessionInfo) {
+    outln!("session id:     {}", s.session_id);
+    outln!("subject:        {}", s.subject);
+    outln!("client id:      {}", s.client_id);
+    outln!("audience:       {}", s.audience);
+    outln!("scopes:         {}", s.scopes.join(","));
+    outln!("status:         {}", status(s.status));
+    outln!("created:        {}", time(s.created_at));
+    outln!("last refreshed: {}", time(s.last_refreshed_at));
+    outln!("session ends:   {}", time(s.expires_at));
 }
 
 /// The `session list` table.
@@ -135,21 +147,13 @@ fn print_sessions(sessions: &[pb::SessionInfo]) {
         "STATUS",
         "EXPIRES"
     );
-    let now = OffsetDateTime::now_utc().unix_timestamp();
     for s in sessions {
-        let status = if s.revoked {
-            "revoked"
-        } else if s.expires_at <= now {
-            "expired"
-        } else {
-            "active"
-        };
         outln!(
             "{:<26} {:<20} {:<26} {:<8} {:<20} {}",
             s.session_id,
             s.subject,
             s.client_id,
-            status,
+            status(s.status),
             time(s.expires_at),
             s.scopes.join(",")
         );

@@ -1,21 +1,28 @@
 //! `mcp-auth token verify` and `mcp-auth jwks`: checking access tokens,
 //! and the public keys to check them offline.
 
-use super::output::{print_json, time};
-use super::{CliError, ClientOpts, TokenCommand, arg_or_stdin};
+use super::output::time;
+use super::{CliError, GlobalOpts, Output, TokenCommand, arg_or_stdin};
 use crate::pb;
 
 /// Exit status of `token verify` for a token that is not active.
 const EXIT_INACTIVE: u8 = 3;
 
 /// Runs a `token` subcommand.
-pub(super) async fn run(cmd: TokenCommand) -> Result<u8, CliError> {
+pub(super) async fn run(
+    cmd: TokenCommand,
+    opts: &GlobalOpts,
+    out: &Output,
+) -> Result<u8, CliError> {
     let TokenCommand::Verify {
         token,
         audience,
+        any_audience: _,
         required_scopes,
-        opts,
     } = cmd;
+    // clap lets through only one of --audience and --any-audience; an
+    // empty audience is the wire's "any".
+    let audience = audience.unwrap_or_default();
     let token = arg_or_stdin(token, "the token")?;
     let resp = opts
         .client()
@@ -26,36 +33,34 @@ pub(super) async fn run(cmd: TokenCommand) -> Result<u8, CliError> {
             required_scopes,
         })
         .await?;
-    let reason = resp.reason().as_str_name();
-    if opts.json {
-        let mut value = serde_json::to_value(&resp)
-            .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
-        if resp.active {
-            if let Some(obj) = value.as_object_mut() {
-                obj.remove("reason");
-            }
-        } else {
-            value["reason"] = reason.into();
-        }
-        print_json(&value)?;
-    } else if let (true, Some(c)) = (resp.active, &resp.claims) {
-        outln!("active:     true");
-        outln!("subject:    {}", c.subject);
-        outln!("audience:   {}", c.audience);
-        outln!("scopes:     {}", c.scopes.join(","));
-        outln!("session id: {}", c.session_id);
-        outln!("client id:  {}", c.client_id);
-        outln!("issued:     {}", time(c.issued_at));
-        outln!("expires:    {}", time(c.expires_at));
-    } else {
-        outln!("active:     false");
-        outln!("reason:     {reason}");
+    let mut value = serde_json::to_value(&resp)
+        .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+    if let Some(obj) = value.as_object_mut() {
+        // Only one of them means anything: the claims of an active
+        // token, the reason of an inactive one.
+        obj.remove(if resp.active { "reason" } else { "claims" });
     }
+    out.print(&value, |_| {
+        if let (true, Some(c)) = (resp.active, &resp.claims) {
+            outln!("active:     true");
+            outln!("subject:    {}", c.subject);
+            outln!("audience:   {}", c.audience);
+            outln!("scopes:     {}", c.scopes.join(","));
+            outln!("session id: {}", c.session_id);
+            outln!("client id:  {}", c.client_id);
+            outln!("issued:     {}", time(c.issued_at));
+            outln!("expires:    {}", time(c.expires_at));
+        } else {
+            outln!("active:     false");
+            outln!("reason:     {}", resp.reason().as_str_name());
+        }
+    })?;
     Ok(if resp.active { 0 } else { EXIT_INACTIVE })
 }
 
-/// Runs `jwks`: prints the server's JWK Set. Sends no API key.
-pub(super) async fn jwks(opts: ClientOpts) -> Result<u8, CliError> {
+/// Runs `jwks`: the server's JWK Set (as JSON with `--json`, else one
+/// line per key). Sends no API key.
+pub(super) async fn jwks(opts: &GlobalOpts, out: &Output) -> Result<u8, CliError> {
     let resp = opts
         .anonymous_client()
         .await?
@@ -63,6 +68,28 @@ pub(super) async fn jwks(opts: ClientOpts) -> Result<u8, CliError> {
         .await?;
     let value: serde_json::Value = serde_json::from_str(&resp.jwks_json)
         .map_err(|e| CliError::Usage(format!("server sent a JWKS that is not JSON: {e}")))?;
-    print_json(&value)?;
+    out.print(&value, |set| {
+        let text = |key: &serde_json::Value, name: &str| {
+            key.get(name)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("-")
+                .to_owned()
+        };
+        outln!("{:<44} {:<6} {:<4} CURVE", "KID", "ALG", "KTY");
+        for key in set
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            outln!(
+                "{:<44} {:<6} {:<4} {}",
+                text(key, "kid"),
+                text(key, "alg"),
+                text(key, "kty"),
+                text(key, "crv")
+            );
+        }
+    })?;
     Ok(0)
 }

@@ -201,6 +201,26 @@ impl Core {
         Ok(self.store.api_keys().await?)
     }
 
+    /// `GetApiKey`.
+    ///
+    /// # Errors
+    /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND,
+    /// storage.
+    pub async fn get_api_key(
+        &self,
+        creds: &Credentials<'_>,
+        key_id: &str,
+    ) -> Result<ApiKeyRecord, Error> {
+        self.key_admin(creds).await?;
+        check_id("key_id", key_id)?;
+        Ok(self
+            .store
+            .api_key(key_id)
+            .await?
+            .ok_or_else(|| key_not_found(key_id))?
+            .record)
+    }
+
     /// Applies `change` to the key `key_id` as `caller` may, writing it
     /// with an audit record of `action`: load, decide, write.
     async fn change_key(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::ca::parse_client_cert;
 use crate::core::audit::AuditEvent;
 use crate::core::error::{Error, Kind, Reason};
-use crate::core::principal::Principal;
+use crate::core::principal::{CallerKind, Principal};
 use crate::core::{Core, Credentials};
 use crate::secret::{API_KEY_PREFIX, SecretHash};
 
@@ -138,6 +138,7 @@ impl Core {
             )),
             Some(grant) => Ok(Principal {
                 id: info.name.into(),
+                kind: CallerKind::Identity,
                 scopes: grant.scopes.into(),
                 rate_limit: grant.rate_limit,
             }),
@@ -145,6 +146,7 @@ impl Core {
             // scope is PERMISSION_DENIED.
             None => Ok(Principal {
                 id: info.name.into(),
+                kind: CallerKind::Identity,
                 scopes: Arc::new([]),
                 rate_limit: None,
             }),
@@ -208,6 +210,7 @@ impl Core {
         }
         Ok(Principal {
             id: entry.id.clone(),
+            kind: CallerKind::ApiKey,
             scopes: entry.scopes.clone(),
             rate_limit: record.rate_limit,
         })

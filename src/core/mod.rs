@@ -24,6 +24,7 @@ pub(crate) mod refresh;
 pub(crate) mod revocations;
 pub(crate) mod sessions;
 pub(crate) mod signing;
+pub(crate) mod whoami;
 
 use std::sync::Arc;
 
@@ -31,7 +32,9 @@ pub use self::api_keys::{CreatedApiKey, NewApiKey};
 pub use self::credentials::Credentials;
 pub use self::error::{Error, Kind, Reason};
 pub use self::identities::IdentityGrant;
+pub use self::principal::CallerKind;
 pub use self::sessions::{IssuedSession, NewSession, TokenCheck};
+pub use self::whoami::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::secret::Secret;
@@ -142,6 +145,12 @@ impl Core {
             clock,
         };
         Ok((core, primary))
+    }
+
+    /// The time now, by the one clock (Unix seconds): adapters use it to
+    /// tell where a record stands when they show it.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// The SPIFFE trust domain of client certificate identities.

@@ -92,6 +92,12 @@ pub(crate) fn may_revoke_session(caller: &Principal, session: &SessionRecord) ->
     }
 }
 
+/// Whether a caller may see one session: an admin any, everyone else
+/// the sessions it created (as in [`session_listing`]).
+pub(crate) fn may_see_session(caller: &Principal, session: &SessionRecord) -> bool {
+    caller.has(ADMIN) || *caller.id == *session.client_id
+}
+
 /// Which of a subject's sessions a caller with `sessions:revoke` revokes
 /// by subject: all of them for an admin, else those it created.
 pub(crate) fn revokes_by_subject(caller: &Principal, session_client_id: &str) -> bool {
@@ -142,6 +148,7 @@ mod tests {
     fn principal(id: &str, scopes: &[&str]) -> Principal {
         Principal {
             id: id.into(),
+            kind: crate::core::principal::CallerKind::ApiKey,
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             rate_limit: None,
         }

@@ -37,11 +37,23 @@ pub(crate) const MAX_SCOPES: usize = 64;
 /// Longest scope, in bytes.
 pub(crate) const MAX_SCOPE_LEN: usize = 128;
 
+/// Which kind of credential authenticated a caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerKind {
+    /// An API key.
+    ApiKey,
+    /// A client certificate naming a service identity.
+    Identity,
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub(crate) struct Principal {
-    /// The credential's id (an API key id); becomes `client_id` in tokens.
+    /// The credential's id (an API key id or identity name); becomes
+    /// `client_id` in tokens.
     pub id: Arc<str>,
+    /// Which kind of credential it is.
+    pub kind: CallerKind,
     /// The scopes granted to the credential.
     pub scopes: Arc<[String]>,
     /// The credential's own rate limit, if it overrides the default.

@@ -211,6 +211,7 @@ mod tests {
         );
         let other = Principal {
             id: "key_b".into(),
+            kind: crate::core::principal::CallerKind::ApiKey,
             scopes: std::sync::Arc::new([]),
             rate_limit: None,
         };

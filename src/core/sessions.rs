@@ -342,6 +342,29 @@ impl Core {
         Ok(self.store.sessions_page(&filter, after, limit).await?)
     }
 
+    /// `GetSession`: one session as the caller's listing would show it;
+    /// a session the caller may not see is NOT_FOUND, like one that does
+    /// not exist.
+    ///
+    /// # Errors
+    /// Authentication, INVALID_ARGUMENT, NOT_FOUND, storage.
+    pub async fn get_session(
+        &self,
+        creds: &Credentials<'_>,
+        session_id: &str,
+    ) -> Result<SessionRecord, Error> {
+        let caller = self.authenticate(creds).await?;
+        check_id("session_id", session_id)?;
+        self.store
+            .session(session_id)
+            .await?
+            .map(|stored| stored.record)
+            .filter(|session| policy::may_see_session(&caller, session))
+            .ok_or_else(|| {
+                Error::refused(Reason::SessionNotFound, format!("no session {session_id}"))
+            })
+    }
+
     /// `RevokeSession`: by its creator, or with `sessions:revoke`. Returns
     /// when it was revoked (the first revocation's time).
     ///

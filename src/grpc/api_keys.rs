@@ -1,4 +1,4 @@
-//! `ApiKeyService`: CreateApiKey, ListApiKeys, RevokeApiKey, UpdateApiKey,
+//! `ApiKeyService`: CreateApiKey, ListApiKeys, GetApiKey, RevokeApiKey, UpdateApiKey,
 //! RotateApiKey.
 
 use std::sync::Arc;
@@ -15,10 +15,10 @@ pub(crate) struct ApiKeyService {
     pub core: Arc<Core>,
 }
 
-fn created(c: CreatedApiKey) -> pb::CreateApiKeyResponse {
+fn created(c: CreatedApiKey, now: i64) -> pb::CreateApiKeyResponse {
     pb::CreateApiKeyResponse {
         secret: c.secret.expose().to_owned(),
-        api_key: Some(key_to_pb(c.record)),
+        api_key: Some(key_to_pb(c.record, now)),
     }
 }
 
@@ -36,7 +36,7 @@ impl pb::api_key_service_server::ApiKeyService for ApiKeyService {
             rate_limit: rate_limit_from_pb(r.rate_limit),
         };
         let key = self.core.create_api_key(&call.credentials(), req).await?;
-        Ok(Response::new(created(key)))
+        Ok(Response::new(created(key, self.core.now())))
     }
 
     async fn list_api_keys(
@@ -46,8 +46,23 @@ impl pb::api_key_service_server::ApiKeyService for ApiKeyService {
         let (call, _) = Call::split(request);
         let keys = self.core.list_api_keys(&call.credentials()).await?;
         Ok(Response::new(pb::ListApiKeysResponse {
-            api_keys: keys.into_iter().map(key_to_pb).collect(),
+            api_keys: keys
+                .into_iter()
+                .map(|k| key_to_pb(k, self.core.now()))
+                .collect(),
         }))
+    }
+
+    async fn get_api_key(
+        &self,
+        request: Request<pb::GetApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
+        let (call, r) = Call::split(request);
+        let key = self
+            .core
+            .get_api_key(&call.credentials(), &r.key_id)
+            .await?;
+        Ok(Response::new(key_to_pb(key, self.core.now())))
     }
 
     async fn revoke_api_key(
@@ -60,7 +75,7 @@ impl pb::api_key_service_server::ApiKeyService for ApiKeyService {
             .revoke_api_key(&call.credentials(), &r.key_id, r.cascade.unwrap_or(true))
             .await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
-            api_key: Some(key_to_pb(key)),
+            api_key: Some(key_to_pb(key, self.core.now())),
             sessions_revoked,
         }))
     }
@@ -78,7 +93,7 @@ impl pb::api_key_service_server::ApiKeyService for ApiKeyService {
                 rate_limit_from_pb(r.rate_limit),
             )
             .await?;
-        Ok(Response::new(key_to_pb(key)))
+        Ok(Response::new(key_to_pb(key, self.core.now())))
     }
 
     async fn rotate_api_key(
@@ -90,6 +105,6 @@ impl pb::api_key_service_server::ApiKeyService for ApiKeyService {
             .core
             .rotate_api_key(&call.credentials(), &r.key_id, r.grace_seconds)
             .await?;
-        Ok(Response::new(created(key)))
+        Ok(Response::new(created(key, self.core.now())))
     }
 }

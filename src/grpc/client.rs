@@ -299,6 +299,17 @@ impl Client {
         .await
     }
 
+    /// `ApiKeyService.GetApiKey`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn get_api_key(&self, message: pb::GetApiKeyRequest) -> Result<pb::ApiKey, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            ApiKeyServiceClient::new(ch).get_api_key(req).await
+        })
+        .await
+    }
+
     /// `ApiKeyService.RevokeApiKey`.
     ///
     /// # Errors
@@ -383,6 +394,33 @@ impl Client {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             TokenServiceClient::new(ch).list_sessions(req).await
         })
+        .await
+    }
+
+    /// `TokenService.GetSession`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn get_session(
+        &self,
+        message: pb::GetSessionRequest,
+    ) -> Result<pb::SessionInfo, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            TokenServiceClient::new(ch).get_session(req).await
+        })
+        .await
+    }
+
+    /// `TokenService.WhoAmI`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn who_am_i(&self) -> Result<pb::WhoAmIResponse, Status> {
+        self.call(
+            pb::WhoAmIRequest {},
+            Credential::ApiKey,
+            |ch, req| async move { TokenServiceClient::new(ch).who_am_i(req).await },
+        )
         .await
     }
 

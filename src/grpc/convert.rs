@@ -3,9 +3,9 @@
 //! adapter and the CLI.
 
 use crate::ca::spiffe_id;
-use crate::core::IssuedSession;
+use crate::core::{Caller, CallerKind, IssuedSession};
 use crate::pb;
-use crate::store::{ApiKeyRecord, AuditRecord, IdentityRecord, RateLimit, SessionRecord};
+use crate::store::{ApiKeyRecord, AuditRecord, IdentityRecord, RateLimit, SessionRecord, Standing};
 use crate::token::{AccessClaims, TokenReason};
 
 /// A request's rate limit (validated by the core).
@@ -23,8 +23,19 @@ pub(crate) fn rate_limit_to_pb(limit: Option<RateLimit>) -> Option<pb::RateLimit
     })
 }
 
-pub(crate) fn key_to_pb(r: ApiKeyRecord) -> pb::ApiKey {
+/// A standing as the wire says it.
+fn standing_to_pb(s: Standing) -> pb::RecordStatus {
+    match s {
+        Standing::Active => pb::RecordStatus::Active,
+        Standing::Expired => pb::RecordStatus::Expired,
+        Standing::Revoked => pb::RecordStatus::Revoked,
+    }
+}
+
+/// A key as shown at `now` (its status is where it stands then).
+pub(crate) fn key_to_pb(r: ApiKeyRecord, now: i64) -> pb::ApiKey {
     pb::ApiKey {
+        status: standing_to_pb(r.standing(now)).into(),
         key_id: r.key_id,
         name: r.name,
         scopes: r.scopes,
@@ -49,8 +60,10 @@ pub(crate) fn identity_to_pb(trust_domain: &str, r: IdentityRecord) -> pb::Ident
     }
 }
 
-pub(crate) fn session_info(r: SessionRecord) -> pb::SessionInfo {
+/// A session as shown at `now`.
+pub(crate) fn session_info(r: SessionRecord, now: i64) -> pb::SessionInfo {
     pb::SessionInfo {
+        status: standing_to_pb(r.standing(now)).into(),
         session_id: r.session_id,
         subject: r.subject,
         client_id: r.client_id,
@@ -76,6 +89,21 @@ pub(crate) fn session_to_pb(s: IssuedSession) -> pb::Session {
         issued_at: s.issued_at,
         client_id: s.record.client_id,
         session_expires_at: s.record.session_expires_at,
+    }
+}
+
+pub(crate) fn caller_to_pb(c: Caller) -> pb::WhoAmIResponse {
+    let kind = match c.kind {
+        CallerKind::ApiKey => pb::who_am_i_response::Kind::ApiKey,
+        CallerKind::Identity => pb::who_am_i_response::Kind::Identity,
+    };
+    pb::WhoAmIResponse {
+        kind: kind.into(),
+        client_id: c.client_id,
+        name: c.name,
+        scopes: c.scopes,
+        expires_at: c.expires_at,
+        rate_limit: rate_limit_to_pb(c.rate_limit),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `TokenService`: CreateSession, RefreshSession, VerifyToken,
-//! RevokeSession, RevokeSessions, ListSessions, GetJwks.
+//! RevokeSession, RevokeSessions, ListSessions, GetSession, GetJwks,
+//! WhoAmI.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
 use super::call::Call;
-use super::convert::{claims_to_pb, reason_to_pb, session_info, session_to_pb};
+use super::convert::{caller_to_pb, claims_to_pb, reason_to_pb, session_info, session_to_pb};
 use crate::core::{Core, Error, NewSession, TokenCheck};
 use crate::pb;
 use crate::store::{Cursor, SessionFilter};
@@ -103,12 +104,37 @@ impl pb::token_service_server::TokenService for TokenService {
             .list_sessions(&call.credentials(), filter, cursor.as_ref(), r.page_size)
             .await?;
         Ok(Response::new(pb::ListSessionsResponse {
-            sessions: page.items.into_iter().map(session_info).collect(),
+            sessions: page
+                .items
+                .into_iter()
+                .map(|s| session_info(s, self.core.now()))
+                .collect(),
             next_page_token: page
                 .next
                 .map(|c| URL_SAFE_NO_PAD.encode(c.as_str()))
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::SessionInfo>, Status> {
+        let (call, r) = Call::split(request);
+        let session = self
+            .core
+            .get_session(&call.credentials(), &r.session_id)
+            .await?;
+        Ok(Response::new(session_info(session, self.core.now())))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let (call, _) = Call::split(request);
+        let caller = self.core.whoami(&call.credentials()).await?;
+        Ok(Response::new(caller_to_pb(caller)))
     }
 
     async fn revoke_sessions(

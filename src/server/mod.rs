@@ -196,6 +196,10 @@ impl Server {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // `google.rpc.ErrorInfo`, `BadRequest`, `RetryInfo`: so
+                // grpcurl and other reflection clients decode the details
+                // every refusal carries.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_err = |e| Error::io("building reflection service", std::io::Error::other(e));
         let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;

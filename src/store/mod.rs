@@ -26,7 +26,7 @@ use async_trait::async_trait;
 pub use model::{
     ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, Cursor, IdentityRecord, Page,
     PreviousSecret, REFRESH_HISTORY, RateLimit, RefreshToken, RevokedCert, SessionFilter,
-    SessionRecord, SigningAlg, SigningKeyRecord, Swap, Version, Versioned,
+    SessionRecord, SigningAlg, SigningKeyRecord, Standing, Swap, Version, Versioned,
 };
 
 /// Storage failed.
@@ -43,6 +43,12 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// Another process has the data directory open.
+    #[error(
+        "another mcp-auth process is using the data directory {}: stop it first (offline commands need a stopped server)",
+        .0.display()
+    )]
+    InUse(std::path::PathBuf),
 }
 
 /// Shorthand for a storage result.

@@ -83,7 +83,29 @@ pub struct ApiKeyRecord {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// Where a key or session stands at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Usable.
+    Active,
+    /// Its lifetime has ended.
+    Expired,
+    /// Revoked; wins over expired.
+    Revoked,
+}
+
 impl ApiKeyRecord {
+    /// Where the key stands at `now` (Unix seconds).
+    pub fn standing(&self, now: i64) -> Standing {
+        if self.revoked_at.is_some() {
+            Standing::Revoked
+        } else if self.expires_at != 0 && now >= self.expires_at {
+            Standing::Expired
+        } else {
+            Standing::Active
+        }
+    }
+
     /// The hashes of its live secrets: the current one and the previous
     /// one while it is in its grace period.
     pub fn hashes(&self) -> impl Iterator<Item = &SecretHash> {
@@ -138,6 +160,20 @@ pub struct SessionRecord {
     /// [`REFRESH_HISTORY`]).
     #[serde(default)]
     pub refresh_tokens: Vec<RefreshToken>,
+}
+
+impl SessionRecord {
+    /// Where the session stands at `now` (Unix seconds): expired once its
+    /// absolute end has passed.
+    pub fn standing(&self, now: i64) -> Standing {
+        if self.revoked_at.is_some() {
+            Standing::Revoked
+        } else if now >= self.session_expires_at {
+            Standing::Expired
+        } else {
+            Standing::Active
+        }
+    }
 }
 
 /// Spent refresh tokens a session remembers for reuse detection. A token

@@ -164,7 +164,10 @@ async fn recover_admin_makes_a_new_admin_key_on_a_stopped_server_only() {
     let out = recover().await.unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("lock"), "{err}");
+    assert!(
+        err.contains("another mcp-auth process is using the data directory"),
+        "{err}"
+    );
 
     // The lost admin key is revoked, the server stopped, a key recovered.
     let mut keys = server.keys().await;

@@ -205,15 +205,37 @@ impl TestServer {
 
     /// Runs `mcp-auth ARGS` against this server with the primary key.
     pub async fn cli_as_admin(&self, args: &[&str]) -> std::process::Output {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-            .args(args)
-            .env_clear()
-            .env("MCP_AUTH_SERVER", self.url())
-            .env("MCP_AUTH_CA", self.ca_path())
-            .env("MCP_AUTH_API_KEY", &self.primary)
+        self.cli_command(Some(&self.primary), args)
             .output()
             .await
             .unwrap()
+    }
+
+    /// The `mcp-auth` binary with `args`, pointed at this server, with
+    /// `key` (if any) in MCP_AUTH_API_KEY and nothing else from the
+    /// environment.
+    pub fn cli_command(&self, key: Option<&str>, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"));
+        cmd.args(args)
+            .env_clear()
+            .env("MCP_AUTH_SERVER", self.url())
+            .env("MCP_AUTH_CA", self.ca_path())
+            .stdin(Stdio::null());
+        if let Some(key) = key {
+            cmd.env("MCP_AUTH_API_KEY", key);
+        }
+        cmd
+    }
+
+    /// Runs the CLI as [`Self::cli_command`] does: (exit code, stdout,
+    /// stderr).
+    pub async fn cli(&self, key: Option<&str>, args: &[&str]) -> (i32, String, String) {
+        let out = self.cli_command(key, args).output().await.unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
     }
 
     /// RefreshSession with `token` alone (no other credential).

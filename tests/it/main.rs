@@ -8,6 +8,7 @@ mod common;
 
 mod api_keys;
 mod audit;
+mod cli_face;
 mod contract;
 mod durability;
 mod error_table;

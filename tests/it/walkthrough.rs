@@ -134,7 +134,15 @@ async fn readme_walkthrough_with_the_cli() {
     let (code, out, _) = cli
         .run(
             Some(&verify_key),
-            &["token", "verify", "--required-scopes", "tools:call", &token],
+            &[
+                "token",
+                "verify",
+                "--audience",
+                "https://mcp.example.com",
+                "--required-scopes",
+                "tools:call",
+                &token,
+            ],
             None,
         )
         .await;
@@ -179,7 +187,7 @@ async fn readme_walkthrough_with_the_cli() {
     let (code, out, _) = cli
         .run(
             Some(&verify_key),
-            &["token", "verify", "--json", &token],
+            &["token", "verify", "--any-audience", "--json", &token],
             None,
         )
         .await;
@@ -436,6 +444,35 @@ async fn bench_smoke_run_of_every_scenario_completes_without_errors() {
     // verify-uncached used each of its 50 tokens once, then stopped.
     assert_eq!(reports[2]["ok"], 50, "{}", reports[2]);
     assert!(err.contains("ran out"), "{err}");
+
+    // The bench leaves the store as it found it, or close: its key is
+    // revoked (and would have expired within the hour), its sessions end
+    // minutes after the run, so maintenance sweeps them.
+    let admin = server.client(&server.primary).await;
+    let keys = admin
+        .list_api_keys(mcp_auth::pb::ListApiKeysRequest {})
+        .await
+        .unwrap()
+        .api_keys;
+    let bench = keys.iter().find(|k| k.name == "mcp-auth bench").unwrap();
+    assert!(bench.revoked, "{bench:?}");
+    let now = server.clock.now();
+    assert!(
+        bench.expires_at > now && bench.expires_at <= now + 3600,
+        "{bench:?}"
+    );
+    let sessions = admin
+        .list_sessions(mcp_auth::pb::ListSessionsRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .sessions;
+    assert!(!sessions.is_empty());
+    for s in &sessions {
+        assert!(s.expires_at <= now + 3600, "short-lived: {s:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,8 @@ pub(super) struct Fixture {
     pub(super) tokens: Vec<String>,
     /// Next unused token of `tokens`, for verify-uncached.
     pub(super) next_fresh: AtomicUsize,
+    /// Lifetime of every session the run creates, seconds.
+    pub(super) session_lifetime: u32,
 }
 
 /// A call's outcome; `Exhausted` ends the caller (no fresh token left);
@@ -221,9 +223,14 @@ fn pick(mix: &[u32; 3], i: usize) -> Call {
     }
 }
 
-/// A bench key, with a rate limit high enough not to be what is measured.
-/// Created with `admin`'s key.
-pub(super) async fn create_bench_key(admin: &Client) -> Result<String, CliError> {
+/// A bench key, with a rate limit high enough not to be what is measured,
+/// expiring `lifetime` seconds from now (the run revokes it when it ends;
+/// the expiry covers a run that is killed). Created with `admin`'s key.
+/// Returns its id and secret.
+pub(super) async fn create_bench_key(
+    admin: &Client,
+    lifetime: u32,
+) -> Result<(String, String), CliError> {
     let created = admin
         .create_api_key(pb::CreateApiKeyRequest {
             name: "mcp-auth bench".to_owned(),
@@ -232,14 +239,15 @@ pub(super) async fn create_bench_key(admin: &Client) -> Result<String, CliError>
                 "tokens:verify".to_owned(),
                 "bench:read".to_owned(),
             ],
-            expires_at: 0,
+            expires_at: time::OffsetDateTime::now_utc().unix_timestamp() + i64::from(lifetime),
             rate_limit: Some(pb::RateLimit {
                 requests_per_second: 1_000_000,
                 burst: 1_000_000,
             }),
         })
         .await?;
-    Ok(created.secret)
+    let key_id = created.api_key.map(|k| k.key_id).unwrap_or_default();
+    Ok((key_id, created.secret))
 }
 
 /// `n` valid access tokens, created over all of `clients` at once.
@@ -255,13 +263,14 @@ pub(super) async fn create_tokens(
         eprintln!("creating {n} tokens first...");
     }
     let callers = args.concurrency.clamp(1, 64);
+    let lifetime = args.session_lifetime();
     let mut tasks = Vec::new();
     for c in 0..callers {
         let client = clients[c % clients.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             for i in (c..n).step_by(callers) {
-                out.push(create(&client, i).await?.access_token);
+                out.push(create(&client, i, lifetime).await?.access_token);
             }
             Ok::<_, tonic::Status>(out)
         }));
@@ -276,15 +285,20 @@ pub(super) async fn create_tokens(
     Ok(tokens)
 }
 
-/// A session for `bench-user-{i}`, as `client`'s key.
-pub(super) async fn create(client: &Client, i: usize) -> Result<pb::Session, tonic::Status> {
+/// A session for `bench-user-{i}`, as `client`'s key, ending after
+/// `lifetime` seconds (so maintenance sweeps it soon after the run).
+pub(super) async fn create(
+    client: &Client,
+    i: usize,
+    lifetime: u32,
+) -> Result<pb::Session, tonic::Status> {
     client
         .create_session(pb::CreateSessionRequest {
             subject: format!("bench-user-{i}"),
             scopes: vec!["bench:read".to_owned()],
             audience: "mcp-auth-bench".to_owned(),
             ttl_seconds: 0,
-            session_lifetime_seconds: 0,
+            session_lifetime_seconds: lifetime,
         })
         .await
 }
@@ -346,12 +360,14 @@ impl Worker {
                 };
                 self.verify(token).await
             }
-            Call::Create => create(&self.client, i).await.map(|_| ()),
+            Call::Create => create(&self.client, i, self.fixture.session_lifetime)
+                .await
+                .map(|_| ()),
             Call::Refresh => {
                 let token = match self.refresh_token.take() {
                     Some(t) if self.chain < REFRESH_CHAIN => t,
                     _ => {
-                        return match create(&self.client, i).await {
+                        return match create(&self.client, i, self.fixture.session_lifetime).await {
                             Ok(s) => {
                                 self.refresh_token = Some(s.refresh_token);
                                 self.chain = 0;

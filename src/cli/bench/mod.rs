@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use super::{CliError, ClientOpts};
+use super::{CliError, GlobalOpts};
+use crate::pb;
 use load::{Fixture, create_bench_key, create_tokens, load, parse_mix};
 
 /// What the load consists of.
@@ -101,9 +102,20 @@ pub struct BenchArgs {
     /// The data directory for --seed-sessions.
     #[arg(long, env = "MCP_AUTH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// How to reach the server (with an admin key in MCP_AUTH_API_KEY).
-    #[command(flatten)]
-    pub opts: ClientOpts,
+}
+
+/// Sessions the run creates outlive it by this much, seconds.
+const SESSION_MARGIN_SECS: u64 = 300;
+
+impl BenchArgs {
+    /// How long the run's sessions live: the whole run and a margin, so
+    /// tokens stay valid while measured and maintenance sweeps them soon
+    /// after.
+    fn session_lifetime(&self) -> u32 {
+        let scenarios = u64::try_from(self.scenario.len()).unwrap_or(1);
+        let run = scenarios.saturating_mul(self.warmup + self.duration);
+        u32::try_from(run.saturating_add(SESSION_MARGIN_SECS)).unwrap_or(u32::MAX)
+    }
 }
 
 /// The result of one scenario, as `--json` prints it.
@@ -131,27 +143,49 @@ pub struct BenchReport {
 ///
 /// # Errors
 /// The server cannot be reached or the setup calls fail.
-pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
+pub async fn run(args: BenchArgs, opts: &GlobalOpts) -> Result<u8, CliError> {
     if let Some(n) = args.seed_sessions {
         return seed::seed(&args.data_dir, n).await;
     }
     let mix = parse_mix(&args.mix)?;
-    let mut options = args.opts.connect_options(true)?;
+    let mut options = opts.connect_options(true)?;
     options.plaintext = args.plaintext;
     let mut admins = Vec::new();
     for _ in 0..args.connections.max(1) {
         admins.push(super::connect(&options).await?);
     }
-    let key = create_bench_key(&admins[0]).await?;
+    let (key_id, key) = create_bench_key(&admins[0], args.session_lifetime()).await?;
     // The same connections, as the bench key.
     let clients = admins
         .iter()
         .map(|admin| admin.with_api_key(Some(key.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    let result = run_scenarios(&args, opts, &mix, &clients).await;
+    // The bench key goes when the run does (its sessions end by
+    // themselves shortly after); a failed revocation is said, not fatal.
+    if let Err(e) = admins[0]
+        .revoke_api_key(pb::RevokeApiKeyRequest {
+            key_id: key_id.clone(),
+            cascade: Some(false),
+        })
+        .await
+    {
+        eprintln!("could not revoke the bench key {key_id}: {}", e.message());
+    }
+    result
+}
+
+/// Runs every scenario in turn and prints the reports.
+async fn run_scenarios(
+    args: &BenchArgs,
+    opts: &GlobalOpts,
+    mix: &[u32; 3],
+    clients: &[crate::grpc::client::Client],
+) -> Result<u8, CliError> {
     let mut reports = Vec::new();
     for &scenario in &args.scenario {
         let report = if scenario == Scenario::Signature {
-            signature::signature(&args, &clients[0]).await?
+            signature::signature(args, &clients[0]).await?
         } else {
             let tokens = match scenario {
                 Scenario::Verify | Scenario::Mixed => args.tokens.unwrap_or(1000),
@@ -161,12 +195,13 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
                 _ => 0,
             };
             let fixture = Fixture {
-                tokens: create_tokens(&args, &clients, tokens).await?,
+                tokens: create_tokens(args, clients, tokens).await?,
                 next_fresh: AtomicUsize::new(0),
+                session_lifetime: args.session_lifetime(),
             };
-            load(&args, scenario, &mix, &clients, Arc::new(fixture)).await?
+            load(args, scenario, mix, clients, Arc::new(fixture)).await?
         };
-        if args.opts.json {
+        if opts.json {
             // One line per scenario (JSON Lines), so several scenarios in
             // one run stay easy to read with a script.
             let line = serde_json::to_string(&report)
@@ -177,7 +212,7 @@ pub async fn run(args: BenchArgs) -> Result<u8, CliError> {
         }
         reports.push(report);
     }
-    if !args.opts.json && reports.len() > 1 {
+    if !opts.json && reports.len() > 1 {
         print_ratios(&reports);
     }
     Ok(if reports.iter().all(|r| r.errors.is_empty()) {

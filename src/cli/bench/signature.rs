@@ -21,7 +21,9 @@ use crate::pb;
 /// parsing, no claims, no network. `verify-uncached` is measured against
 /// it.
 pub(super) async fn signature(args: &BenchArgs, client: &Client) -> Result<BenchReport, CliError> {
-    let token = create(client, 0).await?.access_token;
+    let token = create(client, 0, args.session_lifetime())
+        .await?
+        .access_token;
     let jwks = client.get_jwks(pb::GetJwksRequest {}).await?.jwks_json;
     let unusable = || CliError::Usage("the server's token or JWKS is not usable".to_owned());
     let set = JwkSet::from_json(&jwks, &[]).map_err(|_| unusable())?;

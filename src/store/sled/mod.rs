@@ -92,7 +92,8 @@ impl SledStore {
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
             .cache_capacity(CACHE_BYTES)
-            .open()?;
+            .open()
+            .map_err(|e| in_use(dir, e))?;
         let audit_tree = db.open_tree("audit")?;
         let meta = db.open_tree("meta")?;
         let head = match audit_tree.last()? {
@@ -635,6 +636,20 @@ pub fn open(dir: &Path, durability: Durability) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(SledStore::open(dir, durability)?))
 }
 
+/// sled's refusal to open a database another process holds (its file
+/// lock answers `WouldBlock`), in words; any other error as it is.
+fn in_use(dir: &Path, err: sled::Error) -> StoreError {
+    match &err {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock") =>
+        {
+            StoreError::InUse(dir.to_path_buf())
+        }
+        _ => StoreError::from(err),
+    }
+}
+
 /// See [`crate::store::legacy_fixture`].
 #[cfg(test)]
 pub(super) fn legacy_fixture(dir: &Path, now: i64) -> (String, String) {
@@ -647,7 +662,10 @@ pub(super) fn tamper_with_audit_record(
     seq: u64,
     edit: impl FnOnce(&mut AuditRecord),
 ) -> StoreResult<()> {
-    let db = sled::Config::new().path(dir.join("db")).open()?;
+    let db = sled::Config::new()
+        .path(dir.join("db"))
+        .open()
+        .map_err(|e| in_use(dir, e))?;
     let audit = db.open_tree("audit")?;
     let key = seq.to_be_bytes();
     let bytes = audit
