@@ -116,7 +116,9 @@ pub(super) async fn load(
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
                         Outcome::Failed(code) => {
-                            *errors.entry(format!("{code:?}")).or_default() += 1
+                            *errors
+                                .entry(crate::grpc::status::code_name(code).to_owned())
+                                .or_default() += 1
                         }
                         Outcome::Exhausted => {
                             exhausted.store(true, Ordering::Relaxed);

@@ -612,7 +612,13 @@ impl Store for SledStore {
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
         };
-        r.map_err(|e| StoreError::Backend(format!("pruning the audit trail: {e:?}")))?;
+        r.map_err(|e| {
+            let cause = match e {
+                sled::transaction::TransactionError::Storage(e) => e.to_string(),
+                sled::transaction::TransactionError::Abort(()) => "aborted".to_owned(),
+            };
+            StoreError::Backend(format!("pruning the audit trail: {cause}"))
+        })?;
         self.durable().await?;
         Ok(gone.len())
     }
