@@ -16,6 +16,7 @@ mod errors;
 mod lifecycle;
 mod limits;
 mod mtls;
+mod readme;
 mod refresh;
 mod sessions;
 mod signing;
