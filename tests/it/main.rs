@@ -9,6 +9,7 @@ mod common;
 mod api_keys;
 mod audit;
 mod contract;
+mod docs;
 mod durability;
 mod error_table;
 mod errors;
