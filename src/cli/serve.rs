@@ -14,7 +14,8 @@ use crate::server::Server;
 use crate::store::SigningAlg;
 
 /// Flags of `mcp-auth serve`; each also reads an `MCP_AUTH_*` variable and
-/// overrides the TOML file. Defaults are listed in the README.
+/// overrides the TOML file. Defaults are listed in
+/// docs/reference/configuration.md.
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     /// TOML configuration file.

@@ -1,6 +1,6 @@
 //! The domain error: what an operation of the core refuses or fails with.
 //!
-//! Every refusal carries a stable [`Reason`] (the README's error table)
+//! Every refusal carries a stable [`Reason`] (docs/reference/errors.md)
 //! and each reason a transport-neutral [`Kind`]; each adapter maps the kind
 //! to its wire form in one place (gRPC: `grpc::status`). Unexpected
 //! failures are [`Kind::Internal`]: adapters log their cause and send a
@@ -32,8 +32,8 @@ pub enum Kind {
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "mcp-auth";
 
-/// Stable, machine-readable error reasons (`ErrorInfo.reason`). The README's
-/// error table lists each with its gRPC code.
+/// Stable, machine-readable error reasons (`ErrorInfo.reason`). The error
+/// reference (docs/reference/errors.md) lists each with its gRPC code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// No `authorization` metadata on a call that needs a credential.

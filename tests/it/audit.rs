@@ -147,6 +147,53 @@ async fn a_flood_of_failures_is_aggregated() {
 }
 
 #[tokio::test]
+async fn maintenance_writes_the_count_of_a_closed_flood_window() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 1000).await;
+    let keys = server.keys().await;
+    let fail = || {
+        let mut keys = keys.clone();
+        async move {
+            keys.list_api_keys(authed(pb::ListApiKeysRequest {}, "mcp_sk_wrong"))
+                .await
+                .unwrap_err();
+        }
+    };
+    for _ in 0..5 {
+        fail().await;
+    }
+    // A pass while the window is still open writes nothing.
+    server.maintain().await;
+    let failures = |all: &[pb::AuditEvent]| -> Vec<pb::AuditEvent> {
+        all.iter()
+            .filter(|e| e.action == "auth.failed")
+            .cloned()
+            .collect()
+    };
+    let all = events(&server, &server.primary).await.unwrap();
+    assert_eq!(failures(&all).len(), 1, "{all:#?}");
+
+    server.clock.advance(Duration::from_secs(10));
+    server.maintain().await;
+    let all = events(&server, &server.primary).await.unwrap();
+    let recorded = failures(&all);
+    assert_eq!(recorded.len(), 2, "{all:#?}");
+    let summary = &recorded[1];
+    assert_eq!(summary.target, "api key (4 folded in the closed window)");
+    assert_eq!(summary.outcome, "API_KEY_INVALID");
+    assert_eq!(summary.actor, recorded[0].actor);
+    assert_eq!(summary.request_id, "");
+    assert_eq!(summary.time, server.clock.now());
+
+    // The count is not written twice: the next failure opens a new window
+    // with a plain record.
+    fail().await;
+    let all = events(&server, &server.primary).await.unwrap();
+    let recorded = failures(&all);
+    assert_eq!(recorded.len(), 3, "{all:#?}");
+    assert_eq!(recorded[2].target, "api key");
+}
+
+#[tokio::test]
 async fn retention_prunes_old_records_and_the_chain_still_verifies() {
     let server = TestServer::start_with(|c| c.audit_retention_days = 1).await;
     for _ in 0..5 {

@@ -1,8 +1,10 @@
-//! The README's error table and the code cannot drift: the table lists
-//! exactly the reasons the code has, with their codes, and a request
-//! produces each of them with the documented code.
+//! The error reference (docs/reference/errors.md) and the code cannot
+//! drift: its table of call errors lists exactly the reasons the code has,
+//! with their codes, and a request produces each of them with the
+//! documented code; its table of VerifyToken reasons lists exactly the
+//! proto's `TokenReason` values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use mcp_auth::ca::{ClientCertRequest, issue_client_cert};
@@ -16,6 +18,9 @@ use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
 use crate::common::{ClientCert, TestServer, authed, bare_session_request, strings};
+
+/// The error reference, relative to the repository root.
+const ERRORS_DOC: &str = "docs/reference/errors.md";
 
 fn code_name(code: Code) -> &'static str {
     match code {
@@ -39,33 +44,74 @@ fn code_name(code: Code) -> &'static str {
     }
 }
 
-/// reason → gRPC code name, from the README's "## Errors" table.
-fn readme_table() -> BTreeMap<String, String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let section = readme
-        .split("\n## Errors")
+/// The lines of the `## HEADING` section of the error reference, up to the
+/// next `## ` heading.
+fn doc_section(heading: &str) -> String {
+    let path = format!("{}/{ERRORS_DOC}", env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let section = doc
+        .split(&format!("\n## {heading}\n"))
         .nth(1)
-        .expect("README has an ## Errors section");
-    let section = section.split("\n### ").next().unwrap_or(section);
-    let mut table = BTreeMap::new();
-    for line in section.lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() > 3 && cells[1].starts_with('`') && cells[2].starts_with('`') {
-            let unquote = |s: &str| s.trim_matches('`').to_owned();
-            table.insert(unquote(cells[1]), unquote(cells[2]));
-        }
-    }
-    table
+        .unwrap_or_else(|| panic!("{ERRORS_DOC} has no ## {heading} section"));
+    section.split("\n## ").next().unwrap_or(section).to_owned()
+}
+
+/// The table rows of `section`, as their trimmed cells (the first and last,
+/// outside the outer pipes, dropped).
+fn rows(section: &str) -> Vec<Vec<String>> {
+    section
+        .lines()
+        .filter(|l| l.trim_start().starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            cells[1..cells.len().saturating_sub(1)]
+                .iter()
+                .map(|c| (*c).to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+fn unquote(s: &str) -> String {
+    s.trim_matches('`').to_owned()
+}
+
+/// reason → gRPC code name, from the error reference's "## Errors of a
+/// call" table.
+fn error_table() -> BTreeMap<String, String> {
+    rows(&doc_section("Errors of a call"))
+        .into_iter()
+        .filter(|c| c.len() > 2 && c[0].starts_with('`') && c[1].starts_with('`'))
+        .map(|c| (unquote(&c[0]), unquote(&c[1])))
+        .collect()
+}
+
+/// The reasons in the error reference's "## VerifyToken reasons" table.
+fn verify_reasons_table() -> BTreeSet<String> {
+    rows(&doc_section("VerifyToken reasons"))
+        .into_iter()
+        .filter(|c| !c.is_empty() && c[0].starts_with('`'))
+        .map(|c| unquote(&c[0]))
+        .collect()
 }
 
 #[test]
-fn readme_error_table_lists_exactly_the_codes_reasons() {
+fn error_reference_lists_exactly_the_codes_reasons() {
     let from_code: BTreeMap<String, String> = Reason::ALL
         .iter()
         .map(|r| (r.as_str().to_owned(), code_name(code(*r)).to_owned()))
         .collect();
-    assert_eq!(readme_table(), from_code);
+    assert_eq!(error_table(), from_code);
+}
+
+#[test]
+fn error_reference_lists_exactly_the_verify_token_reasons() {
+    let from_proto: BTreeSet<String> = (1..)
+        .map_while(|i| pb::TokenReason::try_from(i).ok())
+        .map(|r| r.as_str_name().to_owned())
+        .collect();
+    assert!(from_proto.contains("EXPIRED"), "{from_proto:?}");
+    assert_eq!(verify_reasons_table(), from_proto);
 }
 
 fn reason_of(status: &Status) -> String {
@@ -254,7 +300,7 @@ async fn every_documented_reason_is_produced_with_its_code() {
         .await
         .unwrap_err());
 
-    let table = readme_table();
+    let table = error_table();
     for (reason, code) in &table {
         if reason == "INTERNAL" {
             // By design nothing a client sends produces INTERNAL.

@@ -10,6 +10,7 @@ mod api_keys;
 mod audit;
 mod cli_face;
 mod contract;
+mod docs;
 mod durability;
 mod error_table;
 mod errors;
