@@ -100,7 +100,12 @@ fn describe(status: &Status) -> String {
         .get_details_error_info()
         .map(|i| format!(" [{}]", i.reason))
         .unwrap_or_default();
-    if reason.is_empty() && matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown) {
+    if reason.is_empty()
+        && matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+        )
+    {
         // Not the server's answer: the transport gave up mid-call (a
         // protocol mismatch, the server stopped, the connection cut).
         let causes = match std::error::Error::source(status) {

@@ -54,9 +54,22 @@ impl TestServer {
     /// A server on an existing data directory (for instance one that a
     /// killed process left behind).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(dir, tweak, Clock::manual(Clock::system().now())).await
+    }
+
+    /// A fresh server on the system clock, for what a person does in real
+    /// time (a walk-through that waits for a rate limit to refill).
+    pub async fn start_real_time() -> Self {
+        Self::start_on(tempfile::tempdir().unwrap(), |_| {}, Clock::system()).await
+    }
+
+    async fn start_on(
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+        clock: Clock,
+    ) -> Self {
         let mut config = Config::for_test(dir.path()).unwrap();
         tweak(&mut config);
-        let clock = Clock::manual(Clock::system().now());
         let (server, created) = open(&config, &clock).await;
         let created_primary = created.is_some();
         let primary = created.unwrap_or_else(|| {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mcp_auth::ca::{ClientCertRequest, issue_client_cert};
 use mcp_auth::core::Reason;
-use mcp_auth::grpc::status::code;
+use mcp_auth::grpc::status::{code, code_name};
 use mcp_auth::pb;
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::identity_service_client::IdentityServiceClient;
@@ -21,28 +21,6 @@ use crate::common::{ClientCert, TestServer, authed, bare_session_request, string
 
 /// The error reference, relative to the repository root.
 const ERRORS_DOC: &str = "docs/reference/errors.md";
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 /// The lines of the `## HEADING` section of the error reference, up to the
 /// next `## ` heading.
