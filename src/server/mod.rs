@@ -19,7 +19,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 pub use self::error::Error;
-use self::layers::{ensure_request_id, rpc_trace_layer};
+use self::layers::{RpcLogLayer, ensure_request_id};
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::core::Core;
@@ -207,7 +207,7 @@ impl Server {
         }
         let router = builder
             .layer(tower::util::MapRequestLayer::new(ensure_request_id))
-            .layer(rpc_trace_layer())
+            .layer(RpcLogLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

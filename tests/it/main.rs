@@ -12,6 +12,7 @@ mod contract;
 mod durability;
 mod error_table;
 mod errors;
+mod hardening;
 mod lifecycle;
 mod limits;
 mod mtls;
