@@ -40,7 +40,9 @@
 //!   identities out of presented ones.
 //! - [`clock`]: the one source of time, settable in tests; [`secret`]:
 //!   secrets from the OS CSPRNG, kept out of logs and `Debug`; [`files`]:
-//!   private and public files written atomically.
+//!   private and public files written atomically; [`untrusted`]: caller
+//!   text made safe to show, escaped in log fields and cut short in error
+//!   messages.
 //! - [`pb`]: the generated protobuf and gRPC code.
 
 #![forbid(unsafe_code)]
@@ -59,6 +61,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub(crate) mod token;
+pub mod untrusted;
 
 /// Generated protobuf messages and gRPC clients and servers for
 /// `mcp_auth.v1`.

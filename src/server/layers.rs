@@ -14,6 +14,7 @@ use tonic::codegen::http::{Request, Response};
 use tracing::Instrument;
 
 use crate::grpc::call::{REQUEST_ID_HEADER, is_usable_request_id};
+use crate::untrusted::Escaped;
 
 /// Gives every request an `x-request-id`: the caller's if usable, else a
 /// fresh random one, so logs and audit records of one RPC share it.
@@ -100,7 +101,7 @@ fn rpc_span(req: &Request<Body>) -> tracing::Span {
         .unwrap_or_default();
     tracing::info_span!(
         "rpc",
-        method = %req.uri().path(),
+        method = %Escaped(req.uri().path()),
         request_id = %request_id,
         caller = tracing::field::Empty,
     )

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_auth::SigningAlg;
 use mcp_auth::config::TlsMode;
 use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb;
 use mcp_auth::pb::identity_service_client::IdentityServiceClient;
-use mcp_auth::SigningAlg;
 use mcp_auth::store::SigningKeyRecord;
 use pb::TokenReason;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -89,9 +89,12 @@ impl LoggedServer {
     }
 
     async fn client(&self) -> Client {
-        Client::from_channel(connect(&self.url, &self.ca).await, Some(self.primary.clone()))
-            .unwrap()
-            .with_retry(RetryPolicy::never())
+        Client::from_channel(
+            connect(&self.url, &self.ca).await,
+            Some(self.primary.clone()),
+        )
+        .unwrap()
+        .with_retry(RetryPolicy::never())
     }
 
     /// The first log line (from now on) that contains every one of `parts`.
@@ -148,7 +151,10 @@ async fn latency_us_covers_the_whole_call_of_a_durable_create_session() {
             })
             .await;
     });
-    let mut req = authed(tokio_stream::wrappers::ReceiverStream::new(rx), &server.primary);
+    let mut req = authed(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+        &server.primary,
+    );
     req.metadata_mut()
         .insert("x-request-id", "latency-probe-1".parse().unwrap());
     let started = Instant::now();
@@ -200,4 +206,119 @@ async fn latency_us_of_a_refusal_is_logged_once() {
         .await;
     assert_eq!(field(&line, "outcome"), "Unauthenticated", "{line}");
     field(&line, "latency_us").parse::<u64>().unwrap();
+}
+
+// ---- 4. echoed values are bounded
+
+/// Asserts `status` is a short INVALID_ARGUMENT for `field`.
+#[track_caller]
+fn short_invalid(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    let meta = assert_status(status, Code::InvalidArgument, "INVALID_FIELD");
+    assert_eq!(meta["field"], field);
+    assert!(
+        status.message().len() < 300,
+        "{} bytes of message: {:.200}",
+        status.message().len(),
+        status.message()
+    );
+    assert!(
+        status.details().len() < 600,
+        "{} bytes of details",
+        status.details().len()
+    );
+    let violations = status.get_details_bad_request().unwrap().field_violations;
+    assert!(violations[0].description.len() < 300);
+}
+
+#[tokio::test]
+async fn a_huge_invalid_field_gets_a_short_invalid_argument() {
+    let server = TestServer::start().await;
+    let mut identities = IdentityServiceClient::new(server.channel().await);
+    // Just under the server's 4 MB message limit, and the 4 KiB that used
+    // to overflow clients' metadata limits.
+    for len in [4 * 1024, 1024 * 1024, 3 * 1024 * 1024] {
+        let name = "X".repeat(len);
+        let err = identities
+            .set_identity(authed(
+                pb::SetIdentityRequest {
+                    name: name.clone(),
+                    scopes: strings(&["tools:read"]),
+                    disabled: false,
+                    rate_limit: None,
+                },
+                &server.primary,
+            ))
+            .await
+            .unwrap_err();
+        short_invalid(&err, "name");
+        assert!(
+            err.message().contains("XXXX"),
+            "the start is echoed: {err:?}"
+        );
+
+        let err = identities
+            .delete_identity(authed(
+                pb::DeleteIdentityRequest {
+                    name,
+                    cascade: None,
+                },
+                &server.primary,
+            ))
+            .await
+            .unwrap_err();
+        short_invalid(&err, "name");
+
+        let err = server
+            .client(&server.primary)
+            .await
+            .create_api_key(pb::CreateApiKeyRequest {
+                name: "k".to_owned(),
+                scopes: vec!["bad scope!".repeat(len / 10)],
+                expires_at: 0,
+                rate_limit: None,
+            })
+            .await
+            .unwrap_err();
+        short_invalid(&err, "scopes");
+    }
+}
+
+// ---- 7. caller text in the log
+
+#[tokio::test]
+async fn control_and_bidi_characters_in_a_key_name_are_escaped_in_the_log() {
+    let mut server = LoggedServer::start().await;
+    let client = server.client().await;
+    let name = "invoice\u{202e}fdp.exe\u{2028}next\u{2066}line\u{200f}";
+    let created = client
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: name.to_owned(),
+            scopes: strings(&["tools:read"]),
+            expires_at: 0,
+            rate_limit: None,
+        })
+        .await
+        .unwrap();
+    let key_id = created.api_key.unwrap().key_id;
+    let line = server.line_with(&["api key created", &key_id]).await;
+    assert!(
+        line.contains(r"invoice\u{202e}fdp.exe\u{2028}next\u{2066}line\u{200f}"),
+        "{line}"
+    );
+    for raw in ['\u{202e}', '\u{2028}', '\u{2066}', '\u{200f}'] {
+        assert!(!line.contains(raw), "raw {raw:?} in {line:?}");
+    }
+
+    // A newline or another control character never gets that far.
+    let err = client
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "two\nlines".to_owned(),
+            scopes: strings(&["tools:read"]),
+            expires_at: 0,
+            rate_limit: None,
+        })
+        .await
+        .unwrap_err();
+    assert_status(&err, Code::InvalidArgument, "INVALID_FIELD");
 }
