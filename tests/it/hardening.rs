@@ -284,6 +284,211 @@ async fn a_huge_invalid_field_gets_a_short_invalid_argument() {
     }
 }
 
+// ---- 6. JOSE strictness for tokens signed with our own key
+
+/// The server's active signing key, read from its stopped data directory.
+async fn active_key(server: &mut TestServer) -> SigningKeyRecord {
+    server.stop().await;
+    let store =
+        mcp_auth::store::open(server.data_dir(), mcp_auth::store::Durability::Durable).unwrap();
+    let key = store
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.retired_at.is_none())
+        .unwrap();
+    drop(store);
+    server.start_again().await;
+    key
+}
+
+fn sign(key: &SigningKeyRecord, header: &[u8], payload: &[u8]) -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(payload)
+    );
+    let signature = match key.alg {
+        SigningAlg::EdDSA => Ed25519KeyPair::from_pkcs8(&key.private_pkcs8)
+            .unwrap()
+            .sign(input.as_bytes())
+            .as_ref()
+            .to_vec(),
+        SigningAlg::ES256 => {
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.private_pkcs8)
+                .unwrap()
+                .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
+                .unwrap()
+                .as_ref()
+                .to_vec()
+        }
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn header(key: &SigningKeyRecord, extra: serde_json::Value) -> Vec<u8> {
+    let mut h = serde_json::json!({"typ": "at+jwt", "alg": key.alg.as_str(), "kid": key.kid});
+    for (k, v) in extra.as_object().unwrap() {
+        h[k] = v.clone();
+    }
+    serde_json::to_vec(&h).unwrap()
+}
+
+fn claims(server: &TestServer, lifetime: i64) -> serde_json::Value {
+    let now = server.clock.now();
+    serde_json::json!({
+        "iss": server.config.issuer,
+        "sub": "mallory",
+        "aud": "aud",
+        "exp": now + lifetime,
+        "iat": now,
+        "nbf": now,
+        "jti": "at_forged",
+        "sid": "ses_forged",
+        "client_id": "key_forged",
+        "scope": "tools:read",
+    })
+}
+
+#[tokio::test]
+async fn crit_headers_and_payloads_that_are_not_utf8_json_are_refused() {
+    let mut server = TestServer::start().await;
+    let key = active_key(&mut server).await;
+    let payload = serde_json::to_vec(&claims(&server, 600)).unwrap();
+
+    // The control: a token forged with our key in our form is active.
+    let fine = sign(&key, &header(&key, serde_json::json!({})), &payload);
+    assert!(server.verify(&server.primary, &fine).await.active);
+
+    for crit in [
+        serde_json::json!({"crit": ["urn:example:unknown"], "urn:example:unknown": 1}),
+        serde_json::json!({"crit": ["b64"], "b64": false}),
+        serde_json::json!({"crit": []}),
+    ] {
+        let token = sign(&key, &header(&key, crit.clone()), &payload);
+        let r = server.verify(&server.primary, &token).await;
+        assert_eq!(inactive_reason(&r), TokenReason::Malformed, "{crit}");
+    }
+
+    // RFC 7515 section 4.1.11 / RFC 7519 section 7.2: the payload is
+    // UTF-8 JSON, and a JWT's claims are an object.
+    let mut not_utf8 = payload.clone();
+    let closing = not_utf8.pop().unwrap();
+    not_utf8.extend_from_slice(b",\"x\":\"\xff\xfe\"");
+    not_utf8.push(closing);
+    let c = claims(&server, 600);
+    let as_array = serde_json::to_vec(&serde_json::json!([
+        c["iss"],
+        c["sub"],
+        c["aud"],
+        c["exp"],
+        c["iat"],
+        c["nbf"],
+        c["jti"],
+        c["sid"],
+        c["client_id"],
+        c["scope"]
+    ]))
+    .unwrap();
+    let mut not_utf8_header = header(&key, serde_json::json!({}));
+    let closing = not_utf8_header.pop().unwrap();
+    not_utf8_header.extend_from_slice(b",\"x\":\"\xff\"");
+    not_utf8_header.push(closing);
+    for (what, h, p) in [
+        (
+            "payload not UTF-8",
+            header(&key, serde_json::json!({})),
+            not_utf8,
+        ),
+        (
+            "claims an array",
+            header(&key, serde_json::json!({})),
+            as_array,
+        ),
+        ("header not UTF-8", not_utf8_header, payload.clone()),
+    ] {
+        let token = sign(&key, &h, &p);
+        let r = server.verify(&server.primary, &token).await;
+        assert_eq!(inactive_reason(&r), TokenReason::Malformed, "{what}");
+    }
+}
+
+#[tokio::test]
+async fn a_lifetime_beyond_the_maximum_token_ttl_is_refused() {
+    let mut server = TestServer::start().await;
+    let key = active_key(&mut server).await;
+    let max = i64::from(server.config.max_token_ttl);
+    let h = header(&key, serde_json::json!({}));
+    let at_max = sign(
+        &key,
+        &h,
+        &serde_json::to_vec(&claims(&server, max)).unwrap(),
+    );
+    assert!(server.verify(&server.primary, &at_max).await.active);
+    let beyond = sign(
+        &key,
+        &h,
+        &serde_json::to_vec(&claims(&server, max + 1)).unwrap(),
+    );
+    let r = server.verify(&server.primary, &beyond).await;
+    assert_eq!(inactive_reason(&r), TokenReason::Expired);
+}
+
+/// The P-256 group order.
+const P256_N: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+/// `n - s`, big-endian.
+fn negate(s: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; 32];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let mut d = i16::from(P256_N[i]) - i16::from(s[i]) - borrow;
+        borrow = i16::from(d < 0);
+        if d < 0 {
+            d += 256;
+        }
+        out[i] = u8::try_from(d).unwrap();
+    }
+    out
+}
+
+fn is_high(s: &[u8]) -> bool {
+    let mut half = [0u8; 32];
+    let mut carry = 0u8;
+    for (i, b) in P256_N.iter().enumerate() {
+        half[i] = (b >> 1) | (carry << 7);
+        carry = b & 1;
+    }
+    s > &half[..]
+}
+
+#[tokio::test]
+async fn es256_tokens_are_low_s_and_high_s_copies_are_refused() {
+    let server = TestServer::start_with(|c| c.signing_alg = SigningAlg::ES256).await;
+    for _ in 0..16 {
+        let s = server
+            .session(&server.primary, &["tools:read"], "aud")
+            .await;
+        let (input, sig) = s.access_token.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        assert_eq!(sig.len(), 64);
+        assert!(!is_high(&sig[32..]), "the server signed with a high S");
+        // The same signature with S negated is valid ECDSA, but not ours.
+        let mut flipped = sig[..32].to_vec();
+        flipped.extend(negate(&sig[32..]));
+        assert!(is_high(&flipped[32..]));
+        let malleated = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&flipped));
+        let r = server.verify(&server.primary, &malleated).await;
+        assert_eq!(inactive_reason(&r), TokenReason::BadSignature);
+        assert!(server.verify(&server.primary, &s.access_token).await.active);
+    }
+}
+
 // ---- 7. caller text in the log
 
 #[tokio::test]
