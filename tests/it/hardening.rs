@@ -284,6 +284,123 @@ async fn a_huge_invalid_field_gets_a_short_invalid_argument() {
     }
 }
 
+// ---- 5. connections
+
+/// Reads until the server closes the connection; how long that took.
+async fn closed_after(mut tcp: TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    let wait = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("the server kept the connection open for 5 s");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_connection_that_never_starts_tls_is_closed_at_the_handshake_timeout() {
+    let server = TestServer::start_with(|c| c.tls_handshake_timeout = Duration::from_secs(1)).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let took = closed_after(tcp).await;
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    // The server still serves.
+    server
+        .client(&server.primary)
+        .await
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_idle_timeout() {
+    let server = TestServer::start_with(|c| {
+        c.tls = TlsMode::Plaintext;
+        c.client_ca = None;
+        c.connection_idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // h2c: no TLS, so only the idle timeout can close it.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let took = closed_after(tcp).await;
+    assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+}
+
+/// With room for one connection, a second client is served only once the
+/// first one's connection has been idle for the timeout (over TLS), and the
+/// first client then reconnects on its next call.
+#[tokio::test]
+async fn an_idle_tls_connection_is_closed_and_its_client_reconnects() {
+    let server = TestServer::start_with(|c| {
+        c.max_connections = 1;
+        c.connection_idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let first = server.client(&server.primary).await;
+    first.get_jwks(pb::GetJwksRequest {}).await.unwrap();
+    let started = Instant::now();
+    let second = tokio::time::timeout(Duration::from_secs(5), async {
+        let second = server.client(&server.primary).await;
+        second.get_jwks(pb::GetJwksRequest {}).await.unwrap();
+        second
+    })
+    .await
+    .expect("the idle connection was not closed");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "served after {waited:?}, while the first connection was open"
+    );
+    drop(second);
+    // The first client's connection is gone; its next call reconnects.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        first.get_jwks(pb::GetJwksRequest {}),
+    )
+    .await
+    .expect("the first client did not get through again")
+    .unwrap();
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let server = TestServer::start_with(|c| {
+        c.max_connections = 2;
+        c.tls_handshake_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let first = TcpStream::connect(server.addr).await.unwrap();
+    let _second = TcpStream::connect(server.addr).await.unwrap();
+    let url = server.url();
+    let ca = server.ca_path();
+    let third = tokio::spawn(async move {
+        let channel = connect(&url, &ca).await;
+        Client::from_channel(channel, None)
+            .unwrap()
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served while two were open"
+    );
+    drop(first);
+    let jwks = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("the waiting connection was not served after one closed")
+        .unwrap();
+    assert!(jwks.jwks_json.contains("keys"));
+}
+
 // ---- 6. JOSE strictness for tokens signed with our own key
 
 /// The server's active signing key, read from its stopped data directory.
