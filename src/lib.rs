@@ -17,7 +17,8 @@
 //!   ([`grpc::status`]); and the typed [`grpc::client`] that the CLI,
 //!   `bench` and the tests share.
 //! - [`server`]: opening the data directory, serving gRPC on a listener
-//!   the caller bound, the per-RPC layers, graceful shutdown.
+//!   the caller bound within connection bounds (count, handshake time,
+//!   idle time), the per-RPC layers, graceful shutdown.
 //! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
 //!   the client commands, and `bench`.
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
