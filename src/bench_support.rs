@@ -87,7 +87,12 @@ impl Fixture {
                 }),
                 10,
             ),
-            issuer: TokenIssuer::new(ring, issuer.to_owned(), alg),
+            issuer: TokenIssuer::new(
+                ring,
+                issuer.to_owned(),
+                alg,
+                crate::config::DEFAULT_MAX_TOKEN_TTL,
+            ),
             session: SessionRecord {
                 session_id: "ses_0123456789abcdefghijkl".to_owned(),
                 subject: "user-42".to_owned(),

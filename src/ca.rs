@@ -19,6 +19,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::files::{FileError, write_private, write_public};
 use crate::secret::SecretHash;
+use crate::untrusted::Echo;
 
 /// File name of a CA certificate in a CA directory.
 pub const CA_CERT_FILE: &str = "ca.pem";
@@ -85,7 +86,8 @@ pub fn validate_identity_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "identity name {name:?} must be 1 to {MAX_NAME_LEN} characters of a-z 0-9 . - starting with a letter or digit"
+            "identity name {} must be 1 to {MAX_NAME_LEN} characters of a-z 0-9 . - starting with a letter or digit",
+            Echo(name)
         ))
     }
 }
@@ -105,7 +107,8 @@ pub fn validate_trust_domain(td: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "trust domain {td:?} must be 1 to 255 characters of a-z 0-9 . -"
+            "trust domain {} must be 1 to 255 characters of a-z 0-9 . -",
+            Echo(td)
         ))
     }
 }

@@ -33,6 +33,12 @@ pub const DEFAULT_SESSION_IDLE_TIMEOUT: u32 = 12 * 60 * 60;
 pub const MAX_REFRESH_REUSE_GRACE: u32 = 10;
 /// Default time allowed for in-flight RPCs to finish on shutdown, seconds.
 pub const DEFAULT_SHUTDOWN_GRACE: u64 = 10;
+/// Default time a new connection has to complete its TLS handshake, seconds.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
+/// Default time a connection may stay open receiving nothing, seconds.
+pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: u64 = 300;
+/// Default most connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -135,6 +141,16 @@ pub struct Settings {
     /// Acknowledge writes without waiting for the disk: a crash loses
     /// them. For measuring what durability costs, never for real use.
     pub unsafe_no_fsync: Option<bool>,
+    /// Time a new connection has to complete its TLS handshake, seconds;
+    /// then it is closed. Default 10, 1 to 300.
+    pub tls_handshake_timeout_seconds: Option<u64>,
+    /// A connection that receives nothing for this long is closed
+    /// (clients reconnect on their next call), seconds. Default 300, 1 to
+    /// 86400.
+    pub connection_idle_timeout_seconds: Option<u64>,
+    /// Most connections served at once; further ones wait in the listen
+    /// backlog until one closes. Default 10000, 1 to 1000000.
+    pub max_connections: Option<u32>,
 }
 
 impl Settings {
@@ -201,6 +217,13 @@ impl Settings {
                 .or(self.auth_failures_per_minute),
             audit_retention_days: top.audit_retention_days.or(self.audit_retention_days),
             unsafe_no_fsync: top.unsafe_no_fsync.or(self.unsafe_no_fsync),
+            tls_handshake_timeout_seconds: top
+                .tls_handshake_timeout_seconds
+                .or(self.tls_handshake_timeout_seconds),
+            connection_idle_timeout_seconds: top
+                .connection_idle_timeout_seconds
+                .or(self.connection_idle_timeout_seconds),
+            max_connections: top.max_connections.or(self.max_connections),
         }
     }
 }
@@ -266,6 +289,12 @@ pub struct Config {
     /// Writes are acknowledged before they reach the disk (benchmarking
     /// only).
     pub unsafe_no_fsync: bool,
+    /// Time a new connection has to complete its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// A connection that receives nothing for this long is closed.
+    pub connection_idle_timeout: Duration,
+    /// Most connections served at once.
+    pub max_connections: u32,
 }
 
 /// The CA that client certificates must chain to.
@@ -403,6 +432,26 @@ impl Config {
                 message: "must be at least 1".to_owned(),
             });
         }
+        let tls_handshake_timeout = in_range(
+            "tls_handshake_timeout_seconds",
+            s.tls_handshake_timeout_seconds
+                .unwrap_or(DEFAULT_TLS_HANDSHAKE_TIMEOUT),
+            1,
+            300,
+        )?;
+        let connection_idle_timeout = in_range(
+            "connection_idle_timeout_seconds",
+            s.connection_idle_timeout_seconds
+                .unwrap_or(DEFAULT_CONNECTION_IDLE_TIMEOUT),
+            1,
+            86_400,
+        )?;
+        let max_connections = in_range(
+            "max_connections",
+            u64::from(s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
+            1,
+            1_000_000,
+        )?;
         Ok(Config {
             data_dir: s
                 .data_dir
@@ -444,6 +493,9 @@ impl Config {
                 d => d,
             },
             unsafe_no_fsync: s.unsafe_no_fsync.unwrap_or(false),
+            tls_handshake_timeout: Duration::from_secs(tls_handshake_timeout),
+            connection_idle_timeout: Duration::from_secs(connection_idle_timeout),
+            max_connections: u32::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
         })
     }
 
@@ -459,6 +511,18 @@ impl Config {
             // Tests run maintenance passes themselves, at their own clock.
             maintenance_interval_seconds: Some(24 * 60 * 60),
             ..Settings::default()
+        })
+    }
+}
+
+/// `value` if it is within `min..=max`.
+fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            field,
+            message: format!("must be between {min} and {max}"),
         })
     }
 }
@@ -511,6 +575,63 @@ mod tests {
         assert_eq!(c.signing_alg, SigningAlg::EdDSA);
         assert_eq!(c.client_ca, Some(ClientCa::Generated));
         assert_eq!(c.trust_domain, "mcp-auth.local");
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.connection_idle_timeout, Duration::from_secs(300));
+        assert_eq!(c.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_bounds_are_read_and_checked() {
+        let file = Settings::from_toml(
+            "tls_handshake_timeout_seconds = 3\nconnection_idle_timeout_seconds = 60\nmax_connections = 500\n",
+        )
+        .unwrap();
+        let c = Config::from_settings(file).unwrap();
+        assert_eq!(c.tls_handshake_timeout, Duration::from_secs(3));
+        assert_eq!(c.connection_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 500);
+        for (bad, field) in [
+            (
+                Settings {
+                    tls_handshake_timeout_seconds: Some(0),
+                    ..Settings::default()
+                },
+                "tls_handshake_timeout_seconds",
+            ),
+            (
+                Settings {
+                    tls_handshake_timeout_seconds: Some(301),
+                    ..Settings::default()
+                },
+                "tls_handshake_timeout_seconds",
+            ),
+            (
+                Settings {
+                    connection_idle_timeout_seconds: Some(0),
+                    ..Settings::default()
+                },
+                "connection_idle_timeout_seconds",
+            ),
+            (
+                Settings {
+                    max_connections: Some(0),
+                    ..Settings::default()
+                },
+                "max_connections",
+            ),
+            (
+                Settings {
+                    max_connections: Some(1_000_001),
+                    ..Settings::default()
+                },
+                "max_connections",
+            ),
+        ] {
+            match Config::from_settings(bad) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!   ([`grpc::status`]); and the typed [`grpc::client`] that the CLI,
 //!   `bench` and the tests share.
 //! - [`server`]: opening the data directory, serving gRPC on a listener
-//!   the caller bound, the per-RPC layers, graceful shutdown.
+//!   the caller bound within connection bounds (count, handshake time,
+//!   idle time), the per-RPC layers, graceful shutdown.
 //! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
 //!   the client commands, and `bench`.
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
@@ -40,7 +41,9 @@
 //!   identities out of presented ones.
 //! - [`clock`]: the one source of time, settable in tests; [`secret`]:
 //!   secrets from the OS CSPRNG, kept out of logs and `Debug`; [`files`]:
-//!   private and public files written atomically.
+//!   private and public files written atomically; [`untrusted`]: caller
+//!   text made safe to show, escaped in log fields and cut short in error
+//!   messages.
 //! - [`pb`]: the generated protobuf and gRPC code.
 
 #![forbid(unsafe_code)]
@@ -59,6 +62,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub(crate) mod token;
+pub mod untrusted;
 
 /// Generated protobuf messages and gRPC clients and servers for
 /// `mcp_auth.v1`.

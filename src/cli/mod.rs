@@ -145,7 +145,7 @@ pub enum LogFormat {
 #[derive(Clone, Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage API keys (needs scope keys:admin).
     #[command(subcommand)]
     Key(KeyCommand),
@@ -552,7 +552,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let opts = &cli.global;
     let out = opts.output();
     match cli.command {
-        Command::Serve(args) => serve::run(args).await.map(|()| 0).map_err(CliError::from),
+        Command::Serve(args) => serve::run(*args).await.map(|()| 0).map_err(CliError::from),
         Command::Key(cmd) => key::run(cmd, opts, &out).await,
         Command::Session(cmd) => session::run(cmd, opts, &out).await,
         Command::Token(cmd) => token::run(cmd, opts, &out).await,

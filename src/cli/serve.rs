@@ -93,6 +93,15 @@ pub struct ServeArgs {
     /// them: only for measuring what durability costs.
     #[arg(long)]
     unsafe_no_fsync: bool,
+    /// Seconds a new connection has to complete its TLS handshake [default: 10].
+    #[arg(long, env = "MCP_AUTH_TLS_HANDSHAKE_TIMEOUT_SECONDS")]
+    tls_handshake_timeout_seconds: Option<u64>,
+    /// Close a connection that receives nothing for this many seconds [default: 300].
+    #[arg(long, env = "MCP_AUTH_CONNECTION_IDLE_TIMEOUT_SECONDS")]
+    connection_idle_timeout_seconds: Option<u64>,
+    /// Most connections served at once; more wait until one closes [default: 10000].
+    #[arg(long, env = "MCP_AUTH_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -129,6 +138,9 @@ impl ServeArgs {
             auth_failures_per_minute: self.auth_failures_per_minute,
             audit_retention_days: self.audit_retention_days,
             unsafe_no_fsync: self.unsafe_no_fsync.then_some(true),
+            tls_handshake_timeout_seconds: self.tls_handshake_timeout_seconds,
+            connection_idle_timeout_seconds: self.connection_idle_timeout_seconds,
+            max_connections: self.max_connections,
         }
     }
 }

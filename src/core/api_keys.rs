@@ -14,6 +14,7 @@ use crate::core::principal::{ADMIN, KEYS_ADMIN, Principal, parse_scopes};
 use crate::core::{Core, Credentials, limits, policy};
 use crate::secret::{Secret, SecretHash};
 use crate::store::{ApiKeyRecord, PreviousSecret, RateLimit, Store, Swap};
+use crate::untrusted::{Echo, Escaped};
 
 /// Longest key name, in bytes.
 const MAX_KEY_NAME_LEN: usize = 128;
@@ -93,7 +94,10 @@ pub struct CreatedApiKey {
 }
 
 fn key_not_found(key_id: &str) -> Error {
-    Error::refused(Reason::ApiKeyNotFound, format!("no API key {key_id}"))
+    Error::refused(
+        Reason::ApiKeyNotFound,
+        format!("no API key {}", Echo(key_id)),
+    )
 }
 
 /// A new key record and its secret.
@@ -139,7 +143,7 @@ pub(crate) async fn create_admin_key(
     store
         .insert_api_key(&record, audit.ok(actor, "api_key.created", &target, ""))
         .await?;
-    tracing::info!(key_id = %record.key_id, name = %record.name, "api key created");
+    tracing::info!(key_id = %record.key_id, name = %Escaped(&record.name), "api key created");
     Ok(CreatedApiKey { record, secret })
 }
 
@@ -188,7 +192,7 @@ impl Core {
             )
             .await?;
         self.keys.set(record.clone());
-        tracing::info!(key_id = %record.key_id, name = %record.name, "api key created");
+        tracing::info!(key_id = %record.key_id, name = %Escaped(&record.name), "api key created");
         Ok(CreatedApiKey { record, secret })
     }
 

@@ -11,6 +11,7 @@ use crate::core::error::{Error, Reason};
 use crate::core::principal::{IDENTITIES_ADMIN, Principal, parse_scopes};
 use crate::core::{Core, Credentials, limits, policy};
 use crate::store::{IdentityRecord, RateLimit, RevokedCert};
+use crate::untrusted::{Echo, Escaped};
 
 /// Identity grants and revoked certificate serials, in memory: loaded from
 /// the store at start and updated by every write that changes them.
@@ -122,7 +123,7 @@ impl Core {
             .ok(&caller.id, "identity.set", &target, creds.request_id);
         let stored = self.store.put_identity(&record, audit).await?;
         self.identities.set(stored.clone());
-        tracing::info!(identity = %stored.name, disabled = stored.disabled, "identity set");
+        tracing::info!(identity = %Escaped(&stored.name), disabled = stored.disabled, "identity set");
         Ok(stored)
     }
 
@@ -161,12 +162,12 @@ impl Core {
             if !self.store.delete_identity(name, audit).await? {
                 return Err(Error::refused(
                     Reason::IdentityNotFound,
-                    format!("no identity {name}"),
+                    format!("no identity {}", Echo(name)),
                 ));
             }
             self.identities.remove(name);
         }
-        tracing::info!(identity = %name, "identity deleted");
+        tracing::info!(identity = %Escaped(name), "identity deleted");
         if cascade {
             self.revoke_sessions_of_client(&caller.id, name, creds.request_id)
                 .await

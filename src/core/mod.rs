@@ -120,7 +120,12 @@ impl Core {
                 .map(|(id, _)| id),
         );
         let core = Core {
-            tokens: TokenIssuer::new(ring, config.issuer.clone(), config.signing_alg),
+            tokens: TokenIssuer::new(
+                ring,
+                config.issuer.clone(),
+                config.signing_alg,
+                config.max_token_ttl,
+            ),
             keys: api_keys::ApiKeyIndex::new(key_records),
             identities,
             revocations,

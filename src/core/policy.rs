@@ -5,6 +5,7 @@
 use crate::core::error::{Error, Reason};
 use crate::core::principal::{ADMIN, Principal, RESERVED_SCOPES, SESSIONS_REVOKE};
 use crate::store::{ApiKeyRecord, IdentityRecord, SessionFilter, SessionRecord};
+use crate::untrusted::Echo;
 
 /// Succeeds if the caller holds `scope`.
 ///
@@ -35,7 +36,10 @@ pub(crate) fn may_grant<'a>(
         None => Ok(()),
         Some(scope) => Err(Error::PermissionDenied {
             scope: scope.clone(),
-            message: format!("cannot grant scope {scope}: the credential does not hold it"),
+            message: format!(
+                "cannot grant scope {}: the credential does not hold it",
+                Echo(scope)
+            ),
         }),
     }
 }

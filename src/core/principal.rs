@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::core::error::Error;
 use crate::store::RateLimit;
+use crate::untrusted::Echo;
 
 /// Implies every other scope.
 pub(crate) const ADMIN: &str = "admin";
@@ -95,8 +96,8 @@ pub(crate) fn parse_scopes(
             return Err(Error::invalid(
                 field,
                 format!(
-                    "scope {:?} must be 1 to {MAX_SCOPE_LEN} characters of A-Z a-z 0-9 : . _ / -",
-                    truncate(s, 40)
+                    "scope {} must be 1 to {MAX_SCOPE_LEN} characters of A-Z a-z 0-9 : . _ / -",
+                    Echo(s)
                 ),
             ));
         }
@@ -105,13 +106,6 @@ pub(crate) fn parse_scopes(
         }
     }
     Ok(out)
-}
-
-pub(crate) fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
 }
 
 impl Principal {

@@ -8,6 +8,7 @@ use crate::core::policy;
 use crate::core::principal::Principal;
 use crate::secret::SecretHash;
 use crate::store::{REFRESH_HISTORY, RefreshToken, SessionRecord};
+use crate::untrusted::Echo;
 
 /// The rules a refresh is decided by.
 #[derive(Clone, Copy, Debug)]
@@ -103,7 +104,10 @@ pub(crate) fn decide(
     if let Some(extra) = wanted.iter().find(|w| !session.scopes.contains(w)) {
         return Verdict::Refuse(Error::invalid(
             "scopes",
-            format!("{extra} is not a scope of the session; refresh may only narrow"),
+            format!(
+                "{} is not a scope of the session; refresh may only narrow",
+                Echo(extra)
+            ),
         ));
     }
     let ttl = rules.token_ttl(session);

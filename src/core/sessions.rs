@@ -12,6 +12,7 @@ use crate::core::{Core, Credentials, policy};
 use crate::secret::{REFRESH_TOKEN_PREFIX, Secret, SecretHash, random_base62};
 use crate::store::{Cursor, Page, RefreshToken, SessionFilter, SessionRecord, Swap, Versioned};
 use crate::token::{AccessClaims, TokenReason};
+use crate::untrusted::Echo;
 
 /// ListSessions page size when the request says 0.
 const DEFAULT_PAGE_SIZE: usize = 50;
@@ -378,8 +379,12 @@ impl Core {
     ) -> Result<i64, Error> {
         let caller = self.authenticate(creds).await?;
         check_id("session_id", session_id)?;
-        let not_found =
-            || Error::refused(Reason::SessionNotFound, format!("no session {session_id}"));
+        let not_found = || {
+            Error::refused(
+                Reason::SessionNotFound,
+                format!("no session {}", Echo(session_id)),
+            )
+        };
         let session = self
             .store
             .session(session_id)

@@ -40,6 +40,13 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
+/// Longest message (and `BadRequest` description) sent. Messages repeat
+/// caller values only through [`crate::untrusted::Echo`], which keeps them
+/// far shorter; this bound holds whatever a message is made of, so an
+/// error can never grow a response's trailers past a client's limit.
+const MAX_MESSAGE_BYTES: usize = 400;
+/// Longest `ErrorInfo.metadata` value sent (the longest valid scope).
+const MAX_METADATA_BYTES: usize = 128;
 
 /// The gRPC code `reason` is sent with.
 pub fn code(reason: Reason) -> Code {
@@ -73,11 +80,17 @@ impl From<Error> for Status {
             }
             Error::InvalidArgument { field, message } => {
                 metadata.insert("field".to_owned(), (*field).to_owned());
-                details = ErrorDetails::with_bad_request_violation(*field, message.clone());
+                details = ErrorDetails::with_bad_request_violation(
+                    *field,
+                    bounded(message.clone(), MAX_MESSAGE_BYTES),
+                );
                 err.to_string()
             }
             Error::PermissionDenied { scope, .. } => {
-                metadata.insert("scope".to_owned(), scope.clone());
+                metadata.insert(
+                    "scope".to_owned(),
+                    bounded(scope.clone(), MAX_METADATA_BYTES),
+                );
                 details = ErrorDetails::new();
                 err.to_string()
             }
@@ -95,8 +108,23 @@ impl From<Error> for Status {
             tracing::info!(code = ?code(reason), reason = reason.as_str(), "request refused");
         }
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
+        let message = bounded(message, MAX_MESSAGE_BYTES);
         Status::with_error_details_and_metadata(code(reason), message, details, headers)
     }
+}
+
+/// `text`, cut on a character boundary to at most `max` bytes (the cut
+/// marked with `…`).
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -119,6 +147,23 @@ mod tests {
         assert_eq!(meta["field"], "subject");
         let violations = status.get_details_bad_request().unwrap().field_violations;
         assert_eq!(violations[0].field, "subject");
+    }
+
+    #[test]
+    fn messages_and_metadata_are_bounded_whatever_they_hold() {
+        let long = "é".repeat(10_000);
+        let status = Status::from(Error::invalid("name", long.clone()));
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(status.message().ends_with('…'));
+        let violation = &status.get_details_bad_request().unwrap().field_violations[0];
+        assert!(violation.description.len() <= MAX_MESSAGE_BYTES);
+        let status = Status::from(Error::PermissionDenied {
+            scope: long.clone(),
+            message: long,
+        });
+        assert!(status.message().len() <= MAX_MESSAGE_BYTES);
+        assert!(info(&status).1["scope"].len() <= MAX_METADATA_BYTES);
+        assert_eq!(bounded("short".to_owned(), 8), "short");
     }
 
     #[test]

@@ -1,10 +1,20 @@
 //! The tower layers around every RPC: a request id for each (the
 //! caller's if usable, else a fresh one), and one span and one
-//! `rpc finished` line per call.
+//! `rpc finished` line per call, timed from the request's arrival to the
+//! end of its response.
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tonic::body::Body;
+use tonic::codegen::Bytes;
+use tonic::codegen::http::{Request, Response};
+use tracing::Instrument;
 
 use crate::grpc::call::{REQUEST_ID_HEADER, is_usable_request_id};
+use crate::untrusted::Escaped;
 
 /// Gives every request an `x-request-id`: the caller's if usable, else a
 /// fresh random one, so logs and audit records of one RPC share it.
@@ -27,50 +37,125 @@ pub(super) fn ensure_request_id<B>(
 }
 
 /// One span per RPC (method, request id, caller) and one `rpc finished`
-/// line with the gRPC status and the latency.
-pub(super) fn rpc_trace_layer() -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-    impl tower_http::trace::MakeSpan<tonic::body::Body> + Clone,
-    (),
-    impl tower_http::trace::OnResponse<tonic::body::Body> + Clone,
-    (),
-    impl tower_http::trace::OnEos + Clone,
-    impl tower_http::trace::OnFailure<tower_http::classify::GrpcFailureClass> + Clone,
-> {
-    use tonic::codegen::http;
-    tower_http::trace::TraceLayer::new_for_grpc()
-        .make_span_with(|req: &http::Request<tonic::body::Body>| {
-            let request_id = req
-                .headers()
-                .get(REQUEST_ID_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!(
-                "rpc",
-                method = %req.uri().path(),
-                request_id = %request_id,
-                caller = tracing::field::Empty,
-            )
+/// line with the gRPC status and the latency: the time from the request's
+/// arrival to the end of its response (its trailers, or the head of a
+/// trailers-only refusal).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct RpcLogLayer;
+
+impl<S> tower::Layer<S> for RpcLogLayer {
+    type Service = RpcLog<S>;
+
+    fn layer(&self, inner: S) -> RpcLog<S> {
+        RpcLog { inner }
+    }
+}
+
+/// The service [`RpcLogLayer`] wraps around the routes.
+#[derive(Clone, Debug)]
+pub(super) struct RpcLog<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request<Body>> for RpcLog<S>
+where
+    S: tower::Service<Request<Body>, Response = Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
+        let span = rpc_span(&req);
+        let response = span.in_scope(|| self.inner.call(req));
+        Box::pin(async move {
+            let response = response.instrument(span.clone()).await?;
+            // Refusals come as trailers-only responses: the status is in
+            // the headers. Other calls carry it in the trailers.
+            if let Some(status) = response.headers().get("grpc-status") {
+                finished(&span, status.to_str().unwrap_or("?"), start.elapsed());
+                return Ok(response);
+            }
+            Ok(response.map(|inner| {
+                Body::new(TimedBody {
+                    inner,
+                    start,
+                    span: Some(span),
+                })
+            }))
         })
-        .on_request(())
-        .on_body_chunk(())
-        // Refusals come as trailers-only responses: the status is in the
-        // headers. Successful calls carry it in the trailers.
-        .on_response(
-            |res: &http::Response<tonic::body::Body>, latency: Duration, span: &tracing::Span| {
-                if let Some(status) = res.headers().get("grpc-status") {
-                    finished(span, status.to_str().unwrap_or("?"), latency);
+    }
+}
+
+fn rpc_span(req: &Request<Body>) -> tracing::Span {
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!(
+        "rpc",
+        method = %Escaped(req.uri().path()),
+        request_id = %request_id,
+        caller = tracing::field::Empty,
+    )
+}
+
+/// A response body that logs `rpc finished` when its trailers go out,
+/// timed from the request's start.
+struct TimedBody {
+    inner: Body,
+    start: Instant,
+    /// Taken when the line is written.
+    span: Option<tracing::Span>,
+}
+
+impl TimedBody {
+    fn finish(&mut self, grpc_status: &str) {
+        if let Some(span) = self.span.take() {
+            finished(&span, grpc_status, self.start.elapsed());
+        }
+    }
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(status) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
+                    let status = status.to_str().unwrap_or("?").to_owned();
+                    self.finish(&status);
                 }
-            },
-        )
-        .on_eos(
-            |trailers: Option<&http::HeaderMap>, latency: Duration, span: &tracing::Span| {
-                if let Some(status) = trailers.and_then(|t| t.get("grpc-status")) {
-                    finished(span, status.to_str().unwrap_or("?"), latency);
-                }
-            },
-        )
-        .on_failure(|_: tower_http::classify::GrpcFailureClass, _: Duration, _: &tracing::Span| {})
+            }
+            Poll::Ready(Some(Err(status))) => {
+                let code = (status.code() as i32).to_string();
+                self.finish(&code);
+            }
+            Poll::Ready(None) | Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn finished(span: &tracing::Span, grpc_status: &str, latency: Duration) {

@@ -5,8 +5,11 @@
 //! index and, on an empty data directory, the primary API key.
 //! [`Server::serve`] then runs on a listener the caller bound, until the
 //! shutdown future resolves; in-flight RPCs get the configured grace period
-//! to finish, and storage is flushed before it returns.
+//! to finish, and storage is flushed before it returns. Connections are
+//! bounded: in number, in the time their TLS handshake may take, and in
+//! how long they may stay silent.
 
+mod conn;
 mod error;
 mod layers;
 
@@ -19,7 +22,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 pub use self::error::Error;
-use self::layers::{ensure_request_id, rpc_trace_layer};
+use self::layers::{RpcLogLayer, ensure_request_id};
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::core::Core;
@@ -207,11 +210,11 @@ impl Server {
 
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
+            builder = builder.tls_config(tls.timeout(config.tls_handshake_timeout))?;
         }
         let router = builder
             .layer(tower::util::MapRequestLayer::new(ensure_request_id))
-            .layer(rpc_trace_layer())
+            .layer(RpcLogLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -239,9 +242,13 @@ impl Server {
         };
         // TCP_NODELAY: without it, Nagle's algorithm and the client's
         // delayed ACK hold small responses back by ~40 ms.
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
-            .with_keepalive(Some(std::time::Duration::from_secs(60)));
+        let incoming = conn::Incoming::new(
+            TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(std::time::Duration::from_secs(60))),
+            config.max_connections,
+            config.connection_idle_timeout,
+        );
         let serving = router.serve_with_incoming_shutdown(incoming, signal);
         let grace = config.shutdown_grace;
         let deadline = async move {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use mcp_auth_token::check_window;
+use mcp_auth_token::{check_lifetime, check_window};
 
 use super::ring::KeyRing;
 use super::{AccessClaims, TokenError, TokenReason};
@@ -23,17 +23,21 @@ pub(crate) struct TokenIssuer {
     issuer: String,
     /// Algorithm of new keys.
     alg: SigningAlg,
+    /// Longest lifetime (`exp - iat`) of a token this issuer signs, seconds.
+    max_ttl: i64,
     /// Tokens already checked.
     verified: VerifiedCache,
 }
 
 impl TokenIssuer {
-    /// An issuer of tokens with `iss` = `issuer`, over `ring`.
-    pub fn new(ring: KeyRing, issuer: String, alg: SigningAlg) -> Self {
+    /// An issuer of tokens with `iss` = `issuer`, over `ring`, that
+    /// refuses tokens living longer than `max_ttl` seconds.
+    pub fn new(ring: KeyRing, issuer: String, alg: SigningAlg, max_ttl: u32) -> Self {
         TokenIssuer {
             ring: RwLock::new(Arc::new(ring)),
             issuer,
             alg,
+            max_ttl: i64::from(max_ttl),
             verified: VerifiedCache::default(),
         }
     }
@@ -99,9 +103,9 @@ impl TokenIssuer {
         key.sign(&claims)
     }
 
-    /// Checks a token's form, signature, issuer and time window at `now`.
-    /// Audience, scopes and revocation are the caller's to check on the
-    /// returned claims.
+    /// Checks a token's form, signature, issuer, lifetime (at most the
+    /// maximum token TTL) and time window at `now`. Audience, scopes and
+    /// revocation are the caller's to check on the returned claims.
     ///
     /// # Errors
     /// Why the token is not active.
@@ -118,6 +122,7 @@ impl TokenIssuer {
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token)?);
+        check_lifetime(&claims, self.max_ttl)?;
         check_window(&claims, now)?;
         self.verified.insert(digest, claims.clone());
         Ok(claims)

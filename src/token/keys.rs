@@ -81,11 +81,17 @@ impl LoadedKey {
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
         let signature = match &self.signer {
             Signer::Ed25519(kp) => kp.sign(token.as_bytes()).as_ref().to_vec(),
-            Signer::Es256(kp) => kp
-                .sign(&SystemRandom::new(), token.as_bytes())
-                .map_err(|e| TokenError::Sign(format!("p-256: {e}")))?
-                .as_ref()
-                .to_vec(),
+            Signer::Es256(kp) => {
+                let mut signature = kp
+                    .sign(&SystemRandom::new(), token.as_bytes())
+                    .map_err(|e| TokenError::Sign(format!("p-256: {e}")))?
+                    .as_ref()
+                    .to_vec();
+                // aws-lc returns either of the two valid `s`; verifiers
+                // accept only the low one, so a token has one encoding.
+                mcp_auth_token::es256::normalize(&mut signature);
+                signature
+            }
         };
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);

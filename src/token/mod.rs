@@ -44,7 +44,10 @@ mod tests {
         let key = generate_signing_key(alg, 1_000).unwrap();
         let ring = KeyRing::from_records(vec![key], &TokenIssuer::accepted_issuers("https://iss"))
             .unwrap();
-        (TokenIssuer::new(ring, "https://iss".to_owned(), alg), ())
+        (
+            TokenIssuer::new(ring, "https://iss".to_owned(), alg, 3600),
+            (),
+        )
     }
 
     fn session() -> SessionRecord {
@@ -83,6 +86,29 @@ mod tests {
             assert_eq!(claims.scope, "tools:read tools:call");
             assert_eq!(claims.exp, 1_900);
         }
+    }
+
+    #[test]
+    fn es256_tokens_are_signed_with_the_low_s() {
+        let (issuer, _dir) = issuer_with(SigningAlg::ES256);
+        for _ in 0..64 {
+            let token = issue(&issuer, &session());
+            let sig = URL_SAFE_NO_PAD
+                .decode(token.rsplit_once('.').unwrap().1)
+                .unwrap();
+            assert!(mcp_auth_token::es256::is_low_s(&sig));
+            assert!(issuer.verify_uncached(&token).is_ok());
+        }
+    }
+
+    #[test]
+    fn tokens_living_longer_than_the_maximum_are_refused() {
+        let (issuer, _dir) = issuer_with(SigningAlg::EdDSA);
+        let s = session();
+        let at_max = issuer.issue(&s, &s.scopes, 1_000, 4_600).unwrap();
+        assert!(issuer.verify(&at_max, 1_001).is_ok());
+        let beyond = issuer.issue(&s, &s.scopes, 1_000, 4_601).unwrap();
+        assert_eq!(issuer.verify(&beyond, 1_001), Err(TokenReason::Expired));
     }
 
     #[test]

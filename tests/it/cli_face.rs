@@ -388,7 +388,7 @@ async fn errors_are_canonical_and_json_with_json() {
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(
         err.starts_with(
-            "error: PERMISSION_DENIED [INSUFFICIENT_SCOPE]: cannot grant scope tools:write"
+            "error: PERMISSION_DENIED [INSUFFICIENT_SCOPE]: cannot grant scope \"tools:write\""
         ),
         "{err}"
     );

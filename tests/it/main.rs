@@ -14,6 +14,7 @@ mod docs;
 mod durability;
 mod error_table;
 mod errors;
+mod hardening;
 mod lifecycle;
 mod limits;
 mod mtls;

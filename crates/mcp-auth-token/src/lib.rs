@@ -4,8 +4,10 @@
 //! An mcp-auth access token is a JWT per RFC 9068 (`typ: at+jwt`), signed
 //! with Ed25519 (`EdDSA`) or ECDSA P-256 (`ES256`) by a key the server
 //! publishes in its JWK Set (`GetJwks`). [`JwkSet`] holds the published
-//! keys and checks a token's form, key, signature and issuer;
-//! [`check_window`] checks its time window at a clock the caller supplies.
+//! keys and checks a token's form (strictly: no `crit`, UTF-8 JSON only,
+//! low-`s` ES256, see [`es256`]), key, signature and issuer;
+//! [`check_window`] checks its time window at a clock the caller supplies,
+//! and [`check_lifetime`] that it lives no longer than its issuer allows.
 //! Audience, scopes and revocation are the caller's to check on the
 //! returned [`AccessClaims`].
 //!
@@ -14,17 +16,17 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ED25519, UnparsedPublicKey, VerificationAlgorithm,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub mod es256;
 
 /// The JOSE `typ` of access tokens (RFC 9068 section 2.1).
 pub const TOKEN_TYPE: &str = "at+jwt";
@@ -76,14 +78,18 @@ impl AccessClaims {
 /// Why a token is not active.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenReason {
-    /// Past its `exp`.
+    /// Past its `exp`, or its lifetime (`exp - iat`) is longer than the
+    /// verifier allows (see [`check_lifetime`]).
     Expired,
     /// Its session was revoked.
     Revoked,
-    /// The signature does not match the key, or the algorithm is not the
-    /// key's.
+    /// The signature does not match the key, the algorithm is not the
+    /// key's, or an ES256 signature is not in its low-`s` form.
     BadSignature,
-    /// Not a compact JWS of an access token.
+    /// Not a compact JWS of an access token: not three base64url parts,
+    /// a header or payload that is not UTF-8 JSON, claims that are not an
+    /// object or lack one, a `typ` other than `at+jwt`, no `kid`, or a
+    /// `crit` header (no extension is understood).
     Malformed,
     /// Its `aud` is not the one asked for.
     WrongAudience,
@@ -113,13 +119,58 @@ pub enum JwksError {
     },
 }
 
+/// The signature algorithms of mcp-auth's keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alg {
+    EdDSA,
+    Es256,
+}
+
+impl Alg {
+    fn name(self) -> &'static str {
+        match self {
+            Alg::EdDSA => "EdDSA",
+            Alg::Es256 => "ES256",
+        }
+    }
+
+    fn verification(self) -> &'static dyn VerificationAlgorithm {
+        match self {
+            Alg::EdDSA => &ED25519,
+            Alg::Es256 => &ECDSA_P256_SHA256_FIXED,
+        }
+    }
+}
+
 /// One public key of the set, ready to verify.
 struct VerifyingKey {
-    alg: Algorithm,
-    decoding: DecodingKey,
-    /// The raw public key (Ed25519 `x`, or the uncompressed P-256 point),
-    /// for [`BareSignature`].
+    alg: Alg,
+    /// The raw public key: Ed25519 `x`, or the uncompressed P-256 point.
     raw: Vec<u8>,
+}
+
+/// The JOSE header members looked at; others are ignored (RFC 7515
+/// section 4), except that any `crit` makes the token unacceptable.
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    typ: Option<String>,
+    kid: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// True for a member that is there at all, whatever its value.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// A base64url part of a compact JWS that must hold UTF-8 JSON.
+fn json_part(part: &str) -> Result<String, TokenReason> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenReason::Malformed)?;
+    String::from_utf8(bytes).map_err(|_| TokenReason::Malformed)
 }
 
 /// The public keys of an mcp-auth server, from its JWK Set document, and
@@ -183,7 +234,10 @@ impl JwkSet {
     }
 
     /// Checks a token's form, key, signature and issuer; not its time
-    /// window (see [`check_window`]), audience, scopes or revocation.
+    /// window (see [`check_window`] and [`check_lifetime`]), audience,
+    /// scopes or revocation. The form is strict: exactly the compact JWS
+    /// mcp-auth writes, UTF-8 JSON header and claims, no `crit`, and for
+    /// ES256 the low-`s` signature (see [`es256`]).
     ///
     /// # Errors
     /// Why the token is not acceptable.
@@ -191,31 +245,46 @@ impl JwkSet {
         if token.is_empty() || token.len() > MAX_TOKEN_LEN {
             return Err(TokenReason::Malformed);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenReason::Malformed)?;
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenReason::Malformed);
+        };
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        let header: Header =
+            serde_json::from_str(&json_part(header)?).map_err(|_| TokenReason::Malformed)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
         });
-        if !typ_ok {
+        // RFC 7515 section 4.1.11: an extension the recipient does not
+        // understand (and mcp-auth understands none, `b64` included) must
+        // be refused; an empty list is not allowed at all.
+        if !typ_ok || header.crit {
             return Err(TokenReason::Malformed);
         }
         let kid = header.kid.as_deref().ok_or(TokenReason::Malformed)?;
         let key = self.keys.get(kid).ok_or(TokenReason::UnknownKey)?;
-        if header.alg != key.alg {
+        if header.alg != key.alg.name() {
             return Err(TokenReason::BadSignature);
         }
-        let mut validation = Validation::new(key.alg);
-        validation.required_spec_claims = HashSet::new();
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
-            .map_err(|e| match e.kind() {
-                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
-                    TokenReason::BadSignature
-                }
-                _ => TokenReason::Malformed,
-            })?;
-        let claims = data.claims;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenReason::Malformed)?;
+        if key.alg == Alg::Es256 && !es256::is_low_s(&signature) {
+            return Err(TokenReason::BadSignature);
+        }
+        UnparsedPublicKey::new(key.alg.verification(), &key.raw)
+            .verify(signing_input.as_bytes(), &signature)
+            .map_err(|_| TokenReason::BadSignature)?;
+        let payload = json_part(payload)?;
+        // The claims are a JSON object (RFC 7519 section 7.2), not an
+        // array that happens to deserialize into the same struct.
+        if !payload.trim_start().starts_with('{') {
+            return Err(TokenReason::Malformed);
+        }
+        let claims: AccessClaims =
+            serde_json::from_str(&payload).map_err(|_| TokenReason::Malformed)?;
         if !self.issuers.contains(&claims.iss) {
             return Err(TokenReason::WrongIssuer);
         }
@@ -228,17 +297,13 @@ impl JwkSet {
     /// a compact JWS under a key of the set.
     pub fn bare_signature(&self, token: &str) -> Option<BareSignature> {
         let (signing_input, signature) = token.rsplit_once('.')?;
-        let header = jsonwebtoken::decode_header(token).ok()?;
+        let (header, _) = signing_input.split_once('.')?;
+        let header: Header = serde_json::from_str(&json_part(header).ok()?).ok()?;
         let key = self.keys.get(header.kid.as_deref()?)?;
-        let algorithm: &'static dyn VerificationAlgorithm = match key.alg {
-            Algorithm::EdDSA => &ED25519,
-            Algorithm::ES256 => &ECDSA_P256_SHA256_FIXED,
-            _ => return None,
-        };
         Some(BareSignature {
             message: signing_input.as_bytes().to_vec(),
             signature: URL_SAFE_NO_PAD.decode(signature).ok()?,
-            key: UnparsedPublicKey::new(algorithm, key.raw.clone()),
+            key: UnparsedPublicKey::new(key.alg.verification(), key.raw.clone()),
         })
     }
 }
@@ -265,10 +330,10 @@ fn verifying_key(jwk: &Jwk) -> Result<VerifyingKey, String> {
         .unwrap_or_default();
     let alg = match (&jwk.algorithm, alg.as_str()) {
         (AlgorithmParameters::OctetKeyPair(p), "EdDSA") if p.curve == EllipticCurve::Ed25519 => {
-            Algorithm::EdDSA
+            Alg::EdDSA
         }
         (AlgorithmParameters::EllipticCurve(p), "ES256") if p.curve == EllipticCurve::P256 => {
-            Algorithm::ES256
+            Alg::Es256
         }
         _ => {
             return Err(
@@ -277,19 +342,35 @@ fn verifying_key(jwk: &Jwk) -> Result<VerifyingKey, String> {
             );
         }
     };
-    let decoding = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
-    let b64 = |v: &str| URL_SAFE_NO_PAD.decode(v).map_err(|e| e.to_string());
+    let coordinate = |v: &str| match URL_SAFE_NO_PAD.decode(v) {
+        Ok(bytes) if bytes.len() == 32 => Ok(bytes),
+        Ok(_) => Err("a key coordinate is not 32 bytes".to_owned()),
+        Err(e) => Err(e.to_string()),
+    };
     let raw = match &jwk.algorithm {
-        AlgorithmParameters::OctetKeyPair(p) => b64(&p.x)?,
+        AlgorithmParameters::OctetKeyPair(p) => coordinate(&p.x)?,
         AlgorithmParameters::EllipticCurve(p) => {
             let mut point = vec![4u8];
-            point.extend(b64(&p.x)?);
-            point.extend(b64(&p.y)?);
+            point.extend(coordinate(&p.x)?);
+            point.extend(coordinate(&p.y)?);
             point
         }
         _ => return Err("unsupported key".to_owned()),
     };
-    Ok(VerifyingKey { alg, decoding, raw })
+    Ok(VerifyingKey { alg, raw })
+}
+
+/// Checks that a token was issued for at most `max_seconds` (`exp - iat`):
+/// a token signed with the right key but living longer than the issuer's
+/// configured maximum was not issued by it as configured.
+///
+/// # Errors
+/// [`TokenReason::Expired`].
+pub fn check_lifetime(claims: &AccessClaims, max_seconds: i64) -> Result<(), TokenReason> {
+    if claims.exp.saturating_sub(claims.iat) > max_seconds {
+        return Err(TokenReason::Expired);
+    }
+    Ok(())
 }
 
 /// Checks a token's time window at `now` (Unix seconds): not before `nbf`,
@@ -355,5 +436,220 @@ mod tests {
         assert_eq!(check_window(&c, 0), Err(TokenReason::NotYetValid));
         assert_eq!(check_window(&c, 1), Ok(()));
         assert_eq!(check_window(&c, 2), Err(TokenReason::Expired));
+    }
+}
+
+#[cfg(test)]
+mod strictness {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+    };
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    use super::*;
+
+    const ISS: &str = "https://auth.example";
+
+    enum Signer {
+        Ed(Ed25519KeyPair),
+        Ec(EcdsaKeyPair),
+    }
+
+    /// A key of `alg`, and the set that publishes it as kid `k1`.
+    fn key(alg: &str) -> (Signer, JwkSet) {
+        let rng = SystemRandom::new();
+        let (signer, jwk) = if alg == "EdDSA" {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+            let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+            let x = URL_SAFE_NO_PAD.encode(kp.public_key().as_ref());
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+            (Signer::Ed(kp), jwk)
+        } else {
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+            let kp =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+            let point = kp.public_key().as_ref();
+            let jwk = json!({
+                "kty": "EC", "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+            });
+            (Signer::Ec(kp), jwk)
+        };
+        let mut jwk = jwk;
+        jwk["kid"] = "k1".into();
+        jwk["alg"] = alg.into();
+        jwk["use"] = "sig".into();
+        let set = JwkSet::from_json(&json!({ "keys": [jwk] }).to_string(), &[ISS]).unwrap();
+        (signer, set)
+    }
+
+    fn sign(signer: &Signer, header: &[u8], payload: &[u8]) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let sig = match signer {
+            Signer::Ed(kp) => kp.sign(input.as_bytes()).as_ref().to_vec(),
+            Signer::Ec(kp) => {
+                // As mcp-auth signs: in the low-s form.
+                let mut sig = kp
+                    .sign(&SystemRandom::new(), input.as_bytes())
+                    .unwrap()
+                    .as_ref()
+                    .to_vec();
+                es256::normalize(&mut sig);
+                sig
+            }
+        };
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    fn header(alg: &str, extra: serde_json::Value) -> Vec<u8> {
+        let mut h = json!({"typ": "at+jwt", "alg": alg, "kid": "k1"});
+        for (k, v) in extra.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        serde_json::to_vec(&h).unwrap()
+    }
+
+    fn claims(lifetime: i64) -> serde_json::Value {
+        json!({
+            "iss": ISS, "sub": "alice", "aud": "aud", "exp": 1_000 + lifetime,
+            "iat": 1_000, "nbf": 1_000, "jti": "at_1", "sid": "ses_1",
+            "client_id": "key_1", "scope": "tools:read",
+        })
+    }
+
+    fn payload() -> Vec<u8> {
+        serde_json::to_vec(&claims(600)).unwrap()
+    }
+
+    #[test]
+    fn tokens_in_our_form_verify() {
+        for alg in ["EdDSA", "ES256"] {
+            let (signer, set) = key(alg);
+            for _ in 0..8 {
+                let token = sign(&signer, &header(alg, json!({})), &payload());
+                let claims = set.verify(&token).unwrap();
+                assert_eq!(claims.sub, "alice");
+                assert!(set.bare_signature(&token).unwrap().verify());
+            }
+        }
+    }
+
+    #[test]
+    fn any_crit_header_is_refused() {
+        for alg in ["EdDSA", "ES256"] {
+            let (signer, set) = key(alg);
+            for crit in [
+                json!({"crit": ["urn:example:unknown"], "urn:example:unknown": 1}),
+                json!({"crit": ["b64"], "b64": false}),
+                json!({"crit": []}),
+                json!({"crit": null}),
+            ] {
+                let token = sign(&signer, &header(alg, crit.clone()), &payload());
+                assert_eq!(set.verify(&token), Err(TokenReason::Malformed), "{crit}");
+            }
+        }
+    }
+
+    #[test]
+    fn header_and_claims_must_be_utf8_json_objects() {
+        let (signer, set) = key("EdDSA");
+        let mut not_utf8 = payload();
+        let end = not_utf8.pop().unwrap();
+        not_utf8.extend_from_slice(b",\"x\":\"\xff\xfe\"");
+        not_utf8.push(end);
+        let c = claims(600);
+        let array = serde_json::to_vec(&json!([
+            c["iss"],
+            c["sub"],
+            c["aud"],
+            c["exp"],
+            c["iat"],
+            c["nbf"],
+            c["jti"],
+            c["sid"],
+            c["client_id"],
+            c["scope"]
+        ]))
+        .unwrap();
+        let mut bad_header = header("EdDSA", json!({}));
+        let end = bad_header.pop().unwrap();
+        bad_header.extend_from_slice(b",\"x\":\"\xc3\"");
+        bad_header.push(end);
+        let good_header = header("EdDSA", json!({}));
+        for (what, h, p) in [
+            ("claims not UTF-8", &good_header, &not_utf8),
+            ("claims an array", &good_header, &array),
+            ("header not UTF-8", &bad_header, &payload()),
+            ("claims not JSON", &good_header, &b"alice".to_vec()),
+        ] {
+            let token = sign(&signer, h, p);
+            assert_eq!(set.verify(&token), Err(TokenReason::Malformed), "{what}");
+        }
+        // Four parts, or padding, are not a compact JWS either.
+        let token = sign(&signer, &good_header, &payload());
+        assert_eq!(
+            set.verify(&format!("{token}.x")),
+            Err(TokenReason::Malformed)
+        );
+        assert_eq!(
+            set.verify(&format!("{token}=")),
+            Err(TokenReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn high_s_es256_signatures_are_refused() {
+        let (signer, set) = key("ES256");
+        for _ in 0..16 {
+            let low = sign(&signer, &header("ES256", json!({})), &payload());
+            assert!(set.verify(&low).is_ok());
+            let (input, sig) = low.rsplit_once('.').unwrap();
+            let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            // The high twin: (r, n - s), valid ECDSA all the same.
+            let mut high = sig.clone();
+            high[32..].copy_from_slice(&negate(&sig[32..]));
+            let high = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&high));
+            assert_eq!(set.verify(&high), Err(TokenReason::BadSignature));
+        }
+    }
+
+    /// `n - s` for the P-256 order `n`.
+    fn negate(s: &[u8]) -> Vec<u8> {
+        const N: [u8; 32] = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2,
+            0xfc, 0x63, 0x25, 0x51,
+        ];
+        let mut out = vec![0u8; 32];
+        let mut borrow = 0i32;
+        for i in (0..32).rev() {
+            let d = i32::from(N[i]) - i32::from(s[i]) - borrow;
+            borrow = i32::from(d < 0);
+            out[i] = u8::try_from(d.rem_euclid(256)).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn lifetimes_beyond_the_maximum_are_refused() {
+        let (signer, set) = key("EdDSA");
+        let at_max = sign(
+            &signer,
+            &header("EdDSA", json!({})),
+            &serde_json::to_vec(&claims(3600)).unwrap(),
+        );
+        let c = set.verify(&at_max).unwrap();
+        assert_eq!(check_lifetime(&c, 3600), Ok(()));
+        assert_eq!(check_lifetime(&c, 3599), Err(TokenReason::Expired));
     }
 }
