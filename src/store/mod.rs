@@ -45,7 +45,7 @@ pub enum StoreError {
     },
     /// Another process has the data directory open.
     #[error(
-        "another mcp-auth process is using the data directory {}: stop it first (offline commands need a stopped server)",
+        "another mcp-auth process is using the data directory {} (a running server, or an offline command on it): stop it first",
         .0.display()
     )]
     InUse(std::path::PathBuf),
