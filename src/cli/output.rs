@@ -210,6 +210,6 @@ mod tests {
         assert_eq!(raw(field(&v, "api_key.scopes").unwrap()), "a,b");
         assert_eq!(raw(field(&v, "n").unwrap()), "3");
         let err = field(&v, "nope").unwrap_err().to_string();
-        assert!(err.contains("its fields: api_key, n, secret"), "{err}");
+        assert!(err.contains("its fields: secret, api_key, n"), "{err}");
     }
 }
