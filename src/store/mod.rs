@@ -19,7 +19,7 @@ pub mod model;
 pub mod sled;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 use async_trait::async_trait;
 
