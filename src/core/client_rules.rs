@@ -33,12 +33,19 @@ const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
 /// of, before the combination is checked ([`check_combination`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ClientShape {
+    /// A name for people.
     pub name: String,
+    /// Where the browser may be sent back to.
     pub redirect_uris: Vec<String>,
+    /// The grants it may use.
     pub grant_types: Vec<GrantType>,
+    /// Application scopes its tokens may carry.
     pub allowed_scopes: Vec<String>,
+    /// Resources its tokens may be for.
     pub allowed_resources: Vec<String>,
+    /// How it authenticates at the token endpoint.
     pub method: AuthMethod,
+    /// Its public keys, a JWK Set as JSON text.
     pub jwks: Option<String>,
 }
 

@@ -390,14 +390,6 @@ pub struct OAuthClientRecord {
 }
 
 impl OAuthClientRecord {
-    /// The hashes of its live secrets: the current one and the previous
-    /// one while it is in its grace period.
-    pub fn secret_hashes(&self) -> impl Iterator<Item = &SecretHash> {
-        self.secret_hash
-            .iter()
-            .chain(self.previous_secret.as_ref().map(|p| &p.secret_hash))
-    }
-
     /// Whether the client may use `grant`.
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
