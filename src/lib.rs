@@ -4,8 +4,8 @@
 //! for a short-lived signed access token (a JWT per RFC 9068) with
 //! `TokenService.CreateSession`; MCP servers check those tokens with
 //! `TokenService.VerifyToken`, or offline with the public keys from
-//! `TokenService.GetJwks`. Admins manage API keys, identities, signing keys
-//! and read the audit trail. Everything is served over gRPC with TLS and
+//! `TokenService.GetJwks`. Admins manage API keys, identities, OAuth
+//! clients, signing keys and read the audit trail. Everything is served over gRPC with TLS and
 //! persisted in one embedded data directory.
 //!
 //! # Layout
@@ -24,8 +24,11 @@
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
 //!   domain records and [`core::Error`] out. Who is calling (`authn`),
 //!   what they may do (`policy`), API keys, sessions and the refresh
-//!   decision, identities, signing keys, the audit trail, rate limits and
-//!   maintenance. Names no transport and no storage engine.
+//!   decision, identities, OAuth clients (`clients`, their field rules in
+//!   `client_rules`, the in-memory `client_index` that authenticates them),
+//!   what verification treats as revoked (`revocations`), signing keys,
+//!   the audit trail, rate limits and maintenance. Names no transport and
+//!   no storage engine.
 //! - `token`: signing keys, the key ring and its JWK Set, issuing access
 //!   tokens; verifying goes through the `mcp-auth-token` crate (the
 //!   verifier that works from a JWK Set alone, shared with `bench` and the

@@ -14,6 +14,9 @@ pub const API_KEY_PREFIX: &str = "mcp_sk_";
 /// Prefix of every refresh token.
 pub const REFRESH_TOKEN_PREFIX: &str = "mcp_rt_";
 
+/// Prefix of every OAuth client secret.
+pub const CLIENT_SECRET_PREFIX: &str = "mcp_cs_";
+
 /// Number of base62 characters after the prefix: 43 × log2(62) ≈ 256 bits.
 pub const API_KEY_RANDOM_CHARS: usize = 43;
 
@@ -51,6 +54,15 @@ impl Secret {
         Self::generate(REFRESH_TOKEN_PREFIX)
     }
 
+    /// A fresh OAuth client secret: `mcp_cs_` and 43 base62 characters
+    /// (256 bits) from the OS CSPRNG.
+    ///
+    /// # Errors
+    /// Fails only if the operating system's random source fails.
+    pub fn generate_client_secret() -> Result<Self, getrandom::Error> {
+        Self::generate(CLIENT_SECRET_PREFIX)
+    }
+
     fn generate(prefix: &str) -> Result<Self, getrandom::Error> {
         let mut s = String::with_capacity(prefix.len() + API_KEY_RANDOM_CHARS);
         s.push_str(prefix);
@@ -69,8 +81,8 @@ impl Secret {
         SecretHash::of(self.0.as_bytes())
     }
 
-    /// The recognisable start of an API key (`mcp_sk_` and a few
-    /// characters), safe to show and store.
+    /// The recognisable start of an API key or client secret (`mcp_sk_`
+    /// or `mcp_cs_` and a few characters), safe to show and store.
     pub fn display_prefix(&self) -> String {
         self.0
             .chars()
@@ -256,6 +268,16 @@ mod tests {
         assert!(!format!("{s:?}").contains(body));
         assert!(!format!("{s}").contains(body));
         assert!(!format!("{:?}", s.hash()).contains(body));
+    }
+
+    #[test]
+    fn client_secret_has_prefix_length_and_alphabet() {
+        let s = Secret::generate_client_secret().unwrap();
+        let body = s.expose().strip_prefix(CLIENT_SECRET_PREFIX).unwrap();
+        assert_eq!(body.len(), API_KEY_RANDOM_CHARS);
+        assert!(body.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(s.display_prefix().len(), CLIENT_SECRET_PREFIX.len() + 4);
+        assert!(!format!("{s:?}").contains(body));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
-//! `identity`, `cert`, `signing_key`, `audit`, `whoami`, `bench`), all of
+//! `identity`, `client`, `cert`, `signing_key`, `audit`, `whoami`, `bench`), all of
 //! them reach the server through [`crate::grpc::client::Client`] and print
 //! through one output layer (`output`).
 
@@ -29,6 +29,7 @@ macro_rules! outln {
 mod audit;
 mod bench;
 mod cert;
+mod client;
 mod error;
 mod identity;
 mod key;
@@ -167,6 +168,9 @@ pub enum Command {
     /// Grant scopes to mTLS identities (needs scope identities:admin).
     #[command(subcommand)]
     Identity(IdentityCommand),
+    /// Manage OAuth clients (needs scope clients:admin).
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Manage the token signing keys (needs scope admin).
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
@@ -296,6 +300,102 @@ pub enum IdentityCommand {
         /// Keep the sessions the identity created.
         #[arg(long)]
         no_cascade: bool,
+    },
+}
+
+/// `mcp-auth client ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create an OAuth client; its secret, if its method uses one, is
+    /// printed once.
+    Create {
+        /// A label for the client.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI, matched exactly: https, or http on 127.0.0.1,
+        /// [::1] or localhost. Repeat for several.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// Comma-separated grant types: client_credentials,
+        /// authorization_code, refresh_token.
+        #[arg(long, value_delimiter = ',', default_value = "client_credentials")]
+        grant_types: Vec<String>,
+        /// Comma-separated application scopes its tokens may carry.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Comma-separated resources (MCP server URLs) its tokens may be
+        /// for; client_credentials needs one.
+        #[arg(long, value_delimiter = ',')]
+        resources: Vec<String>,
+        /// How it authenticates at the token endpoint: client_secret_basic,
+        /// client_secret_post, private_key_jwt or none (a public client).
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+        /// A file holding the client's public keys as a JWK Set (for
+        /// private_key_jwt).
+        #[arg(long, value_name = "PATH")]
+        jwks_file: Option<PathBuf>,
+    },
+    /// List OAuth clients (never their secrets).
+    List,
+    /// Show one OAuth client (never its secret).
+    Show {
+        /// The client id (cli_...).
+        client_id: String,
+    },
+    /// Change an OAuth client: each option given replaces that setting.
+    Update {
+        /// The client id (cli_...).
+        client_id: String,
+        /// A new label.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the redirect URIs (repeat for several; one empty value
+        /// removes them all).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Option<Vec<String>>,
+        /// Replace the grant types (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        grant_types: Option<Vec<String>>,
+        /// Replace the allowed scopes (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Replace the allowed resources (comma-separated; an empty value
+        /// removes them all).
+        #[arg(long, value_delimiter = ',')]
+        resources: Option<Vec<String>>,
+        /// A new authentication method; moving to a secret method gives
+        /// the client a secret, printed once.
+        #[arg(long)]
+        auth_method: Option<String>,
+        /// Replace the JWK Set with the one in this file.
+        #[arg(long, value_name = "PATH", conflicts_with = "no_jwks")]
+        jwks_file: Option<PathBuf>,
+        /// Remove the JWK Set.
+        #[arg(long)]
+        no_jwks: bool,
+        /// Disable the client: its tokens verify as revoked at once.
+        #[arg(long, conflicts_with = "enabled")]
+        disabled: bool,
+        /// Enable the client again (its tokens issued until now stay
+        /// revoked).
+        #[arg(long)]
+        enabled: bool,
+    },
+    /// Give an OAuth client a new secret; the old one works for
+    /// --grace-seconds.
+    RotateSecret {
+        /// The client id (cli_...).
+        client_id: String,
+        /// How long the old secret keeps working.
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u32,
+    },
+    /// Delete an OAuth client: its tokens verify as revoked at once and
+    /// its sessions are revoked.
+    Delete {
+        /// The client id (cli_...).
+        client_id: String,
     },
 }
 
@@ -560,6 +660,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Whoami => whoami::run(opts, &out).await,
         Command::Cert(cmd) => cert::run(cmd, opts, &out).await,
         Command::Identity(cmd) => identity::run(cmd, opts, &out).await,
+        Command::Client(cmd) => client::run(cmd, opts, &out).await,
         Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
         Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
         Command::Bench(args) => bench::run(args, opts).await,
@@ -649,6 +750,47 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
         assert!(Cli::try_parse_from(["mcp-auth", "token", "verify", "--any-audience"]).is_ok());
+    }
+
+    #[test]
+    fn client_flags_repeat_and_split() {
+        let cli = Cli::try_parse_from([
+            "mcp-auth",
+            "client",
+            "create",
+            "--name",
+            "x",
+            "--scopes",
+            "a,b",
+            "--redirect-uri",
+            "https://a/cb",
+            "--redirect-uri",
+            "https://b/cb",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Client(ClientCommand::Create {
+                redirect_uris,
+                grant_types,
+                auth_method,
+                ..
+            }) => {
+                assert_eq!(redirect_uris, ["https://a/cb", "https://b/cb"]);
+                assert_eq!(grant_types, ["client_credentials"]);
+                assert_eq!(auth_method, "client_secret_basic");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = Cli::try_parse_from([
+            "mcp-auth",
+            "client",
+            "update",
+            "cli_x",
+            "--disabled",
+            "--enabled",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub enum Reason {
     SessionNotFound,
     /// The API key is revoked, so it cannot be rotated.
     ApiKeyNotActive,
+    /// No OAuth client has the given id.
+    ClientNotFound,
+    /// The OAuth client authenticates without a client secret (`none`,
+    /// `private_key_jwt`), so it has none to rotate.
+    ClientHasNoSecret,
     /// The refresh token is malformed or unknown.
     RefreshTokenInvalid,
     /// A spent refresh token was presented again: the session is revoked.
@@ -83,7 +88,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 23] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -98,6 +103,8 @@ impl Reason {
         Reason::ApiKeyNotFound,
         Reason::SessionNotFound,
         Reason::ApiKeyNotActive,
+        Reason::ClientNotFound,
+        Reason::ClientHasNoSecret,
         Reason::RefreshTokenInvalid,
         Reason::RefreshTokenReused,
         Reason::SessionExpired,
@@ -124,6 +131,8 @@ impl Reason {
             Reason::ApiKeyNotFound => "API_KEY_NOT_FOUND",
             Reason::SessionNotFound => "SESSION_NOT_FOUND",
             Reason::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
+            Reason::ClientNotFound => "CLIENT_NOT_FOUND",
+            Reason::ClientHasNoSecret => "CLIENT_HAS_NO_SECRET",
             Reason::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
             Reason::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
             Reason::SessionExpired => "SESSION_EXPIRED",
@@ -151,10 +160,11 @@ impl Reason {
                 Kind::Forbidden
             }
             Reason::InvalidField | Reason::CredentialsConflict => Kind::Invalid,
-            Reason::ApiKeyNotFound | Reason::SessionNotFound | Reason::IdentityNotFound => {
-                Kind::NotFound
-            }
-            Reason::ApiKeyNotActive => Kind::Conflict,
+            Reason::ApiKeyNotFound
+            | Reason::SessionNotFound
+            | Reason::IdentityNotFound
+            | Reason::ClientNotFound => Kind::NotFound,
+            Reason::ApiKeyNotActive | Reason::ClientHasNoSecret => Kind::Conflict,
             Reason::RateLimited => Kind::Exhausted,
             Reason::Internal => Kind::Internal,
         }

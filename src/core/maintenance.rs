@@ -1,8 +1,9 @@
 //! Background maintenance, so the service can run for months without its
 //! storage growing or its keys going stale: automatic signing-key rotation,
-//! removal of retired keys whose tokens have all expired, and removal of
+//! removal of retired keys whose tokens have all expired, removal of
 //! sessions that can no longer matter (with their refresh tokens, index
-//! entries and in-memory revocation entries).
+//! entries and in-memory revocation entries), and forgetting deleted OAuth
+//! clients once their tokens have all expired.
 //!
 //! [`Maintenance::run_once`] does one pass at the server's clock; the server
 //! runs it every `maintenance_interval_seconds`, and tests call it directly
@@ -55,6 +56,8 @@ pub struct MaintenanceReport {
     pub limiter: crate::core::limits::LimiterSize,
     /// Audit records older than the retention removed.
     pub audit_records_removed: usize,
+    /// Deleted OAuth clients forgotten (their tokens have all expired).
+    pub deleted_clients_forgotten: usize,
 }
 
 impl Maintenance {
@@ -130,6 +133,7 @@ impl Maintenance {
             }
             tokio::task::yield_now().await;
         }
+        report.deleted_clients_forgotten = s.sweep_deleted_clients().await?;
         report.revocations_remaining = s.revocations.len();
         report.limiter = s.limits.evict_idle();
         s.audit.evict_idle().await;
@@ -145,6 +149,7 @@ impl Maintenance {
         if report.sessions_removed > 0
             || report.signing_keys_removed > 0
             || report.audit_records_removed > 0
+            || report.deleted_clients_forgotten > 0
         {
             tracing::info!(
                 sessions_removed = report.sessions_removed,
@@ -153,6 +158,7 @@ impl Maintenance {
                 sessions_remaining = report.sessions_remaining,
                 revocations_remaining = report.revocations_remaining,
                 audit_records_removed = report.audit_records_removed,
+                deleted_clients_forgotten = report.deleted_clients_forgotten,
                 "maintenance"
             );
         }

@@ -6,12 +6,16 @@
 //! each adapter maps to its wire form in one place.
 //!
 //! The in-memory indexes the hot path reads (API keys by secret hash,
-//! identity grants, revoked certificates and sessions) are loaded from the
-//! store at [`Core::open`] and kept in step by the core's own writes.
+//! identity grants, OAuth clients, revoked certificates, sessions and
+//! client tokens) are loaded from the store at [`Core::open`] and kept in
+//! step by the core's own writes.
 
 pub(crate) mod api_keys;
 pub mod audit;
 pub(crate) mod authn;
+pub(crate) mod client_index;
+pub(crate) mod client_rules;
+pub(crate) mod clients;
 pub mod credentials;
 pub mod error;
 pub(crate) mod fields;
@@ -29,6 +33,8 @@ pub(crate) mod whoami;
 use std::sync::Arc;
 
 pub use self::api_keys::{CreatedApiKey, NewApiKey};
+pub use self::client_index::ClientAuthError;
+pub use self::clients::{ClientUpdate, CreatedClient, NewClient};
 pub use self::credentials::Credentials;
 pub use self::error::{Error, Kind, Reason};
 pub use self::identities::IdentityGrant;
@@ -66,6 +72,7 @@ pub struct Core {
     pub(crate) tokens: TokenIssuer,
     pub(crate) keys: api_keys::ApiKeyIndex,
     pub(crate) identities: identities::IdentityIndex,
+    pub(crate) clients: client_index::ClientIndex,
     pub(crate) revocations: revocations::RevocationIndex,
     pub(crate) limits: limits::Limits,
     pub(crate) audit: audit::AuditTrail,
@@ -73,6 +80,8 @@ pub struct Core {
     key_writes: tokio::sync::Mutex<()>,
     /// One identity write at a time, likewise.
     identity_writes: tokio::sync::Mutex<()>,
+    /// One OAuth client write at a time, likewise.
+    client_writes: tokio::sync::Mutex<()>,
     /// One key-ring change (rotation, pruning) at a time.
     key_changes: tokio::sync::Mutex<()>,
 }
@@ -87,8 +96,8 @@ impl std::fmt::Debug for Core {
 
 impl Core {
     /// The core over `store`: loads the key ring (creating the first
-    /// signing key), the API keys, identity grants and revocations into
-    /// memory. On a store with no API key at all, creates the primary key
+    /// signing key), the API keys, identity grants, OAuth clients and
+    /// revocations into memory. On a store with no API key at all, creates the primary key
     /// (scope `admin`) and returns its secret, once.
     ///
     /// # Errors
@@ -119,7 +128,17 @@ impl Core {
                 .into_iter()
                 .map(|(id, _)| id),
         );
+        let clients = store.clients().await?;
+        for c in &clients {
+            if let Some(through) = clients::revoked_through(c) {
+                revocations.revoke_client_tokens(&c.client_id, through);
+            }
+        }
+        for (client_id, _) in store.deleted_clients().await? {
+            revocations.revoke_client_tokens(&client_id, revocations::ALL_TOKENS);
+        }
         let core = Core {
+            clients: client_index::ClientIndex::new(clients),
             tokens: TokenIssuer::new(
                 ring,
                 config.issuer.clone(),
@@ -145,6 +164,7 @@ impl Core {
             },
             key_writes: tokio::sync::Mutex::new(()),
             identity_writes: tokio::sync::Mutex::new(()),
+            client_writes: tokio::sync::Mutex::new(()),
             key_changes: tokio::sync::Mutex::new(()),
             store,
             clock,

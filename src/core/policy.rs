@@ -4,7 +4,7 @@
 
 use crate::core::error::{Error, Reason};
 use crate::core::principal::{ADMIN, Principal, RESERVED_SCOPES, SESSIONS_REVOKE};
-use crate::store::{ApiKeyRecord, IdentityRecord, SessionFilter, SessionRecord};
+use crate::store::{ApiKeyRecord, IdentityRecord, OAuthClientRecord, SessionFilter, SessionRecord};
 use crate::untrusted::Echo;
 
 /// Succeeds if the caller holds `scope`.
@@ -51,6 +51,19 @@ pub(crate) fn may_grant<'a>(
 /// PERMISSION_DENIED naming the first missing scope.
 pub(crate) fn may_manage_key(caller: &Principal, target: &ApiKeyRecord) -> Result<(), Error> {
     may_grant(caller, &target.scopes)
+}
+
+/// Changing, rotating or deleting an OAuth client needs every scope it may
+/// put in tokens, so a delegated `clients:admin` key can never take over a
+/// client stronger than itself.
+///
+/// # Errors
+/// PERMISSION_DENIED naming the first missing scope.
+pub(crate) fn may_manage_client(
+    caller: &Principal,
+    target: &OAuthClientRecord,
+) -> Result<(), Error> {
+    may_grant(caller, &target.allowed_scopes)
 }
 
 /// Changing or deleting an identity grant needs every scope it holds.
@@ -179,6 +192,7 @@ mod tests {
     fn admin_implies_every_scope() {
         let admin = principal("key_1", &["admin"]);
         assert!(require(&admin, KEYS_ADMIN).is_ok());
+        assert!(require(&admin, crate::core::principal::CLIENTS_ADMIN).is_ok());
         assert!(require(&admin, "tools:read").is_ok());
     }
 
@@ -220,6 +234,7 @@ mod tests {
         let err =
             token_scopes_allowed("scopes", &["tools:read".into(), "admin".into()]).unwrap_err();
         assert_eq!(err.reason(), Reason::InvalidField);
+        assert!(token_scopes_allowed("scopes", &["clients:admin".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["tools:read".into()]).is_ok());
     }
 

@@ -21,9 +21,11 @@ pub(crate) const TOKENS_VERIFY: &str = "tokens:verify";
 pub(crate) const IDENTITIES_ADMIN: &str = "identities:admin";
 /// Read the audit trail.
 pub(crate) const AUDIT_READ: &str = "audit:read";
+/// Manage OAuth clients.
+pub(crate) const CLIENTS_ADMIN: &str = "clients:admin";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 7] = [
+pub(crate) const RESERVED_SCOPES: [&str; 8] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
@@ -31,6 +33,7 @@ pub(crate) const RESERVED_SCOPES: [&str; 7] = [
     TOKENS_VERIFY,
     IDENTITIES_ADMIN,
     AUDIT_READ,
+    CLIENTS_ADMIN,
 ];
 
 /// Most scopes in one request.

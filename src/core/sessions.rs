@@ -450,8 +450,9 @@ impl Core {
         Ok(revoked)
     }
 
-    /// Revokes every session created by `client_id` (an API key id or an
-    /// identity name), for cascading revocation by `actor`.
+    /// Revokes every session created by `client_id` (an API key id, an
+    /// identity name or an OAuth client id), for cascading revocation by
+    /// `actor`.
     pub(crate) async fn revoke_sessions_of_client(
         &self,
         actor: &str,
@@ -497,7 +498,9 @@ impl Core {
     }
 
     /// `VerifyToken`: needs `tokens:verify`. The verdict is the token's
-    /// claims, or why it is not active.
+    /// claims, or why it is not active; a token is REVOKED if its session
+    /// was, or if its `client_id` is an OAuth client that was deleted or
+    /// disabled.
     ///
     /// # Errors
     /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT.
@@ -519,7 +522,7 @@ impl Core {
             .tokens
             .verify(check.token, self.clock.now())
             .and_then(|claims| {
-                if self.revocations.contains(claims.session_id()) {
+                if self.revocations.is_revoked(&claims) {
                     Err(TokenReason::Revoked)
                 } else if !check.audience.is_empty() && claims.aud != check.audience {
                     Err(TokenReason::WrongAudience)

@@ -22,6 +22,7 @@ use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::identity_service_client::IdentityServiceClient;
 use crate::pb::key_service_client::KeyServiceClient;
+use crate::pb::o_auth_client_service_client::OAuthClientServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
 
 /// Why a [`Client`] could not be set up.
@@ -532,6 +533,92 @@ impl Client {
     ) -> Result<pb::RevokeCertificateResponse, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             IdentityServiceClient::new(ch).revoke_certificate(req).await
+        })
+        .await
+    }
+
+    /// `OAuthClientService.CreateClient`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn create_client(
+        &self,
+        message: pb::CreateClientRequest,
+    ) -> Result<pb::CreateClientResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthClientServiceClient::new(ch).create_client(req).await
+        })
+        .await
+    }
+
+    /// `OAuthClientService.ListClients`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn list_clients(
+        &self,
+        message: pb::ListClientsRequest,
+    ) -> Result<pb::ListClientsResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthClientServiceClient::new(ch).list_clients(req).await
+        })
+        .await
+    }
+
+    /// `OAuthClientService.GetClient`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn get_client(
+        &self,
+        message: pb::GetClientRequest,
+    ) -> Result<pb::OAuthClient, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthClientServiceClient::new(ch).get_client(req).await
+        })
+        .await
+    }
+
+    /// `OAuthClientService.UpdateClient`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn update_client(
+        &self,
+        message: pb::UpdateClientRequest,
+    ) -> Result<pb::UpdateClientResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthClientServiceClient::new(ch).update_client(req).await
+        })
+        .await
+    }
+
+    /// `OAuthClientService.RotateClientSecret`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn rotate_client_secret(
+        &self,
+        message: pb::RotateClientSecretRequest,
+    ) -> Result<pb::CreateClientResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthClientServiceClient::new(ch)
+                .rotate_client_secret(req)
+                .await
+        })
+        .await
+    }
+
+    /// `OAuthClientService.DeleteClient`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn delete_client(
+        &self,
+        message: pb::DeleteClientRequest,
+    ) -> Result<pb::DeleteClientResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthClientServiceClient::new(ch).delete_client(req).await
         })
         .await
     }

@@ -3,9 +3,12 @@
 //! adapter and the CLI.
 
 use crate::ca::spiffe_id;
-use crate::core::{Caller, CallerKind, IssuedSession};
+use crate::core::{Caller, CallerKind, ClientUpdate, CreatedClient, IssuedSession, NewClient};
 use crate::pb;
-use crate::store::{ApiKeyRecord, AuditRecord, IdentityRecord, RateLimit, SessionRecord, Standing};
+use crate::store::{
+    ApiKeyRecord, AuditRecord, IdentityRecord, OAuthClientRecord, RateLimit, SessionRecord,
+    Standing,
+};
 use crate::token::{AccessClaims, TokenReason};
 
 /// A request's rate limit (validated by the core).
@@ -45,6 +48,69 @@ pub(crate) fn key_to_pb(r: ApiKeyRecord, now: i64) -> pb::ApiKey {
         revoked: r.revoked_at.is_some(),
         rotated_at: r.rotated_at.unwrap_or_default(),
         rate_limit: rate_limit_to_pb(r.rate_limit),
+    }
+}
+
+/// A client as shown: never its secret, only the secret's prefix.
+pub(crate) fn client_to_pb(r: OAuthClientRecord) -> pb::OAuthClient {
+    pb::OAuthClient {
+        client_id: r.client_id,
+        name: r.name,
+        redirect_uris: r.redirect_uris,
+        grant_types: r
+            .grant_types
+            .iter()
+            .map(|g| g.as_str().to_owned())
+            .collect(),
+        allowed_scopes: r.allowed_scopes,
+        allowed_resources: r.allowed_resources,
+        token_endpoint_auth_method: r.token_endpoint_auth_method.as_str().to_owned(),
+        jwks: r.jwks.unwrap_or_default(),
+        secret_prefix: r.secret_prefix.unwrap_or_default(),
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        disabled: r.disabled,
+        origin: r.origin.as_str().to_owned(),
+        last_grant_at: r.last_grant_at.unwrap_or_default(),
+        secret_rotated_at: r.secret_rotated_at.unwrap_or_default(),
+        previous_secret_valid_until: r.previous_secret.map(|p| p.valid_until).unwrap_or_default(),
+        tokens_valid_after: r.tokens_valid_after.unwrap_or_default(),
+    }
+}
+
+/// A client with the secret this call made, shown once (empty if none).
+pub(crate) fn created_client_to_pb(c: CreatedClient) -> pb::CreateClientResponse {
+    pb::CreateClientResponse {
+        secret: c.secret.map(|s| s.expose().to_owned()).unwrap_or_default(),
+        client: Some(client_to_pb(c.record)),
+    }
+}
+
+/// A CreateClient request (checked by the core).
+pub(crate) fn new_client_from_pb(r: pb::CreateClientRequest) -> NewClient {
+    NewClient {
+        name: r.name,
+        redirect_uris: r.redirect_uris,
+        grant_types: r.grant_types,
+        allowed_scopes: r.allowed_scopes,
+        allowed_resources: r.allowed_resources,
+        token_endpoint_auth_method: r.token_endpoint_auth_method,
+        jwks: Some(r.jwks).filter(|j| !j.is_empty()),
+    }
+}
+
+/// An UpdateClient request: what is set changes.
+pub(crate) fn client_update_from_pb(r: pb::UpdateClientRequest) -> ClientUpdate {
+    let list = |l: Option<pb::StringList>| l.map(|l| l.values);
+    ClientUpdate {
+        name: r.name,
+        redirect_uris: list(r.redirect_uris),
+        grant_types: list(r.grant_types),
+        allowed_scopes: list(r.allowed_scopes),
+        allowed_resources: list(r.allowed_resources),
+        token_endpoint_auth_method: r.token_endpoint_auth_method,
+        jwks: r.jwks,
+        disabled: r.disabled,
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod call;
 pub mod client;
+pub(crate) mod clients;
 pub mod convert;
 pub(crate) mod identities;
 pub(crate) mod keys;

@@ -29,6 +29,7 @@ use crate::core::Core;
 use crate::core::maintenance::Maintenance;
 use crate::grpc::api_keys::ApiKeyService;
 use crate::grpc::audit::AuditService;
+use crate::grpc::clients::OAuthClientService;
 use crate::grpc::identities::IdentityService;
 use crate::grpc::keys::KeyService;
 use crate::grpc::tokens::TokenService;
@@ -151,6 +152,13 @@ impl Server {
         Maintenance::new(self.core.clone(), &self.config)
     }
 
+    /// The core this server serves: its state and operations, shared (not
+    /// copied), for a second adapter over the same operations and for
+    /// tests. While a handle is held, the data directory stays open.
+    pub fn core(&self) -> Arc<Core> {
+        self.core.clone()
+    }
+
     /// Whether the server speaks TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
@@ -159,7 +167,8 @@ impl Server {
     /// Serves gRPC on `listener` until `shutdown` resolves, then lets
     /// in-flight RPCs finish within the grace period and flushes storage.
     ///
-    /// Served: `TokenService`, `ApiKeyService`, `IdentityService`, `KeyService`,
+    /// Served: `TokenService`, `ApiKeyService`, `IdentityService`,
+    /// `OAuthClientService`, `KeyService`, `AuditService`,
     /// `grpc.health.v1.Health` and server reflection.
     ///
     /// # Errors
@@ -188,6 +197,9 @@ impl Server {
             .await;
         health
             .set_serving::<pb::identity_service_server::IdentityServiceServer<IdentityService>>()
+            .await;
+        health
+            .set_serving::<pb::o_auth_client_service_server::OAuthClientServiceServer<OAuthClientService>>()
             .await;
         health
             .set_serving::<pb::key_service_server::KeyServiceServer<KeyService>>()
@@ -227,6 +239,11 @@ impl Server {
             .add_service(pb::identity_service_server::IdentityServiceServer::new(
                 IdentityService { core: core.clone() },
             ))
+            .add_service(
+                pb::o_auth_client_service_server::OAuthClientServiceServer::new(
+                    OAuthClientService { core: core.clone() },
+                ),
+            )
             .add_service(pb::key_service_server::KeyServiceServer::new(KeyService {
                 core: core.clone(),
             }))

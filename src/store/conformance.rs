@@ -119,6 +119,126 @@ pub(crate) async fn api_keys(store: &dyn Store) {
     );
 }
 
+/// An OAuth client with a secret.
+pub(crate) fn oauth_client(id: &str) -> OAuthClientRecord {
+    OAuthClientRecord {
+        client_id: id.to_owned(),
+        name: "n".to_owned(),
+        secret_hash: Some(SecretHash::of(id.as_bytes())),
+        secret_prefix: Some("mcp_cs_abcd".to_owned()),
+        previous_secret: None,
+        secret_rotated_at: None,
+        redirect_uris: vec!["https://app.example/cb".to_owned()],
+        grant_types: vec![GrantType::ClientCredentials, GrantType::AuthorizationCode],
+        allowed_scopes: vec!["tools:read".to_owned()],
+        allowed_resources: vec!["https://mcp.example".to_owned()],
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        jwks: None,
+        created_at: 1,
+        updated_at: 1,
+        disabled: false,
+        tokens_valid_after: None,
+        origin: ClientOrigin::Registered,
+        last_grant_at: None,
+    }
+}
+
+/// OAuth clients: insert, read, conditional replace and delete (each with
+/// one conflict), deleted ids remembered until forgotten, each change
+/// audited.
+pub(crate) async fn clients(store: &dyn Store) {
+    for id in ["cli_b", "cli_a"] {
+        store
+            .insert_client(&oauth_client(id), entry("client.created"))
+            .await
+            .unwrap();
+    }
+    let ids: Vec<_> = store
+        .clients()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["cli_a", "cli_b"], "in client-id order");
+    let read = store.client("cli_a").await.unwrap().unwrap();
+    assert_eq!(read.record.grant_types, oauth_client("cli_a").grant_types);
+    assert!(read.record.secret_hash == Some(SecretHash::of(b"cli_a")));
+    let mut disabled = read.record.clone();
+    disabled.disabled = true;
+    disabled.updated_at = 5;
+    assert_eq!(
+        store
+            .replace_client(&read, &disabled, entry("client.updated"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    let mut stale = read.record.clone();
+    stale.name = "stale".to_owned();
+    assert_eq!(
+        store
+            .replace_client(&read, &stale, entry("client.updated"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a write against a stale read is refused"
+    );
+    assert_eq!(
+        store
+            .delete_client(&read, 6, entry("client.deleted"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a delete against a stale read is refused"
+    );
+    let now = store.client("cli_a").await.unwrap().unwrap();
+    assert!(now.record.disabled);
+    assert_eq!(now.record.name, "n");
+    assert!(store.deleted_clients().await.unwrap().is_empty());
+
+    assert_eq!(
+        store
+            .delete_client(&now, 7, entry("client.deleted"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert!(store.client("cli_a").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .delete_client(&now, 8, entry("client.deleted"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "deleting what is gone"
+    );
+    assert_eq!(
+        store.deleted_clients().await.unwrap(),
+        [("cli_a".to_owned(), 7)]
+    );
+    assert_eq!(store.clients().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .forget_deleted_clients(&["cli_a".to_owned(), "cli_none".to_owned()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.deleted_clients().await.unwrap().is_empty());
+    assert!(store.client("cli_none").await.unwrap().is_none());
+    assert_eq!(
+        actions(store).await,
+        [
+            "client.created",
+            "client.created",
+            "client.updated",
+            "client.deleted"
+        ],
+        "refused writes leave no record"
+    );
+}
+
 /// Sessions: insert, replace, revoke (idempotent), indexes, delete.
 pub(crate) async fn sessions(store: &dyn Store) {
     for (id, subject, client) in [
@@ -475,13 +595,38 @@ pub(crate) async fn write_some(store: &dyn Store) -> Written {
         .revoke_sessions(&["ses_s".to_owned()], 7, entry("session.revoked"))
         .await
         .unwrap();
-    Written { audit_records: 3 }
+    for id in ["cli_kept", "cli_gone"] {
+        store
+            .insert_client(&oauth_client(id), entry("client.created"))
+            .await
+            .unwrap();
+    }
+    let gone = store.client("cli_gone").await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .delete_client(&gone, 9, entry("client.deleted"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    Written { audit_records: 6 }
 }
 
 /// Checks that a reopened store has what [`write_some`] wrote, and goes on
 /// with the same chain.
 pub(crate) async fn check_written(store: &dyn Store, written: &Written) {
     assert!(store.api_key("key_k").await.unwrap().is_some());
+    let kept = store.client("cli_kept").await.unwrap().unwrap().record;
+    assert_eq!(
+        kept.token_endpoint_auth_method,
+        AuthMethod::ClientSecretBasic
+    );
+    assert!(store.client("cli_gone").await.unwrap().is_none());
+    assert_eq!(
+        store.deleted_clients().await.unwrap(),
+        [("cli_gone".to_owned(), 9)],
+        "a deleted client is remembered across a reopen"
+    );
     let s = store.session("ses_s").await.unwrap().unwrap().record;
     assert_eq!(s.revoked_at, Some(7));
     assert_eq!(

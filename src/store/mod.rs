@@ -19,14 +19,15 @@ pub mod model;
 pub mod sled;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 use async_trait::async_trait;
 
 pub use model::{
-    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, Cursor, IdentityRecord, Page,
-    PreviousSecret, REFRESH_HISTORY, RateLimit, RefreshToken, RevokedCert, SessionFilter,
-    SessionRecord, SigningAlg, SigningKeyRecord, Standing, Swap, Version, Versioned,
+    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, Cursor,
+    GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY, RateLimit,
+    RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg, SigningKeyRecord,
+    Standing, Swap, Version, Versioned,
 };
 
 /// Storage failed.
@@ -77,6 +78,45 @@ pub trait Store: Send + Sync + 'static {
         new: &ApiKeyRecord,
         audit: AuditEntry,
     ) -> StoreResult<Swap>;
+
+    // ---- OAuth clients
+
+    /// Every OAuth client, in client-id order.
+    async fn clients(&self) -> StoreResult<Vec<OAuthClientRecord>>;
+
+    /// The OAuth client with this id, and its version.
+    async fn client(&self, client_id: &str) -> StoreResult<Option<Versioned<OAuthClientRecord>>>;
+
+    /// Stores a new OAuth client with its audit record.
+    async fn insert_client(&self, record: &OAuthClientRecord, audit: AuditEntry)
+    -> StoreResult<()>;
+
+    /// Replaces the client `current` was read as with `new`, with its
+    /// audit record, unless it changed since.
+    async fn replace_client(
+        &self,
+        current: &Versioned<OAuthClientRecord>,
+        new: &OAuthClientRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap>;
+
+    /// Deletes the client `current` was read as, unless it changed since,
+    /// and remembers its id as deleted at `at` (see
+    /// [`Store::deleted_clients`]), with its audit record: one step.
+    async fn delete_client(
+        &self,
+        current: &Versioned<OAuthClientRecord>,
+        at: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap>;
+
+    /// Ids and deletion times of the deleted clients not yet forgotten,
+    /// so their tokens keep verifying as revoked after a restart.
+    async fn deleted_clients(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Forgets deleted clients (maintenance, once their tokens have all
+    /// expired); returns how many went.
+    async fn forget_deleted_clients(&self, ids: &[String]) -> StoreResult<usize>;
 
     // ---- sessions
 

@@ -212,6 +212,190 @@ pub struct IdentityRecord {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// An OAuth 2.1 grant type a client may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// `client_credentials`: a confidential client gets a token for itself.
+    ClientCredentials,
+    /// `authorization_code`: the browser flow (with PKCE).
+    AuthorizationCode,
+    /// `refresh_token`: trading a refresh token for fresh tokens.
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant type, in the order lists show them.
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::AuthorizationCode,
+        GrantType::RefreshToken,
+    ];
+
+    /// The OAuth name, e.g. `client_credentials`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+
+    /// The grant type of an OAuth name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+}
+
+/// How a client authenticates at the token endpoint
+/// (`token_endpoint_auth_method`, RFC 7591).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    /// The secret in HTTP Basic authentication.
+    #[default]
+    ClientSecretBasic,
+    /// The secret in the request body.
+    ClientSecretPost,
+    /// A JWT signed with a key of the client's registered JWK Set
+    /// (RFC 7523).
+    PrivateKeyJwt,
+    /// None: a public client (a native or browser app).
+    None,
+}
+
+impl AuthMethod {
+    /// Every method, in the order lists show them.
+    pub const ALL: [AuthMethod; 4] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::None,
+    ];
+
+    /// The OAuth name, e.g. `client_secret_basic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+
+    /// The method of an OAuth name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Whether clients of this method authenticate with a client secret
+    /// (and so have one).
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+
+    /// Whether clients of this method are confidential (can keep a
+    /// credential): every method but `none`.
+    pub fn is_confidential(self) -> bool {
+        self != AuthMethod::None
+    }
+}
+
+/// How an OAuth client came to be.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientOrigin {
+    /// Created by an admin (`CreateClient`, `mcp-auth client create`).
+    #[default]
+    Registered,
+    /// Registered by the client itself (RFC 7591 Dynamic Client
+    /// Registration).
+    Dynamic,
+}
+
+impl ClientOrigin {
+    /// `registered` or `dynamic`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientOrigin::Registered => "registered",
+            ClientOrigin::Dynamic => "dynamic",
+        }
+    }
+}
+
+/// A stored OAuth client. Its secret, if it has one, is stored only
+/// hashed. Fields added after the first version default when absent, so
+/// older records read back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OAuthClientRecord {
+    /// `cli_` and 22 base62 characters.
+    pub client_id: String,
+    /// What the operator (or the registering client) called it.
+    pub name: String,
+    /// Hash of the current secret; `None` for a client whose method uses
+    /// no secret (`none`, `private_key_jwt`).
+    #[serde(default)]
+    pub secret_hash: Option<SecretHash>,
+    /// `mcp_cs_` and the first characters of the current secret, to
+    /// recognise it; `None` without a secret.
+    #[serde(default)]
+    pub secret_prefix: Option<String>,
+    /// The secret replaced by the last rotation, valid until its
+    /// `valid_until`.
+    #[serde(default)]
+    pub previous_secret: Option<PreviousSecret>,
+    /// When the secret was last rotated.
+    #[serde(default)]
+    pub secret_rotated_at: Option<i64>,
+    /// Where the authorization endpoint may send the browser back to:
+    /// `https`, or `http` on a loopback host; matched exactly.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// The grants the client may use.
+    #[serde(default)]
+    pub grant_types: Vec<GrantType>,
+    /// Application scopes its tokens may carry.
+    #[serde(default)]
+    pub allowed_scopes: Vec<String>,
+    /// Resources (RFC 8707) its tokens may be for; each becomes an `aud`.
+    #[serde(default)]
+    pub allowed_resources: Vec<String>,
+    /// How it authenticates at the token endpoint.
+    #[serde(default)]
+    pub token_endpoint_auth_method: AuthMethod,
+    /// Its public keys, a JWK Set as JSON text (for `private_key_jwt`).
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last change.
+    pub updated_at: i64,
+    /// A disabled client gets no tokens, and its tokens verify as REVOKED.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Set when a disabled client is enabled again: its tokens issued at
+    /// or before this second stay REVOKED.
+    #[serde(default)]
+    pub tokens_valid_after: Option<i64>,
+    /// Registered by an admin or dynamically.
+    #[serde(default)]
+    pub origin: ClientOrigin,
+    /// When it last completed a grant (for pruning dynamic registrations
+    /// that never did).
+    #[serde(default)]
+    pub last_grant_at: Option<i64>,
+}
+
+impl OAuthClientRecord {
+    /// Whether the client may use `grant`.
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+}
+
 /// A revoked client certificate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RevokedCert {

@@ -30,6 +30,7 @@ pub struct TestServer {
     pub created_primary: bool,
     pub addr: std::net::SocketAddr,
     maintenance: Option<mcp_auth::core::maintenance::Maintenance>,
+    core: Option<std::sync::Arc<mcp_auth::core::Core>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), mcp_auth::Error>>>,
 }
@@ -86,6 +87,7 @@ impl TestServer {
             created_primary,
             addr: "127.0.0.1:0".parse().unwrap(),
             maintenance: None,
+            core: None,
             shutdown: None,
             task: None,
         };
@@ -98,8 +100,15 @@ impl TestServer {
         self.maintenance.as_ref().unwrap().run_once().await.unwrap()
     }
 
+    /// The running server's core, for what has no RPC yet (authenticating
+    /// an OAuth client, as the token endpoint will).
+    pub fn core(&self) -> std::sync::Arc<mcp_auth::core::Core> {
+        self.core.clone().unwrap()
+    }
+
     async fn spawn(&mut self, server: Server) {
         self.maintenance = Some(server.maintenance());
+        self.core = Some(server.core());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -111,8 +120,9 @@ impl TestServer {
 
     /// Sends shutdown and waits for the server to stop; it must stop cleanly.
     pub async fn stop(&mut self) {
-        // The handle shares the server's state, and so its open database.
+        // The handles share the server's state, and so its open database.
         self.maintenance = None;
+        self.core = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -151,6 +151,36 @@ async fn every_documented_reason_is_produced_with_its_code() {
         ))
         .await
         .unwrap_err());
+    // OAuth clients: an unknown id, and a secret rotation of a client
+    // that has none.
+    let admin = server.client(&primary).await;
+    saw(admin
+        .get_client(pb::GetClientRequest {
+            client_id: "cli_missing".to_owned(),
+        })
+        .await
+        .unwrap_err());
+    let public = admin
+        .create_client(pb::CreateClientRequest {
+            name: "public".to_owned(),
+            redirect_uris: strings(&["http://127.0.0.1:9/cb"]),
+            grant_types: strings(&["authorization_code"]),
+            allowed_scopes: strings(&["tools:read"]),
+            allowed_resources: vec![],
+            token_endpoint_auth_method: "none".to_owned(),
+            jwks: String::new(),
+        })
+        .await
+        .unwrap()
+        .client
+        .unwrap();
+    saw(admin
+        .rotate_client_secret(pb::RotateClientSecretRequest {
+            client_id: public.client_id,
+            grace_seconds: 0,
+        })
+        .await
+        .unwrap_err());
     saw(tokens
         .create_session(authed(
             pb::CreateSessionRequest {

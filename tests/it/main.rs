@@ -9,6 +9,7 @@ mod common;
 mod api_keys;
 mod audit;
 mod cli_face;
+mod clients;
 mod contract;
 mod docs;
 mod durability;

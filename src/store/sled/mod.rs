@@ -3,7 +3,9 @@
 //! Trees: `api_keys` (key id → record), `sessions` (session id → record,
 //! its refresh tokens included), `signing_keys` (kid → record, private key
 //! included), `identities` (name → grant), `revoked_certs` (serial →
-//! revocation), `audit` (seq → record) and `meta` (the audit anchor).
+//! revocation), `oauth_clients` (client id → record, its secret only
+//! hashed), `deleted_oauth_clients` (client id → deletion time), `audit`
+//! (seq → record) and `meta` (the audit anchor).
 //! Records are JSON. The session indexes (by subject, by creator, revoked)
 //! live in memory and are rebuilt at open. Data directories written before
 //! this layout also hold `api_key_hashes`, `refresh_tokens`,
@@ -69,6 +71,8 @@ pub struct SledStore {
     signing_keys: Tree,
     identities: Tree,
     revoked_certs: Tree,
+    clients: Tree,
+    deleted_clients: Tree,
     meta: Tree,
 }
 
@@ -88,12 +92,7 @@ impl SledStore {
     /// The directory cannot be used, another process holds the database,
     /// or a record is corrupt.
     pub fn open(dir: &Path, durability: Durability) -> StoreResult<Self> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .mode(sled::Mode::HighThroughput)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| in_use(dir, e))?;
+        let db = open_db(dir)?;
         let audit_tree = db.open_tree("audit")?;
         let meta = db.open_tree("meta")?;
         let head = match audit_tree.last()? {
@@ -128,6 +127,8 @@ impl SledStore {
             signing_keys: db.open_tree("signing_keys")?,
             identities: db.open_tree("identities")?,
             revoked_certs: db.open_tree("revoked_certs")?,
+            clients: db.open_tree("oauth_clients")?,
+            deleted_clients: db.open_tree("deleted_oauth_clients")?,
             sessions,
             meta,
             audit: AuditChain {
@@ -202,11 +203,47 @@ impl SledStore {
     }
 }
 
+/// How long [`open_db`] waits for a lock that this process's own
+/// previous handle may still hold.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the sled database under `dir`. sled releases its file lock only
+/// when the last of its background writes of a closed handle has
+/// finished, a moment after the handle is dropped; so a lock found held is
+/// tried again for up to [`LOCK_WAIT`] before it counts as another
+/// process's ([`StoreError::InUse`]).
+fn open_db(dir: &Path) -> StoreResult<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| in_use(dir, e));
+        match opened {
+            Err(StoreError::InUse(_)) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn read_anchor(meta: &Tree) -> StoreResult<AuditAnchor> {
     meta.get(AUDIT_ANCHOR)?
         .map(|v| decode("audit anchor", &v))
         .transpose()
         .map(Option::unwrap_or_default)
+}
+
+/// A failed sled transaction as a storage error, saying what it was doing.
+fn transaction_error(doing: &str, e: sled::transaction::TransactionError<()>) -> StoreError {
+    let cause = match e {
+        sled::transaction::TransactionError::Storage(e) => e.to_string(),
+        sled::transaction::TransactionError::Abort(()) => "aborted".to_owned(),
+    };
+    StoreError::Backend(format!("{doing}: {cause}"))
 }
 
 fn all<T: serde::de::DeserializeOwned>(tree: &Tree, what: &'static str) -> StoreResult<Vec<T>> {
@@ -250,6 +287,109 @@ impl Store for SledStore {
             self.durable().await?;
         }
         Ok(swap)
+    }
+
+    async fn clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
+        all(&self.clients, "oauth client")
+    }
+
+    async fn client(&self, client_id: &str) -> StoreResult<Option<Versioned<OAuthClientRecord>>> {
+        Self::versioned(&self.clients, "oauth client", client_id)
+    }
+
+    async fn insert_client(
+        &self,
+        record: &OAuthClientRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<()> {
+        let value = encode(record)?;
+        {
+            let mut w = self.audit.lock();
+            w.record(audit)?;
+            self.clients.insert(record.client_id.as_bytes(), value)?;
+        }
+        self.durable().await
+    }
+
+    async fn replace_client(
+        &self,
+        current: &Versioned<OAuthClientRecord>,
+        new: &OAuthClientRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let swap = self.swap(
+            &self.clients,
+            &new.client_id,
+            &current.version,
+            encode(new)?,
+            audit,
+        )?;
+        if swap == Swap::Done {
+            self.durable().await?;
+        }
+        Ok(swap)
+    }
+
+    async fn delete_client(
+        &self,
+        current: &Versioned<OAuthClientRecord>,
+        at: i64,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let id = current.record.client_id.as_bytes();
+        let when = encode(&at)?;
+        {
+            let mut w = self.audit.lock();
+            match self.clients.get(id)? {
+                Some(now) if *now == *current.version.0 => {}
+                _ => return Ok(Swap::Conflict),
+            }
+            w.record(audit)?;
+            // One transaction: a crash never leaves the client both
+            // deleted and still there, or gone without its tombstone.
+            (&self.clients, &self.deleted_clients)
+                .transaction(|(clients, deleted)| {
+                    clients.remove(id)?;
+                    deleted.insert(id, when.as_slice())?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| transaction_error("deleting an oauth client", e))?;
+        }
+        self.durable().await?;
+        Ok(Swap::Done)
+    }
+
+    async fn deleted_clients(&self) -> StoreResult<Vec<(String, i64)>> {
+        self.deleted_clients
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("deleted oauth client", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn forget_deleted_clients(&self, ids: &[String]) -> StoreResult<usize> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for id in ids {
+            if self.deleted_clients.contains_key(id.as_bytes())? {
+                batch.remove(id.as_bytes());
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        {
+            let _w = self.audit.lock();
+            self.deleted_clients.apply_batch(batch)?;
+        }
+        self.durable().await?;
+        Ok(n)
     }
 
     async fn insert_session(&self, record: &SessionRecord, audit: AuditEntry) -> StoreResult<()> {
@@ -612,13 +752,7 @@ impl Store for SledStore {
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
         };
-        r.map_err(|e| {
-            let cause = match e {
-                sled::transaction::TransactionError::Storage(e) => e.to_string(),
-                sled::transaction::TransactionError::Abort(()) => "aborted".to_owned(),
-            };
-            StoreError::Backend(format!("pruning the audit trail: {cause}"))
-        })?;
+        r.map_err(|e| transaction_error("pruning the audit trail", e))?;
         self.durable().await?;
         Ok(gone.len())
     }
@@ -668,10 +802,7 @@ pub(super) fn tamper_with_audit_record(
     seq: u64,
     edit: impl FnOnce(&mut AuditRecord),
 ) -> StoreResult<()> {
-    let db = sled::Config::new()
-        .path(dir.join("db"))
-        .open()
-        .map_err(|e| in_use(dir, e))?;
+    let db = open_db(dir)?;
     let audit = db.open_tree("audit")?;
     let key = seq.to_be_bytes();
     let bytes = audit
@@ -715,6 +846,11 @@ mod tests {
     #[tokio::test]
     async fn conformance_identities_and_certificates() {
         conformance::identities(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_clients() {
+        conformance::clients(&fresh().1).await;
     }
 
     #[tokio::test]
