@@ -757,3 +757,44 @@ async fn the_binary_prints_the_bound_http_address_and_logs_each_request() {
         .unwrap_or_else(|| panic!("{line}"));
     latency.parse::<u64>().unwrap();
 }
+
+// ---- the documented OAuth error table
+
+/// reason -> (HTTP status, OAuth error), from the table of
+/// docs/reference/http-api.md.
+fn documented_oauth_errors() -> std::collections::BTreeMap<String, (u16, String)> {
+    let path = format!("{}/docs/reference/http-api.md", env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let section = doc
+        .split("\n## OAuth errors of the service's reasons\n")
+        .nth(1)
+        .expect("no OAuth error table");
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cells[1].trim_matches('`').to_owned(),
+                (
+                    cells[2].parse().unwrap(),
+                    cells[3].trim_matches('`').to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_http_api_reference_lists_every_reason_with_its_oauth_error() {
+    use mcp_auth::core::Reason;
+    use mcp_auth::http::error::oauth_error;
+    let from_code: std::collections::BTreeMap<String, (u16, String)> = Reason::ALL
+        .iter()
+        .map(|r| {
+            let (status, error) = oauth_error(*r);
+            (r.as_str().to_owned(), (status.as_u16(), error.to_owned()))
+        })
+        .collect();
+    assert_eq!(documented_oauth_errors(), from_code);
+}
