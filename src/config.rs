@@ -351,6 +351,12 @@ impl Config {
                     message: "bad built-in default".to_owned(),
                 })?,
         };
+        if http_listen == listen && listen.port() != 0 {
+            return Err(ConfigError::Invalid {
+                field: "http_listen",
+                message: format!("must differ from listen ({listen})"),
+            });
+        }
         let tls = match (s.plaintext.unwrap_or(false), s.tls_cert, s.tls_key) {
             (true, None, None) => TlsMode::Plaintext,
             (true, _, _) => {
@@ -780,6 +786,18 @@ mod tests {
         let c = Config::from_settings(file).unwrap();
         assert_eq!(c.http_listen.to_string(), "0.0.0.0:443");
         assert_eq!(c.http_request_timeout, Duration::from_secs(5));
+        let same = Settings {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            http_listen: Some("127.0.0.1:9000".parse().unwrap()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Config::from_settings(same),
+            Err(ConfigError::Invalid {
+                field: "http_listen",
+                ..
+            })
+        ));
         for bad in [0, 301] {
             let s = Settings {
                 http_request_timeout_seconds: Some(bad),
