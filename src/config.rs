@@ -18,9 +18,15 @@ use crate::store::SigningAlg;
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default listen address of the HTTP listener (OAuth metadata, JWKS, the
+/// token endpoint).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8443";
 /// Default issuer: the `iss` of every token, and the URL the HTTP
-/// listener will publish its metadata under.
+/// listener publishes its metadata under (the default HTTP listener's).
 pub const DEFAULT_ISSUER: &str = "https://localhost:8443";
+/// Default time an HTTP request has, from its arrival to its response,
+/// seconds.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: u64 = 30;
 /// Default access-token lifetime, seconds (15 minutes).
 pub const DEFAULT_TOKEN_TTL: u32 = 15 * 60;
 /// Default maximum access-token lifetime, seconds (1 hour).
@@ -80,13 +86,16 @@ pub struct Settings {
     pub data_dir: Option<PathBuf>,
     /// Address to listen on. Default `127.0.0.1:50051`.
     pub listen: Option<SocketAddr>,
+    /// Address the HTTP listener (OAuth metadata, JWKS, token endpoint)
+    /// listens on. Default `127.0.0.1:8443`.
+    pub http_listen: Option<SocketAddr>,
     /// PEM certificate chain for the server. Default: a development CA and
     /// server certificate generated into `<data_dir>/tls/`.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`. Required with `tls_cert`.
     pub tls_key: Option<PathBuf>,
-    /// Serve plaintext h2c instead of TLS, for local benchmarking only.
-    /// Default false.
+    /// Serve both listeners without TLS (h2c on gRPC, plain HTTP), for
+    /// local benchmarking only. Default false.
     pub plaintext: Option<bool>,
     /// The issuer: the public `https` URL of this authorization server,
     /// e.g. `https://auth.example.com` behind a reverse proxy; the `iss`
@@ -149,8 +158,13 @@ pub struct Settings {
     /// 86400.
     pub connection_idle_timeout_seconds: Option<u64>,
     /// Most connections served at once; further ones wait in the listen
-    /// backlog until one closes. Default 10000, 1 to 1000000.
+    /// backlog until one closes; each listener has its own allowance.
+    /// Default 10000, 1 to 1000000.
     pub max_connections: Option<u32>,
+    /// Time an HTTP request has from its arrival to its response (reading
+    /// its body included), seconds; then it is answered 408. Default 30, 1
+    /// to 300.
+    pub http_request_timeout_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -178,6 +192,7 @@ impl Settings {
         Settings {
             data_dir: top.data_dir.or(self.data_dir),
             listen: top.listen.or(self.listen),
+            http_listen: top.http_listen.or(self.http_listen),
             tls_cert: top.tls_cert.or(self.tls_cert),
             tls_key: top.tls_key.or(self.tls_key),
             plaintext: top.plaintext.or(self.plaintext),
@@ -224,6 +239,9 @@ impl Settings {
                 .connection_idle_timeout_seconds
                 .or(self.connection_idle_timeout_seconds),
             max_connections: top.max_connections.or(self.max_connections),
+            http_request_timeout_seconds: top
+                .http_request_timeout_seconds
+                .or(self.http_request_timeout_seconds),
         }
     }
 }
@@ -241,7 +259,7 @@ pub enum TlsMode {
         /// Private key.
         key: PathBuf,
     },
-    /// No TLS (h2c). For local benchmarking only.
+    /// No TLS (h2c on gRPC, plain HTTP). For local benchmarking only.
     Plaintext,
 }
 
@@ -252,7 +270,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// How the port is secured.
+    /// Address the HTTP listener listens on.
+    pub http_listen: SocketAddr,
+    /// How the ports are secured (both alike).
     pub tls: TlsMode,
     /// The issuer URL: the `iss` claim of issued tokens.
     pub issuer: String,
@@ -293,8 +313,10 @@ pub struct Config {
     pub tls_handshake_timeout: Duration,
     /// A connection that receives nothing for this long is closed.
     pub connection_idle_timeout: Duration,
-    /// Most connections served at once.
+    /// Most connections served at once, on each listener.
     pub max_connections: u32,
+    /// Time an HTTP request has from its arrival to its response.
+    pub http_request_timeout: Duration,
 }
 
 /// The CA that client certificates must chain to.
@@ -320,6 +342,21 @@ impl Config {
                 message: "bad built-in default".to_owned(),
             })?,
         };
+        let http_listen = match s.http_listen {
+            Some(addr) => addr,
+            None => DEFAULT_HTTP_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    field: "http_listen",
+                    message: "bad built-in default".to_owned(),
+                })?,
+        };
+        if http_listen == listen && listen.port() != 0 {
+            return Err(ConfigError::Invalid {
+                field: "http_listen",
+                message: format!("must differ from listen ({listen})"),
+            });
+        }
         let tls = match (s.plaintext.unwrap_or(false), s.tls_cert, s.tls_key) {
             (true, None, None) => TlsMode::Plaintext,
             (true, _, _) => {
@@ -452,11 +489,19 @@ impl Config {
             1,
             1_000_000,
         )?;
+        let http_request_timeout = in_range(
+            "http_request_timeout_seconds",
+            s.http_request_timeout_seconds
+                .unwrap_or(DEFAULT_HTTP_REQUEST_TIMEOUT),
+            1,
+            300,
+        )?;
         Ok(Config {
             data_dir: s
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
+            http_listen,
             tls,
             issuer,
             signing_alg: s.signing_alg.unwrap_or_default(),
@@ -496,6 +541,7 @@ impl Config {
             tls_handshake_timeout: Duration::from_secs(tls_handshake_timeout),
             connection_idle_timeout: Duration::from_secs(connection_idle_timeout),
             max_connections: u32::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            http_request_timeout: Duration::from_secs(http_request_timeout),
         })
     }
 
@@ -530,7 +576,10 @@ fn in_range(field: &'static str, value: u64, min: u64, max: u64) -> Result<u64, 
 /// An issuer is an `https` URL with a host and no query or fragment
 /// (RFC 8414 section 2); `http` only for a loopback host, for local
 /// development. At most 256 bytes; a trailing `/` is not allowed, so the
-/// `iss` of a token compares equal to it byte for byte.
+/// `iss` of a token compares equal to it byte for byte. Its path, if any,
+/// is made of segments of letters, digits and `-._~` (not `.` or `..`):
+/// the HTTP listener serves its endpoints under that path, so it must be
+/// a plain one that needs no escaping.
 fn check_issuer(issuer: &str) -> Result<(), String> {
     let rest = if let Some(rest) = issuer.strip_prefix("https://") {
         rest
@@ -557,7 +606,30 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
     {
         return Err("must have no query, fragment, trailing slash or spaces".to_owned());
     }
+    let path = &rest[host.len()..];
+    let plain_segment = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    };
+    if !path.is_empty() && !path[1..].split('/').all(plain_segment) {
+        return Err(
+            "its path must be segments of letters, digits and -._~ (such as /tenant-1)".to_owned(),
+        );
+    }
     Ok(())
+}
+
+/// The path part of a valid issuer: empty, or `/` and its segments (the
+/// HTTP listener serves its endpoints under it).
+pub fn issuer_path(issuer: &str) -> &str {
+    let rest = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+        .unwrap_or(issuer);
+    rest.find('/').map_or("", |at| &rest[at..])
 }
 
 #[cfg(test)]
@@ -671,6 +743,11 @@ mod tests {
             "https://auth.example.com?x=1",
             "https://auth.example.com#f",
             "https://a b",
+            "https://auth.example.com//x",
+            "https://auth.example.com/a/../b",
+            "https://auth.example.com/{id}",
+            "https://auth.example.com/:id",
+            "https://auth.example.com/a%20b",
         ] {
             let s = Settings {
                 issuer: Some(bad.to_owned()),
@@ -686,6 +763,53 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn the_issuer_path_is_what_follows_the_host() {
+        assert_eq!(issuer_path("https://localhost:8443"), "");
+        assert_eq!(issuer_path("https://h/auth"), "/auth");
+        assert_eq!(issuer_path("https://h:1/a/b-c"), "/a/b-c");
+        assert_eq!(issuer_path("http://127.0.0.1:8443/t"), "/t");
+    }
+
+    #[test]
+    fn the_http_listener_has_its_own_address_and_request_timeout() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.http_request_timeout, Duration::from_secs(30));
+        let file = Settings::from_toml(
+            "http_listen = \"0.0.0.0:443\"\nhttp_request_timeout_seconds = 5\n",
+        )
+        .unwrap();
+        let c = Config::from_settings(file).unwrap();
+        assert_eq!(c.http_listen.to_string(), "0.0.0.0:443");
+        assert_eq!(c.http_request_timeout, Duration::from_secs(5));
+        let same = Settings {
+            listen: Some("127.0.0.1:9000".parse().unwrap()),
+            http_listen: Some("127.0.0.1:9000".parse().unwrap()),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            Config::from_settings(same),
+            Err(ConfigError::Invalid {
+                field: "http_listen",
+                ..
+            })
+        ));
+        for bad in [0, 301] {
+            let s = Settings {
+                http_request_timeout_seconds: Some(bad),
+                ..Settings::default()
+            };
+            assert!(matches!(
+                Config::from_settings(s),
+                Err(ConfigError::Invalid {
+                    field: "http_request_timeout_seconds",
+                    ..
+                })
+            ));
         }
     }
 

@@ -5,8 +5,10 @@
 //! `TokenService.CreateSession`; MCP servers check those tokens with
 //! `TokenService.VerifyToken`, or offline with the public keys from
 //! `TokenService.GetJwks`. Admins manage API keys, identities, OAuth
-//! clients, signing keys and read the audit trail. Everything is served over gRPC with TLS and
-//! persisted in one embedded data directory.
+//! clients, signing keys and read the audit trail. Everything is served
+//! over gRPC with TLS and persisted in one embedded data directory; the
+//! OAuth face (authorization server metadata, the JWK Set, the token
+//! endpoint) is served over HTTPS by a second listener on the same core.
 //!
 //! # Layout
 //! One folder per layer; each file one concern. Dependencies point down
@@ -16,9 +18,16 @@
 //!   call the core, convert ([`grpc::convert`]); the one `Status` mapping
 //!   ([`grpc::status`]); and the typed [`grpc::client`] that the CLI,
 //!   `bench` and the tests share.
-//! - [`server`]: opening the data directory, serving gRPC on a listener
-//!   the caller bound within connection bounds (count, handshake time,
-//!   idle time), the per-RPC layers, graceful shutdown.
+//! - [`http`]: the HTTP adapter, beside `grpc`: the axum router of the
+//!   OAuth endpoints, one file each (`metadata`, `jwks`, `token`), the
+//!   request's credentials (`http::credentials`), strict form bodies
+//!   (`http::form`), the one OAuth error mapping (`http::error`) and the
+//!   common layers (request id, log line, headers). Only it and `server`
+//!   name axum.
+//! - [`server`]: opening the data directory, serving gRPC and HTTP on
+//!   listeners the caller bound within connection bounds (count, handshake
+//!   time, idle time; hyper and TLS for HTTP in `http_listener`), the
+//!   per-RPC layers, graceful shutdown of both.
 //! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
 //!   the client commands, and `bench`.
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
@@ -60,6 +69,7 @@ pub mod config;
 pub mod core;
 pub mod files;
 pub mod grpc;
+pub mod http;
 pub mod secret;
 pub mod server;
 pub mod store;
@@ -117,5 +127,5 @@ pub mod pb {
 pub use clock::Clock;
 pub use config::Config;
 pub use secret::Secret;
-pub use server::{Error, Server};
+pub use server::{Error, Listeners, Server};
 pub use store::SigningAlg;

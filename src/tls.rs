@@ -1,16 +1,19 @@
 //! TLS material for the server: PEM files given in the configuration, or a
 //! development CA and server certificate generated with rcgen into
 //! `<data-dir>/tls/` on first start and reused afterwards. Private key files
-//! are written with mode 0600.
+//! are written with mode 0600. The HTTP listener's rustls configuration is
+//! made here from the same certificate ([`http_server_config`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
+use tokio_rustls::rustls;
 
 pub use crate::ca::{CA_CERT_FILE, CA_KEY_FILE};
 use crate::files::{FileError, create_private_dir, write_private, write_public};
@@ -36,6 +39,9 @@ pub enum TlsError {
     /// rcgen could not make a key or certificate.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The certificate or key cannot be used for TLS.
+    #[error("server certificate: {0}")]
+    Unusable(String),
 }
 
 impl From<FileError> for TlsError {
@@ -80,6 +86,38 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
         cert_pem: fs::read_to_string(cert).map_err(io(cert))?,
         key_pem: fs::read_to_string(key).map_err(io(key))?,
     })
+}
+
+/// The rustls configuration of the HTTP listener for `ck`: the aws-lc-rs
+/// provider (as gRPC's), TLS 1.2 and 1.3, no client certificates, ALPN
+/// `h2` then `http/1.1`.
+///
+/// # Errors
+/// The PEM holds no certificate or no usable private key, or they do not
+/// match.
+pub fn http_server_config(ck: &CertifiedKey) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let unusable = |e: &dyn std::fmt::Display| TlsError::Unusable(e.to_string());
+    let certs = CertificateDer::pem_slice_iter(ck.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unusable(&e))?;
+    if certs.is_empty() {
+        return Err(TlsError::Unusable(
+            "no certificate in the PEM file".to_owned(),
+        ));
+    }
+    // The key's parse error names no key material.
+    let key = PrivateKeyDer::from_pem_slice(ck.key_pem.as_bytes()).map_err(|e| unusable(&e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unusable(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| unusable(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// The development server certificate in `dir`, generating a CA and a
@@ -151,5 +189,24 @@ mod tests {
         let mode = fs::metadata(&tls).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert!(!format!("{first:?}").contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn the_http_config_is_made_from_the_same_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = ensure_dev_certificates(&dir.path().join("tls")).unwrap();
+        let config = http_server_config(&ck).unwrap();
+        assert_eq!(config.alpn_protocols[0], b"h2");
+        let broken = CertifiedKey {
+            cert_pem: ck.cert_pem.clone(),
+            key_pem: "not a key".to_owned(),
+        };
+        let err = http_server_config(&broken).unwrap_err().to_string();
+        assert!(!err.contains("PRIVATE"), "{err}");
+        let none = CertifiedKey {
+            cert_pem: String::new(),
+            key_pem: ck.key_pem.clone(),
+        };
+        assert!(http_server_config(&none).is_err());
     }
 }

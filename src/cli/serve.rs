@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, Settings, TlsMode};
 use crate::server::Error;
-use crate::server::Server;
+use crate::server::{Listeners, Server};
 use crate::store::SigningAlg;
 
 /// Flags of `mcp-auth serve`; each also reads an `MCP_AUTH_*` variable and
@@ -24,16 +24,21 @@ pub struct ServeArgs {
     /// Data directory [default: ./data].
     #[arg(long, env = "MCP_AUTH_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Listen address [default: 127.0.0.1:50051].
+    /// Listen address of gRPC [default: 127.0.0.1:50051].
     #[arg(long, env = "MCP_AUTH_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Listen address of HTTP: OAuth metadata, JWKS, the token endpoint
+    /// [default: 127.0.0.1:8443].
+    #[arg(long, env = "MCP_AUTH_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
     /// Server certificate chain (PEM) [default: generated dev certificate].
     #[arg(long, env = "MCP_AUTH_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Server private key (PEM).
     #[arg(long, env = "MCP_AUTH_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Serve plaintext h2c: local benchmarking only, never in production.
+    /// Serve both listeners without TLS (h2c and plain HTTP): local
+    /// benchmarking only, never in production.
     #[arg(long, env = "MCP_AUTH_PLAINTEXT")]
     plaintext: bool,
     /// The issuer: this server's public https URL, the `iss` of every
@@ -99,9 +104,12 @@ pub struct ServeArgs {
     /// Close a connection that receives nothing for this many seconds [default: 300].
     #[arg(long, env = "MCP_AUTH_CONNECTION_IDLE_TIMEOUT_SECONDS")]
     connection_idle_timeout_seconds: Option<u64>,
-    /// Most connections served at once; more wait until one closes [default: 10000].
+    /// Most connections served at once, per listener; more wait until one closes [default: 10000].
     #[arg(long, env = "MCP_AUTH_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
+    /// Seconds an HTTP request has from arrival to response [default: 30].
+    #[arg(long, env = "MCP_AUTH_HTTP_REQUEST_TIMEOUT_SECONDS")]
+    http_request_timeout_seconds: Option<u64>,
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -117,6 +125,7 @@ impl ServeArgs {
         Settings {
             data_dir: self.data_dir.clone(),
             listen: self.listen,
+            http_listen: self.http_listen,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             plaintext: self.plaintext.then_some(true),
@@ -141,6 +150,7 @@ impl ServeArgs {
             tls_handshake_timeout_seconds: self.tls_handshake_timeout_seconds,
             connection_idle_timeout_seconds: self.connection_idle_timeout_seconds,
             max_connections: self.max_connections,
+            http_request_timeout_seconds: self.http_request_timeout_seconds,
         }
     }
 }
@@ -156,7 +166,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
             "PLAINTEXT MODE: no TLS, API keys and tokens cross the network in clear; for local benchmarking only"
         );
         eprintln!(
-            "WARNING: serving plaintext h2c without TLS. Never do this outside local benchmarking."
+            "WARNING: serving plaintext (h2c and HTTP) without TLS. Never do this outside local benchmarking."
         );
     }
     if config.unsafe_no_fsync {
@@ -168,13 +178,8 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         );
     }
     // Bind first: a port in use fails before anything is created.
-    let listen = config.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|e| Error::io(format!("binding {listen}"), e))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| Error::io("reading the bound address", e))?;
+    let (listener, local) = bind(config.listen).await?;
+    let (http_listener, http_local) = bind(config.http_listen).await?;
     let data_dir = config.data_dir.clone();
     let generated_tls = config.tls == TlsMode::Generated;
     let client_ca = config.client_ca.clone();
@@ -190,8 +195,9 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         outln!();
     }
     let scheme = if server.is_tls() { "https" } else { "http" };
-    tracing::info!(addr = %local, data_dir = %data_dir.display(), "serving");
+    tracing::info!(addr = %local, http_addr = %http_local, data_dir = %data_dir.display(), "serving");
     outln!("mcp-auth listening on {scheme}://{local}");
+    outln!("mcp-auth HTTP listening on {scheme}://{http_local}");
     let dev_ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);
     if generated_tls {
         outln!("clients trust the development CA {}", dev_ca.display());
@@ -207,7 +213,27 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         ),
         None => {}
     }
-    server.serve(listener, shutdown_signal()).await
+    server
+        .serve_with(
+            Listeners {
+                grpc: listener,
+                http: Some(http_listener),
+            },
+            shutdown_signal(),
+        )
+        .await
+}
+
+/// A listener on `addr`, and the address it is bound to (the real port
+/// when `addr` asks for port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::io(format!("binding {addr}"), e))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    Ok((listener, local))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -5,6 +5,15 @@
 
 use std::net::SocketAddr;
 
+/// The header (gRPC metadata) carrying a request's id, on every transport.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Whether a caller-sent request id is usable as is: 1 to 64 visible
+/// ASCII characters. Otherwise the server makes a fresh one.
+pub fn is_usable_request_id(v: &[u8]) -> bool {
+    !v.is_empty() && v.len() <= 64 && v.iter().all(u8::is_ascii_graphic)
+}
+
 /// A request's credentials, borrowed from the request.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Credentials<'a> {

@@ -11,13 +11,7 @@ use tonic::transport::CertificateDer;
 
 use crate::core::Credentials;
 
-/// Metadata carrying the request id.
-pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
-
-/// Whether a caller-sent request id is usable as is.
-pub(crate) fn is_usable_request_id(v: &[u8]) -> bool {
-    !v.is_empty() && v.len() <= 64 && v.iter().all(u8::is_ascii_graphic)
-}
+pub(crate) use crate::core::credentials::{REQUEST_ID_HEADER, is_usable_request_id};
 
 /// A request's metadata and TLS peer, kept while its message is used.
 pub(crate) struct Call {

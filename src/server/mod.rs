@@ -1,16 +1,19 @@
-//! Opening the data directory, serving gRPC, and shutting down gracefully.
+//! Opening the data directory, serving gRPC and HTTP, and shutting down
+//! gracefully.
 //!
 //! [`Server::open`] prepares everything that can fail before a port is
 //! served: TLS material, the store, the signing key ring, the revocation
 //! index and, on an empty data directory, the primary API key.
-//! [`Server::serve`] then runs on a listener the caller bound, until the
-//! shutdown future resolves; in-flight RPCs get the configured grace period
-//! to finish, and storage is flushed before it returns. Connections are
-//! bounded: in number, in the time their TLS handshake may take, and in
-//! how long they may stay silent.
+//! [`Server::serve_with`] then runs gRPC and HTTP on listeners the caller
+//! bound, sharing one core, until the shutdown future resolves; in-flight
+//! requests of both get the configured grace period to finish, and storage
+//! is flushed before it returns. Connections are bounded on each listener:
+//! in number, in the time their TLS handshake may take, and in how long
+//! they may stay silent.
 
 mod conn;
 mod error;
+mod http_listener;
 mod layers;
 
 use std::future::Future;
@@ -18,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
@@ -66,8 +70,19 @@ pub async fn recover_admin_key(
 pub struct Server {
     core: Arc<Core>,
     tls: Option<ServerTlsConfig>,
+    /// The HTTP listener's TLS: the same certificate as gRPC's.
+    http_tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     config: Config,
     primary_key: Option<Secret>,
+}
+
+/// The listeners [`Server::serve_with`] serves, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// HTTP (OAuth metadata, JWKS, token endpoint); `None` serves none.
+    pub http: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -92,12 +107,17 @@ impl Server {
         let data_dir = &config.data_dir;
         crate::files::create_private_dir(data_dir)?;
         let tls_dir = data_dir.join("tls");
-        let tls = match &config.tls {
+        let certified = match &config.tls {
             TlsMode::Generated => Some(tls::ensure_dev_certificates(&tls_dir)?),
             TlsMode::Files { cert, key } => Some(tls::load(cert, key)?),
             TlsMode::Plaintext => None,
-        }
-        .map(|ck| ServerTlsConfig::new().identity(Identity::from_pem(ck.cert_pem, ck.key_pem)));
+        };
+        let http_tls = certified
+            .as_ref()
+            .map(tls::http_server_config)
+            .transpose()?;
+        let tls = certified
+            .map(|ck| ServerTlsConfig::new().identity(Identity::from_pem(ck.cert_pem, ck.key_pem)));
         // Client certificates are optional at the handshake: callers
         // without one authenticate with an API key instead.
         let tls = match (tls, &config.client_ca) {
@@ -130,6 +150,7 @@ impl Server {
         Ok(Server {
             core: Arc::new(core),
             tls,
+            http_tls,
             config,
             primary_key,
         })
@@ -164,23 +185,45 @@ impl Server {
         self.tls.is_some()
     }
 
-    /// Serves gRPC on `listener` until `shutdown` resolves, then lets
-    /// in-flight RPCs finish within the grace period and flushes storage.
-    ///
-    /// Served: `TokenService`, `ApiKeyService`, `IdentityService`,
-    /// `OAuthClientService`, `KeyService`, `AuditService`,
-    /// `grpc.health.v1.Health` and server reflection.
+    /// Serves gRPC alone on `listener`: [`Server::serve_with`] without an
+    /// HTTP listener.
     ///
     /// # Errors
-    /// TLS configuration or the transport failed, or the final flush did.
+    /// As [`Server::serve_with`].
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        self.serve_with(
+            Listeners {
+                grpc: listener,
+                http: None,
+            },
+            shutdown,
+        )
+        .await
+    }
+
+    /// Serves gRPC and HTTP on `listeners` until `shutdown` resolves, then
+    /// stops accepting on both, lets in-flight requests of both finish
+    /// within the grace period and flushes storage.
+    ///
+    /// Served on gRPC: `TokenService`, `ApiKeyService`, `IdentityService`,
+    /// `OAuthClientService`, `KeyService`, `AuditService`,
+    /// `grpc.health.v1.Health` and server reflection; on HTTP: the routes of [`crate::http::router`].
+    ///
+    /// # Errors
+    /// TLS configuration or the transport failed, or the final flush did.
+    pub async fn serve_with(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let Server {
             core,
             tls,
+            http_tls,
             config,
             primary_key: _,
         } = self;
@@ -251,32 +294,61 @@ impl Server {
                 AuditService { core: core.clone() },
             ));
 
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        // One shutdown for both listeners: `signal` turns the caller's
+        // future into a flag each listener (and the deadline) waits on.
+        let (stopping_tx, stopping_rx) = watch::channel(false);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
-            let _ = stopping_tx.send(());
+            let _ = stopping_tx.send(true);
+            Ok::<(), Error>(())
+        };
+        let stopping = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
         };
         // TCP_NODELAY: without it, Nagle's algorithm and the client's
         // delayed ACK hold small responses back by ~40 ms.
         let incoming = conn::Incoming::new(
-            TcpIncoming::from(listener)
+            TcpIncoming::from(listeners.grpc)
                 .with_nodelay(Some(true))
                 .with_keepalive(Some(std::time::Duration::from_secs(60))),
             config.max_connections,
             config.connection_idle_timeout,
         );
-        let serving = router.serve_with_incoming_shutdown(incoming, signal);
+        let grpc_stopping = stopping(stopping_rx.clone());
+        let grpc = async {
+            router
+                .serve_with_incoming_shutdown(incoming, grpc_stopping)
+                .await
+                .map_err(Error::from)
+        };
+        let http_router =
+            crate::http::router(core.clone(), &crate::http::Settings::from_config(&config));
+        let bounds = http_listener::Bounds {
+            max_connections: config.max_connections,
+            handshake_timeout: config.tls_handshake_timeout,
+            idle_timeout: config.connection_idle_timeout,
+            header_timeout: config.http_request_timeout,
+        };
+        let http_stopping = stopping(stopping_rx.clone());
+        let http = async move {
+            if let Some(listener) = listeners.http {
+                http_listener::serve(listener, http_router, http_tls, bounds, http_stopping).await;
+            }
+            Ok::<(), Error>(())
+        };
+        let serving = async { tokio::try_join!(grpc, http, signal).map(|_| ()) };
         let grace = config.shutdown_grace;
+        let mut deadline_rx = stopping_rx;
         let deadline = async move {
-            if stopping_rx.await.is_ok() {
+            if deadline_rx.wait_for(|stop| *stop).await.is_ok() {
                 tokio::time::sleep(grace).await;
             } else {
                 std::future::pending::<()>().await;
             }
         };
         let result = tokio::select! {
-            r = serving => r.map_err(Error::from),
+            r = serving => r,
             () = deadline => {
                 tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; dropping unfinished requests");
                 Ok(())

@@ -10,7 +10,7 @@ use mcp_auth::config::TlsMode;
 use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::token_service_client::TokenServiceClient;
-use mcp_auth::{Clock, Config, Server, pb};
+use mcp_auth::{Clock, Config, Listeners, Server, pb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -29,6 +29,8 @@ pub struct TestServer {
     /// Whether opening the data directory created the primary key.
     pub created_primary: bool,
     pub addr: std::net::SocketAddr,
+    /// The HTTP listener's address.
+    pub http_addr: std::net::SocketAddr,
     maintenance: Option<mcp_auth::core::maintenance::Maintenance>,
     core: Option<std::sync::Arc<mcp_auth::core::Core>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -86,6 +88,7 @@ impl TestServer {
             primary,
             created_primary,
             addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: "127.0.0.1:0".parse().unwrap(),
             maintenance: None,
             core: None,
             shutdown: None,
@@ -111,11 +114,30 @@ impl TestServer {
         self.core = Some(server.core());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.http_addr = http.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         self.shutdown = Some(tx);
-        self.task = Some(tokio::spawn(server.serve(listener, async {
+        let listeners = Listeners {
+            grpc: listener,
+            http: Some(http),
+        };
+        self.task = Some(tokio::spawn(server.serve_with(listeners, async {
             let _ = rx.await;
         })));
+    }
+
+    /// Sends shutdown without waiting for the server to stop (then
+    /// [`TestServer::stop`] waits).
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether the server's task has ended (after [`TestServer::begin_stop`]).
+    pub fn has_stopped(&self) -> bool {
+        self.task.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Sends shutdown and waits for the server to stop; it must stop cleanly.
@@ -123,9 +145,7 @@ impl TestServer {
         // The handles share the server's state, and so its open database.
         self.maintenance = None;
         self.core = None;
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.begin_stop();
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
         }
@@ -163,6 +183,22 @@ impl TestServer {
             _ => "https",
         };
         format!("{scheme}://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// The HTTP listener's base URL, `https://127.0.0.1:PORT` (`http://`
+    /// for a plaintext server).
+    pub fn http_url(&self) -> String {
+        let scheme = match self.config.tls {
+            TlsMode::Plaintext => "http",
+            _ => "https",
+        };
+        format!("{scheme}://127.0.0.1:{}", self.http_addr.port())
+    }
+
+    /// A real HTTP client (reqwest on rustls) that trusts the server's
+    /// development CA, and nothing else.
+    pub fn http_client(&self) -> reqwest::Client {
+        http_client_trusting(&self.ca_path())
     }
 
     /// A channel to the server: TLS trusting the server's development CA,
@@ -310,6 +346,16 @@ pub async fn connect(url: &str, ca: &Path) -> Channel {
         .connect()
         .await
         .unwrap()
+}
+
+/// A reqwest client (rustls) that trusts only the CA in `ca` (when the
+/// file exists; a plaintext server has none).
+pub fn http_client_trusting(ca: &Path) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder();
+    if let Ok(pem) = std::fs::read(ca) {
+        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
+    }
+    builder.build().unwrap()
 }
 
 /// A request with `authorization: Bearer <key>`.
@@ -502,11 +548,20 @@ pub fn bare_session_request(scopes: &[&str]) -> Request<pb::CreateSessionRequest
 /// Starts the real `mcp-auth serve` binary on a fresh data directory; returns the child, its
 /// URL and the primary key.
 pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
+    let (child, url, _, primary) = spawn_binary_http(dir).await;
+    (child, url, primary)
+}
+
+/// [`spawn_binary`], also returning the HTTP listener's URL as the server
+/// printed it.
+pub async fn spawn_binary_http(
+    dir: &std::path::Path,
+) -> (tokio::process::Child, String, String, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .env_clear()
         .env("MCP_AUTH_LOG", "warn")
         .stdin(Stdio::null())
@@ -516,19 +571,23 @@ pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, Stri
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
+    let (mut url, mut http_url) = (None, None);
+    while url.is_none() || http_url.is_none() {
         let line = lines
             .next_line()
             .await
             .unwrap()
             .expect("server exited early");
-        if let Some(url) = line.strip_prefix("mcp-auth listening on ") {
-            break url.to_owned();
+        if let Some(u) = line.strip_prefix("mcp-auth listening on ") {
+            url = Some(u.to_owned());
         }
-    };
+        if let Some(u) = line.strip_prefix("mcp-auth HTTP listening on ") {
+            http_url = Some(u.to_owned());
+        }
+    }
     let primary = std::fs::read_to_string(dir.join("primary.key"))
         .unwrap()
         .trim()
         .to_owned();
-    (child, url, primary)
+    (child, url.unwrap(), http_url.unwrap(), primary)
 }

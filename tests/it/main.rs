@@ -16,6 +16,7 @@ mod durability;
 mod error_table;
 mod errors;
 mod hardening;
+mod http;
 mod lifecycle;
 mod limits;
 mod mtls;

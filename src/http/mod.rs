@@ -1,0 +1,198 @@
+//! The HTTP adapter: the OAuth face of the service, a second adapter over
+//! the same [`Core`] as gRPC. [`router`] builds the axum router the
+//! listener serves (`server` runs it on hyper with TLS and the connection
+//! bounds); tests can drive it directly with `tower::ServiceExt::oneshot`.
+//!
+//! Served, under the issuer's path (`P`, empty for the default issuer):
+//! - the authorization server metadata ([`metadata`]) at its well-known
+//!   paths;
+//! - `GET P/jwks`: the JWK Set ([`jwks`]);
+//! - `POST P/token`: the token endpoint ([`token`]; no grant yet);
+//! - `GET /healthz`: alive.
+//!
+//! Everything else is a JSON 404 (405 for a known path with another
+//! method). How a handler is written: extract [`credentials::Call`] (the
+//! caller's [`crate::core::Credentials`]) and, for a POST, [`form::Form`];
+//! take the core from [`App`]; return `Result<_, error::HttpError>`, where
+//! `?` on a core error applies the one mapping ([`error`]). Token-bearing
+//! routes add the [`layers::no_store`] layer.
+
+pub mod credentials;
+pub mod error;
+pub mod form;
+mod jwks;
+pub mod layers;
+pub mod metadata;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{StatusCode, Uri};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use self::credentials::Peer;
+use self::error::HttpError;
+use crate::config::Config;
+use crate::core::Core;
+
+/// Default bound on a request body, bytes.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// The token endpoint's path under the issuer's.
+pub const TOKEN_PATH: &str = "/token";
+/// The JWK Set's path under the issuer's.
+pub const JWKS_PATH: &str = "/jwks";
+/// The liveness probe's path (at the root).
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// What the HTTP adapter is configured with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The issuer URL: the prefix of every endpoint in the metadata, and
+    /// (its path) of every route.
+    pub issuer: String,
+    /// Longest request body read, bytes; longer ones get 413.
+    pub body_limit: usize,
+    /// Time a request has from its arrival to its response; then 408.
+    pub request_timeout: Duration,
+}
+
+impl Settings {
+    /// The HTTP settings of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        Settings {
+            issuer: config.issuer.clone(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            request_timeout: config.http_request_timeout,
+        }
+    }
+}
+
+/// The state every handler gets: the core, the settings, and what is
+/// computed once.
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The core the operations run on (shared with gRPC).
+    pub core: Arc<Core>,
+    /// The adapter's settings.
+    pub settings: Arc<Settings>,
+    /// The metadata document, serialized once.
+    metadata: Bytes,
+}
+
+/// The router of the HTTP listener over `core` (see the module
+/// documentation for its routes and layers).
+pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
+    let prefix = crate::config::issuer_path(&settings.issuer);
+    let document = metadata::document(&settings.issuer, TOKEN_PATH, JWKS_PATH);
+    let app = App {
+        core,
+        settings: Arc::new(settings.clone()),
+        metadata: Bytes::from(document.to_string()),
+    };
+    let mut router = Router::new()
+        .route(HEALTH_PATH, get(healthz))
+        .route(&format!("{prefix}{JWKS_PATH}"), get(jwks::get))
+        .route(
+            &format!("{prefix}{TOKEN_PATH}"),
+            post(token::post).layer(middleware::map_response(layers::no_store)),
+        );
+    for path in metadata::paths(prefix) {
+        router = router.route(&path, get(metadata::get));
+    }
+    router
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(settings.body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            settings.request_timeout,
+        ))
+        .layer(middleware::from_fn(layers::around))
+        .with_state(app)
+}
+
+/// `GET /healthz`: the listener is up and serving.
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// Any path no route serves.
+async fn not_found(uri: Uri) -> HttpError {
+    HttpError::for_status(StatusCode::NOT_FOUND, "", uri.path())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, header};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn core(dir: &std::path::Path, issuer: &str) -> (Arc<Core>, Settings) {
+        let mut config = Config::for_test(dir).unwrap();
+        config.issuer = issuer.to_owned();
+        let store = crate::store::open(dir, crate::store::Durability::Unsafe).unwrap();
+        let (core, _) = Core::open(store, crate::Clock::system(), &config)
+            .await
+            .unwrap();
+        (Arc::new(core), Settings::from_config(&config))
+    }
+
+    async fn send(router: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
+        let response = router.clone().oneshot(req).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap().to_vec();
+        (parts.status, parts.headers, body)
+    }
+
+    use axum::http::HeaderMap;
+
+    fn get_req(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_follow_the_issuer_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, settings) = core(dir.path(), "https://h.example/auth").await;
+        let router = router(core, &settings);
+        for path in [
+            "/.well-known/oauth-authorization-server/auth",
+            "/.well-known/openid-configuration/auth",
+            "/auth/.well-known/openid-configuration",
+            "/auth/jwks",
+            "/healthz",
+        ] {
+            let (status, headers, _) = send(&router, get_req(path)).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        }
+        for path in ["/.well-known/oauth-authorization-server", "/jwks", "/token"] {
+            let (status, headers, body) = send(&router, get_req(path)).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["error"], "not_found");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_a_json_405_with_allow() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, settings) = core(dir.path(), "https://localhost:8443").await;
+        let router = router(core, &settings);
+        let req = Request::post("/jwks").body(Body::empty()).unwrap();
+        let (status, headers, body) = send(&router, req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert!(headers.contains_key(header::ALLOW), "{headers:?}");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["error"], "invalid_request");
+    }
+}
