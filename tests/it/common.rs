@@ -591,3 +591,21 @@ pub async fn spawn_binary_http(
         .to_owned();
     (child, url.unwrap(), http_url.unwrap(), primary)
 }
+
+/// Reads until the server closes the connection; how long that took.
+pub async fn closed_after(mut tcp: tokio::net::TcpStream) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let wait = async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+        .await
+        .expect("the server kept the connection open for 5 s");
+    started.elapsed()
+}

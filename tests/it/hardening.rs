@@ -15,11 +15,12 @@ use mcp_auth::pb;
 use mcp_auth::pb::identity_service_client::IdentityServiceClient;
 use mcp_auth::store::SigningKeyRecord;
 use pb::TokenReason;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tonic::Code;
 
+use crate::common::closed_after;
 use crate::common::{TestServer, assert_status, authed, connect, inactive_reason, strings};
 
 // ---- the real binary, its log captured
@@ -285,24 +286,6 @@ async fn a_huge_invalid_field_gets_a_short_invalid_argument() {
 }
 
 // ---- 5. connections
-
-/// Reads until the server closes the connection; how long that took.
-async fn closed_after(mut tcp: TcpStream) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 1024];
-    let wait = async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), wait)
-        .await
-        .expect("the server kept the connection open for 5 s");
-    started.elapsed()
-}
 
 #[tokio::test]
 async fn a_connection_that_never_starts_tls_is_closed_at_the_handshake_timeout() {

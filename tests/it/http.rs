@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::common::closed_after;
 use crate::common::{TestServer, http_client_trusting};
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -262,24 +263,6 @@ async fn plaintext_makes_both_listeners_plaintext() {
 }
 
 // ---- connection bounds
-
-/// Reads until the server closes the connection; how long that took.
-async fn closed_after(mut tcp: TcpStream) -> Duration {
-    let started = Instant::now();
-    let mut buf = [0u8; 1024];
-    let wait = async {
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), wait)
-        .await
-        .expect("the server kept the connection open for 5 s");
-    started.elapsed()
-}
 
 #[tokio::test]
 async fn a_connection_that_never_starts_tls_on_the_http_port_is_closed_at_the_handshake_timeout() {

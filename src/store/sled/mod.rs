@@ -187,6 +187,39 @@ impl SledStore {
         Ok(Swap::Done)
     }
 
+    /// Stores `value` at `key` in `tree` after its audit record, and
+    /// returns once both are durable.
+    async fn insert_durably(
+        &self,
+        tree: &Tree,
+        key: &str,
+        value: Vec<u8>,
+        audit: AuditEntry,
+    ) -> StoreResult<()> {
+        {
+            let mut w = self.audit.lock();
+            w.record(audit)?;
+            tree.insert(key.as_bytes(), value)?;
+        }
+        self.durable().await
+    }
+
+    /// [`Self::swap`], durable before it returns when it replaced.
+    async fn swap_durably(
+        &self,
+        tree: &Tree,
+        key: &str,
+        current: &Version,
+        new: Vec<u8>,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let swap = self.swap(tree, key, current, new, audit)?;
+        if swap == Swap::Done {
+            self.durable().await?;
+        }
+        Ok(swap)
+    }
+
     fn versioned<T: serde::de::DeserializeOwned>(
         tree: &Tree,
         what: &'static str,
@@ -261,13 +294,8 @@ impl Store for SledStore {
     }
 
     async fn insert_api_key(&self, record: &ApiKeyRecord, audit: AuditEntry) -> StoreResult<()> {
-        let value = encode(record)?;
-        {
-            let mut w = self.audit.lock();
-            w.record(audit)?;
-            self.api_keys.insert(record.key_id.as_bytes(), value)?;
-        }
-        self.durable().await
+        self.insert_durably(&self.api_keys, &record.key_id, encode(record)?, audit)
+            .await
     }
 
     async fn replace_api_key(
@@ -276,17 +304,14 @@ impl Store for SledStore {
         new: &ApiKeyRecord,
         audit: AuditEntry,
     ) -> StoreResult<Swap> {
-        let swap = self.swap(
+        self.swap_durably(
             &self.api_keys,
             &new.key_id,
             &current.version,
             encode(new)?,
             audit,
-        )?;
-        if swap == Swap::Done {
-            self.durable().await?;
-        }
-        Ok(swap)
+        )
+        .await
     }
 
     async fn clients(&self) -> StoreResult<Vec<OAuthClientRecord>> {
@@ -302,13 +327,8 @@ impl Store for SledStore {
         record: &OAuthClientRecord,
         audit: AuditEntry,
     ) -> StoreResult<()> {
-        let value = encode(record)?;
-        {
-            let mut w = self.audit.lock();
-            w.record(audit)?;
-            self.clients.insert(record.client_id.as_bytes(), value)?;
-        }
-        self.durable().await
+        self.insert_durably(&self.clients, &record.client_id, encode(record)?, audit)
+            .await
     }
 
     async fn replace_client(
@@ -317,17 +337,14 @@ impl Store for SledStore {
         new: &OAuthClientRecord,
         audit: AuditEntry,
     ) -> StoreResult<Swap> {
-        let swap = self.swap(
+        self.swap_durably(
             &self.clients,
             &new.client_id,
             &current.version,
             encode(new)?,
             audit,
-        )?;
-        if swap == Swap::Done {
-            self.durable().await?;
-        }
-        Ok(swap)
+        )
+        .await
     }
 
     async fn delete_client(
