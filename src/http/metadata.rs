@@ -127,10 +127,16 @@ mod tests {
 
     #[test]
     fn every_endpoint_is_under_the_issuer() {
-        let d = document("https://h/auth", "/token", "/jwks");
+        let d = document("https://h/auth");
         assert_eq!(d["issuer"], "https://h/auth");
         assert_eq!(d["token_endpoint"], "https://h/auth/token");
         assert_eq!(d["jwks_uri"], "https://h/auth/jwks");
+        assert_eq!(d["introspection_endpoint"], "https://h/auth/introspect");
+        assert_eq!(d["revocation_endpoint"], "https://h/auth/revoke");
+        assert_eq!(
+            d["revocation_endpoint_auth_methods_supported"],
+            serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+        );
         assert!(d.get("registration_endpoint").is_none());
         assert!(d.get("scopes_supported").is_none());
     }
