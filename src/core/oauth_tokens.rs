@@ -50,14 +50,14 @@ impl Core {
                 None
             }
         };
-        Ok(self.token_verdict(token, "", &[]).and_then(|claims| {
-            match &own_only {
+        Ok(self
+            .token_verdict(token, "", &[])
+            .and_then(|claims| match &own_only {
                 Some(client) if claims.client_id != client.client_id => {
                     Err(TokenReason::UnknownKey)
                 }
                 _ => Ok(claims),
-            }
-        }))
+            }))
     }
 
     /// `POST /revoke`: revokes `token` if it is an active token of the

@@ -173,7 +173,12 @@ mod tests {
         let (id, secret) = basic(&raw).unwrap();
         assert_eq!(id, "cli:a");
         assert_eq!(secret.expose(), "se cr%et");
-        for bad in ["", "!!!", &STANDARD.encode("nocolon"), &STANDARD.encode(":x")] {
+        for bad in [
+            "",
+            "!!!",
+            &STANDARD.encode("nocolon"),
+            &STANDARD.encode(":x"),
+        ] {
             assert!(basic(bad).is_err(), "{bad}");
         }
     }

@@ -10,11 +10,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::App;
 use super::client_auth::{self, Presented};
 use super::credentials::Call;
 use super::error::HttpError;
 use super::form::Form;
-use super::App;
 use crate::core::{Error, Introspector, Reason};
 
 /// `POST` of the introspection endpoint.
@@ -37,10 +37,7 @@ pub(super) async fn post(
         }
     };
     let token = form.require("token")?;
-    let verdict = app
-        .core
-        .introspect(&call.credentials(), who, token)
-        .await?;
+    let verdict = app.core.introspect(&call.credentials(), who, token).await?;
     let body = match verdict {
         Ok(c) => json!({
             "active": true,

@@ -42,8 +42,11 @@ const ASSERTION_ALGS: [&str; 9] = [
 
 /// The client authentication methods of the introspection and revocation
 /// endpoints (`none` is not one: they need a confidential client).
-const ENDPOINT_AUTH_METHODS: [&str; 3] =
-    ["client_secret_basic", "client_secret_post", "private_key_jwt"];
+const ENDPOINT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
 
 /// The metadata document of `issuer`, whose endpoints are at their paths
 /// ([`super::TOKEN_PATH`], ...) under its path.
@@ -135,7 +138,11 @@ mod tests {
         assert_eq!(d["revocation_endpoint"], "https://h/auth/revoke");
         assert_eq!(
             d["revocation_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
         );
         assert!(d.get("registration_endpoint").is_none());
         assert!(d.get("scopes_supported").is_none());

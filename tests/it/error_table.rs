@@ -330,14 +330,26 @@ async fn every_documented_reason_is_produced_with_its_code() {
     let http = server.http_client();
     let token_url = format!("{}/token", server.http_url());
     for (id, secret, form) in [
-        (cc.client.as_ref().unwrap().client_id.as_str(), "mcp_cs_wrong", ""),
-        (cc.client.as_ref().unwrap().client_id.as_str(), cc.secret.as_str(), "&scope=admin"),
+        (
+            cc.client.as_ref().unwrap().client_id.as_str(),
+            "mcp_cs_wrong",
+            "",
+        ),
+        (
+            cc.client.as_ref().unwrap().client_id.as_str(),
+            cc.secret.as_str(),
+            "&scope=admin",
+        ),
         (
             cc.client.as_ref().unwrap().client_id.as_str(),
             cc.secret.as_str(),
             "&resource=https%3A%2F%2Fother.example",
         ),
-        (browser.client.as_ref().unwrap().client_id.as_str(), browser.secret.as_str(), ""),
+        (
+            browser.client.as_ref().unwrap().client_id.as_str(),
+            browser.secret.as_str(),
+            "",
+        ),
     ] {
         let body: serde_json::Value = http
             .post(&token_url)
@@ -351,7 +363,10 @@ async fn every_documented_reason_is_produced_with_its_code() {
             .await
             .unwrap();
         let name = body["reason"].as_str().unwrap().to_owned();
-        let reason = Reason::ALL.into_iter().find(|r| r.as_str() == name).unwrap();
+        let reason = Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .unwrap();
         seen.insert(name, code(reason));
     }
 

@@ -95,7 +95,11 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
     }
     assert_eq!(documents[0], documents[1]);
     let issuer = "https://localhost:8443";
-    let methods = json!(["client_secret_basic", "client_secret_post", "private_key_jwt"]);
+    let methods = json!([
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt"
+    ]);
     let algs = json!([
         "EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"
     ]);

@@ -207,7 +207,10 @@ async fn client_credentials_with_each_auth_method_verifies_over_grpc_and_offline
         .await,
     )
     .await;
-    assert_eq!(by_post["scope"], "tools:read tools:call", "empty: all allowed");
+    assert_eq!(
+        by_post["scope"], "tools:read tools:call",
+        "empty: all allowed"
+    );
     let assertion = key.assertion(&server, &jwt_id, "j-1");
     let by_jwt = token_ok(
         post(
@@ -234,7 +237,11 @@ async fn client_credentials_with_each_auth_method_verifies_over_grpc_and_offline
         .await
         .unwrap();
     let offline = mcp_auth_token::JwkSet::from_json(&jwks, &["https://localhost:8443"]).unwrap();
-    for (body, id) in [(&by_basic, &basic_id), (&by_post, &post_id), (&by_jwt, &jwt_id)] {
+    for (body, id) in [
+        (&by_basic, &basic_id),
+        (&by_post, &post_id),
+        (&by_jwt, &jwt_id),
+    ] {
         let token = body["access_token"].as_str().unwrap();
         let resp = server.verify(&verifier, token).await;
         assert!(resp.active, "{resp:?}");
@@ -242,7 +249,10 @@ async fn client_credentials_with_each_auth_method_verifies_over_grpc_and_offline
         assert_eq!(&claims.client_id, id);
         assert_eq!(&claims.subject, id);
         assert_eq!(claims.audience, RESOURCE);
-        assert!(claims.session_id.starts_with("at_"), "no session: the jti stands for it");
+        assert!(
+            claims.session_id.starts_with("at_"),
+            "no session: the jti stands for it"
+        );
         let c = offline.verify(token).unwrap();
         assert_eq!(&c.client_id, id);
         assert_eq!(c.aud, RESOURCE);
@@ -265,7 +275,13 @@ async fn client_authentication_refusals_are_invalid_client_or_invalid_request() 
     assert_eq!(body["reason"], "CLIENT_AUTH_FAILED");
     assert!(!body.to_string().contains("mcp_cs_wrong"), "{body}");
     oauth_error(
-        post(&server, "/token", Some(&basic("cli_nobody", &secret)), &[cc]).await,
+        post(
+            &server,
+            "/token",
+            Some(&basic("cli_nobody", &secret)),
+            &[cc],
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
@@ -344,7 +360,10 @@ async fn failed_client_authentications_are_throttled_per_address() {
         }
         oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
     }
-    assert!(limited, "failed client authentications count against the address");
+    assert!(
+        limited,
+        "failed client authentications count against the address"
+    );
     // A valid credential from the throttled address is still served.
     grant_basic(&server, &id, &secret).await;
 }
@@ -374,7 +393,10 @@ async fn client_assertions_are_refused_when_replayed_expired_long_lived_or_misad
     token_ok(send(once.clone()).await).await;
     let body = oauth_error(send(once).await, StatusCode::UNAUTHORIZED, "invalid_client").await;
     assert!(
-        body["error_description"].as_str().unwrap().contains("used before"),
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("used before"),
         "{body}"
     );
 
@@ -394,7 +416,12 @@ async fn client_assertions_are_refused_when_replayed_expired_long_lived_or_misad
     // Expired, by the server's clock.
     let expiring = key.sign(&claims(json!({"jti": "exp-soon"})));
     server.clock.advance(Duration::from_secs(61));
-    oauth_error(send(expiring).await, StatusCode::UNAUTHORIZED, "invalid_client").await;
+    oauth_error(
+        send(expiring).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
     let now = server.clock.now();
     for bad in [
         json!({"iat": now, "exp": now + 301}),
@@ -453,14 +480,26 @@ async fn scopes_resources_and_grants_are_checked_with_their_oauth_codes() {
     let auth = basic(&id, &secret);
     let cc = ("grant_type", "client_credentials");
     let body = oauth_error(
-        post(&server, "/token", Some(&auth), &[cc, ("scope", "tools:read admin")]).await,
+        post(
+            &server,
+            "/token",
+            Some(&auth),
+            &[cc, ("scope", "tools:read admin")],
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "invalid_scope",
     )
     .await;
     assert_eq!(body["reason"], "SCOPE_NOT_ALLOWED");
     let body = oauth_error(
-        post(&server, "/token", Some(&auth), &[cc, ("resource", OTHER_RESOURCE)]).await,
+        post(
+            &server,
+            "/token",
+            Some(&auth),
+            &[cc, ("resource", OTHER_RESOURCE)],
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "invalid_target",
     )
@@ -478,7 +517,13 @@ async fn scopes_resources_and_grants_are_checked_with_their_oauth_codes() {
     )
     .await;
     let ok = token_ok(
-        post(&server, "/token", Some(&two_auth), &[cc, ("resource", OTHER_RESOURCE)]).await,
+        post(
+            &server,
+            "/token",
+            Some(&two_auth),
+            &[cc, ("resource", OTHER_RESOURCE)],
+        )
+        .await,
     )
     .await;
     assert_eq!(ok["scope"], "tools:read tools:call");
@@ -496,7 +541,13 @@ async fn scopes_resources_and_grants_are_checked_with_their_oauth_codes() {
     assert_eq!(body["reason"], "GRANT_NOT_ALLOWED");
     // Other grant types stay unsupported.
     oauth_error(
-        post(&server, "/token", Some(&auth), &[("grant_type", "password")]).await,
+        post(
+            &server,
+            "/token",
+            Some(&auth),
+            &[("grant_type", "password")],
+        )
+        .await,
         StatusCode::BAD_REQUEST,
         "unsupported_grant_type",
     )
@@ -507,7 +558,8 @@ async fn scopes_resources_and_grants_are_checked_with_their_oauth_codes() {
 async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credential() {
     let server = server().await;
     let (id, secret) = create(&server, client_req("a", "client_secret_basic", "")).await;
-    let (other_id, other_secret) = create(&server, client_req("b", "client_secret_basic", "")).await;
+    let (other_id, other_secret) =
+        create(&server, client_req("b", "client_secret_basic", "")).await;
     let (_, verifier) = server.key_with(&["tokens:verify"]).await;
     let (_, weak) = server.key_with(&["sessions:create", "tools:read"]).await;
     let token = grant_basic(&server, &id, &secret).await;
@@ -532,7 +584,10 @@ async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credent
         introspect(&server, &basic(&other_id, &other_secret), &token).await,
         inactive
     );
-    assert_eq!(introspect(&server, &basic(&id, &secret), "garbage").await, inactive);
+    assert_eq!(
+        introspect(&server, &basic(&id, &secret), "garbage").await,
+        inactive
+    );
     // A session token from CreateSession, through the verifier key.
     let s = server.session(&weak, &["tools:read"], "aud").await;
     assert_eq!(
@@ -541,7 +596,10 @@ async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credent
     );
     // Expired, by the server's clock.
     server.clock.advance(Duration::from_secs(24 * 3600));
-    assert_eq!(introspect(&server, &basic(&id, &secret), &token).await, inactive);
+    assert_eq!(
+        introspect(&server, &basic(&id, &secret), &token).await,
+        inactive
+    );
 
     let body = oauth_error(
         post(&server, "/introspect", None, &[("token", &token)]).await,
@@ -551,13 +609,25 @@ async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credent
     .await;
     assert_eq!(body["reason"], "CREDENTIALS_MISSING");
     oauth_error(
-        post(&server, "/introspect", Some(&format!("Bearer {weak}")), &[("token", &token)]).await,
+        post(
+            &server,
+            "/introspect",
+            Some(&format!("Bearer {weak}")),
+            &[("token", &token)],
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "insufficient_scope",
     )
     .await;
     oauth_error(
-        post(&server, "/introspect", Some(&basic(&id, "mcp_cs_bad")), &[("token", &token)]).await,
+        post(
+            &server,
+            "/introspect",
+            Some(&basic(&id, "mcp_cs_bad")),
+            &[("token", &token)],
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
@@ -574,7 +644,8 @@ async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credent
 async fn revocation_makes_a_token_inactive_and_survives_a_restart() {
     let mut server = server().await;
     let (id, secret) = create(&server, client_req("a", "client_secret_basic", "")).await;
-    let (other_id, other_secret) = create(&server, client_req("b", "client_secret_basic", "")).await;
+    let (other_id, other_secret) =
+        create(&server, client_req("b", "client_secret_basic", "")).await;
     let (_, verifier) = server.key_with(&["tokens:verify"]).await;
     let token = grant_basic(&server, &id, &secret).await;
     let kept = grant_basic(&server, &id, &secret).await;
@@ -609,7 +680,10 @@ async fn revocation_makes_a_token_inactive_and_survives_a_restart() {
         inactive_reason(&server.verify(&verifier, &token).await),
         pb::TokenReason::Revoked
     );
-    assert!(server.verify(&verifier, &kept).await.active, "only that token");
+    assert!(
+        server.verify(&verifier, &kept).await.active,
+        "only that token"
+    );
 
     // Revoking needs the client's credential.
     oauth_error(
@@ -619,7 +693,13 @@ async fn revocation_makes_a_token_inactive_and_survives_a_restart() {
     )
     .await;
     oauth_error(
-        post(&server, "/revoke", Some(&basic(&id, "mcp_cs_bad")), &[("token", &kept)]).await,
+        post(
+            &server,
+            "/revoke",
+            Some(&basic(&id, "mcp_cs_bad")),
+            &[("token", &kept)],
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
         "invalid_client",
     )
@@ -672,7 +752,10 @@ async fn a_disabled_or_deleted_client_gets_no_token_and_its_tokens_are_inactive(
     )
     .await;
     assert!(
-        body["error_description"].as_str().unwrap().contains("disabled"),
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("disabled"),
         "{body}"
     );
     assert_eq!(
