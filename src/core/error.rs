@@ -79,6 +79,17 @@ pub enum Reason {
     SessionRevoked,
     /// Only the session's creator may do this with a credential.
     NotSessionCreator,
+    /// An OAuth client could not be authenticated at an OAuth endpoint:
+    /// unknown, a wrong secret, another method than its registered one, a
+    /// bad, expired or replayed client assertion, or a disabled client.
+    ClientAuthFailed,
+    /// The OAuth client asked for a scope it is not allowed.
+    ScopeNotAllowed,
+    /// The OAuth client asked for a resource (RFC 8707) it is not allowed,
+    /// or for none when it is allowed several.
+    ResourceNotAllowed,
+    /// The OAuth client is not registered for the grant type it used.
+    GrantNotAllowed,
     /// The caller's request rate, or its peer's failed authentications,
     /// exceeded the limit; retry after the `retry-after` seconds.
     RateLimited,
@@ -88,7 +99,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 27] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -110,6 +121,10 @@ impl Reason {
         Reason::SessionExpired,
         Reason::SessionRevoked,
         Reason::NotSessionCreator,
+        Reason::ClientAuthFailed,
+        Reason::ScopeNotAllowed,
+        Reason::ResourceNotAllowed,
+        Reason::GrantNotAllowed,
         Reason::RateLimited,
         Reason::Internal,
     ];
@@ -138,6 +153,10 @@ impl Reason {
             Reason::SessionExpired => "SESSION_EXPIRED",
             Reason::SessionRevoked => "SESSION_REVOKED",
             Reason::NotSessionCreator => "NOT_SESSION_CREATOR",
+            Reason::ClientAuthFailed => "CLIENT_AUTH_FAILED",
+            Reason::ScopeNotAllowed => "SCOPE_NOT_ALLOWED",
+            Reason::ResourceNotAllowed => "RESOURCE_NOT_ALLOWED",
+            Reason::GrantNotAllowed => "GRANT_NOT_ALLOWED",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::Internal => "INTERNAL",
         }
@@ -155,11 +174,16 @@ impl Reason {
             | Reason::RefreshTokenInvalid
             | Reason::RefreshTokenReused
             | Reason::SessionExpired
-            | Reason::SessionRevoked => Kind::Unauthenticated,
-            Reason::InsufficientScope | Reason::IdentityDisabled | Reason::NotSessionCreator => {
-                Kind::Forbidden
-            }
-            Reason::InvalidField | Reason::CredentialsConflict => Kind::Invalid,
+            | Reason::SessionRevoked
+            | Reason::ClientAuthFailed => Kind::Unauthenticated,
+            Reason::InsufficientScope
+            | Reason::IdentityDisabled
+            | Reason::NotSessionCreator
+            | Reason::GrantNotAllowed => Kind::Forbidden,
+            Reason::InvalidField
+            | Reason::CredentialsConflict
+            | Reason::ScopeNotAllowed
+            | Reason::ResourceNotAllowed => Kind::Invalid,
             Reason::ApiKeyNotFound
             | Reason::SessionNotFound
             | Reason::IdentityNotFound

@@ -58,6 +58,8 @@ pub struct MaintenanceReport {
     pub audit_records_removed: usize,
     /// Deleted OAuth clients forgotten (their tokens have all expired).
     pub deleted_clients_forgotten: usize,
+    /// Revoked access tokens forgotten (they have expired).
+    pub revoked_tokens_forgotten: usize,
 }
 
 impl Maintenance {
@@ -134,8 +136,11 @@ impl Maintenance {
             tokio::task::yield_now().await;
         }
         report.deleted_clients_forgotten = s.sweep_deleted_clients().await?;
+        let expired = s.revocations.forget_expired_tokens(now);
+        report.revoked_tokens_forgotten = s.store.forget_revoked_tokens(&expired).await?;
         report.revocations_remaining = s.revocations.len();
         report.limiter = s.limits.evict_idle();
+        s.assertions.evict_expired(now);
         s.audit.evict_idle().await;
         let keep_from = now - i64::from(self.audit_retention_days) * 86_400;
         loop {
@@ -150,6 +155,7 @@ impl Maintenance {
             || report.signing_keys_removed > 0
             || report.audit_records_removed > 0
             || report.deleted_clients_forgotten > 0
+            || report.revoked_tokens_forgotten > 0
         {
             tracing::info!(
                 sessions_removed = report.sessions_removed,
@@ -159,6 +165,7 @@ impl Maintenance {
                 revocations_remaining = report.revocations_remaining,
                 audit_records_removed = report.audit_records_removed,
                 deleted_clients_forgotten = report.deleted_clients_forgotten,
+                revoked_tokens_forgotten = report.revoked_tokens_forgotten,
                 "maintenance"
             );
         }

@@ -13,15 +13,19 @@
 pub(crate) mod api_keys;
 pub mod audit;
 pub(crate) mod authn;
+pub(crate) mod client_assertion;
+pub(crate) mod client_auth;
 pub(crate) mod client_index;
 pub(crate) mod client_rules;
 pub(crate) mod clients;
 pub mod credentials;
 pub mod error;
 pub(crate) mod fields;
+pub(crate) mod grants;
 pub(crate) mod identities;
 pub mod limits;
 pub mod maintenance;
+pub(crate) mod oauth_tokens;
 pub(crate) mod policy;
 pub(crate) mod principal;
 pub(crate) mod refresh;
@@ -33,11 +37,15 @@ pub(crate) mod whoami;
 use std::sync::Arc;
 
 pub use self::api_keys::{CreatedApiKey, NewApiKey};
+pub use self::client_assertion::JWT_BEARER_ASSERTION;
+pub use self::client_auth::ClientCredential;
 pub use self::client_index::ClientAuthError;
 pub use self::clients::{ClientUpdate, CreatedClient, NewClient};
 pub use self::credentials::Credentials;
 pub use self::error::{Error, Kind, Reason};
+pub use self::grants::{ClientCredentialsRequest, GrantedToken};
 pub use self::identities::IdentityGrant;
+pub use self::oauth_tokens::Introspector;
 pub use self::principal::CallerKind;
 pub use self::sessions::{IssuedSession, NewSession, TokenCheck};
 pub use self::whoami::Caller;
@@ -75,6 +83,8 @@ pub struct Core {
     pub(crate) clients: client_index::ClientIndex,
     pub(crate) revocations: revocations::RevocationIndex,
     pub(crate) limits: limits::Limits,
+    /// Client assertions seen, for `jti` replay.
+    pub(crate) assertions: client_assertion::SeenAssertions,
     pub(crate) audit: audit::AuditTrail,
     /// One API-key write at a time, so the index sees them in order.
     key_writes: tokio::sync::Mutex<()>,
@@ -134,6 +144,9 @@ impl Core {
                 revocations.revoke_client_tokens(&c.client_id, through);
             }
         }
+        for (jti, exp) in store.revoked_tokens().await? {
+            revocations.revoke_token(&jti, exp);
+        }
         for (client_id, _) in store.deleted_clients().await? {
             revocations.revoke_client_tokens(&client_id, revocations::ALL_TOKENS);
         }
@@ -153,6 +166,7 @@ impl Core {
                 config.default_rate_limit,
                 config.auth_failures_per_minute,
             ),
+            assertions: client_assertion::SeenAssertions::default(),
             audit,
             settings: Settings {
                 default_ttl: config.default_token_ttl,

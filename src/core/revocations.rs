@@ -1,5 +1,6 @@
 //! What token verification treats as revoked, held in memory so it never
-//! reads storage: revoked sessions, and OAuth clients whose tokens are
+//! reads storage: revoked sessions, single access tokens revoked by `jti`
+//! (RFC 7009, until they expire), and OAuth clients whose tokens are
 //! revoked (deleted or disabled clients, and clients enabled again, whose
 //! older tokens stay revoked). Loaded from the store at start and updated
 //! on every change; maintenance drops what can no longer matter.
@@ -18,6 +19,8 @@ struct Revoked {
     /// Client id → the newest `iat` of its revoked tokens
     /// ([`ALL_TOKENS`]: every token).
     clients: HashMap<String, i64>,
+    /// Revoked access tokens: `jti` → the token's `exp`.
+    tokens: HashMap<String, i64>,
 }
 
 /// Revoked session ids, and the tokens of OAuth clients that are revoked.
@@ -33,6 +36,7 @@ impl RevocationIndex {
             revoked: RwLock::new(Revoked {
                 sessions: ids.into_iter().collect(),
                 clients: HashMap::new(),
+                tokens: HashMap::new(),
             }),
         }
     }
@@ -77,12 +81,34 @@ impl RevocationIndex {
         self.write().clients.remove(client_id);
     }
 
-    /// Whether a token with these claims is revoked: its session was, or
-    /// its client's tokens up to its `iat` were. One lock, one or two hash
-    /// lookups.
+    /// Revokes the one access token `jti`, which expires at `exp`.
+    pub fn revoke_token(&self, jti: &str, exp: i64) {
+        self.write().tokens.insert(jti.to_owned(), exp);
+    }
+
+    /// Forgets the revoked tokens expired by `now` (they verify as
+    /// EXPIRED anyway); returns their `jti`s.
+    pub fn forget_expired_tokens(&self, now: i64) -> Vec<String> {
+        let mut r = self.write();
+        let gone: Vec<String> = r
+            .tokens
+            .iter()
+            .filter(|(_, exp)| **exp <= now)
+            .map(|(jti, _)| jti.clone())
+            .collect();
+        for jti in &gone {
+            r.tokens.remove(jti);
+        }
+        gone
+    }
+
+    /// Whether a token with these claims is revoked: its session was, it
+    /// was revoked itself, or its client's tokens up to its `iat` were. One
+    /// lock, one to three hash lookups.
     pub fn is_revoked(&self, claims: &AccessClaims) -> bool {
         let r = self.read();
         r.sessions.contains(claims.session_id())
+            || (!r.tokens.is_empty() && r.tokens.contains_key(claims.jti.as_str()))
             || (!r.clients.is_empty()
                 && r.clients
                     .get(claims.client_id.as_str())
@@ -122,5 +148,20 @@ mod tests {
         assert!(!index.is_revoked(&claims("ses_live", "cli_a", 11)));
         index.forget_client("cli_a");
         assert!(!index.is_revoked(&claims("ses_live", "cli_a", 5)));
+    }
+
+    #[test]
+    fn single_tokens_until_they_expire() {
+        let index = RevocationIndex::default();
+        let c = claims("ses_live", "cli_a", 5);
+        assert!(!index.is_revoked(&c));
+        index.revoke_token(&c.jti, 65);
+        assert!(index.is_revoked(&c));
+        let mut other = c.clone();
+        other.jti = "at_2".into();
+        assert!(!index.is_revoked(&other));
+        assert!(index.forget_expired_tokens(64).is_empty());
+        assert_eq!(index.forget_expired_tokens(65), ["at_1"]);
+        assert!(!index.is_revoked(&c));
     }
 }

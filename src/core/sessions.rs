@@ -518,13 +518,24 @@ impl Core {
             ));
         }
         let required = parse_scopes("required_scopes", check.required_scopes, true)?;
-        Ok(self
-            .tokens
-            .verify(check.token, self.clock.now())
+        Ok(self.token_verdict(check.token, check.audience, &required))
+    }
+
+    /// The verdict on `token` at the server's time: its claims if it is
+    /// well-formed, signed by a key of the ring, in its time window, not
+    /// revoked, for `audience` (empty: any) and carrying `required`.
+    pub(crate) fn token_verdict(
+        &self,
+        token: &str,
+        audience: &str,
+        required: &[String],
+    ) -> Result<Arc<AccessClaims>, TokenReason> {
+        self.tokens
+            .verify(token, self.clock.now())
             .and_then(|claims| {
                 if self.revocations.is_revoked(&claims) {
                     Err(TokenReason::Revoked)
-                } else if !check.audience.is_empty() && claims.aud != check.audience {
+                } else if !audience.is_empty() && claims.aud != audience {
                     Err(TokenReason::WrongAudience)
                 } else if !required
                     .iter()
@@ -534,7 +545,7 @@ impl Core {
                 } else {
                     Ok(claims)
                 }
-            }))
+            })
     }
 }
 

@@ -52,6 +52,16 @@ impl Call {
         }
     }
 
+    /// The first `Authorization` value, if any.
+    pub fn authorization(&self) -> Option<&str> {
+        self.authorization.as_deref()
+    }
+
+    /// How many `Authorization` values the request carries.
+    pub fn authorization_count(&self) -> usize {
+        self.authorization_count
+    }
+
     /// The caller's credentials, borrowed from the call.
     pub fn credentials(&self) -> Credentials<'_> {
         Credentials {

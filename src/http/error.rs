@@ -58,13 +58,16 @@ pub fn oauth_error(reason: Reason) -> (StatusCode, &'static str) {
         | R::ApiKeyRevoked
         | R::ApiKeyExpired
         | R::CertificateRevoked
-        | R::CertificateInvalid => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        | R::CertificateInvalid
+        | R::ClientAuthFailed => (StatusCode::UNAUTHORIZED, "invalid_client"),
+        R::ScopeNotAllowed => (StatusCode::BAD_REQUEST, "invalid_scope"),
+        R::ResourceNotAllowed => (StatusCode::BAD_REQUEST, "invalid_target"),
         // RFC 6749 section 2.3: one authentication method per request.
         R::CredentialsConflict | R::InvalidField => (StatusCode::BAD_REQUEST, "invalid_request"),
         R::RefreshTokenInvalid | R::RefreshTokenReused | R::SessionExpired | R::SessionRevoked => {
             (StatusCode::BAD_REQUEST, "invalid_grant")
         }
-        R::IdentityDisabled | R::NotSessionCreator => {
+        R::IdentityDisabled | R::NotSessionCreator | R::GrantNotAllowed => {
             (StatusCode::BAD_REQUEST, "unauthorized_client")
         }
         // RFC 6750 section 3.1: the credential lacks a privilege.

@@ -84,7 +84,7 @@ impl Form {
 
 /// One name or value: `+` is a space, `%XX` a byte; the bytes must be
 /// UTF-8.
-fn decode(raw: &[u8]) -> Result<String, HttpError> {
+pub(crate) fn decode(raw: &[u8]) -> Result<String, HttpError> {
     let spaced: Vec<u8> = raw
         .iter()
         .map(|b| if *b == b'+' { b' ' } else { *b })

@@ -13,8 +13,7 @@
 //!
 //! What: every endpoint URL is the issuer followed by the endpoint's path
 //! (the listener serves the endpoints under the issuer's path). Only
-//! endpoints that exist are named: `registration_endpoint`,
-//! `introspection_endpoint`, `revocation_endpoint` and
+//! endpoints that exist are named: `registration_endpoint` and
 //! `authorization_endpoint` join when they are built. `scopes_supported`
 //! is left out: scopes are whatever the admin grants (no fixed list), and
 //! naming the administrative ones to anyone who asks helps no client.
@@ -35,13 +34,34 @@ pub const OPENID_SUFFIX: &str = "/.well-known/openid-configuration";
 /// How long clients may cache the metadata, seconds.
 const MAX_AGE_SECONDS: u32 = 300;
 
-/// The metadata document of `issuer`, whose token endpoint and JWK Set are
-/// at `token_path` and `jwks_path` under its path.
-pub fn document(issuer: &str, token_path: &str, jwks_path: &str) -> serde_json::Value {
+/// The algorithms a client assertion (`private_key_jwt`) may be signed
+/// with.
+const ASSERTION_ALGS: [&str; 9] = [
+    "EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+];
+
+/// The client authentication methods of the introspection and revocation
+/// endpoints (`none` is not one: they need a confidential client).
+const ENDPOINT_AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
+/// The metadata document of `issuer`, whose endpoints are at their paths
+/// ([`super::TOKEN_PATH`], ...) under its path.
+pub fn document(issuer: &str) -> serde_json::Value {
+    use super::{INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
     json!({
         "issuer": issuer,
-        "token_endpoint": format!("{issuer}{token_path}"),
-        "jwks_uri": format!("{issuer}{jwks_path}"),
+        "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
+        "jwks_uri": format!("{issuer}{JWKS_PATH}"),
+        "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
+        "introspection_endpoint_auth_methods_supported": ENDPOINT_AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+        "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
+        "revocation_endpoint_auth_methods_supported": ENDPOINT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "response_types_supported": ["code"],
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": [
@@ -50,7 +70,7 @@ pub fn document(issuer: &str, token_path: &str, jwks_path: &str) -> serde_json::
             "private_key_jwt",
             "none"
         ],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true
@@ -110,10 +130,20 @@ mod tests {
 
     #[test]
     fn every_endpoint_is_under_the_issuer() {
-        let d = document("https://h/auth", "/token", "/jwks");
+        let d = document("https://h/auth");
         assert_eq!(d["issuer"], "https://h/auth");
         assert_eq!(d["token_endpoint"], "https://h/auth/token");
         assert_eq!(d["jwks_uri"], "https://h/auth/jwks");
+        assert_eq!(d["introspection_endpoint"], "https://h/auth/introspect");
+        assert_eq!(d["revocation_endpoint"], "https://h/auth/revoke");
+        assert_eq!(
+            d["revocation_endpoint_auth_methods_supported"],
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
+        );
         assert!(d.get("registration_endpoint").is_none());
         assert!(d.get("scopes_supported").is_none());
     }

@@ -7,7 +7,9 @@
 //! - the authorization server metadata ([`metadata`]) at its well-known
 //!   paths;
 //! - `GET P/jwks`: the JWK Set ([`jwks`]);
-//! - `POST P/token`: the token endpoint ([`token`]; no grant yet);
+//! - `POST P/token`: the token endpoint ([`token`]; `client_credentials`);
+//! - `POST P/introspect`: token introspection ([`introspect`], RFC 7662);
+//! - `POST P/revoke`: token revocation ([`revoke`], RFC 7009);
 //! - `GET /healthz`: alive.
 //!
 //! Everything else is a JSON 404 (405 for a known path with another
@@ -17,12 +19,15 @@
 //! `?` on a core error applies the one mapping ([`error`]). Token-bearing
 //! routes add the [`layers::no_store`] layer.
 
+mod client_auth;
 pub mod credentials;
 pub mod error;
 pub mod form;
+mod introspect;
 mod jwks;
 pub mod layers;
 pub mod metadata;
+mod revoke;
 mod token;
 
 use std::sync::Arc;
@@ -46,6 +51,10 @@ use crate::core::Core;
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// The token endpoint's path under the issuer's.
 pub const TOKEN_PATH: &str = "/token";
+/// The introspection endpoint's path under the issuer's.
+pub const INTROSPECT_PATH: &str = "/introspect";
+/// The revocation endpoint's path under the issuer's.
+pub const REVOKE_PATH: &str = "/revoke";
 /// The JWK Set's path under the issuer's.
 pub const JWKS_PATH: &str = "/jwks";
 /// The liveness probe's path (at the root).
@@ -86,11 +95,24 @@ pub struct App {
     metadata: Bytes,
 }
 
+impl App {
+    /// The URLs a client assertion sent to the endpoint at `path` may name
+    /// in `aud`: that endpoint's, the token endpoint's, and the issuer.
+    pub(crate) fn audiences(&self, path: &str) -> Vec<String> {
+        let issuer = &self.settings.issuer;
+        let mut all = vec![format!("{issuer}{path}"), issuer.clone()];
+        if path != TOKEN_PATH {
+            all.push(format!("{issuer}{TOKEN_PATH}"));
+        }
+        all
+    }
+}
+
 /// The router of the HTTP listener over `core` (see the module
 /// documentation for its routes and layers).
 pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
     let prefix = crate::config::issuer_path(&settings.issuer);
-    let document = metadata::document(&settings.issuer, TOKEN_PATH, JWKS_PATH);
+    let document = metadata::document(&settings.issuer);
     let app = App {
         core,
         settings: Arc::new(settings.clone()),
@@ -102,6 +124,14 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
         .route(
             &format!("{prefix}{TOKEN_PATH}"),
             post(token::post).layer(middleware::map_response(layers::no_store)),
+        )
+        .route(
+            &format!("{prefix}{INTROSPECT_PATH}"),
+            post(introspect::post).layer(middleware::map_response(layers::no_store)),
+        )
+        .route(
+            &format!("{prefix}{REVOKE_PATH}"),
+            post(revoke::post).layer(middleware::map_response(layers::no_store)),
         );
     for path in metadata::paths(prefix) {
         router = router.route(&path, get(metadata::get));

@@ -239,6 +239,39 @@ pub(crate) async fn clients(store: &dyn Store) {
     );
 }
 
+/// Revoked access tokens: noted once (a second revocation keeps the first
+/// expiry and writes no audit record), listed, forgotten.
+pub(crate) async fn revoked_tokens(store: &dyn Store) {
+    assert!(store.revoked_tokens().await.unwrap().is_empty());
+    store
+        .revoke_token("at_b", 20, entry("token.revoked"))
+        .await
+        .unwrap();
+    store
+        .revoke_token("at_a", 10, entry("token.revoked"))
+        .await
+        .unwrap();
+    store
+        .revoke_token("at_a", 99, entry("token.revoked"))
+        .await
+        .unwrap();
+    let mut all = store.revoked_tokens().await.unwrap();
+    all.sort();
+    assert_eq!(all, [("at_a".to_owned(), 10), ("at_b".to_owned(), 20)]);
+    assert_eq!(
+        store
+            .forget_revoked_tokens(&["at_a".to_owned(), "at_none".to_owned()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.revoked_tokens().await.unwrap(),
+        [("at_b".to_owned(), 20)]
+    );
+    assert_eq!(actions(store).await, ["token.revoked", "token.revoked"]);
+}
+
 /// Sessions: insert, replace, revoke (idempotent), indexes, delete.
 pub(crate) async fn sessions(store: &dyn Store) {
     for (id, subject, client) in [

@@ -118,6 +118,21 @@ pub trait Store: Send + Sync + 'static {
     /// expired); returns how many went.
     async fn forget_deleted_clients(&self, ids: &[String]) -> StoreResult<usize>;
 
+    // ---- revoked access tokens
+
+    /// Notes the access token `jti` revoked (RFC 7009) until its
+    /// `expires_at`, with its audit record; revoking it again keeps the
+    /// first note.
+    async fn revoke_token(&self, jti: &str, expires_at: i64, audit: AuditEntry) -> StoreResult<()>;
+
+    /// Every revoked access token's `jti` and expiry, to build the
+    /// revocation index at start.
+    async fn revoked_tokens(&self) -> StoreResult<Vec<(String, i64)>>;
+
+    /// Forgets revoked tokens (maintenance, once they have expired);
+    /// returns how many went.
+    async fn forget_revoked_tokens(&self, jtis: &[String]) -> StoreResult<usize>;
+
     // ---- sessions
 
     /// Stores a new session (its first refresh token included) with its

@@ -16,6 +16,27 @@ use crate::store::{SessionRecord, SigningAlg};
 /// (from our own keys), so they verify until they expire.
 pub(crate) const LEGACY_ISSUER: &str = "mcp-auth";
 
+/// What a new access token says (its `iss`, `jti`, `iat` and `nbf` are
+/// the issuer's to set).
+#[derive(Clone, Debug)]
+pub(crate) struct NewToken<'a> {
+    /// `sub`.
+    pub sub: &'a str,
+    /// `aud`.
+    pub aud: &'a str,
+    /// `client_id`.
+    pub client_id: &'a str,
+    /// `sid`: the session, `None` for a token without one (a
+    /// `client_credentials` token, whose `jti` then stands for it).
+    pub sid: Option<&'a str>,
+    /// `scope`, space-separated.
+    pub scope: String,
+    /// Issued at (and not before), Unix seconds.
+    pub now: i64,
+    /// `exp`, Unix seconds.
+    pub exp: i64,
+}
+
 /// Signs and verifies access tokens with a swappable [`KeyRing`].
 pub(crate) struct TokenIssuer {
     /// Swapped whole on rotation; readers take a snapshot.
@@ -82,6 +103,24 @@ impl TokenIssuer {
         now: i64,
         exp: i64,
     ) -> Result<String, TokenError> {
+        self.issue_new(NewToken {
+            sub: &session.subject,
+            aud: &session.audience,
+            client_id: &session.client_id,
+            sid: Some(&session.session_id),
+            scope: scopes.join(" "),
+            now,
+            exp,
+        })
+        .map(|(token, _)| token)
+    }
+
+    /// Signs the access token `new` describes, with a fresh `jti`; returns
+    /// the token and its `jti`.
+    ///
+    /// # Errors
+    /// The active key is missing, the random source or signing failed.
+    pub fn issue_new(&self, new: NewToken<'_>) -> Result<(String, String), TokenError> {
         let ring = self.ring();
         let key = ring.active()?;
         let jti = format!(
@@ -90,17 +129,18 @@ impl TokenIssuer {
         );
         let claims = AccessClaims {
             iss: self.issuer.clone(),
-            sub: session.subject.clone(),
-            aud: session.audience.clone(),
-            exp,
-            iat: now,
-            nbf: now,
+            sub: new.sub.to_owned(),
+            aud: new.aud.to_owned(),
+            exp: new.exp,
+            iat: new.now,
+            nbf: new.now,
             jti,
-            sid: Some(session.session_id.clone()),
-            client_id: session.client_id.clone(),
-            scope: scopes.join(" "),
+            sid: new.sid.map(str::to_owned),
+            client_id: new.client_id.to_owned(),
+            scope: new.scope,
         };
-        key.sign(&claims)
+        let token = key.sign(&claims)?;
+        Ok((token, claims.jti))
     }
 
     /// Checks a token's form, signature, issuer, lifetime (at most the

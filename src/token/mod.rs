@@ -11,7 +11,7 @@ mod issuer;
 mod keys;
 mod ring;
 
-pub(crate) use issuer::TokenIssuer;
+pub(crate) use issuer::{NewToken, TokenIssuer};
 pub(crate) use keys::{generate_signing_key, rotate_records};
 pub use mcp_auth_token::{AccessClaims, TOKEN_TYPE, TokenReason};
 pub(crate) use ring::KeyRing;

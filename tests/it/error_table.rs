@@ -308,6 +308,68 @@ async fn every_documented_reason_is_produced_with_its_code() {
         .await
         .unwrap_err());
 
+    // The OAuth client reasons only HTTP endpoints produce: each is sent
+    // there with its `reason`, and stands for the gRPC code its kind has.
+    let confidential = |name: &str, grants: &[&str]| pb::CreateClientRequest {
+        name: name.to_owned(),
+        redirect_uris: strings(&["https://app.example/cb"]),
+        grant_types: strings(grants),
+        allowed_scopes: strings(&["tools:read"]),
+        allowed_resources: strings(&["https://mcp.example.com"]),
+        token_endpoint_auth_method: "client_secret_basic".to_owned(),
+        jwks: String::new(),
+    };
+    let cc = admin
+        .create_client(confidential("cc", &["client_credentials"]))
+        .await
+        .unwrap();
+    let browser = admin
+        .create_client(confidential("browser", &["authorization_code"]))
+        .await
+        .unwrap();
+    let http = server.http_client();
+    let token_url = format!("{}/token", server.http_url());
+    for (id, secret, form) in [
+        (
+            cc.client.as_ref().unwrap().client_id.as_str(),
+            "mcp_cs_wrong",
+            "",
+        ),
+        (
+            cc.client.as_ref().unwrap().client_id.as_str(),
+            cc.secret.as_str(),
+            "&scope=admin",
+        ),
+        (
+            cc.client.as_ref().unwrap().client_id.as_str(),
+            cc.secret.as_str(),
+            "&resource=https%3A%2F%2Fother.example",
+        ),
+        (
+            browser.client.as_ref().unwrap().client_id.as_str(),
+            browser.secret.as_str(),
+            "",
+        ),
+    ] {
+        let body: serde_json::Value = http
+            .post(&token_url)
+            .basic_auth(id, Some(secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("grant_type=client_credentials{form}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let name = body["reason"].as_str().unwrap().to_owned();
+        let reason = Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .unwrap();
+        seen.insert(name, code(reason));
+    }
+
     let table = error_table();
     for (reason, code) in &table {
         if reason == "INTERNAL" {

@@ -96,18 +96,32 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
     }
     assert_eq!(documents[0], documents[1]);
     let issuer = "https://localhost:8443";
+    let methods = json!([
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt"
+    ]);
+    let algs = json!([
+        "EdDSA", "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"
+    ]);
     assert_eq!(
         documents[0],
         json!({
             "issuer": issuer,
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"),
+            "introspection_endpoint": format!("{issuer}/introspect"),
+            "introspection_endpoint_auth_methods_supported": methods,
+            "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "revocation_endpoint_auth_methods_supported": methods,
+            "revocation_endpoint_auth_signing_alg_values_supported": algs,
             "response_types_supported": ["code"],
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic", "client_secret_post", "private_key_jwt", "none"
             ],
-            "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+            "token_endpoint_auth_signing_alg_values_supported": algs,
             "code_challenge_methods_supported": ["S256"],
             "client_id_metadata_document_supported": true,
             "authorization_response_iss_parameter_supported": true
@@ -116,14 +130,12 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
     // Endpoints not built yet are not named, nor routed.
     for absent in [
         "registration_endpoint",
-        "introspection_endpoint",
-        "revocation_endpoint",
         "authorization_endpoint",
         "scopes_supported",
     ] {
         assert!(documents[0].get(absent).is_none(), "{absent}");
     }
-    for path in ["/register", "/introspect", "/revoke", "/authorize"] {
+    for path in ["/register", "/authorize"] {
         let resp = post_form(&server, path, "token=x").await;
         oauth_error(resp, StatusCode::NOT_FOUND, "not_found").await;
     }
@@ -455,7 +467,7 @@ async fn an_unknown_grant_type_is_unsupported_grant_type_and_never_cached() {
     let server = TestServer::start().await;
     for grant in [
         "password",
-        "client_credentials",
+        "Client_Credentials",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
     ] {
         let resp = post_form(&server, "/token", &format!("grant_type={grant}")).await;
@@ -463,6 +475,10 @@ async fn an_unknown_grant_type_is_unsupported_grant_type_and_never_cached() {
         let body = oauth_error(resp, StatusCode::BAD_REQUEST, "unsupported_grant_type").await;
         assert!(body.get("reason").is_none(), "{body}");
     }
+    // The one served grant without a client credential: invalid_client.
+    let resp = post_form(&server, "/token", "grant_type=client_credentials").await;
+    assert_eq!(resp.headers()[header::PRAGMA], "no-cache");
+    oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
 }
 
 // ---- errors are JSON, never 500

@@ -20,6 +20,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod mtls;
+mod oauth;
 mod readme;
 mod refresh;
 mod sessions;
