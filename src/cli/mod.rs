@@ -112,8 +112,9 @@ pub struct GlobalOpts {
     #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// Print one field of the JSON result, raw (strings unquoted), e.g.
-    /// `secret` or `api_key.key_id`; of a list, that field of each item,
-    /// one per line.
+    /// `secret` or `api_key.key_id`; several, comma-separated, one per
+    /// line; of a list, those fields of each item, one item per line
+    /// (tab-separated).
     #[arg(
         long,
         global = true,

@@ -28,8 +28,8 @@ impl Output {
         self.json || self.field.is_some()
     }
 
-    /// Prints one result: its `--field`, or JSON with `--json`, else as
-    /// `text` writes it.
+    /// Prints one result: its `--field` (several, comma-separated: one per
+    /// line), or JSON with `--json`, else as `text` writes it.
     ///
     /// # Errors
     /// `--field` names no field of the result.
@@ -44,7 +44,13 @@ impl Output {
         }
         let json = to_value(value)?;
         match &self.field {
-            Some(name) => outln!("{}", raw(field(&json, name)?)),
+            // Several fields: one per line, in the order asked, for
+            // `{ read -r A; read -r B; } < <(...)`.
+            Some(names) => {
+                for name in names.split(',') {
+                    outln!("{}", raw(field(&json, name)?));
+                }
+            }
             None => print_pretty(&json)?,
         }
         Ok(())
@@ -66,9 +72,14 @@ impl Output {
         }
         let json = to_value(&items)?;
         match (&self.field, &json) {
-            (Some(name), Value::Array(all)) => {
+            // Of each item, the fields asked, tab-separated.
+            (Some(names), Value::Array(all)) => {
                 for item in all {
-                    outln!("{}", raw(field(item, name)?));
+                    let row = names
+                        .split(',')
+                        .map(|name| field(item, name).map(raw))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    outln!("{}", row.join("\t"));
                 }
             }
             _ => print_pretty(&json)?,

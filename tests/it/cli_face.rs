@@ -108,6 +108,18 @@ async fn field_prints_one_value_raw_and_lists_are_arrays() {
     let sessions = json(&ok(&server, admin, &["session", "list", "--json"]).await);
     assert_eq!(sessions[0]["status"], "active");
 
+    // Several fields: one per line, in the order asked; of a list, one
+    // line per item.
+    let both = ok(
+        &server,
+        admin,
+        &["key", "show", key_id, "--field", "key_id,name"],
+    )
+    .await;
+    assert_eq!(both, format!("{key_id}\nbackend\n"));
+    let rows = ok(&server, admin, &["key", "list", "--field", "name,status"]).await;
+    assert!(rows.lines().any(|l| l == "backend\tactive"), "{rows}");
+
     // A field the result does not have is an error naming the fields.
     let (code, out, err) = server.cli(admin, &["whoami", "--field", "nope"]).await;
     assert_eq!(code, 1, "{out}");

@@ -100,9 +100,11 @@ fn mask_token(token: &str) -> String {
     if core.is_empty() {
         return token.to_owned();
     }
-    let kind = if let Some(kind) = ["key_", "ses_", "mcp_sk_", "mcp_rt_", "eyJ"]
-        .into_iter()
-        .find(|p| core.starts_with(p))
+    let kind = if let Some(kind) = [
+        "key_", "ses_", "cli_", "mcp_sk_", "mcp_cs_", "mcp_rt_", "eyJ",
+    ]
+    .into_iter()
+    .find(|p| core.starts_with(p))
     {
         kind
     } else if core.len() >= 9 && core.bytes().all(|b| b.is_ascii_digit()) {
@@ -170,6 +172,25 @@ async fn the_mtls_guide_works_when_pasted() {
     pasted("docs/guide/mtls.md", Part::Before("In production")).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_oauth_section_works_when_pasted() {
+    // It goes on from the walk-through: its terminal, its keys.
+    let server = TestServer::start().await;
+    pasted_pages(
+        server,
+        &[
+            ("README.md", Part::Section("Five-minute walk-through")),
+            ("README.md", Part::Section("OAuth for a machine, over HTTP")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_client_credentials_guide_works_when_pasted() {
+    pasted("docs/guide/oauth-client-credentials.md", Part::All).await;
+}
+
 /// The README walk-through's first block (`PATH` and the admin key), for
 /// a guide that goes on from there.
 fn setup_block() -> String {
@@ -186,9 +207,35 @@ async fn pasted(file: &str, part: Part<'_>) {
 }
 
 /// [`pasted`] against `server`.
-async fn pasted_on(mut server: TestServer, file: &str, part: Part<'_>) {
-    let page = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
-    let w = walkthrough(&page, &part);
+async fn pasted_on(server: TestServer, file: &str, part: Part<'_>) {
+    pasted_pages(server, &[(file, part)]).await;
+}
+
+/// [`pasted_on`] for parts of several pages pasted one after the other
+/// into one terminal.
+async fn pasted_pages(mut server: TestServer, parts: &[(&str, Part<'_>)]) {
+    let mut page = String::new();
+    let mut w = Walkthrough {
+        runs: vec![Vec::new()],
+        outputs: Vec::new(),
+    };
+    for (file, part) in parts {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+        let mut more = walkthrough(&text, part);
+        let mut runs = more.runs.drain(..);
+        if let (Some(last), Some(first)) = (w.runs.last_mut(), runs.next()) {
+            last.extend(first);
+        }
+        w.runs.extend(runs);
+        w.outputs.append(&mut more.outputs);
+        page.push_str(&text);
+    }
+    let file = parts
+        .iter()
+        .map(|(f, _)| *f)
+        .collect::<Vec<_>>()
+        .join(" + ");
     assert!(w.runs.iter().flatten().count() >= 3, "{file} has its steps");
 
     // The repository root as the reader has it: data/ of the running
@@ -235,6 +282,7 @@ async fn pasted_on(mut server: TestServer, file: &str, part: Part<'_>) {
             // The one difference from the reader's machine: the test
             // server's port.
             .env("MCP_AUTH_SERVER", server.url())
+            .env("MCP_AUTH_HTTP", server.http_url())
             .output()
             .await
             .unwrap();
