@@ -19,7 +19,8 @@
 //!   ([`grpc::status`]); and the typed [`grpc::client`] that the CLI,
 //!   `bench` and the tests share.
 //! - [`http`]: the HTTP adapter, beside `grpc`: the axum router of the
-//!   OAuth endpoints, one file each (`metadata`, `jwks`, `token`), the
+//!   OAuth endpoints, one file each (`metadata`, `jwks`, `token`,
+//!   `introspect`, `revoke`), client authentication at them, the
 //!   request's credentials (`http::credentials`), strict form bodies
 //!   (`http::form`), the one OAuth error mapping (`http::error`) and the
 //!   common layers (request id, log line, headers). Only it and `server`
@@ -34,7 +35,10 @@
 //!   domain records and [`core::Error`] out. Who is calling (`authn`),
 //!   what they may do (`policy`), API keys, sessions and the refresh
 //!   decision, identities, OAuth clients (`clients`, their field rules in
-//!   `client_rules`, the in-memory `client_index` that authenticates them),
+//!   `client_rules`, the in-memory `client_index`; authenticating them at
+//!   the OAuth endpoints in `client_auth` and `client_assertion`), the
+//!   OAuth grants (`grants`) and introspection and revocation
+//!   (`oauth_tokens`), `whoami`,
 //!   what verification treats as revoked (`revocations`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.
