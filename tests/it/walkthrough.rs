@@ -25,6 +25,7 @@ impl Cli<'_> {
             .env_clear()
             .env("MCP_AUTH_SERVER", self.server.url())
             .env("MCP_AUTH_CA", self.server.ca_path())
+            .env("MCP_AUTH_HTTP", self.server.http_url())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -403,6 +404,8 @@ async fn bench_smoke_run_of_every_scenario_completes_without_errors() {
         "create-session",
         "refresh",
         "mixed",
+        "oauth-client-credentials",
+        "oauth-introspect",
     ];
     let (code, out, err) = cli
         .run(

@@ -23,6 +23,8 @@ enum Call {
     VerifyFresh,
     Create,
     Refresh,
+    OAuthToken,
+    OAuthIntrospect,
 }
 
 /// What a scenario's callers share: its tokens.
@@ -33,13 +35,16 @@ pub(super) struct Fixture {
     pub(super) next_fresh: AtomicUsize,
     /// Lifetime of every session the run creates, seconds.
     pub(super) session_lifetime: u32,
+    /// The OAuth client and its tokens, for the oauth-* scenarios.
+    pub(super) oauth: Option<Arc<super::oauth::OAuthFixture>>,
 }
 
 /// A call's outcome; `Exhausted` ends the caller (no fresh token left);
 /// `Setup` was preparation (a refresh chain's new session), not measured.
 enum Outcome {
     Ok,
-    Failed(tonic::Code),
+    /// The gRPC code's name, or `HTTP <status>` and the like.
+    Failed(String),
     Exhausted,
     Setup,
 }
@@ -106,6 +111,8 @@ pub(super) async fn load(
                     Scenario::VerifyUncached => Call::VerifyFresh,
                     Scenario::CreateSession => Call::Create,
                     Scenario::Refresh => Call::Refresh,
+                    Scenario::OauthClientCredentials => Call::OAuthToken,
+                    Scenario::OauthIntrospect => Call::OAuthIntrospect,
                     Scenario::Mixed | Scenario::Signature => pick(&mix, i),
                 };
                 let result = worker.call(call, i).await;
@@ -115,11 +122,7 @@ pub(super) async fn load(
                             latencies.push(now.elapsed());
                             ok.fetch_add(1, Ordering::Relaxed);
                         }
-                        Outcome::Failed(code) => {
-                            *errors
-                                .entry(crate::grpc::status::code_name(code).to_owned())
-                                .or_default() += 1
-                        }
+                        Outcome::Failed(what) => *errors.entry(what).or_default() += 1,
                         Outcome::Exhausted => {
                             exhausted.store(true, Ordering::Relaxed);
                             break;
@@ -344,6 +347,23 @@ impl Worker {
 
     /// Makes the `i`th call.
     async fn call(&mut self, call: Call, i: usize) -> Outcome {
+        if let (Call::OAuthToken | Call::OAuthIntrospect, Some(oauth)) = (call, &self.fixture.oauth)
+        {
+            let result = match call {
+                Call::OAuthToken => oauth.grant().await.map(|_| ()),
+                _ => {
+                    let pool = &oauth.tokens;
+                    match pool.get(i % pool.len().max(1)) {
+                        Some(token) => oauth.introspect(token).await,
+                        None => Err("no token".to_owned()),
+                    }
+                }
+            };
+            return match result {
+                Ok(()) => Outcome::Ok,
+                Err(what) => Outcome::Failed(what),
+            };
+        }
         let result = match call {
             Call::Health => self
                 .client
@@ -375,7 +395,7 @@ impl Worker {
                                 self.chain = 0;
                                 Outcome::Setup
                             }
-                            Err(e) => Outcome::Failed(e.code()),
+                            Err(e) => failed(&e),
                         };
                     }
                 };
@@ -388,10 +408,20 @@ impl Worker {
                     .await
                     .map(|s| self.refresh_token = Some(s.refresh_token))
             }
+            // Reached only without an OAuth fixture, which the bench
+            // always sets up for these scenarios.
+            Call::OAuthToken | Call::OAuthIntrospect => {
+                return Outcome::Failed("no OAuth client".to_owned());
+            }
         };
         match result {
             Ok(()) => Outcome::Ok,
-            Err(e) => Outcome::Failed(e.code()),
+            Err(e) => failed(&e),
         }
     }
+}
+
+/// A refused gRPC call, counted under its code's name.
+fn failed(status: &tonic::Status) -> Outcome {
+    Outcome::Failed(crate::grpc::status::code_name(status.code()).to_owned())
 }

@@ -17,6 +17,7 @@
 //! [`crate::grpc::client::Client`].
 
 mod load;
+mod oauth;
 mod seed;
 mod signature;
 
@@ -52,6 +53,22 @@ pub enum Scenario {
     Refresh,
     /// A weighted mix of verify, create-session and refresh.
     Mixed,
+    /// OAuth `client_credentials` grants at the HTTP listener's `/token`
+    /// (client_secret_basic), one per call.
+    OauthClientCredentials,
+    /// OAuth introspection at `/introspect` of a pool of `--tokens` (1000)
+    /// tokens, as a resource server with the bench's `tokens:verify` key.
+    OauthIntrospect,
+}
+
+impl Scenario {
+    /// Whether the scenario talks to the HTTP listener.
+    fn is_oauth(self) -> bool {
+        matches!(
+            self,
+            Scenario::OauthClientCredentials | Scenario::OauthIntrospect
+        )
+    }
 }
 
 impl Scenario {
@@ -102,6 +119,9 @@ pub struct BenchArgs {
     /// The data directory for --seed-sessions.
     #[arg(long, env = "MCP_AUTH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The HTTP listener, for the oauth-* scenarios.
+    #[arg(long, env = "MCP_AUTH_HTTP", default_value = "https://localhost:8443")]
+    pub http_server: String,
 }
 
 /// Sessions the run creates outlive it by this much, seconds.
@@ -160,7 +180,7 @@ pub async fn run(args: BenchArgs, opts: &GlobalOpts) -> Result<u8, CliError> {
         .iter()
         .map(|admin| admin.with_api_key(Some(key.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    let result = run_scenarios(&args, opts, &mix, &clients).await;
+    let result = run_scenarios(&args, opts, &mix, &clients, &admins[0], &key).await;
     // The bench key goes when the run does (its sessions end by
     // themselves shortly after); a failed revocation is said, not fatal.
     if let Err(e) = admins[0]
@@ -181,11 +201,45 @@ async fn run_scenarios(
     opts: &GlobalOpts,
     mix: &[u32; 3],
     clients: &[crate::grpc::client::Client],
+    admin: &crate::grpc::client::Client,
+    bench_key: &str,
 ) -> Result<u8, CliError> {
     let mut reports = Vec::new();
     for &scenario in &args.scenario {
         let report = if scenario == Scenario::Signature {
             signature::signature(args, &clients[0]).await?
+        } else if scenario.is_oauth() {
+            let tokens = match scenario {
+                Scenario::OauthIntrospect => args.tokens.unwrap_or(1000),
+                _ => 0,
+            };
+            let oauth = oauth::OAuthFixture::set_up(
+                admin,
+                &args.http_server,
+                &opts.ca,
+                args.plaintext,
+                bench_key,
+                tokens,
+            )
+            .await?;
+            let fixture = Fixture {
+                tokens: Vec::new(),
+                next_fresh: AtomicUsize::new(0),
+                session_lifetime: args.session_lifetime(),
+                oauth: Some(oauth.clone()),
+            };
+            let report = load(args, scenario, mix, clients, Arc::new(fixture)).await;
+            // The bench's OAuth client goes with its scenario (and with it
+            // every token it got).
+            if let Err(e) = admin
+                .delete_client(pb::DeleteClientRequest {
+                    client_id: oauth.client_id().to_owned(),
+                })
+                .await
+            {
+                eprintln!("could not delete the bench's OAuth client: {}", e.message());
+            }
+            report?
         } else {
             let tokens = match scenario {
                 Scenario::Verify | Scenario::Mixed => args.tokens.unwrap_or(1000),
@@ -198,6 +252,7 @@ async fn run_scenarios(
                 tokens: create_tokens(args, clients, tokens).await?,
                 next_fresh: AtomicUsize::new(0),
                 session_lifetime: args.session_lifetime(),
+                oauth: None,
             };
             load(args, scenario, mix, clients, Arc::new(fixture)).await?
         };
