@@ -136,8 +136,14 @@ mod tests {
 
     #[test]
     fn every_endpoint_is_under_the_issuer() {
-        let d = document("https://h/auth");
+        let d = document("https://h/auth", true);
         assert_eq!(d["issuer"], "https://h/auth");
+        assert_eq!(d["registration_endpoint"], "https://h/auth/register");
+        assert!(
+            document("https://h/auth", false)
+                .get("registration_endpoint")
+                .is_none()
+        );
         assert_eq!(d["token_endpoint"], "https://h/auth/token");
         assert_eq!(d["jwks_uri"], "https://h/auth/jwks");
         assert_eq!(d["introspection_endpoint"], "https://h/auth/introspect");
