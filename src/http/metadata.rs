@@ -156,7 +156,6 @@ mod tests {
                 "private_key_jwt"
             ])
         );
-        assert!(d.get("registration_endpoint").is_none());
         assert!(d.get("scopes_supported").is_none());
     }
 }
