@@ -955,4 +955,58 @@ mod tests {
         };
         assert!(Config::from_settings(half_tls).is_err());
     }
+
+    #[test]
+    fn dcr_is_open_by_default_and_token_needs_a_long_token() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.dcr, DcrMode::Open);
+        assert_eq!(c.dcr_registrations_per_hour, 20);
+        assert_eq!(c.dcr_unused_client_ttl, 86_400);
+        assert!(c.dcr_default_scopes.is_empty());
+        let file = Settings::from_toml(
+            "dcr = \"token\"\ndcr_initial_access_token = \"0123456789abcdef0123456789abcdef\"\ndcr_default_scopes = [\"mcp\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_settings(file).unwrap();
+        assert_eq!(c.dcr, DcrMode::Token);
+        assert_eq!(c.dcr_default_scopes, ["mcp"]);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        for (s, field) in [
+            (
+                Settings {
+                    dcr: Some(DcrMode::Token),
+                    ..Settings::default()
+                },
+                "dcr_initial_access_token",
+            ),
+            (
+                Settings {
+                    dcr: Some(DcrMode::Token),
+                    dcr_initial_access_token: Some(Secret::new("short")),
+                    ..Settings::default()
+                },
+                "dcr_initial_access_token",
+            ),
+            (
+                Settings {
+                    dcr_registrations_per_hour: Some(0),
+                    ..Settings::default()
+                },
+                "dcr_registrations_per_hour",
+            ),
+            (
+                Settings {
+                    dcr_unused_client_ttl_seconds: Some(1),
+                    ..Settings::default()
+                },
+                "dcr_unused_client_ttl_seconds",
+            ),
+        ] {
+            match Config::from_settings(s) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected {field} refused, got {other:?}"),
+            }
+        }
+        assert!(Settings::from_toml("dcr = \"maybe\"\n").is_err());
+    }
 }
