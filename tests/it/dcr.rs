@@ -327,4 +327,56 @@ async fn maintenance_prunes_dynamic_clients_that_never_got_a_token() {
     assert!(!exists(&server, &unused).await);
     assert!(exists(&server, &used_id).await);
     assert!(exists(&server, &admin_made).await);
+
+    // Audited: who registered (the peer), the one first-grant note, the prune.
+    let events = server
+        .client(&server.primary)
+        .await
+        .list_audit_events(pb::ListAuditEventsRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .events;
+    let of = |action: &str| -> Vec<&pb::AuditEvent> {
+        events.iter().filter(|e| e.action == action).collect()
+    };
+    let registered = of("client.registered");
+    assert_eq!(registered.len(), 2, "{events:?}");
+    assert!(
+        registered.iter().all(|e| e.actor == "peer:127.0.0.1"),
+        "{registered:?}"
+    );
+    assert_eq!(of("client.first_grant").len(), 1);
+    let pruned = of("client.pruned");
+    assert_eq!(pruned.len(), 1);
+    assert_eq!(pruned[0].target, unused);
+}
+
+#[tokio::test]
+async fn a_private_key_jwt_client_registers_with_public_keys_only() {
+    let server = TestServer::start().await;
+    let public = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
+    let mut body = confidential_client();
+    body["token_endpoint_auth_method"] = json!("private_key_jwt");
+    body["jwks"] = public.clone();
+    let (status, _, json) = register(&server, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(json["jwks"], public);
+    assert!(json.get("client_secret").is_none(), "{json}");
+
+    let mut private = public.clone();
+    private["keys"][0]["d"] = json!("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A");
+    body["jwks"] = private;
+    let (status, _, json) = register(&server, &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["error"], "invalid_client_metadata", "{json}");
+    body["jwks"] = Value::Null;
+    let (_, _, json) = register(&server, &body).await;
+    assert_eq!(json["error"], "invalid_client_metadata", "{json}");
+    body["jwks_uri"] = json!("https://app.example/jwks");
+    let (_, _, json) = register(&server, &body).await;
+    assert_eq!(json["error"], "invalid_client_metadata", "{json}");
 }
