@@ -86,6 +86,7 @@ impl Fixture {
                     burst: 1_000_000,
                 }),
                 10,
+                crate::config::DEFAULT_DCR_REGISTRATIONS_PER_HOUR,
             ),
             issuer: TokenIssuer::new(
                 ring,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::secret::Secret;
 use crate::store::RateLimit;
 use crate::store::SigningAlg;
 
@@ -45,6 +46,41 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
 pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: u64 = 300;
 /// Default most connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
+
+/// Default registrations per peer address per hour at `POST /register`.
+pub const DEFAULT_DCR_REGISTRATIONS_PER_HOUR: u32 = 20;
+/// Default time a dynamically registered client that never completed a
+/// grant is kept, seconds (24 hours).
+pub const DEFAULT_DCR_UNUSED_CLIENT_TTL: u32 = 24 * 60 * 60;
+
+/// Who may use Dynamic Client Registration (RFC 7591, `POST /register`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DcrMode {
+    /// Anyone (rate-limited per address).
+    #[default]
+    Open,
+    /// Callers presenting the initial access token as a Bearer token.
+    Token,
+    /// Nobody: `/register` answers 404 and the metadata names no
+    /// `registration_endpoint`.
+    Off,
+}
+
+impl DcrMode {
+    /// Parses `open`, `token` or `off`.
+    ///
+    /// # Errors
+    /// A message naming the accepted values.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "open" => Ok(DcrMode::Open),
+            "token" => Ok(DcrMode::Token),
+            "off" => Ok(DcrMode::Off),
+            _ => Err("expected open, token or off".to_owned()),
+        }
+    }
+}
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +201,22 @@ pub struct Settings {
     /// its body included), seconds; then it is answered 408. Default 30, 1
     /// to 300.
     pub http_request_timeout_seconds: Option<u64>,
+    /// Dynamic Client Registration: `open`, `token` (needs
+    /// `dcr_initial_access_token`) or `off`. Default `open`.
+    pub dcr: Option<DcrMode>,
+    /// The initial access token `POST /register` requires as
+    /// `Authorization: Bearer` when `dcr = "token"`; at least 32
+    /// characters. Never logged.
+    pub dcr_initial_access_token: Option<Secret>,
+    /// Scopes a dynamically registered client gets when it asks for none.
+    /// Default none (such a registration is refused).
+    pub dcr_default_scopes: Option<Vec<String>>,
+    /// Registrations allowed per peer address per hour. Default 20.
+    pub dcr_registrations_per_hour: Option<u32>,
+    /// A dynamically registered client that never completed a grant is
+    /// deleted by maintenance this long after its registration, seconds.
+    /// Default 86400.
+    pub dcr_unused_client_ttl_seconds: Option<u32>,
 }
 
 impl Settings {
@@ -242,6 +294,17 @@ impl Settings {
             http_request_timeout_seconds: top
                 .http_request_timeout_seconds
                 .or(self.http_request_timeout_seconds),
+            dcr: top.dcr.or(self.dcr),
+            dcr_initial_access_token: top
+                .dcr_initial_access_token
+                .or(self.dcr_initial_access_token),
+            dcr_default_scopes: top.dcr_default_scopes.or(self.dcr_default_scopes),
+            dcr_registrations_per_hour: top
+                .dcr_registrations_per_hour
+                .or(self.dcr_registrations_per_hour),
+            dcr_unused_client_ttl_seconds: top
+                .dcr_unused_client_ttl_seconds
+                .or(self.dcr_unused_client_ttl_seconds),
         }
     }
 }
@@ -317,6 +380,16 @@ pub struct Config {
     pub max_connections: u32,
     /// Time an HTTP request has from its arrival to its response.
     pub http_request_timeout: Duration,
+    /// Who may register clients at `POST /register`.
+    pub dcr: DcrMode,
+    /// The initial access token `dcr = token` requires.
+    pub dcr_initial_access_token: Option<Secret>,
+    /// Scopes of a dynamic registration that asks for none.
+    pub dcr_default_scopes: Vec<String>,
+    /// Registrations per peer address per hour.
+    pub dcr_registrations_per_hour: u32,
+    /// Seconds an unused dynamic client is kept.
+    pub dcr_unused_client_ttl: u32,
 }
 
 /// The CA that client certificates must chain to.
@@ -469,6 +542,43 @@ impl Config {
                 message: "must be at least 1".to_owned(),
             });
         }
+        let dcr = s.dcr.unwrap_or_default();
+        let dcr_initial_access_token = s.dcr_initial_access_token.clone();
+        match (&dcr_initial_access_token, dcr) {
+            (None, DcrMode::Token) => {
+                return Err(ConfigError::Invalid {
+                    field: "dcr_initial_access_token",
+                    message: "dcr = token needs an initial access token".to_owned(),
+                });
+            }
+            (Some(t), _)
+                if t.expose().len() < 32 || !t.expose().bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                return Err(ConfigError::Invalid {
+                    field: "dcr_initial_access_token",
+                    message: "must be at least 32 visible ASCII characters".to_owned(),
+                });
+            }
+            _ => {}
+        }
+        let dcr_registrations_per_hour = in_range(
+            "dcr_registrations_per_hour",
+            u64::from(
+                s.dcr_registrations_per_hour
+                    .unwrap_or(DEFAULT_DCR_REGISTRATIONS_PER_HOUR),
+            ),
+            1,
+            1_000_000,
+        )?;
+        let dcr_unused_client_ttl = in_range(
+            "dcr_unused_client_ttl_seconds",
+            u64::from(
+                s.dcr_unused_client_ttl_seconds
+                    .unwrap_or(DEFAULT_DCR_UNUSED_CLIENT_TTL),
+            ),
+            60,
+            366 * 24 * 60 * 60,
+        )?;
         let tls_handshake_timeout = in_range(
             "tls_handshake_timeout_seconds",
             s.tls_handshake_timeout_seconds
@@ -542,6 +652,13 @@ impl Config {
             connection_idle_timeout: Duration::from_secs(connection_idle_timeout),
             max_connections: u32::try_from(max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS),
             http_request_timeout: Duration::from_secs(http_request_timeout),
+            dcr,
+            dcr_initial_access_token,
+            dcr_default_scopes: s.dcr_default_scopes.clone().unwrap_or_default(),
+            dcr_registrations_per_hour: u32::try_from(dcr_registrations_per_hour)
+                .unwrap_or(DEFAULT_DCR_REGISTRATIONS_PER_HOUR),
+            dcr_unused_client_ttl: u32::try_from(dcr_unused_client_ttl)
+                .unwrap_or(DEFAULT_DCR_UNUSED_CLIENT_TTL),
         })
     }
 
@@ -837,5 +954,59 @@ mod tests {
             ..Settings::default()
         };
         assert!(Config::from_settings(half_tls).is_err());
+    }
+
+    #[test]
+    fn dcr_is_open_by_default_and_token_needs_a_long_token() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.dcr, DcrMode::Open);
+        assert_eq!(c.dcr_registrations_per_hour, 20);
+        assert_eq!(c.dcr_unused_client_ttl, 86_400);
+        assert!(c.dcr_default_scopes.is_empty());
+        let file = Settings::from_toml(
+            "dcr = \"token\"\ndcr_initial_access_token = \"0123456789abcdef0123456789abcdef\"\ndcr_default_scopes = [\"mcp\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_settings(file).unwrap();
+        assert_eq!(c.dcr, DcrMode::Token);
+        assert_eq!(c.dcr_default_scopes, ["mcp"]);
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        for (s, field) in [
+            (
+                Settings {
+                    dcr: Some(DcrMode::Token),
+                    ..Settings::default()
+                },
+                "dcr_initial_access_token",
+            ),
+            (
+                Settings {
+                    dcr: Some(DcrMode::Token),
+                    dcr_initial_access_token: Some(Secret::new("short")),
+                    ..Settings::default()
+                },
+                "dcr_initial_access_token",
+            ),
+            (
+                Settings {
+                    dcr_registrations_per_hour: Some(0),
+                    ..Settings::default()
+                },
+                "dcr_registrations_per_hour",
+            ),
+            (
+                Settings {
+                    dcr_unused_client_ttl_seconds: Some(1),
+                    ..Settings::default()
+                },
+                "dcr_unused_client_ttl_seconds",
+            ),
+        ] {
+            match Config::from_settings(s) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected {field} refused, got {other:?}"),
+            }
+        }
+        assert!(Settings::from_toml("dcr = \"maybe\"\n").is_err());
     }
 }

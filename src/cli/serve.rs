@@ -110,6 +110,26 @@ pub struct ServeArgs {
     /// Seconds an HTTP request has from arrival to response [default: 30].
     #[arg(long, env = "MCP_AUTH_HTTP_REQUEST_TIMEOUT_SECONDS")]
     http_request_timeout_seconds: Option<u64>,
+    /// Dynamic Client Registration at POST /register: open, token or off [default: open].
+    #[arg(long, env = "MCP_AUTH_DCR", value_parser = crate::config::DcrMode::parse)]
+    dcr: Option<crate::config::DcrMode>,
+    /// The initial access token `--dcr token` requires (at least 32 characters).
+    #[arg(long, env = "MCP_AUTH_DCR_INITIAL_ACCESS_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    dcr_initial_access_token: Option<crate::secret::Secret>,
+    /// Scopes of a dynamic registration that asks for none (comma-separated) [default: none].
+    #[arg(long, env = "MCP_AUTH_DCR_DEFAULT_SCOPES", value_delimiter = ',')]
+    dcr_default_scopes: Option<Vec<String>>,
+    /// Registrations per peer address per hour at POST /register [default: 20].
+    #[arg(long, env = "MCP_AUTH_DCR_REGISTRATIONS_PER_HOUR")]
+    dcr_registrations_per_hour: Option<u32>,
+    /// Seconds a dynamic client that never got a token is kept [default: 86400].
+    #[arg(long, env = "MCP_AUTH_DCR_UNUSED_CLIENT_TTL_SECONDS")]
+    dcr_unused_client_ttl_seconds: Option<u32>,
+}
+
+/// A flag's value that is a secret (its Debug is redacted).
+fn parse_secret(s: &str) -> Result<crate::secret::Secret, String> {
+    Ok(crate::secret::Secret::new(s))
 }
 
 fn parse_alg(s: &str) -> Result<SigningAlg, String> {
@@ -151,6 +171,11 @@ impl ServeArgs {
             connection_idle_timeout_seconds: self.connection_idle_timeout_seconds,
             max_connections: self.max_connections,
             http_request_timeout_seconds: self.http_request_timeout_seconds,
+            dcr: self.dcr,
+            dcr_initial_access_token: self.dcr_initial_access_token.clone(),
+            dcr_default_scopes: self.dcr_default_scopes.clone(),
+            dcr_registrations_per_hour: self.dcr_registrations_per_hour,
+            dcr_unused_client_ttl_seconds: self.dcr_unused_client_ttl_seconds,
         }
     }
 }

@@ -290,7 +290,6 @@ impl Core {
     ///
     /// # Errors
     /// INVALID_ARGUMENT, storage.
-    #[allow(dead_code)] // called by the HTTP adapter (RFC 7591), still to come
     pub(crate) async fn register_client(
         &self,
         actor: &str,
@@ -300,6 +299,103 @@ impl Core {
     ) -> Result<CreatedClient, Error> {
         let shape = check_new(&req)?;
         self.insert_client(actor, request_id, shape, origin).await
+    }
+
+    /// Dynamic Client Registration (RFC 7591) from `peer`: takes one
+    /// registration from the peer's hourly allowance, then registers the
+    /// client (origin Dynamic) audited as `client.registered` with the
+    /// peer as actor. Who may register at all is the adapter's decision.
+    ///
+    /// # Errors
+    /// RATE_LIMITED, INVALID_ARGUMENT, storage.
+    pub async fn register_dynamic_client(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        request_id: &str,
+        req: NewClient,
+    ) -> Result<CreatedClient, Error> {
+        if let Some(ip) = peer {
+            self.limits.check_registration(ip)?;
+        }
+        let actor = peer.map_or_else(|| "peer:unknown".to_owned(), |ip| format!("peer:{ip}"));
+        self.register_client(&actor, request_id, req, ClientOrigin::Dynamic)
+            .await
+    }
+
+    /// Notes the client's first completed grant (`last_grant_at`): one
+    /// write per client ever, so a dynamic registration that was used is
+    /// kept by maintenance. Later grants write nothing.
+    ///
+    /// # Errors
+    /// Storage.
+    pub(crate) async fn note_first_grant(&self, client: &OAuthClientRecord) -> Result<(), Error> {
+        if client.last_grant_at.is_some() {
+            return Ok(());
+        }
+        let _one = self.client_writes.lock().await;
+        loop {
+            let Some(current) = self.store.client(&client.client_id).await? else {
+                return Ok(());
+            };
+            if current.record.last_grant_at.is_some() {
+                return Ok(());
+            }
+            let mut new = current.record.clone();
+            new.last_grant_at = Some(self.clock.now());
+            let audit = self.audit.ok(
+                &client.client_id,
+                "client.first_grant",
+                &client.client_id,
+                "",
+            );
+            if self.store.replace_client(&current, &new, audit).await? == Swap::Done {
+                self.clients.set(new);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Maintenance: deletes the dynamically registered clients that never
+    /// completed a grant and were registered at least `ttl` seconds ago
+    /// (audited `client.pruned`). Returns how many went.
+    ///
+    /// # Errors
+    /// Storage.
+    pub(crate) async fn prune_unused_dynamic_clients(&self, ttl: u32) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let stale: Vec<String> = self
+            .store
+            .clients()
+            .await?
+            .into_iter()
+            .filter(|c| {
+                c.origin == ClientOrigin::Dynamic
+                    && c.last_grant_at.is_none()
+                    && now >= c.created_at.saturating_add(i64::from(ttl))
+            })
+            .map(|c| c.client_id)
+            .collect();
+        let mut pruned = 0;
+        for client_id in stale {
+            let _one = self.client_writes.lock().await;
+            let Some(current) = self.store.client(&client_id).await? else {
+                continue;
+            };
+            if current.record.last_grant_at.is_some() {
+                continue;
+            }
+            let audit = self.audit.ok("system", "client.pruned", &client_id, "");
+            if self.store.delete_client(&current, now, audit).await? == Swap::Done {
+                self.clients.remove(&client_id);
+                self.revocations
+                    .revoke_client_tokens(&client_id, ALL_TOKENS);
+                pruned += 1;
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "unused dynamic clients pruned");
+        }
+        Ok(pruned)
     }
 
     async fn insert_client(
@@ -315,6 +411,10 @@ impl Core {
             None
         };
         let now = self.clock.now();
+        let action = match origin {
+            ClientOrigin::Dynamic => "client.registered",
+            ClientOrigin::Registered => "client.created",
+        };
         let mut record = OAuthClientRecord {
             client_id: new_id("cli_")?,
             name: String::new(),
@@ -344,10 +444,7 @@ impl Core {
         );
         let _one = self.client_writes.lock().await;
         self.store
-            .insert_client(
-                &record,
-                self.audit.ok(actor, "client.created", &target, request_id),
-            )
+            .insert_client(&record, self.audit.ok(actor, action, &target, request_id))
             .await?;
         self.clients.set(record.clone());
         tracing::info!(client_id = %record.client_id, name = %record.name, "oauth client created");

@@ -101,6 +101,7 @@ impl Core {
             now,
             exp: now + i64::from(ttl),
         })?;
+        self.note_first_grant(&client).await?;
         self.audit
             .record_aggregated(AuditEvent {
                 actor: &client.client_id,

@@ -70,6 +70,8 @@ pub(crate) struct Limits {
     default: Option<RateLimit>,
     callers: Mutex<HashMap<String, CallerBucket>>,
     failures: PeerBuckets,
+    /// Dynamic client registrations per peer address.
+    registrations: PeerBuckets,
     /// Peers whose failure bucket ran dry, and until when (nanos).
     blocked: Mutex<HashMap<IpAddr, u64>>,
 }
@@ -87,18 +89,28 @@ pub struct LimiterSize {
 
 impl Limits {
     /// Limits with a default per-caller rate (`None`: unlimited) and an
-    /// allowance of failed authentications per peer address per minute.
-    pub fn new(clock: Clock, default: Option<RateLimit>, failures_per_minute: u32) -> Self {
+    /// allowance of failed authentications per peer address per minute,
+    /// and one of client registrations per peer address per hour.
+    pub fn new(
+        clock: Clock,
+        default: Option<RateLimit>,
+        failures_per_minute: u32,
+        registrations_per_hour: u32,
+    ) -> Self {
         let per_minute = NonZeroU32::new(failures_per_minute).unwrap_or(NonZeroU32::MIN);
         let failures = RateLimiter::dashmap_with_clock(
             Quota::per_minute(per_minute),
             LimiterClock(clock.clone()),
         );
+        let per_hour = NonZeroU32::new(registrations_per_hour).unwrap_or(NonZeroU32::MIN);
+        let registrations =
+            RateLimiter::dashmap_with_clock(Quota::per_hour(per_hour), LimiterClock(clock.clone()));
         Limits {
             clock,
             default,
             callers: Mutex::new(HashMap::new()),
             failures,
+            registrations,
             blocked: Mutex::new(HashMap::new()),
         }
     }
@@ -172,6 +184,19 @@ impl Limits {
         }
     }
 
+    /// Takes one client registration from `peer`'s hourly allowance.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
+    pub fn check_registration(&self, peer: IpAddr) -> Result<(), Error> {
+        self.registrations.check_key(&peer).map_err(|not_until| {
+            self.limited(
+                &not_until,
+                "the client registrations allowed per address per hour",
+            )
+        })
+    }
+
     fn limited(&self, not_until: &NotUntil<Nanos>, what: &str) -> Error {
         let now = Nanos::from(self.clock.now_nanos());
         let wait = not_until.earliest_possible().duration_since(now);
@@ -195,6 +220,8 @@ impl Limits {
         }
         self.failures.retain_recent();
         self.failures.shrink_to_fit();
+        self.registrations.retain_recent();
+        self.registrations.shrink_to_fit();
         self.size()
     }
 
@@ -222,7 +249,7 @@ mod tests {
     #[test]
     fn caller_bucket_allows_burst_then_refills_with_the_clock() {
         let clock = Clock::manual(1_000);
-        let limits = Limits::new(clock.clone(), limit(2, 3), 10);
+        let limits = Limits::new(clock.clone(), limit(2, 3), 10, 20);
         for _ in 0..3 {
             limits.check_caller("k", None).unwrap();
         }
@@ -246,7 +273,7 @@ mod tests {
     #[test]
     fn failures_block_a_peer_and_idle_state_is_evicted() {
         let clock = Clock::manual(1_000);
-        let limits = Limits::new(clock.clone(), None, 3);
+        let limits = Limits::new(clock.clone(), None, 3, 20);
         let bad: IpAddr = "192.0.2.1".parse().unwrap();
         let good: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..3 {

@@ -3,7 +3,8 @@
 //! removal of retired keys whose tokens have all expired, removal of
 //! sessions that can no longer matter (with their refresh tokens, index
 //! entries and in-memory revocation entries), and forgetting deleted OAuth
-//! clients once their tokens have all expired.
+//! clients once their tokens have all expired, and deleting dynamically
+//! registered clients that never completed a grant.
 //!
 //! [`Maintenance::run_once`] does one pass at the server's clock; the server
 //! runs it every `maintenance_interval_seconds`, and tests call it directly
@@ -26,6 +27,9 @@ pub struct Maintenance {
     core: Arc<Core>,
     rotation_days: u32,
     audit_retention_days: u32,
+    /// Seconds an unused dynamic client is kept
+    /// (`dcr_unused_client_ttl_seconds`).
+    dcr_unused_client_ttl: u32,
     /// Most sessions one pass examines (`maintenance_sessions_per_pass`).
     /// A larger store is swept over several passes, each going on where the
     /// last stopped, so a pass costs a bounded time (about a second of one
@@ -60,6 +64,9 @@ pub struct MaintenanceReport {
     pub deleted_clients_forgotten: usize,
     /// Revoked access tokens forgotten (they have expired).
     pub revoked_tokens_forgotten: usize,
+    /// Dynamically registered clients deleted because they never
+    /// completed a grant within `dcr_unused_client_ttl_seconds`.
+    pub unused_dynamic_clients_pruned: usize,
 }
 
 impl Maintenance {
@@ -68,6 +75,7 @@ impl Maintenance {
             core,
             rotation_days: config.signing_key_rotation_days,
             audit_retention_days: config.audit_retention_days,
+            dcr_unused_client_ttl: config.dcr_unused_client_ttl,
             sessions_per_pass: usize::try_from(config.maintenance_sessions_per_pass)
                 .unwrap_or(usize::MAX)
                 .max(1),
@@ -135,6 +143,9 @@ impl Maintenance {
             }
             tokio::task::yield_now().await;
         }
+        report.unused_dynamic_clients_pruned = s
+            .prune_unused_dynamic_clients(self.dcr_unused_client_ttl)
+            .await?;
         report.deleted_clients_forgotten = s.sweep_deleted_clients().await?;
         let expired = s.revocations.forget_expired_tokens(now);
         report.revoked_tokens_forgotten = s.store.forget_revoked_tokens(&expired).await?;
@@ -156,6 +167,7 @@ impl Maintenance {
             || report.audit_records_removed > 0
             || report.deleted_clients_forgotten > 0
             || report.revoked_tokens_forgotten > 0
+            || report.unused_dynamic_clients_pruned > 0
         {
             tracing::info!(
                 sessions_removed = report.sessions_removed,
@@ -166,6 +178,7 @@ impl Maintenance {
                 audit_records_removed = report.audit_records_removed,
                 deleted_clients_forgotten = report.deleted_clients_forgotten,
                 revoked_tokens_forgotten = report.revoked_tokens_forgotten,
+                unused_dynamic_clients_pruned = report.unused_dynamic_clients_pruned,
                 "maintenance"
             );
         }

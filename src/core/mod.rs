@@ -165,6 +165,7 @@ impl Core {
                 clock.clone(),
                 config.default_rate_limit,
                 config.auth_failures_per_minute,
+                config.dcr_registrations_per_hour,
             ),
             assertions: client_assertion::SeenAssertions::default(),
             audit,

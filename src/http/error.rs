@@ -11,7 +11,8 @@
 //! `invalid_target`, `insufficient_scope` (403), `temporarily_unavailable`
 //! (429 with `Retry-After`), `not_found` (404) and `server_error` (500,
 //! for [`Kind::Internal`] only: its cause is logged, never sent).
-//! Error responses are never cached.
+//! Error responses are never cached. The registration endpoint's own codes
+//! (RFC 7591 section 3.2.2) are decided in `register_error`.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -26,6 +27,10 @@ const MAX_DESCRIPTION_BYTES: usize = 400;
 
 /// The `WWW-Authenticate` challenge of an `invalid_client` refusal.
 pub const BASIC_CHALLENGE: &str = "Basic realm=\"mcp-auth\"";
+
+/// The `WWW-Authenticate` challenge of an `invalid_token` refusal (a
+/// missing or wrong initial access token at `/register`, RFC 6750).
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"mcp-auth\", error=\"invalid_token\"";
 
 /// An OAuth error response: status, `error` code, description, and what
 /// goes with them.
@@ -137,6 +142,21 @@ impl HttpError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
 
+    /// A refusal with its own status and `error` code (the registration
+    /// endpoint's RFC 7591 and RFC 6750 codes), carrying the core's
+    /// `reason` if there is one.
+    pub(crate) fn with_code(
+        status: StatusCode,
+        code: &'static str,
+        description: impl Into<String>,
+        reason: Option<Reason>,
+    ) -> Self {
+        HttpError {
+            reason,
+            ..Self::new(status, code, description)
+        }
+    }
+
     /// 400 `unsupported_grant_type`.
     pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
         Self::new(
@@ -219,6 +239,12 @@ impl IntoResponse for HttpError {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(BASIC_CHALLENGE),
+            );
+        }
+        if self.code == "invalid_token" {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BEARER_CHALLENGE),
             );
         }
         if let Some(secs) = self.retry_after {

@@ -139,7 +139,7 @@ impl FromRequest<App> for Form {
 }
 
 /// Whether reading a body failed because it passed its limit.
-fn is_length_limit(err: &axum::Error) -> bool {
+pub(super) fn is_length_limit(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if e.is::<http_body_util::LengthLimitError>() {

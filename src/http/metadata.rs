@@ -13,8 +13,9 @@
 //!
 //! What: every endpoint URL is the issuer followed by the endpoint's path
 //! (the listener serves the endpoints under the issuer's path). Only
-//! endpoints that exist are named: `registration_endpoint` and
-//! `authorization_endpoint` join when they are built. `scopes_supported`
+//! endpoints that exist are named: `registration_endpoint` when Dynamic
+//! Client Registration is on; `authorization_endpoint` joins when it is
+//! built. `scopes_supported`
 //! is left out: scopes are whatever the admin grants (no fixed list), and
 //! naming the administrative ones to anyone who asks helps no client.
 
@@ -49,10 +50,11 @@ const ENDPOINT_AUTH_METHODS: [&str; 3] = [
 ];
 
 /// The metadata document of `issuer`, whose endpoints are at their paths
-/// ([`super::TOKEN_PATH`], ...) under its path.
-pub fn document(issuer: &str) -> serde_json::Value {
-    use super::{INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
-    json!({
+/// ([`super::TOKEN_PATH`], ...) under its path; `registration` names the
+/// registration endpoint (Dynamic Client Registration is on).
+pub fn document(issuer: &str, registration: bool) -> serde_json::Value {
+    use super::{INTROSPECT_PATH, JWKS_PATH, REGISTER_PATH, REVOKE_PATH, TOKEN_PATH};
+    let mut doc = json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
@@ -74,7 +76,11 @@ pub fn document(issuer: &str) -> serde_json::Value {
         "code_challenge_methods_supported": ["S256"],
         "client_id_metadata_document_supported": true,
         "authorization_response_iss_parameter_supported": true
-    })
+    });
+    if registration {
+        doc["registration_endpoint"] = json!(format!("{issuer}{REGISTER_PATH}"));
+    }
+    doc
 }
 
 /// The paths the metadata of an issuer with path `issuer_path` (`""` or
@@ -130,8 +136,14 @@ mod tests {
 
     #[test]
     fn every_endpoint_is_under_the_issuer() {
-        let d = document("https://h/auth");
+        let d = document("https://h/auth", true);
         assert_eq!(d["issuer"], "https://h/auth");
+        assert_eq!(d["registration_endpoint"], "https://h/auth/register");
+        assert!(
+            document("https://h/auth", false)
+                .get("registration_endpoint")
+                .is_none()
+        );
         assert_eq!(d["token_endpoint"], "https://h/auth/token");
         assert_eq!(d["jwks_uri"], "https://h/auth/jwks");
         assert_eq!(d["introspection_endpoint"], "https://h/auth/introspect");
@@ -144,7 +156,6 @@ mod tests {
                 "private_key_jwt"
             ])
         );
-        assert!(d.get("registration_endpoint").is_none());
         assert!(d.get("scopes_supported").is_none());
     }
 }

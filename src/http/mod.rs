@@ -10,6 +10,8 @@
 //! - `POST P/token`: the token endpoint ([`token`]; `client_credentials`);
 //! - `POST P/introspect`: token introspection ([`introspect`], RFC 7662);
 //! - `POST P/revoke`: token revocation ([`revoke`], RFC 7009);
+//! - `POST P/register`: Dynamic Client Registration ([`register`], RFC
+//!   7591; not served when `dcr = "off"`);
 //! - `GET /healthz`: alive.
 //!
 //! Everything else is a JSON 404 (405 for a known path with another
@@ -27,6 +29,8 @@ mod introspect;
 mod jwks;
 pub mod layers;
 pub mod metadata;
+mod register;
+mod register_error;
 mod revoke;
 mod token;
 
@@ -55,6 +59,8 @@ pub const TOKEN_PATH: &str = "/token";
 pub const INTROSPECT_PATH: &str = "/introspect";
 /// The revocation endpoint's path under the issuer's.
 pub const REVOKE_PATH: &str = "/revoke";
+/// The registration endpoint's path under the issuer's.
+pub const REGISTER_PATH: &str = "/register";
 /// The JWK Set's path under the issuer's.
 pub const JWKS_PATH: &str = "/jwks";
 /// The liveness probe's path (at the root).
@@ -70,6 +76,13 @@ pub struct Settings {
     pub body_limit: usize,
     /// Time a request has from its arrival to its response; then 408.
     pub request_timeout: Duration,
+    /// Who may register clients at `/register`.
+    pub dcr: crate::config::DcrMode,
+    /// The hash of the initial access token `/register` requires
+    /// (`dcr = token`); `None` when it requires none.
+    pub dcr_token_hash: Option<crate::secret::SecretHash>,
+    /// Scopes of a registration that asks for none.
+    pub dcr_default_scopes: Vec<String>,
 }
 
 impl Settings {
@@ -79,6 +92,15 @@ impl Settings {
             issuer: config.issuer.clone(),
             body_limit: DEFAULT_BODY_LIMIT,
             request_timeout: config.http_request_timeout,
+            dcr: config.dcr,
+            dcr_token_hash: match config.dcr {
+                crate::config::DcrMode::Token => config
+                    .dcr_initial_access_token
+                    .as_ref()
+                    .map(crate::secret::Secret::hash),
+                _ => None,
+            },
+            dcr_default_scopes: config.dcr_default_scopes.clone(),
         }
     }
 }
@@ -112,7 +134,8 @@ impl App {
 /// documentation for its routes and layers).
 pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
     let prefix = crate::config::issuer_path(&settings.issuer);
-    let document = metadata::document(&settings.issuer);
+    let dcr_on = settings.dcr != crate::config::DcrMode::Off;
+    let document = metadata::document(&settings.issuer, dcr_on);
     let app = App {
         core,
         settings: Arc::new(settings.clone()),
@@ -133,6 +156,12 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
             &format!("{prefix}{REVOKE_PATH}"),
             post(revoke::post).layer(middleware::map_response(layers::no_store)),
         );
+    if dcr_on {
+        router = router.route(
+            &format!("{prefix}{REGISTER_PATH}"),
+            post(register::post).layer(middleware::map_response(layers::no_store)),
+        );
+    }
     for path in metadata::paths(prefix) {
         router = router.route(&path, get(metadata::get));
     }

@@ -110,6 +110,7 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
             "issuer": issuer,
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"),
+            "registration_endpoint": format!("{issuer}/register"),
             "introspection_endpoint": format!("{issuer}/introspect"),
             "introspection_endpoint_auth_methods_supported": methods,
             "introspection_endpoint_auth_signing_alg_values_supported": algs,
@@ -128,14 +129,10 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
         })
     );
     // Endpoints not built yet are not named, nor routed.
-    for absent in [
-        "registration_endpoint",
-        "authorization_endpoint",
-        "scopes_supported",
-    ] {
+    for absent in ["authorization_endpoint", "scopes_supported"] {
         assert!(documents[0].get(absent).is_none(), "{absent}");
     }
-    for path in ["/register", "/authorize"] {
+    for path in ["/authorize"] {
         let resp = post_form(&server, path, "token=x").await;
         oauth_error(resp, StatusCode::NOT_FOUND, "not_found").await;
     }

@@ -11,6 +11,7 @@ mod audit;
 mod cli_face;
 mod clients;
 mod contract;
+mod dcr;
 mod docs;
 mod durability;
 mod error_table;
