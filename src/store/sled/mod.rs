@@ -223,6 +223,28 @@ impl SledStore {
         Ok(swap)
     }
 
+    /// Removes those of `keys` that `tree` holds, under the write lock,
+    /// durably; how many it removed.
+    async fn forget(&self, tree: &Tree, keys: &[String]) -> StoreResult<usize> {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in keys {
+            if tree.contains_key(key.as_bytes())? {
+                batch.remove(key.as_bytes());
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        {
+            let _w = self.audit.lock();
+            tree.apply_batch(batch)?;
+        }
+        self.durable().await?;
+        Ok(n)
+    }
+
     fn versioned<T: serde::de::DeserializeOwned>(
         tree: &Tree,
         what: &'static str,
@@ -237,6 +259,16 @@ impl SledStore {
             })
             .transpose()
     }
+}
+
+/// Every `(key, Unix time)` pair of a tree of timestamps.
+fn timestamps(tree: &Tree, what: &'static str) -> StoreResult<Vec<(String, i64)>> {
+    tree.iter()
+        .map(|item| {
+            let (k, v) = item?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), decode(what, &v)?))
+        })
+        .collect()
 }
 
 /// How long [`open_db`] waits for a lock that this process's own
@@ -380,36 +412,11 @@ impl Store for SledStore {
     }
 
     async fn deleted_clients(&self) -> StoreResult<Vec<(String, i64)>> {
-        self.deleted_clients
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    decode("deleted oauth client", &v)?,
-                ))
-            })
-            .collect()
+        timestamps(&self.deleted_clients, "deleted oauth client")
     }
 
     async fn forget_deleted_clients(&self, ids: &[String]) -> StoreResult<usize> {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for id in ids {
-            if self.deleted_clients.contains_key(id.as_bytes())? {
-                batch.remove(id.as_bytes());
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return Ok(0);
-        }
-        {
-            let _w = self.audit.lock();
-            self.deleted_clients.apply_batch(batch)?;
-        }
-        self.durable().await?;
-        Ok(n)
+        self.forget(&self.deleted_clients, ids).await
     }
 
     async fn revoke_token(&self, jti: &str, expires_at: i64, audit: AuditEntry) -> StoreResult<()> {
@@ -426,36 +433,11 @@ impl Store for SledStore {
     }
 
     async fn revoked_tokens(&self) -> StoreResult<Vec<(String, i64)>> {
-        self.revoked_tokens
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((
-                    String::from_utf8_lossy(&k).into_owned(),
-                    decode("revoked token", &v)?,
-                ))
-            })
-            .collect()
+        timestamps(&self.revoked_tokens, "revoked token")
     }
 
     async fn forget_revoked_tokens(&self, jtis: &[String]) -> StoreResult<usize> {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for jti in jtis {
-            if self.revoked_tokens.contains_key(jti.as_bytes())? {
-                batch.remove(jti.as_bytes());
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return Ok(0);
-        }
-        {
-            let _w = self.audit.lock();
-            self.revoked_tokens.apply_batch(batch)?;
-        }
-        self.durable().await?;
-        Ok(n)
+        self.forget(&self.revoked_tokens, jtis).await
     }
 
     async fn insert_session(&self, record: &SessionRecord, audit: AuditEntry) -> StoreResult<()> {
