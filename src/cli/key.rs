@@ -121,13 +121,7 @@ pub(super) async fn run(cmd: KeyCommand, opts: &GlobalOpts, out: &Output) -> Res
                     grace_seconds,
                 })
                 .await?;
-            if !out.is_machine() {
-                if grace_seconds == 0 {
-                    outln!("rotated; the previous secret no longer works\n");
-                } else {
-                    outln!("rotated; the previous secret works for {grace_seconds} more seconds\n");
-                }
-            }
+            super::output::rotated_notice(out, grace_seconds);
             print_created(&resp, out)?;
         }
     }

@@ -142,6 +142,19 @@ fn raw(value: &Value) -> String {
     }
 }
 
+/// What `key rotate` and `client rotate-secret` say before the new secret
+/// (text output only).
+pub(super) fn rotated_notice(out: &Output, grace_seconds: u32) {
+    if out.is_machine() {
+        return;
+    }
+    if grace_seconds == 0 {
+        outln!("rotated; the previous secret no longer works\n");
+    } else {
+        outln!("rotated; the previous secret works for {grace_seconds} more seconds\n");
+    }
+}
+
 /// A Unix time as RFC 3339; 0 is "never".
 pub(super) fn time(unix: i64) -> String {
     if unix == 0 {

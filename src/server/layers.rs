@@ -79,7 +79,8 @@ where
             // Refusals come as trailers-only responses: the status is in
             // the headers. Other calls carry it in the trailers.
             if let Some(status) = response.headers().get("grpc-status") {
-                finished(&span, status.to_str().unwrap_or("?"), start.elapsed());
+                let code = status.to_str().ok().and_then(|s| s.parse::<i32>().ok());
+                finished(&span, code, start.elapsed());
                 return Ok(response);
             }
             Ok(response.map(|inner| {
@@ -117,7 +118,7 @@ struct TimedBody {
 }
 
 impl TimedBody {
-    fn finish(&mut self, grpc_status: &str) {
+    fn finish(&mut self, grpc_status: Option<i32>) {
         if let Some(span) = self.span.take() {
             finished(&span, grpc_status, self.start.elapsed());
         }
@@ -135,14 +136,19 @@ impl http_body::Body for TimedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let Some(status) = frame.trailers_ref().and_then(|t| t.get("grpc-status")) {
-                    let status = status.to_str().unwrap_or("?").to_owned();
-                    self.finish(&status);
+                // The status as a number (no copy of the header on the
+                // hot path); `?` in the log for one that is not a number.
+                let status = frame
+                    .trailers_ref()
+                    .and_then(|t| t.get("grpc-status"))
+                    .map(|v| v.to_str().ok().and_then(|s| s.parse::<i32>().ok()));
+                if let Some(code) = status {
+                    self.finish(code);
                 }
             }
             Poll::Ready(Some(Err(status))) => {
-                let code = (status.code() as i32).to_string();
-                self.finish(&code);
+                let code = status.code() as i32;
+                self.finish(Some(code));
             }
             Poll::Ready(None) | Poll::Pending => {}
         }
@@ -158,11 +164,11 @@ impl http_body::Body for TimedBody {
     }
 }
 
-fn finished(span: &tracing::Span, grpc_status: &str, latency: Duration) {
+fn finished(span: &tracing::Span, grpc_status: Option<i32>, latency: Duration) {
     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     // The code's name is written straight into the log line (no String).
-    match grpc_status.parse::<i32>().map(tonic::Code::from) {
-        Ok(code) => tracing::info!(parent: span, outcome = ?code, latency_us, "rpc finished"),
-        Err(_) => tracing::info!(parent: span, outcome = %grpc_status, latency_us, "rpc finished"),
+    match grpc_status.map(tonic::Code::from) {
+        Some(code) => tracing::info!(parent: span, outcome = ?code, latency_us, "rpc finished"),
+        None => tracing::info!(parent: span, outcome = "?", latency_us, "rpc finished"),
     }
 }
