@@ -28,6 +28,8 @@ pub const DEFAULT_ISSUER: &str = "https://localhost:8443";
 /// Default time an HTTP request has, from its arrival to its response,
 /// seconds.
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: u64 = 30;
+/// Default time a client metadata document fetch may take, seconds.
+pub const DEFAULT_CIMD_FETCH_TIMEOUT: u64 = 5;
 /// Default access-token lifetime, seconds (15 minutes).
 pub const DEFAULT_TOKEN_TTL: u32 = 15 * 60;
 /// Default maximum access-token lifetime, seconds (1 hour).
@@ -217,6 +219,22 @@ pub struct Settings {
     /// deleted by maintenance this long after its registration, seconds.
     /// Default 86400.
     pub dcr_unused_client_ttl_seconds: Option<u32>,
+    /// Client ID Metadata Documents: a `client_id` that is an `https` URL
+    /// is fetched (guarded against SSRF) and describes the client.
+    /// Default on.
+    pub cimd: Option<bool>,
+    /// Hosts whose client-id URLs are accepted: `example.com` (that host)
+    /// or `*.example.com` (its subdomains). Default: any public host.
+    pub cimd_allowed_hosts: Option<Vec<String>>,
+    /// Resources (RFC 8707) a metadata-document client may get tokens
+    /// for. Default none.
+    pub cimd_allowed_resources: Option<Vec<String>>,
+    /// Time a metadata document fetch may take, seconds. Default 5, 1 to
+    /// 60.
+    pub cimd_fetch_timeout_seconds: Option<u64>,
+    /// For tests only: a CA certificate (PEM file) trusted for metadata
+    /// document fetches, which may then also go to loopback addresses.
+    pub cimd_testing_ca: Option<PathBuf>,
 }
 
 impl Settings {
@@ -305,6 +323,13 @@ impl Settings {
             dcr_unused_client_ttl_seconds: top
                 .dcr_unused_client_ttl_seconds
                 .or(self.dcr_unused_client_ttl_seconds),
+            cimd: top.cimd.or(self.cimd),
+            cimd_allowed_hosts: top.cimd_allowed_hosts.or(self.cimd_allowed_hosts),
+            cimd_allowed_resources: top.cimd_allowed_resources.or(self.cimd_allowed_resources),
+            cimd_fetch_timeout_seconds: top
+                .cimd_fetch_timeout_seconds
+                .or(self.cimd_fetch_timeout_seconds),
+            cimd_testing_ca: top.cimd_testing_ca.or(self.cimd_testing_ca),
         }
     }
 }
@@ -390,6 +415,18 @@ pub struct Config {
     pub dcr_registrations_per_hour: u32,
     /// Seconds an unused dynamic client is kept.
     pub dcr_unused_client_ttl: u32,
+    /// Whether `https` client ids are fetched as metadata documents.
+    pub cimd: bool,
+    /// Hosts (or `*.` suffixes) whose client-id URLs are accepted; empty:
+    /// any.
+    pub cimd_allowed_hosts: Vec<String>,
+    /// Resources a metadata-document client may get tokens for.
+    pub cimd_allowed_resources: Vec<String>,
+    /// Time a metadata document fetch may take.
+    pub cimd_fetch_timeout: Duration,
+    /// The testing CA (PEM) and its file, when set: loopback fetches are
+    /// allowed.
+    pub cimd_testing_ca: Option<(PathBuf, Vec<u8>)>,
 }
 
 /// The CA that client certificates must chain to.
@@ -579,6 +616,44 @@ impl Config {
             60,
             366 * 24 * 60 * 60,
         )?;
+        let cimd_fetch_timeout = in_range(
+            "cimd_fetch_timeout_seconds",
+            s.cimd_fetch_timeout_seconds
+                .unwrap_or(DEFAULT_CIMD_FETCH_TIMEOUT),
+            1,
+            60,
+        )?;
+        let cimd_allowed_hosts = s
+            .cimd_allowed_hosts
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| check_host_pattern(&h).map(|()| h.to_ascii_lowercase()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| ConfigError::Invalid {
+                field: "cimd_allowed_hosts",
+                message,
+            })?;
+        let cimd_allowed_resources = s.cimd_allowed_resources.clone().unwrap_or_default();
+        if let Some(bad) = cimd_allowed_resources
+            .iter()
+            .find(|r| !r.starts_with("https://") || r.len() > 2048 || r.contains('#'))
+        {
+            return Err(ConfigError::Invalid {
+                field: "cimd_allowed_resources",
+                message: format!("{bad:?} is not an https URL without a fragment"),
+            });
+        }
+        let cimd_testing_ca = match &s.cimd_testing_ca {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some((path.clone(), pem))
+            }
+        };
         let tls_handshake_timeout = in_range(
             "tls_handshake_timeout_seconds",
             s.tls_handshake_timeout_seconds
@@ -659,6 +734,11 @@ impl Config {
                 .unwrap_or(DEFAULT_DCR_REGISTRATIONS_PER_HOUR),
             dcr_unused_client_ttl: u32::try_from(dcr_unused_client_ttl)
                 .unwrap_or(DEFAULT_DCR_UNUSED_CLIENT_TTL),
+            cimd: s.cimd.unwrap_or(true),
+            cimd_allowed_hosts,
+            cimd_allowed_resources,
+            cimd_fetch_timeout: Duration::from_secs(cimd_fetch_timeout),
+            cimd_testing_ca,
         })
     }
 
@@ -675,6 +755,28 @@ impl Config {
             maintenance_interval_seconds: Some(24 * 60 * 60),
             ..Settings::default()
         })
+    }
+}
+
+/// A host of `cimd_allowed_hosts`: a DNS name in lowercase letters,
+/// digits, `-` and `.`, optionally after `*.`.
+fn check_host_pattern(pattern: &str) -> Result<(), String> {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{pattern:?} is not a host name or *.suffix (e.g. example.com, *.example.com)"
+        ))
     }
 }
 

@@ -71,6 +71,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod fetch;
 pub mod files;
 pub mod grpc;
 pub mod http;

@@ -125,6 +125,21 @@ pub struct ServeArgs {
     /// Seconds a dynamic client that never got a token is kept [default: 86400].
     #[arg(long, env = "MCP_AUTH_DCR_UNUSED_CLIENT_TTL_SECONDS")]
     dcr_unused_client_ttl_seconds: Option<u32>,
+    /// Fetch client metadata documents for https client ids: true or false [default: true].
+    #[arg(long, env = "MCP_AUTH_CIMD")]
+    cimd: Option<bool>,
+    /// Hosts whose client-id URLs are accepted, e.g. example.com,*.example.org (comma-separated) [default: any public host].
+    #[arg(long, env = "MCP_AUTH_CIMD_ALLOWED_HOSTS", value_delimiter = ',')]
+    cimd_allowed_hosts: Option<Vec<String>>,
+    /// Resources metadata-document clients may get tokens for (comma-separated) [default: none].
+    #[arg(long, env = "MCP_AUTH_CIMD_ALLOWED_RESOURCES", value_delimiter = ',')]
+    cimd_allowed_resources: Option<Vec<String>>,
+    /// Seconds a metadata document fetch may take [default: 5].
+    #[arg(long, env = "MCP_AUTH_CIMD_FETCH_TIMEOUT_SECONDS")]
+    cimd_fetch_timeout_seconds: Option<u64>,
+    /// TESTS ONLY: trust this CA (PEM) for metadata documents and allow loopback fetches.
+    #[arg(long, env = "MCP_AUTH_CIMD_TESTING_CA")]
+    cimd_testing_ca: Option<PathBuf>,
 }
 
 /// A flag's value that is a secret (its Debug is redacted).
@@ -176,6 +191,11 @@ impl ServeArgs {
             dcr_default_scopes: self.dcr_default_scopes.clone(),
             dcr_registrations_per_hour: self.dcr_registrations_per_hour,
             dcr_unused_client_ttl_seconds: self.dcr_unused_client_ttl_seconds,
+            cimd: self.cimd,
+            cimd_allowed_hosts: self.cimd_allowed_hosts.clone(),
+            cimd_allowed_resources: self.cimd_allowed_resources.clone(),
+            cimd_fetch_timeout_seconds: self.cimd_fetch_timeout_seconds,
+            cimd_testing_ca: self.cimd_testing_ca.clone(),
         }
     }
 }

@@ -11,12 +11,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::core::audit::AuditEvent;
+use crate::core::cimd::{CimdError, is_document_url};
 use crate::core::client_assertion::{self, AssertionError};
 use crate::core::client_index::ClientAuthError;
 use crate::core::error::{Error, Reason};
 use crate::core::{Core, Credentials};
 use crate::secret::Secret;
 use crate::store::{AuthMethod, OAuthClientRecord};
+use crate::untrusted::Echo;
 
 /// What an OAuth client presents to prove who it is.
 pub enum ClientCredential {
@@ -65,6 +67,8 @@ impl fmt::Debug for ClientCredential {
 enum Failure {
     Secret(ClientAuthError),
     Assertion(AssertionError),
+    /// The client id is a URL whose metadata document was refused.
+    Metadata(String, CimdError),
 }
 
 impl Failure {
@@ -76,6 +80,10 @@ impl Failure {
             }
             Failure::Secret(e) => format!("client authentication failed: {e}"),
             Failure::Assertion(e) => format!("client authentication failed: {e}"),
+            Failure::Metadata(url, e) => format!(
+                "client authentication failed: the client metadata document {} was refused: {e}",
+                Echo(url)
+            ),
         }
     }
 
@@ -83,6 +91,7 @@ impl Failure {
         match self {
             Failure::Secret(e) => e.as_str(),
             Failure::Assertion(e) => e.as_str(),
+            Failure::Metadata(_, e) => e.as_str(),
         }
     }
 }
@@ -102,8 +111,9 @@ impl Core {
         creds: &Credentials<'_>,
         credential: &ClientCredential,
     ) -> Result<Arc<OAuthClientRecord>, Error> {
-        let client = match self.check_client_credential(credential) {
+        let client = match self.check_client_credential(creds, credential).await {
             Ok(client) => client,
+            Err(Failure::Metadata(_, CimdError::Limited(limited))) => return Err(limited),
             Err(failure) => {
                 tracing::info!(failure = failure.as_str(), "oauth client refused");
                 let err = Error::refused(Reason::ClientAuthFailed, failure.message());
@@ -126,8 +136,9 @@ impl Core {
         Ok(client)
     }
 
-    fn check_client_credential(
+    async fn check_client_credential(
         &self,
+        creds: &Credentials<'_>,
         credential: &ClientCredential,
     ) -> Result<Arc<OAuthClientRecord>, Failure> {
         match credential {
@@ -149,10 +160,15 @@ impl Core {
                 if client_id.as_ref().is_some_and(|id| *id != sub) {
                     return Err(Failure::Assertion(AssertionError::Subject));
                 }
-                let client = self
-                    .clients
-                    .get(&sub)
-                    .ok_or(Failure::Secret(ClientAuthError::UnknownClient))?;
+                let client = if is_document_url(&sub) {
+                    self.metadata_client(creds, &sub)
+                        .await
+                        .map_err(|e| Failure::Metadata(sub.clone(), e))?
+                } else {
+                    self.clients
+                        .get(&sub)
+                        .ok_or(Failure::Secret(ClientAuthError::UnknownClient))?
+                };
                 if client.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt {
                     return Err(Failure::Secret(ClientAuthError::WrongMethod));
                 }

@@ -329,7 +329,7 @@ impl Core {
     /// # Errors
     /// Storage.
     pub(crate) async fn note_first_grant(&self, client: &OAuthClientRecord) -> Result<(), Error> {
-        if client.last_grant_at.is_some() {
+        if client.last_grant_at.is_some() || client.origin == ClientOrigin::MetadataDocument {
             return Ok(());
         }
         let _one = self.client_writes.lock().await;
@@ -413,7 +413,7 @@ impl Core {
         let now = self.clock.now();
         let action = match origin {
             ClientOrigin::Dynamic => "client.registered",
-            ClientOrigin::Registered => "client.created",
+            ClientOrigin::Registered | ClientOrigin::MetadataDocument => "client.created",
         };
         let mut record = OAuthClientRecord {
             client_id: new_id("cli_")?,

@@ -152,6 +152,7 @@ impl Maintenance {
         report.revocations_remaining = s.revocations.len();
         report.limiter = s.limits.evict_idle();
         s.assertions.evict_expired(now);
+        s.metadata_clients.evict_stale(now);
         s.audit.evict_idle().await;
         let keep_from = now - i64::from(self.audit_retention_days) * 86_400;
         loop {

@@ -13,6 +13,7 @@
 pub(crate) mod api_keys;
 pub mod audit;
 pub(crate) mod authn;
+pub(crate) mod cimd;
 pub(crate) mod client_assertion;
 pub(crate) mod client_auth;
 pub(crate) mod client_index;
@@ -81,6 +82,8 @@ pub struct Core {
     pub(crate) keys: api_keys::ApiKeyIndex,
     pub(crate) identities: identities::IdentityIndex,
     pub(crate) clients: client_index::ClientIndex,
+    /// Clients described by metadata documents, fetched and cached.
+    pub(crate) metadata_clients: cimd::MetadataClients,
     pub(crate) revocations: revocations::RevocationIndex,
     pub(crate) limits: limits::Limits,
     /// Client assertions seen, for `jti` replay.
@@ -150,8 +153,10 @@ impl Core {
         for (client_id, _) in store.deleted_clients().await? {
             revocations.revoke_client_tokens(&client_id, revocations::ALL_TOKENS);
         }
+        let metadata_clients = metadata_clients(config)?;
         let core = Core {
             clients: client_index::ClientIndex::new(clients),
+            metadata_clients,
             tokens: TokenIssuer::new(
                 ring,
                 config.issuer.clone(),
@@ -205,6 +210,31 @@ impl Core {
     pub async fn flush(&self) -> Result<(), Error> {
         Ok(self.store.flush().await?)
     }
+}
+
+/// The metadata-document clients `config` asks for: fetched under the
+/// SSRF guard with the document size cap, or none when `cimd` is off.
+fn metadata_clients(config: &Config) -> Result<cimd::MetadataClients, Error> {
+    let policy = config.cimd.then(|| crate::fetch::FetchPolicy {
+        timeout: config.cimd_fetch_timeout,
+        max_bytes: cimd::MAX_DOCUMENT_BYTES,
+        testing_ca: config.cimd_testing_ca.as_ref().map(|(_, pem)| pem.clone()),
+    });
+    if let (true, Some((path, _))) = (config.cimd, &config.cimd_testing_ca) {
+        tracing::warn!(
+            ca = %path.display(),
+            "cimd_testing_ca is set: client metadata documents may be fetched from LOOPBACK addresses and this CA is trusted for them; this setting is for tests only, never for a real deployment"
+        );
+    }
+    cimd::MetadataClients::new(
+        policy,
+        cimd::CimdSettings {
+            allowed_hosts: config.cimd_allowed_hosts.clone(),
+            default_scopes: config.dcr_default_scopes.clone(),
+            allowed_resources: config.cimd_allowed_resources.clone(),
+        },
+    )
+    .map_err(|message| Error::invalid("cimd_testing_ca", message))
 }
 
 /// Creates a key with scope `admin` directly in `store` (a stopped

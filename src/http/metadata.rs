@@ -51,8 +51,10 @@ const ENDPOINT_AUTH_METHODS: [&str; 3] = [
 
 /// The metadata document of `issuer`, whose endpoints are at their paths
 /// ([`super::TOKEN_PATH`], ...) under its path; `registration` names the
-/// registration endpoint (Dynamic Client Registration is on).
-pub fn document(issuer: &str, registration: bool) -> serde_json::Value {
+/// registration endpoint (Dynamic Client Registration is on);
+/// `metadata_documents` says whether client ids may be metadata document
+/// URLs.
+pub fn document(issuer: &str, registration: bool, metadata_documents: bool) -> serde_json::Value {
     use super::{INTROSPECT_PATH, JWKS_PATH, REGISTER_PATH, REVOKE_PATH, TOKEN_PATH};
     let mut doc = json!({
         "issuer": issuer,
@@ -74,7 +76,7 @@ pub fn document(issuer: &str, registration: bool) -> serde_json::Value {
         ],
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
-        "client_id_metadata_document_supported": true,
+        "client_id_metadata_document_supported": metadata_documents,
         "authorization_response_iss_parameter_supported": true
     });
     if registration {
@@ -136,11 +138,11 @@ mod tests {
 
     #[test]
     fn every_endpoint_is_under_the_issuer() {
-        let d = document("https://h/auth", true);
+        let d = document("https://h/auth", true, true);
         assert_eq!(d["issuer"], "https://h/auth");
         assert_eq!(d["registration_endpoint"], "https://h/auth/register");
         assert!(
-            document("https://h/auth", false)
+            document("https://h/auth", false, false)
                 .get("registration_endpoint")
                 .is_none()
         );
@@ -157,5 +159,10 @@ mod tests {
             ])
         );
         assert!(d.get("scopes_supported").is_none());
+        assert_eq!(d["client_id_metadata_document_supported"], true);
+        assert_eq!(
+            document("https://h/auth", false, false)["client_id_metadata_document_supported"],
+            false
+        );
     }
 }

@@ -135,7 +135,7 @@ impl App {
 pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
     let prefix = crate::config::issuer_path(&settings.issuer);
     let dcr_on = settings.dcr != crate::config::DcrMode::Off;
-    let document = metadata::document(&settings.issuer, dcr_on);
+    let document = metadata::document(&settings.issuer, dcr_on, core.accepts_metadata_documents());
     let app = App {
         core,
         settings: Arc::new(settings.clone()),

@@ -314,14 +314,18 @@ pub enum ClientOrigin {
     /// Registered by the client itself (RFC 7591 Dynamic Client
     /// Registration).
     Dynamic,
+    /// Described by the client's metadata document at its `client_id`
+    /// URL; never stored, only cached in memory.
+    MetadataDocument,
 }
 
 impl ClientOrigin {
-    /// `registered` or `dynamic`.
+    /// `registered`, `dynamic` or `metadata_document`.
     pub fn as_str(self) -> &'static str {
         match self {
             ClientOrigin::Registered => "registered",
             ClientOrigin::Dynamic => "dynamic",
+            ClientOrigin::MetadataDocument => "metadata_document",
         }
     }
 }

@@ -8,6 +8,7 @@ mod common;
 
 mod api_keys;
 mod audit;
+mod cimd;
 mod cli_face;
 mod clients;
 mod contract;

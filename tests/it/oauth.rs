@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestServer, inactive_reason, strings};
 
-const RESOURCE: &str = "https://mcp.example.com";
+pub(crate) const RESOURCE: &str = "https://mcp.example.com";
 const OTHER_RESOURCE: &str = "https://other.example.com";
 const FORM: &str = "application/x-www-form-urlencoded";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 async fn server() -> TestServer {
     TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await
@@ -50,19 +50,19 @@ async fn create(server: &TestServer, req: pb::CreateClientRequest) -> (String, S
 }
 
 /// A `private_key_jwt` signer: an Ed25519 key and its JWK Set.
-struct JwtKey {
+pub(crate) struct JwtKey {
     pair: Ed25519KeyPair,
 }
 
 impl JwtKey {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         JwtKey {
             pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
         }
     }
 
-    fn jwks(&self) -> String {
+    pub(crate) fn jwks(&self) -> String {
         let x = URL_SAFE_NO_PAD.encode(self.pair.public_key().as_ref());
         json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "k1", "alg": "EdDSA"}]})
             .to_string()
@@ -80,7 +80,7 @@ impl JwtKey {
     }
 
     /// A good assertion of `client_id` for `server`'s token endpoint.
-    fn assertion(&self, server: &TestServer, client_id: &str, jti: &str) -> String {
+    pub(crate) fn assertion(&self, server: &TestServer, client_id: &str, jti: &str) -> String {
         let now = server.clock.now();
         self.sign(&json!({
             "iss": client_id, "sub": client_id,
@@ -94,7 +94,7 @@ fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-async fn post(
+pub(crate) async fn post(
     server: &TestServer,
     path: &str,
     authorization: Option<&str>,
@@ -121,7 +121,7 @@ fn enc(s: &str) -> String {
 }
 
 /// Asserts an OAuth error response; returns its body.
-async fn oauth_error(resp: reqwest::Response, status: StatusCode, error: &str) -> Value {
+pub(crate) async fn oauth_error(resp: reqwest::Response, status: StatusCode, error: &str) -> Value {
     assert_eq!(resp.status(), status, "{resp:?}");
     let headers = resp.headers().clone();
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
@@ -137,7 +137,7 @@ async fn oauth_error(resp: reqwest::Response, status: StatusCode, error: &str) -
 }
 
 /// Asserts a token response; returns its body.
-async fn token_ok(resp: reqwest::Response) -> Value {
+pub(crate) async fn token_ok(resp: reqwest::Response) -> Value {
     assert_eq!(resp.status(), StatusCode::OK, "{resp:?}");
     assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
     assert_eq!(resp.headers()[header::PRAGMA], "no-cache");
