@@ -36,12 +36,17 @@
 //!   what they may do (`policy`), API keys, sessions and the refresh
 //!   decision, identities, OAuth clients (`clients`, their field rules in
 //!   `client_rules`, the in-memory `client_index`; authenticating them at
-//!   the OAuth endpoints in `client_auth` and `client_assertion`), the
-//!   OAuth grants (`grants`) and introspection and revocation
+//!   the OAuth endpoints in `client_auth` and `client_assertion`; clients
+//!   described by metadata documents at their `https` client ids in
+//!   `cimd`), the OAuth grants (`grants`) and introspection and revocation
 //!   (`oauth_tokens`), `whoami`,
 //!   what verification treats as revoked (`revocations`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.
+//! - [`fetch`]: outbound HTTPS fetches of documents a caller names (client
+//!   metadata documents), guarded against SSRF (`fetch::guard`: public
+//!   addresses only, checked after resolution). Names no type of ours
+//!   above it.
 //! - `token`: signing keys, the key ring and its JWK Set, issuing access
 //!   tokens; verifying goes through the `mcp-auth-token` crate (the
 //!   verifier that works from a JWK Set alone, shared with `bench` and the

@@ -150,6 +150,30 @@ fn finished(span: &tracing::Span, status: u16, latency: Duration) {
     tracing::info!(parent: span, status, latency_us, "http request finished");
 }
 
+/// Cross-origin access (CORS) for MCP clients that run in a browser
+/// (the MCP Inspector, web IDEs): any origin may read the answers of
+/// these endpoints and send `Authorization` and `Content-Type`, without
+/// credentials (no cookies: `Access-Control-Allow-Credentials` is never
+/// sent), so a page can discover the metadata, register, and get and
+/// revoke tokens with what it holds itself. Preflights are answered here,
+/// cached by the browser for an hour; `WWW-Authenticate` and
+/// `Retry-After` are readable by the page.
+pub fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("mcp-protocol-version"),
+        ])
+        .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+        .max_age(Duration::from_secs(3600))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

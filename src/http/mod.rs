@@ -19,7 +19,8 @@
 //! caller's [`crate::core::Credentials`]) and, for a POST, [`form::Form`];
 //! take the core from [`App`]; return `Result<_, error::HttpError>`, where
 //! `?` on a core error applies the one mapping ([`error`]). Token-bearing
-//! routes add the [`layers::no_store`] layer.
+//! routes add the [`layers::no_store`] layer; every route answers
+//! cross-origin requests without credentials ([`layers::cors`]).
 
 mod client_auth;
 pub mod credentials;
@@ -172,6 +173,7 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
+        .layer(layers::cors())
         .layer(middleware::from_fn(layers::around))
         .with_state(app)
 }

@@ -794,3 +794,70 @@ fn the_http_api_reference_lists_every_reason_with_its_oauth_error() {
         .collect();
     assert_eq!(documented_oauth_errors(), from_code);
 }
+
+#[tokio::test]
+async fn browser_clients_get_cors_answers_without_credentials() {
+    let server = TestServer::start().await;
+    let http = server.http_client();
+    let origin = "http://localhost:6274";
+    // A preflight for a POST with Authorization, as a page sends one
+    // before calling the token endpoint.
+    let resp = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/token", server.http_url()),
+        )
+        .header(header::ORIGIN, origin)
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let h = resp.headers();
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let allowed = h[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    assert!(
+        h[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
+    assert_eq!(h[header::ACCESS_CONTROL_MAX_AGE], "3600");
+    assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
+
+    // The answers themselves are readable cross-origin, the challenge
+    // included.
+    let resp = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            server.http_url()
+        ))
+        .header(header::ORIGIN, origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let resp = http
+        .post(format!("{}/token", server.http_url()))
+        .header(header::ORIGIN, origin)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let h = resp.headers();
+    assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let exposed = h[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap();
+    assert!(exposed.contains("www-authenticate"), "{exposed}");
+    assert!(h.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none());
+}
