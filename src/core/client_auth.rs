@@ -43,6 +43,13 @@ pub enum ClientCredential {
         /// the issuer.
         audiences: Vec<String>,
     },
+    /// Something that cannot be a client credential (a malformed
+    /// `Authorization: Basic`, another scheme): refused, and counted
+    /// like a wrong secret.
+    Unusable {
+        /// What is wrong with it, for the caller.
+        why: &'static str,
+    },
 }
 
 impl fmt::Debug for ClientCredential {
@@ -59,6 +66,9 @@ impl fmt::Debug for ClientCredential {
                 .debug_struct("Assertion")
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
+            ClientCredential::Unusable { why } => {
+                f.debug_struct("Unusable").field("why", why).finish()
+            }
         }
     }
 }
@@ -69,6 +79,8 @@ enum Failure {
     Assertion(AssertionError),
     /// The client id is a URL whose metadata document was refused.
     Metadata(String, CimdError),
+    /// Not a client credential at all.
+    Unusable(&'static str),
 }
 
 impl Failure {
@@ -80,6 +92,7 @@ impl Failure {
             }
             Failure::Secret(e) => format!("client authentication failed: {e}"),
             Failure::Assertion(e) => format!("client authentication failed: {e}"),
+            Failure::Unusable(why) => format!("client authentication failed: {why}"),
             Failure::Metadata(url, e) => format!(
                 "client authentication failed: the client metadata document {} was refused: {e}",
                 Echo(url)
@@ -92,6 +105,7 @@ impl Failure {
             Failure::Secret(e) => e.as_str(),
             Failure::Assertion(e) => e.as_str(),
             Failure::Metadata(_, e) => e.as_str(),
+            Failure::Unusable(_) => "UNUSABLE_CREDENTIAL",
         }
     }
 }
@@ -142,6 +156,7 @@ impl Core {
         credential: &ClientCredential,
     ) -> Result<Arc<OAuthClientRecord>, Failure> {
         match credential {
+            ClientCredential::Unusable { why } => Err(Failure::Unusable(why)),
             ClientCredential::Secret {
                 client_id,
                 secret,

@@ -153,6 +153,10 @@ impl Core {
         for (client_id, _) in store.deleted_clients().await? {
             revocations.revoke_client_tokens(&client_id, revocations::ALL_TOKENS);
         }
+        if !config.dcr_default_scopes.is_empty() {
+            client_rules::scopes(&config.dcr_default_scopes)
+                .map_err(|e| Error::invalid("dcr_default_scopes", e.to_string()))?;
+        }
         let metadata_clients = metadata_clients(config)?;
         let core = Core {
             clients: client_index::ClientIndex::new(clients),

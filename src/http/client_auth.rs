@@ -37,8 +37,9 @@ pub(super) enum Presented {
 /// # Errors
 /// `invalid_request` (CREDENTIALS_CONFLICT) for two methods or several
 /// `Authorization` values; INVALID_FIELD for a wrong assertion type or a
-/// `client_id` that contradicts the Basic one; CLIENT_AUTH_FAILED for an
-/// `Authorization` value of another scheme or a malformed Basic one.
+/// `client_id` that contradicts the Basic one. An `Authorization` value
+/// of another scheme or a malformed Basic one is an unusable credential,
+/// for the core to refuse (and count) as any failed one.
 pub(super) fn presented(
     call: &Call,
     form: &Form,
@@ -64,11 +65,15 @@ pub(super) fn presented(
             return Ok(Presented::Bearer);
         }
         if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(auth_failed(
-                "client authentication failed: use HTTP Basic, the form, or a client assertion",
-            ));
+            return Ok(Presented::Client(ClientCredential::Unusable {
+                why: "use HTTP Basic, the form, or a client assertion",
+            }));
         }
-        let (client_id, secret) = basic(rest.trim())?;
+        let Some((client_id, secret)) = basic(rest.trim()) else {
+            return Ok(Presented::Client(ClientCredential::Unusable {
+                why: "malformed Basic credentials",
+            }));
+        };
         if form.get("client_id").is_some_and(|id| id != client_id) {
             return Err(Error::invalid(
                 "client_id",
@@ -136,23 +141,20 @@ pub(super) fn client_credential(
     }
 }
 
-/// The client id and secret of a Basic credential.
-fn basic(encoded: &str) -> Result<(String, Secret), HttpError> {
-    let malformed = || auth_failed("client authentication failed: malformed Basic credentials");
+/// The client id and secret of a Basic credential; `None` when it is
+/// malformed.
+fn basic(encoded: &str) -> Option<(String, Secret)> {
     if encoded.is_empty() || encoded.len() > MAX_BASIC_LEN {
-        return Err(malformed());
+        return None;
     }
-    let bytes = STANDARD.decode(encoded).map_err(|_| malformed())?;
-    let at = bytes
-        .iter()
-        .position(|b| *b == b':')
-        .ok_or_else(malformed)?;
-    let id = decode(&bytes[..at]).map_err(|_| malformed())?;
-    let secret = decode(&bytes[at + 1..]).map_err(|_| malformed())?;
+    let bytes = STANDARD.decode(encoded).ok()?;
+    let at = bytes.iter().position(|b| *b == b':')?;
+    let id = decode(&bytes[..at]).ok()?;
+    let secret = decode(&bytes[at + 1..]).ok()?;
     if id.is_empty() {
-        return Err(malformed());
+        return None;
     }
-    Ok((id, Secret::new(secret)))
+    Some((id, Secret::new(secret)))
 }
 
 fn conflict(message: &str) -> HttpError {
@@ -179,7 +181,7 @@ mod tests {
             &STANDARD.encode("nocolon"),
             &STANDARD.encode(":x"),
         ] {
-            assert!(basic(bad).is_err(), "{bad}");
+            assert!(basic(bad).is_none(), "{bad}");
         }
     }
 }

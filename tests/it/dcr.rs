@@ -380,3 +380,18 @@ async fn a_private_key_jwt_client_registers_with_public_keys_only() {
     let (_, _, json) = register(&server, &body).await;
     assert_eq!(json["error"], "invalid_client_metadata", "{json}");
 }
+
+#[tokio::test]
+async fn default_scopes_that_no_client_may_have_stop_the_server_at_start() {
+    for bad in [&["admin"][..], &["tools:call", "bad scope"][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = mcp_auth::config::Config::for_test(dir.path()).unwrap();
+        config.dcr_default_scopes = strings(bad);
+        let err = mcp_auth::server::Server::open(config, mcp_auth::clock::Clock::system())
+            .await
+            .err()
+            .expect("refused at start");
+        let text = err.to_string();
+        assert!(text.contains("dcr_default_scopes"), "{bad:?}: {text}");
+    }
+}

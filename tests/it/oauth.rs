@@ -369,6 +369,42 @@ async fn failed_client_authentications_are_throttled_per_address() {
 }
 
 #[tokio::test]
+async fn malformed_basic_and_other_schemes_count_as_failed_authentications() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 3).await;
+    let cc = ("grant_type", "client_credentials");
+    let mut answers = Vec::new();
+    for auth in [
+        "Basic !!!",
+        "Digest x",
+        "Basic Og==",
+        "Basic !!!",
+        "Basic !!!",
+    ] {
+        let resp = post(&server, "/token", Some(auth), &[cc]).await;
+        answers.push(resp.status());
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let body = oauth_error(resp, StatusCode::UNAUTHORIZED, "invalid_client").await;
+            let text = body["error_description"].as_str().unwrap();
+            assert!(
+                text.contains("malformed Basic credentials") || text.contains("use HTTP Basic"),
+                "{text}"
+            );
+        }
+    }
+    assert_eq!(
+        answers,
+        [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::TOO_MANY_REQUESTS
+        ],
+        "once the address's failures are spent it is throttled, as with a wrong secret"
+    );
+}
+
+#[tokio::test]
 async fn client_assertions_are_refused_when_replayed_expired_long_lived_or_misaddressed() {
     let server = server().await;
     let key = JwtKey::new();
