@@ -106,6 +106,7 @@ impl Fixture {
                 session_expires_at: now + 86_400,
                 last_refreshed_at: now,
                 token_ttl: 900,
+                oauth: false,
                 refresh_tokens: vec![RefreshToken {
                     hash: SecretHash::of(b"mcp_rt_bench"),
                     issued_at: now,

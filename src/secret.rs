@@ -17,6 +17,9 @@ pub const REFRESH_TOKEN_PREFIX: &str = "mcp_rt_";
 /// Prefix of every OAuth client secret.
 pub const CLIENT_SECRET_PREFIX: &str = "mcp_cs_";
 
+/// Prefix of every OAuth authorization code.
+pub const AUTHORIZATION_CODE_PREFIX: &str = "mcp_ac_";
+
 /// Number of base62 characters after the prefix: 43 × log2(62) ≈ 256 bits.
 pub const API_KEY_RANDOM_CHARS: usize = 43;
 

@@ -43,6 +43,13 @@ pub enum ClientCredential {
         /// the issuer.
         audiences: Vec<String>,
     },
+    /// A public client (`token_endpoint_auth_method: none`) naming
+    /// itself with `client_id` alone: only where something else proves
+    /// the request (PKCE at the code exchange, the refresh token).
+    Public {
+        /// The client id.
+        client_id: String,
+    },
     /// Something that cannot be a client credential (a malformed
     /// `Authorization: Basic`, another scheme): refused, and counted
     /// like a wrong secret.
@@ -66,6 +73,10 @@ impl fmt::Debug for ClientCredential {
                 .debug_struct("Assertion")
                 .field("client_id", client_id)
                 .finish_non_exhaustive(),
+            ClientCredential::Public { client_id } => f
+                .debug_struct("Public")
+                .field("client_id", client_id)
+                .finish(),
             ClientCredential::Unusable { why } => {
                 f.debug_struct("Unusable").field("why", why).finish()
             }
@@ -157,6 +168,24 @@ impl Core {
     ) -> Result<Arc<OAuthClientRecord>, Failure> {
         match credential {
             ClientCredential::Unusable { why } => Err(Failure::Unusable(why)),
+            ClientCredential::Public { client_id } => {
+                let client = if is_document_url(client_id) {
+                    self.metadata_client(creds, client_id)
+                        .await
+                        .map_err(|e| Failure::Metadata(client_id.clone(), e))?
+                } else {
+                    self.clients
+                        .get(client_id)
+                        .ok_or(Failure::Secret(ClientAuthError::UnknownClient))?
+                };
+                if client.token_endpoint_auth_method != AuthMethod::None {
+                    return Err(Failure::Secret(ClientAuthError::WrongMethod));
+                }
+                if client.disabled {
+                    return Err(Failure::Secret(ClientAuthError::Disabled));
+                }
+                Ok(client)
+            }
             ClientCredential::Secret {
                 client_id,
                 secret,

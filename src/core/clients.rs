@@ -805,6 +805,7 @@ mod tests {
             session_expires_at: now + 3600,
             last_refreshed_at: now,
             token_ttl: 600,
+            oauth: false,
             refresh_tokens: vec![],
         };
         if stored_session {

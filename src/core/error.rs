@@ -73,6 +73,16 @@ pub enum Reason {
     RefreshTokenInvalid,
     /// A spent refresh token was presented again: the session is revoked.
     RefreshTokenReused,
+    /// An authorization code that is unknown, expired, issued to another
+    /// client, or presented with another redirect URI than its
+    /// authorization request's.
+    AuthorizationCodeInvalid,
+    /// An authorization code exchanged a second time; the session its
+    /// first exchange started is revoked.
+    AuthorizationCodeReused,
+    /// The PKCE `code_verifier` is missing, malformed or does not match
+    /// the code's challenge.
+    PkceFailed,
     /// The session is past its absolute lifetime or idle timeout.
     SessionExpired,
     /// The session was revoked.
@@ -99,7 +109,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 30] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -118,6 +128,9 @@ impl Reason {
         Reason::ClientHasNoSecret,
         Reason::RefreshTokenInvalid,
         Reason::RefreshTokenReused,
+        Reason::AuthorizationCodeInvalid,
+        Reason::AuthorizationCodeReused,
+        Reason::PkceFailed,
         Reason::SessionExpired,
         Reason::SessionRevoked,
         Reason::NotSessionCreator,
@@ -150,6 +163,9 @@ impl Reason {
             Reason::ClientHasNoSecret => "CLIENT_HAS_NO_SECRET",
             Reason::RefreshTokenInvalid => "REFRESH_TOKEN_INVALID",
             Reason::RefreshTokenReused => "REFRESH_TOKEN_REUSED",
+            Reason::AuthorizationCodeInvalid => "AUTHORIZATION_CODE_INVALID",
+            Reason::AuthorizationCodeReused => "AUTHORIZATION_CODE_REUSED",
+            Reason::PkceFailed => "PKCE_FAILED",
             Reason::SessionExpired => "SESSION_EXPIRED",
             Reason::SessionRevoked => "SESSION_REVOKED",
             Reason::NotSessionCreator => "NOT_SESSION_CREATOR",
@@ -173,6 +189,9 @@ impl Reason {
             | Reason::CertificateInvalid
             | Reason::RefreshTokenInvalid
             | Reason::RefreshTokenReused
+            | Reason::AuthorizationCodeInvalid
+            | Reason::AuthorizationCodeReused
+            | Reason::PkceFailed
             | Reason::SessionExpired
             | Reason::SessionRevoked
             | Reason::ClientAuthFailed => Kind::Unauthenticated,

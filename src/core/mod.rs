@@ -19,6 +19,8 @@ pub(crate) mod client_auth;
 pub(crate) mod client_index;
 pub(crate) mod client_rules;
 pub(crate) mod clients;
+pub(crate) mod code_grant;
+pub(crate) mod codes;
 pub mod credentials;
 pub mod error;
 pub(crate) mod fields;
@@ -27,6 +29,7 @@ pub(crate) mod identities;
 pub mod limits;
 pub mod maintenance;
 pub(crate) mod oauth_tokens;
+pub mod pkce;
 pub(crate) mod policy;
 pub(crate) mod principal;
 pub(crate) mod refresh;
@@ -42,6 +45,7 @@ pub use self::client_assertion::JWT_BEARER_ASSERTION;
 pub use self::client_auth::ClientCredential;
 pub use self::client_index::ClientAuthError;
 pub use self::clients::{ClientUpdate, CreatedClient, NewClient};
+pub use self::code_grant::{ApprovedAuthorization, CodeExchange};
 pub use self::credentials::Credentials;
 pub use self::error::{Error, Kind, Reason};
 pub use self::grants::{ClientCredentialsRequest, GrantedToken};
@@ -86,6 +90,8 @@ pub struct Core {
     pub(crate) metadata_clients: cimd::MetadataClients,
     pub(crate) revocations: revocations::RevocationIndex,
     pub(crate) limits: limits::Limits,
+    /// Authorization codes issued and not yet forgotten.
+    pub(crate) codes: codes::AuthorizationCodes,
     /// Client assertions seen, for `jti` replay.
     pub(crate) assertions: client_assertion::SeenAssertions,
     pub(crate) audit: audit::AuditTrail,
@@ -177,6 +183,7 @@ impl Core {
                 config.dcr_registrations_per_hour,
             ),
             assertions: client_assertion::SeenAssertions::default(),
+            codes: codes::AuthorizationCodes::default(),
             audit,
             settings: Settings {
                 default_ttl: config.default_token_ttl,

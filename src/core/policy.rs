@@ -144,12 +144,9 @@ pub(crate) fn session_listing(
 ///
 /// # Errors
 /// PERMISSION_DENIED (`NOT_SESSION_CREATOR`).
-pub(crate) fn may_refresh(
-    caller: Option<&Principal>,
-    session: &SessionRecord,
-) -> Result<(), Error> {
-    match caller {
-        Some(c) if *c.id != *session.client_id => Err(Error::refused(
+pub(crate) fn may_refresh(creator: Option<&str>, session: &SessionRecord) -> Result<(), Error> {
+    match creator {
+        Some(id) if id != session.client_id => Err(Error::refused(
             Reason::NotSessionCreator,
             "a caller that sends a credential with a refresh token must be the session's creator",
         )),
@@ -184,6 +181,7 @@ mod tests {
             session_expires_at: 0,
             last_refreshed_at: 0,
             token_ttl: 0,
+            oauth: false,
             refresh_tokens: vec![],
         }
     }
@@ -251,9 +249,9 @@ mod tests {
         assert!(!revokes_by_subject(&revoker, "key_a"));
         assert!(revokes_by_subject(&principal("key_z", &["admin"]), "key_a"));
         assert!(may_refresh(None, &s).is_ok());
-        assert!(may_refresh(Some(&owner), &s).is_ok());
+        assert!(may_refresh(Some(&owner.id), &s).is_ok());
         assert_eq!(
-            may_refresh(Some(&other), &s).unwrap_err().reason(),
+            may_refresh(Some(&other.id), &s).unwrap_err().reason(),
             Reason::NotSessionCreator
         );
     }

@@ -5,7 +5,6 @@
 
 use crate::core::error::{Error, Reason};
 use crate::core::policy;
-use crate::core::principal::Principal;
 use crate::secret::SecretHash;
 use crate::store::{REFRESH_HISTORY, RefreshToken, SessionRecord};
 use crate::untrusted::Echo;
@@ -58,13 +57,13 @@ pub(crate) enum Verdict {
 }
 
 /// Decides a refresh of `session` with the token hashing to `presented`,
-/// by `caller` (if it also sent a credential), narrowing to `wanted`
+/// by `creator` (the id of the credential sent with it, if any), narrowing to `wanted`
 /// scopes (all of the session's if empty), at `now`; `child` is the new
 /// refresh token to add if one is minted.
 pub(crate) fn decide(
     session: &SessionRecord,
     presented: &SecretHash,
-    caller: Option<&Principal>,
+    creator: Option<&str>,
     wanted: &[String],
     child: RefreshToken,
     now: i64,
@@ -76,7 +75,7 @@ pub(crate) fn decide(
             "unknown refresh token",
         ));
     };
-    if let Err(e) = policy::may_refresh(caller, session) {
+    if let Err(e) = policy::may_refresh(creator, session) {
         return Verdict::Refuse(e);
     }
     if session.revoked_at.is_some() {
@@ -158,6 +157,7 @@ mod tests {
             session_expires_at: 2_000,
             last_refreshed_at: 1_000,
             token_ttl: 0,
+            oauth: false,
             refresh_tokens: vec![token("rt1", 1_000)],
         }
     }
@@ -213,17 +213,12 @@ mod tests {
             refused(decide(&s, &h("nope"), None, &[], child(), 1_010, &RULES)),
             Reason::RefreshTokenInvalid
         );
-        let other = Principal {
-            id: "key_b".into(),
-            kind: crate::core::principal::CallerKind::ApiKey,
-            scopes: std::sync::Arc::new([]),
-            rate_limit: None,
-        };
+        let other = "key_b";
         assert_eq!(
             refused(decide(
                 &s,
                 &h("rt1"),
-                Some(&other),
+                Some(other),
                 &[],
                 child(),
                 1_010,

@@ -56,6 +56,30 @@ pub struct IssuedSession {
     pub issued_at: i64,
 }
 
+/// A session about to be stored, its caller checked.
+pub(crate) struct SessionStart<'a> {
+    /// Its id (`ses_...`), chosen by the caller.
+    pub session_id: String,
+    /// Who it speaks for.
+    pub subject: String,
+    /// The credential or OAuth client that started it.
+    pub client_id: String,
+    /// Its scopes.
+    pub scopes: Vec<String>,
+    /// The resource its tokens are for.
+    pub audience: String,
+    /// Access-token lifetime, seconds.
+    pub ttl: u32,
+    /// Absolute lifetime, seconds.
+    pub lifetime: u32,
+    /// Started by an OAuth grant (refreshed only at the token endpoint).
+    pub oauth: bool,
+    /// Who the audit record names.
+    pub actor: &'a str,
+    /// The request's id.
+    pub request_id: &'a str,
+}
+
 /// What VerifyToken asks.
 #[derive(Clone, Copy, Debug)]
 pub struct TokenCheck<'a> {
@@ -124,41 +148,61 @@ impl Core {
             }
             t => t,
         };
-        let now = self.clock.now();
         let session_id = new_id("ses_")?;
-        let refresh = new_refresh_token(&session_id)?;
-        let session_expires_at = now + i64::from(lifetime);
-        let record = SessionRecord {
+        self.start_session(SessionStart {
             session_id,
             subject: req.subject,
             client_id: caller.id.to_string(),
             scopes,
             audience: req.audience,
+            ttl,
+            lifetime,
+            oauth: false,
+            actor: &caller.id,
+            request_id: creds.request_id,
+        })
+        .await
+    }
+
+    /// Stores a new session with its first refresh token and signs its
+    /// first access token (audited `session.created`): for CreateSession
+    /// and for the OAuth authorization code grant.
+    ///
+    /// # Errors
+    /// Signing, storage.
+    pub(crate) async fn start_session(&self, s: SessionStart<'_>) -> Result<IssuedSession, Error> {
+        let now = self.clock.now();
+        let refresh = new_refresh_token(&s.session_id)?;
+        let session_expires_at = now + i64::from(s.lifetime);
+        let record = SessionRecord {
+            session_id: s.session_id,
+            subject: s.subject,
+            client_id: s.client_id,
+            scopes: s.scopes,
+            audience: s.audience,
             created_at: now,
-            expires_at: (now + i64::from(ttl)).min(session_expires_at),
+            expires_at: (now + i64::from(s.ttl)).min(session_expires_at),
             revoked_at: None,
             session_expires_at,
             last_refreshed_at: now,
-            token_ttl: ttl,
+            token_ttl: s.ttl,
             refresh_tokens: vec![RefreshToken {
                 hash: refresh.hash(),
                 issued_at: now,
                 spent_at: None,
             }],
+            oauth: s.oauth,
         };
         let access_token = self
             .tokens
             .issue(&record, &record.scopes, now, record.expires_at)?;
-        let audit = self.audit.ok(
-            &caller.id,
-            "session.created",
-            &record.session_id,
-            creds.request_id,
-        );
+        let audit = self
+            .audit
+            .ok(s.actor, "session.created", &record.session_id, s.request_id);
         self.store.insert_session(&record, audit).await?;
         // At debug: the audit trail records every session, and the rpc line
         // every call; one more line per session costs ~2% of the throughput.
-        tracing::debug!(session_id = %record.session_id, client_id = %record.client_id, ttl, "session created");
+        tracing::debug!(session_id = %record.session_id, client_id = %record.client_id, ttl = s.ttl, "session created");
         Ok(IssuedSession {
             scopes: record.scopes.clone(),
             expires_at: record.expires_at,
@@ -187,6 +231,31 @@ impl Core {
         } else {
             None
         };
+        self.refresh_as(
+            creds,
+            caller.as_ref().map(|c| &*c.id),
+            false,
+            refresh_token,
+            scopes,
+        )
+        .await
+    }
+
+    /// A refresh by `creator` (the credential sent with the token, if
+    /// any): `oauth` says whether it comes from the token endpoint, which
+    /// refreshes only sessions an OAuth grant started (and RefreshSession
+    /// only the others).
+    ///
+    /// # Errors
+    /// As [`Core::refresh_session`].
+    pub(crate) async fn refresh_as(
+        &self,
+        creds: &Credentials<'_>,
+        creator: Option<&str>,
+        oauth: bool,
+        refresh_token: &str,
+        scopes: &[String],
+    ) -> Result<IssuedSession, Error> {
         let bad_token = |message: &str| Error::refused(Reason::RefreshTokenInvalid, message);
         if refresh_token.len() > MAX_REFRESH_TOKEN_LEN
             || !refresh_token.starts_with(REFRESH_TOKEN_PREFIX)
@@ -223,10 +292,20 @@ impl Core {
                 issued_at: now,
                 spent_at: None,
             };
+            if current.record.oauth != oauth {
+                return Err(Error::refused(
+                    Reason::NotSessionCreator,
+                    if oauth {
+                        "this refresh token is of a session from CreateSession: refresh it with RefreshSession"
+                    } else {
+                        "this refresh token is of an OAuth session: its client refreshes it at the token endpoint (grant_type=refresh_token)"
+                    },
+                ));
+            }
             let verdict = refresh::decide(
                 &current.record,
                 &presented,
-                caller.as_ref(),
+                creator,
                 &wanted,
                 child_token,
                 now,
@@ -482,7 +561,7 @@ impl Core {
         Ok(n)
     }
 
-    async fn revoke_ids(
+    pub(crate) async fn revoke_ids(
         &self,
         ids: &[String],
         audit: crate::store::AuditEntry,

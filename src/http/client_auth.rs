@@ -141,6 +141,25 @@ pub(super) fn client_credential(
     }
 }
 
+/// The client credential of a request at the code exchange or a
+/// refresh: as [`client_credential`], except that a `client_id` alone
+/// names a public client (PKCE or the refresh token proves the rest).
+///
+/// # Errors
+/// As [`client_credential`].
+pub(super) fn client_credential_or_public(
+    call: &Call,
+    form: &Form,
+    audiences: &[String],
+) -> Result<ClientCredential, HttpError> {
+    match (presented(call, form, audiences)?, form.get("client_id")) {
+        (Presented::Nothing, Some(client_id)) => Ok(ClientCredential::Public {
+            client_id: client_id.to_owned(),
+        }),
+        _ => client_credential(call, form, audiences),
+    }
+}
+
 /// The client id and secret of a Basic credential; `None` when it is
 /// malformed.
 fn basic(encoded: &str) -> Option<(String, Secret)> {

@@ -69,9 +69,13 @@ pub fn oauth_error(reason: Reason) -> (StatusCode, &'static str) {
         R::ResourceNotAllowed => (StatusCode::BAD_REQUEST, "invalid_target"),
         // RFC 6749 section 2.3: one authentication method per request.
         R::CredentialsConflict | R::InvalidField => (StatusCode::BAD_REQUEST, "invalid_request"),
-        R::RefreshTokenInvalid | R::RefreshTokenReused | R::SessionExpired | R::SessionRevoked => {
-            (StatusCode::BAD_REQUEST, "invalid_grant")
-        }
+        R::RefreshTokenInvalid
+        | R::RefreshTokenReused
+        | R::SessionExpired
+        | R::SessionRevoked
+        | R::AuthorizationCodeInvalid
+        | R::AuthorizationCodeReused
+        | R::PkceFailed => (StatusCode::BAD_REQUEST, "invalid_grant"),
         R::IdentityDisabled | R::NotSessionCreator | R::GrantNotAllowed => {
             (StatusCode::BAD_REQUEST, "unauthorized_client")
         }

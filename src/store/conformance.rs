@@ -52,6 +52,7 @@ pub(crate) fn session(id: &str, subject: &str, client: &str) -> SessionRecord {
         session_expires_at: 1_000,
         last_refreshed_at: 1,
         token_ttl: 0,
+        oauth: false,
         refresh_tokens: vec![RefreshToken {
             hash: SecretHash::of(id.as_bytes()),
             issued_at: 1,

@@ -160,6 +160,11 @@ pub struct SessionRecord {
     /// [`REFRESH_HISTORY`]).
     #[serde(default)]
     pub refresh_tokens: Vec<RefreshToken>,
+    /// Started by an OAuth grant at the token endpoint: its client
+    /// refreshes it there (`grant_type=refresh_token`), never with
+    /// RefreshSession.
+    #[serde(default)]
+    pub oauth: bool,
 }
 
 impl SessionRecord {

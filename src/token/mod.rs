@@ -63,6 +63,7 @@ mod tests {
             session_expires_at: 1_900,
             last_refreshed_at: 1_000,
             token_ttl: 0,
+            oauth: false,
             refresh_tokens: vec![],
         }
     }

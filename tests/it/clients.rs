@@ -662,6 +662,7 @@ async fn plant_session(server: &mut TestServer, client_id: &str, session_id: &st
         session_expires_at: now + 3600,
         last_refreshed_at: now,
         token_ttl: 0,
+        oauth: false,
         refresh_tokens: vec![RefreshToken {
             hash: SecretHash::of(refresh.as_bytes()),
             issued_at: now,

@@ -387,10 +387,11 @@ async fn default_scopes_that_no_client_may_have_stop_the_server_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = mcp_auth::config::Config::for_test(dir.path()).unwrap();
         config.dcr_default_scopes = strings(bad);
-        let err = mcp_auth::server::Server::open(config, mcp_auth::clock::Clock::system())
-            .await
-            .err()
-            .expect("refused at start");
+        let Err(err) =
+            mcp_auth::server::Server::open(config, mcp_auth::clock::Clock::system()).await
+        else {
+            panic!("{bad:?}: the server started");
+        };
         let text = err.to_string();
         assert!(text.contains("dcr_default_scopes"), "{bad:?}: {text}");
     }

@@ -370,6 +370,65 @@ async fn every_documented_reason_is_produced_with_its_code() {
         seen.insert(name, code(reason));
     }
 
+    // The authorization code reasons, at the code exchange of a public
+    // client (the code as the authorization endpoint issues it).
+    let public = admin
+        .create_client(pb::CreateClientRequest {
+            name: "public".to_owned(),
+            redirect_uris: strings(&["https://app.example/cb"]),
+            grant_types: strings(&["authorization_code"]),
+            allowed_scopes: strings(&["tools:read"]),
+            allowed_resources: strings(&["https://mcp.example.com"]),
+            token_endpoint_auth_method: "none".to_owned(),
+            jwks: String::new(),
+        })
+        .await
+        .unwrap()
+        .client
+        .unwrap()
+        .client_id;
+    let verifier = "v".repeat(43);
+    let issued = server
+        .core()
+        .issue_authorization_code(mcp_auth::core::ApprovedAuthorization {
+            client_id: public.clone(),
+            redirect_uri: "https://app.example/cb".to_owned(),
+            code_challenge: mcp_auth::core::pkce::challenge_of(&verifier),
+            subject: "alice".to_owned(),
+            scopes: strings(&["tools:read"]),
+            resource: "https://mcp.example.com".to_owned(),
+        })
+        .await
+        .unwrap();
+    let wrong = "w".repeat(43);
+    for (ac, v) in [
+        ("mcp_ac_unknown", verifier.as_str()),
+        (issued.expose(), wrong.as_str()),
+        (issued.expose(), verifier.as_str()),
+    ] {
+        let body: serde_json::Value = http
+            .post(&token_url)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", public.as_str()),
+                ("code", ac),
+                ("redirect_uri", "https://app.example/cb"),
+                ("code_verifier", v),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let name = body["reason"].as_str().unwrap().to_owned();
+        let reason = Reason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == name)
+            .unwrap();
+        seen.insert(name, code(reason));
+    }
+
     let table = error_table();
     for (reason, code) in &table {
         if reason == "INTERNAL" {

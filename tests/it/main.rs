@@ -11,6 +11,7 @@ mod audit;
 mod cimd;
 mod cli_face;
 mod clients;
+mod code_grant;
 mod contract;
 mod dcr;
 mod docs;

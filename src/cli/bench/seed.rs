@@ -41,6 +41,7 @@ pub(super) async fn seed(data_dir: &std::path::Path, n: u64) -> Result<u8, CliEr
                     session_expires_at: now + 86_400,
                     last_refreshed_at: now,
                     token_ttl: 900,
+                    oauth: false,
                     refresh_tokens: vec![RefreshToken {
                         hash: SecretHash::of(format!("seed-refresh-{now}-{i}").as_bytes()),
                         issued_at: now,

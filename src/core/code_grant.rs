@@ -1,0 +1,236 @@
+//! The token endpoint's half of the browser flow: the authorization code
+//! grant (RFC 6749 section 4.1.3, with PKCE as OAuth 2.1 requires) and
+//! the refresh token grant (section 6) for sessions an OAuth grant
+//! started.
+//!
+//! A code exchange authenticates the client (a confidential one by its
+//! method, a public one by `client_id` alone, PKCE being its proof),
+//! spends the code ([`super::codes`]), checks that it was issued to this
+//! client for this redirect URI and that the `code_verifier` matches its
+//! challenge, and starts a session like CreateSession's: `client_id` the
+//! OAuth client, `sub` the user, listed by ListSessions, revoked by
+//! RevokeSession and with its client. A second exchange of a code is
+//! refused and revokes that session.
+//!
+//! A refresh rotates the refresh token with the same rules (and reuse
+//! detection) as RefreshSession, for the session's own client only;
+//! scopes may be narrowed, never widened.
+
+use std::sync::Arc;
+
+use crate::core::client_auth::ClientCredential;
+use crate::core::codes::{CODE_LIFETIME, CodeGrant, Taken};
+use crate::core::error::{Error, Reason};
+use crate::core::fields::new_id;
+use crate::core::pkce;
+use crate::core::sessions::{IssuedSession, SessionStart};
+use crate::core::{Core, Credentials};
+use crate::secret::{AUTHORIZATION_CODE_PREFIX, Secret, SecretHash, random_base62};
+use crate::store::{GrantType, OAuthClientRecord};
+use crate::untrusted::Echo;
+
+/// Longest code looked at, bytes.
+const MAX_CODE_LEN: usize = 128;
+
+/// What the user approved at the authorization endpoint, for one code.
+#[derive(Clone, Debug)]
+pub struct ApprovedAuthorization {
+    /// The client.
+    pub client_id: String,
+    /// The redirect URI of the request (already matched against the
+    /// client's).
+    pub redirect_uri: String,
+    /// The PKCE challenge (S256).
+    pub code_challenge: String,
+    /// The user.
+    pub subject: String,
+    /// The scopes approved (within the client's).
+    pub scopes: Vec<String>,
+    /// The resource (within the client's).
+    pub resource: String,
+}
+
+/// What a code exchange sends besides the client's authentication.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CodeExchange<'a> {
+    /// `code`.
+    pub code: &'a str,
+    /// `redirect_uri`: must be the authorization request's.
+    pub redirect_uri: Option<&'a str>,
+    /// `code_verifier` (PKCE).
+    pub code_verifier: Option<&'a str>,
+}
+
+fn invalid_code(message: impl Into<String>) -> Error {
+    Error::refused(Reason::AuthorizationCodeInvalid, message)
+}
+
+impl Core {
+    /// Issues a code for what the user approved: `mcp_ac_...`, valid for
+    /// 60 seconds, kept only as its hash.
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a challenge that is not S256's form; the
+    /// random source; RATE_LIMITED when too many codes are pending.
+    pub async fn issue_authorization_code(
+        &self,
+        approved: ApprovedAuthorization,
+    ) -> Result<Secret, Error> {
+        let challenge = pkce::check_challenge(Some(&approved.code_challenge), Some(pkce::S256))?;
+        let now = self.clock.now();
+        let code = Secret::new(format!("{AUTHORIZATION_CODE_PREFIX}{}", random_base62(43)?));
+        let grant = CodeGrant {
+            client_id: approved.client_id,
+            redirect_uri: approved.redirect_uri,
+            code_challenge: challenge,
+            subject: approved.subject,
+            scopes: approved.scopes,
+            resource: approved.resource,
+            expires_at: now + CODE_LIFETIME,
+        };
+        if !self.codes.insert(&code.hash(), grant, now) {
+            return Err(Error::RateLimited {
+                retry_after: std::time::Duration::from_secs(60),
+                message: "too many authorizations are pending; retry shortly".to_owned(),
+            });
+        }
+        Ok(code)
+    }
+
+    /// `grant_type=authorization_code`.
+    ///
+    /// # Errors
+    /// CLIENT_AUTH_FAILED, RATE_LIMITED; GRANT_NOT_ALLOWED;
+    /// AUTHORIZATION_CODE_INVALID (unknown, expired, another client's,
+    /// another redirect URI); AUTHORIZATION_CODE_REUSED (its session is
+    /// revoked); PKCE_FAILED; signing, storage.
+    pub async fn authorization_code_grant(
+        &self,
+        creds: &Credentials<'_>,
+        credential: &ClientCredential,
+        req: CodeExchange<'_>,
+    ) -> Result<IssuedSession, Error> {
+        let client = self.authenticate_oauth_client(creds, credential).await?;
+        require_grant(&client, GrantType::AuthorizationCode)?;
+        if req.code.len() > MAX_CODE_LEN || !req.code.starts_with(AUTHORIZATION_CODE_PREFIX) {
+            return Err(invalid_code(
+                "malformed authorization code: expected mcp_ac_...",
+            ));
+        }
+        let now = self.clock.now();
+        let session_id = new_id("ses_")?;
+        let grant = match self
+            .codes
+            .take(&SecretHash::of(req.code.as_bytes()), now, &session_id)
+        {
+            Taken::Fresh(grant) => grant,
+            Taken::Unknown => {
+                return Err(invalid_code(
+                    "unknown or expired authorization code (codes live 60 seconds and are used once)",
+                ));
+            }
+            Taken::Spent {
+                client_id,
+                session_id,
+            } => {
+                let audit = self.audit.entry(crate::core::audit::AuditEvent {
+                    actor: &client_id,
+                    action: "authorization_code.reused",
+                    target: &session_id,
+                    outcome: Reason::AuthorizationCodeReused.as_str(),
+                    request_id: creds.request_id,
+                });
+                let revoked = self
+                    .revoke_ids(std::slice::from_ref(&session_id), audit)
+                    .await?;
+                tracing::warn!(%client_id, %session_id, revoked, "authorization code reused: its session is revoked");
+                return Err(Error::refused(
+                    Reason::AuthorizationCodeReused,
+                    "this authorization code was used before: the tokens issued for it are revoked",
+                ));
+            }
+        };
+        if grant.client_id != client.client_id {
+            return Err(invalid_code(
+                "the authorization code was issued to another client",
+            ));
+        }
+        if req.redirect_uri != Some(grant.redirect_uri.as_str()) {
+            return Err(invalid_code(format!(
+                "redirect_uri must be the authorization request's ({})",
+                Echo(&grant.redirect_uri)
+            )));
+        }
+        let Some(verifier) = req.code_verifier else {
+            return Err(Error::refused(
+                Reason::PkceFailed,
+                "code_verifier is required (PKCE)",
+            ));
+        };
+        if !pkce::verifier_matches(verifier, &grant.code_challenge) {
+            return Err(Error::refused(
+                Reason::PkceFailed,
+                "code_verifier does not match the code_challenge of the authorization request",
+            ));
+        }
+        let issued = self
+            .start_session(SessionStart {
+                session_id,
+                subject: grant.subject,
+                client_id: client.client_id.clone(),
+                scopes: grant.scopes,
+                audience: grant.resource,
+                ttl: self.settings.default_ttl,
+                lifetime: self.settings.max_session_lifetime,
+                oauth: true,
+                actor: &client.client_id,
+                request_id: creds.request_id,
+            })
+            .await?;
+        self.note_first_grant(&client).await?;
+        Ok(issued)
+    }
+
+    /// `grant_type=refresh_token`: the session's own client refreshes it
+    /// (a confidential client authenticated, a public one by `client_id`),
+    /// narrowing `scope` if asked.
+    ///
+    /// # Errors
+    /// CLIENT_AUTH_FAILED, RATE_LIMITED; GRANT_NOT_ALLOWED; what
+    /// RefreshSession refuses (REFRESH_TOKEN_INVALID, _REUSED,
+    /// SESSION_EXPIRED, SESSION_REVOKED, NOT_SESSION_CREATOR, a widened
+    /// scope as INVALID_FIELD).
+    pub async fn oauth_refresh_grant(
+        &self,
+        creds: &Credentials<'_>,
+        credential: &ClientCredential,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<IssuedSession, Error> {
+        let client = self.authenticate_oauth_client(creds, credential).await?;
+        require_grant(&client, GrantType::RefreshToken)?;
+        let scopes: Vec<String> = scope
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        self.refresh_as(creds, Some(&client.client_id), true, refresh_token, &scopes)
+            .await
+    }
+}
+
+fn require_grant(client: &Arc<OAuthClientRecord>, grant: GrantType) -> Result<(), Error> {
+    if client.allows_grant(grant) {
+        Ok(())
+    } else {
+        Err(Error::refused(
+            Reason::GrantNotAllowed,
+            format!(
+                "client {} is not registered for {}",
+                Echo(&client.client_id),
+                grant.as_str()
+            ),
+        ))
+    }
+}

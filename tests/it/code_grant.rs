@@ -1,0 +1,438 @@
+//! The token endpoint's half of the browser flow, over real HTTPS:
+//! `grant_type=authorization_code` with PKCE and `grant_type=refresh_token`
+//! for public and confidential clients. The codes come from the core
+//! (`issue_authorization_code`, what the authorization endpoint calls once
+//! the user approved), the rest goes over the wire: the exchange, each
+//! refusal with its OAuth error and reason, a reused code revoking its
+//! tokens, rotation and reuse detection on refresh, the session listed and
+//! revoked like any other, and RefreshSession refusing an OAuth session.
+
+use std::time::Duration;
+
+use mcp_auth::core::ApprovedAuthorization;
+use mcp_auth::core::pkce::challenge_of;
+use mcp_auth::pb;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tonic::Code;
+
+use crate::common::{TestServer, inactive_reason, strings};
+use crate::oauth::{RESOURCE, oauth_error, post};
+
+const REDIRECT: &str = "https://app.example/cb";
+const VERIFIER: &str = "a-verifier-of-forty-three-characters-or-more-0123";
+
+/// A client for the browser flow; returns (id, secret: empty for a
+/// public one).
+async fn browser_client(server: &TestServer, method: &str, grants: &[&str]) -> (String, String) {
+    let resp = server
+        .client(&server.primary)
+        .await
+        .create_client(pb::CreateClientRequest {
+            name: format!("browser {method}"),
+            redirect_uris: strings(&[REDIRECT]),
+            grant_types: strings(grants),
+            allowed_scopes: strings(&["tools:read", "tools:call"]),
+            allowed_resources: strings(&[RESOURCE]),
+            token_endpoint_auth_method: method.to_owned(),
+            jwks: String::new(),
+        })
+        .await
+        .unwrap();
+    (resp.client.unwrap().client_id, resp.secret)
+}
+
+/// A code for `client_id`, as the authorization endpoint would issue it
+/// after `alice` approved.
+async fn code_for(server: &TestServer, client_id: &str) -> String {
+    server
+        .core()
+        .issue_authorization_code(ApprovedAuthorization {
+            client_id: client_id.to_owned(),
+            redirect_uri: REDIRECT.to_owned(),
+            code_challenge: challenge_of(VERIFIER),
+            subject: "alice".to_owned(),
+            scopes: strings(&["tools:read", "tools:call"]),
+            resource: RESOURCE.to_owned(),
+        })
+        .await
+        .unwrap()
+        .expose()
+        .to_owned()
+}
+
+/// The exchange of `code` by the public client `client_id`.
+async fn exchange(
+    server: &TestServer,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    post(
+        server,
+        "/token",
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// Asserts a 200 token response with a refresh token; returns its body.
+async fn tokens(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), StatusCode::OK, "{resp:?}");
+    assert_eq!(resp.headers()[reqwest::header::CACHE_CONTROL], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    assert!(
+        body["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("mcp_rt_"),
+        "{body}"
+    );
+    assert!(body["expires_in"].as_u64().unwrap() > 0, "{body}");
+    body
+}
+
+/// Asserts an OAuth error with `reason`.
+async fn refused(resp: reqwest::Response, status: StatusCode, error: &str, reason: &str) -> Value {
+    let body = oauth_error(resp, status, error).await;
+    assert_eq!(body["reason"], reason, "{body}");
+    body
+}
+
+async fn refresh(
+    server: &TestServer,
+    client_id: &str,
+    token: &str,
+    scope: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", token),
+    ];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    post(server, "/token", None, &form).await
+}
+
+#[tokio::test]
+async fn a_public_client_exchanges_a_code_and_refreshes_with_rotation() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let (_, verifier_key) = server.key_with(&["tokens:verify"]).await;
+    let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
+    let code = code_for(&server, &id).await;
+    let first = tokens(exchange(&server, &id, &code, VERIFIER).await).await;
+    assert_eq!(first["scope"], "tools:read tools:call");
+
+    let access = first["access_token"].as_str().unwrap();
+    let resp = server.verify(&verifier_key, access).await;
+    assert!(resp.active, "{resp:?}");
+    let claims = resp.claims.unwrap();
+    assert_eq!(claims.subject, "alice");
+    assert_eq!(claims.client_id, id);
+    assert_eq!(claims.audience, RESOURCE);
+    assert!(claims.session_id.starts_with("ses_"), "a real session");
+
+    // The session is an ordinary one: listed with its client.
+    let admin = server.client(&server.primary).await;
+    let listed = admin
+        .list_sessions(pb::ListSessionsRequest {
+            client_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.sessions.len(), 1);
+    assert_eq!(listed.sessions[0].subject, "alice");
+
+    // Refresh, narrowing; the old refresh token is then spent.
+    let rt1 = first["refresh_token"].as_str().unwrap();
+    let second = tokens(refresh(&server, &id, rt1, Some("tools:read")).await).await;
+    assert_eq!(second["scope"], "tools:read");
+    assert_ne!(second["refresh_token"], first["refresh_token"]);
+    refused(
+        refresh(
+            &server,
+            &id,
+            second["refresh_token"].as_str().unwrap(),
+            Some("tools:read admin"),
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "INVALID_FIELD",
+    )
+    .await;
+    // RefreshSession does not refresh an OAuth session, even by its token.
+    let err = admin
+        .refresh_session(pb::RefreshSessionRequest {
+            refresh_token: second["refresh_token"].as_str().unwrap().to_owned(),
+            scopes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("token endpoint"), "{err:?}");
+    // Reuse of the spent token revokes the session.
+    refused(
+        refresh(&server, &id, rt1, None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "REFRESH_TOKEN_REUSED",
+    )
+    .await;
+    let after = server
+        .verify(&verifier_key, second["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(inactive_reason(&after), pb::TokenReason::Revoked);
+}
+
+#[tokio::test]
+async fn code_exchange_refusals_carry_their_oauth_errors_and_a_reused_code_revokes_its_tokens() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let (_, verifier_key) = server.key_with(&["tokens:verify"]).await;
+    let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
+    let (other, _) = browser_client(&server, "none", &["authorization_code"]).await;
+
+    for verifier in [VERIFIER.replace('a', "b"), "short".to_owned()] {
+        let code = code_for(&server, &id).await;
+        refused(
+            exchange(&server, &id, &code, &verifier).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "PKCE_FAILED",
+        )
+        .await;
+        // The refused exchange spent the code: guessing verifiers gets one
+        // try per code.
+        refused(
+            exchange(&server, &id, &code, VERIFIER).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "AUTHORIZATION_CODE_REUSED",
+        )
+        .await;
+    }
+
+    let code = code_for(&server, &id).await;
+    let no_verifier = post(
+        &server,
+        "/token",
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &id),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    refused(
+        no_verifier,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "PKCE_FAILED",
+    )
+    .await;
+
+    let code = code_for(&server, &id).await;
+    let wrong_redirect = post(
+        &server,
+        "/token",
+        None,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &id),
+            ("code", &code),
+            ("redirect_uri", "https://app.example/other"),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    let body = refused(
+        wrong_redirect,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "AUTHORIZATION_CODE_INVALID",
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("redirect_uri"),
+        "{body}"
+    );
+
+    let code = code_for(&server, &id).await;
+    let body = refused(
+        exchange(&server, &other, &code, VERIFIER).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "AUTHORIZATION_CODE_INVALID",
+    )
+    .await;
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("another client"),
+        "{body}"
+    );
+
+    let code = code_for(&server, &id).await;
+    server.clock.advance(Duration::from_secs(60));
+    refused(
+        exchange(&server, &id, &code, VERIFIER).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "AUTHORIZATION_CODE_INVALID",
+    )
+    .await;
+    for garbage in ["mcp_ac_nope", "not-a-code"] {
+        refused(
+            exchange(&server, &id, garbage, VERIFIER).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "AUTHORIZATION_CODE_INVALID",
+        )
+        .await;
+    }
+
+    // A code used twice: the second use revokes what the first got.
+    let code = code_for(&server, &id).await;
+    let got = tokens(exchange(&server, &id, &code, VERIFIER).await).await;
+    refused(
+        exchange(&server, &id, &code, VERIFIER).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "AUTHORIZATION_CODE_REUSED",
+    )
+    .await;
+    let verdict = server
+        .verify(&verifier_key, got["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(inactive_reason(&verdict), pb::TokenReason::Revoked);
+    refused(
+        refresh(&server, &id, got["refresh_token"].as_str().unwrap(), None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "SESSION_REVOKED",
+    )
+    .await;
+
+    // A client not registered for refresh_token may not use it.
+    let code = code_for(&server, &other).await;
+    let got = tokens(exchange(&server, &other, &code, VERIFIER).await).await;
+    refused(
+        refresh(
+            &server,
+            &other,
+            got["refresh_token"].as_str().unwrap(),
+            None,
+        )
+        .await,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        "GRANT_NOT_ALLOWED",
+    )
+    .await;
+    // Another client's refresh token is not the caller's.
+    refused(
+        refresh(&server, &id, got["refresh_token"].as_str().unwrap(), None).await,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+        "NOT_SESSION_CREATOR",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_confidential_client_authenticates_and_deleting_it_ends_its_sessions() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let (_, verifier_key) = server.key_with(&["tokens:verify"]).await;
+    let (id, secret) = browser_client(
+        &server,
+        "client_secret_basic",
+        &["authorization_code", "refresh_token"],
+    )
+    .await;
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{id}:{secret}")
+        )
+    );
+    // With client_id alone it is refused: it has a secret to present.
+    let code = code_for(&server, &id).await;
+    refused(
+        exchange(&server, &id, &code, VERIFIER).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "CLIENT_AUTH_FAILED",
+    )
+    .await;
+    let code = code_for(&server, &id).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+    ];
+    let got = tokens(post(&server, "/token", Some(&basic), &form).await).await;
+    let refreshed = tokens(
+        post(
+            &server,
+            "/token",
+            Some(&basic),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", got["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await,
+    )
+    .await;
+
+    server
+        .client(&server.primary)
+        .await
+        .delete_client(pb::DeleteClientRequest {
+            client_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let verdict = server
+        .verify(&verifier_key, refreshed["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(inactive_reason(&verdict), pb::TokenReason::Revoked);
+    refused(
+        post(
+            &server,
+            "/token",
+            Some(&basic),
+            &[
+                ("grant_type", "refresh_token"),
+                (
+                    "refresh_token",
+                    refreshed["refresh_token"].as_str().unwrap(),
+                ),
+            ],
+        )
+        .await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "CLIENT_AUTH_FAILED",
+    )
+    .await;
+}
