@@ -240,6 +240,192 @@ pub(crate) async fn clients(store: &dyn Store) {
     );
 }
 
+/// A user account with a (fake) password hash.
+pub(crate) fn user(id: &str, username: &str) -> UserRecord {
+    UserRecord {
+        user_id: id.to_owned(),
+        username: username.to_owned(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash-of-{id}"),
+        disabled: false,
+        created_at: 1,
+        updated_at: 1,
+        password_changed_at: 1,
+    }
+}
+
+/// User accounts: insert (a taken username or id refused, writing
+/// nothing), read by id and by username, list in username order,
+/// conditional replace (renaming moves the username) and delete (freeing
+/// the username), each with one conflict, each change audited.
+pub(crate) async fn users(store: &dyn Store) {
+    assert!(store.users().await.unwrap().is_empty());
+    for (id, name) in [("usr_b", "bob"), ("usr_a", "carol"), ("usr_c", "alice")] {
+        assert_eq!(
+            store
+                .insert_user(&user(id, name), entry("user.created"))
+                .await
+                .unwrap(),
+            Swap::Done
+        );
+    }
+    assert_eq!(
+        store
+            .insert_user(&user("usr_d", "bob"), entry("user.created"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a taken username is refused"
+    );
+    assert_eq!(
+        store
+            .insert_user(&user("usr_b", "dave"), entry("user.created"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a taken id is refused"
+    );
+    assert!(store.user("usr_d").await.unwrap().is_none());
+    assert!(store.user_by_name("dave").await.unwrap().is_none());
+    let names: Vec<_> = store
+        .users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(names, ["alice", "bob", "carol"], "in username order");
+
+    let by_id = store.user("usr_b").await.unwrap().unwrap();
+    let by_name = store.user_by_name("bob").await.unwrap().unwrap();
+    assert_eq!(by_id.record.user_id, "usr_b");
+    assert_eq!(by_name.record.user_id, "usr_b");
+    assert_eq!(by_id.version, by_name.version);
+    assert_eq!(by_id.record.password_hash, user("usr_b", "bob").password_hash);
+    assert!(store.user("usr_none").await.unwrap().is_none());
+    assert!(store.user_by_name("nobody").await.unwrap().is_none());
+
+    let mut disabled = by_id.record.clone();
+    disabled.disabled = true;
+    disabled.updated_at = 5;
+    assert_eq!(
+        store
+            .replace_user(&by_id, &disabled, entry("user.disabled"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    let mut stale = by_id.record.clone();
+    stale.password_hash = "stale".to_owned();
+    assert_eq!(
+        store
+            .replace_user(&by_id, &stale, entry("user.password_changed"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a write against a stale read is refused"
+    );
+    assert_eq!(
+        store
+            .delete_user(&by_id, entry("user.deleted"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a delete against a stale read is refused"
+    );
+    let now = store.user_by_name("bob").await.unwrap().unwrap();
+    assert!(now.record.disabled);
+    assert_eq!(now.record.password_hash, user("usr_b", "bob").password_hash);
+
+    // Renaming onto a taken username is refused; onto a free one moves
+    // the index.
+    let mut onto_taken = now.record.clone();
+    onto_taken.username = "alice".to_owned();
+    assert_eq!(
+        store
+            .replace_user(&now, &onto_taken, entry("user.renamed"))
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    let mut renamed = now.record.clone();
+    renamed.username = "robert".to_owned();
+    assert_eq!(
+        store
+            .replace_user(&now, &renamed, entry("user.renamed"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert!(store.user_by_name("bob").await.unwrap().is_none());
+    let now = store.user_by_name("robert").await.unwrap().unwrap();
+    assert_eq!(now.record.user_id, "usr_b");
+
+    assert_eq!(
+        store
+            .delete_user(&now, entry("user.deleted"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert!(store.user("usr_b").await.unwrap().is_none());
+    assert!(store.user_by_name("robert").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .delete_user(&now, entry("user.deleted"))
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "deleting what is gone"
+    );
+    assert_eq!(
+        store
+            .insert_user(&user("usr_e", "robert"), entry("user.created"))
+            .await
+            .unwrap(),
+        Swap::Done,
+        "a deleted user's username is free again"
+    );
+    assert_eq!(store.users().await.unwrap().len(), 3);
+    assert_eq!(
+        actions(store).await,
+        [
+            "user.created",
+            "user.created",
+            "user.created",
+            "user.disabled",
+            "user.renamed",
+            "user.deleted",
+            "user.created"
+        ],
+        "refused writes leave no record"
+    );
+}
+
+/// Many writers inserting users of one username at once: exactly one
+/// wins, and only its record is written.
+pub(crate) async fn one_username_one_user(store: Arc<dyn Store>) {
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .insert_user(&user(&format!("usr_{i}"), "erin"), entry("user.created"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() == Swap::Done {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(store.users().await.unwrap().len(), 1);
+    assert_eq!(actions(&*store).await, ["user.created"]);
+}
+
 /// Revoked access tokens: noted once (a second revocation keeps the first
 /// expiry and writes no audit record), listed, forgotten.
 pub(crate) async fn revoked_tokens(store: &dyn Store) {
@@ -643,7 +829,24 @@ pub(crate) async fn write_some(store: &dyn Store) -> Written {
             .unwrap(),
         Swap::Done
     );
-    Written { audit_records: 6 }
+    for (id, name) in [("usr_kept", "kept"), ("usr_gone", "gone")] {
+        assert_eq!(
+            store
+                .insert_user(&user(id, name), entry("user.created"))
+                .await
+                .unwrap(),
+            Swap::Done
+        );
+    }
+    let gone = store.user("usr_gone").await.unwrap().unwrap();
+    assert_eq!(
+        store
+            .delete_user(&gone, entry("user.deleted"))
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    Written { audit_records: 9 }
 }
 
 /// Checks that a reopened store has what [`write_some`] wrote, and goes on
@@ -656,6 +859,14 @@ pub(crate) async fn check_written(store: &dyn Store, written: &Written) {
         AuthMethod::ClientSecretBasic
     );
     assert!(store.client("cli_gone").await.unwrap().is_none());
+    let kept = store.user_by_name("kept").await.unwrap().unwrap().record;
+    assert_eq!(kept.user_id, "usr_kept");
+    assert_eq!(kept.password_hash, user("usr_kept", "kept").password_hash);
+    assert!(store.user("usr_gone").await.unwrap().is_none());
+    assert!(
+        store.user_by_name("gone").await.unwrap().is_none(),
+        "a deleted user's username is free across a reopen"
+    );
     assert_eq!(
         store.deleted_clients().await.unwrap(),
         [("cli_gone".to_owned(), 9)],

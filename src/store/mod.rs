@@ -27,7 +27,7 @@ pub use model::{
     ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, Cursor,
     GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY, RateLimit,
     RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg, SigningKeyRecord,
-    Standing, Swap, Version, Versioned,
+    Standing, Swap, UserRecord, Version, Versioned,
 };
 
 /// Storage failed.
@@ -117,6 +117,41 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets deleted clients (maintenance, once their tokens have all
     /// expired); returns how many went.
     async fn forget_deleted_clients(&self, ids: &[String]) -> StoreResult<usize>;
+
+    // ---- built-in user accounts
+
+    /// Every user, in username order.
+    async fn users(&self) -> StoreResult<Vec<UserRecord>>;
+
+    /// The user with this id, and its version.
+    async fn user(&self, user_id: &str) -> StoreResult<Option<Versioned<UserRecord>>>;
+
+    /// The user with this (normalized) username, and its version.
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<Versioned<UserRecord>>>;
+
+    /// Stores a new user with its audit record, unless its username (or
+    /// its id) is already taken: then [`Swap::Conflict`] and nothing is
+    /// written. The check and the write are one step, so of two inserts
+    /// of one username exactly one succeeds.
+    async fn insert_user(&self, record: &UserRecord, audit: AuditEntry) -> StoreResult<Swap>;
+
+    /// Replaces the user `current` was read as with `new`, with its audit
+    /// record, unless it changed since (or `new` takes a username another
+    /// user holds).
+    async fn replace_user(
+        &self,
+        current: &Versioned<UserRecord>,
+        new: &UserRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap>;
+
+    /// Deletes the user `current` was read as, and frees its username,
+    /// unless it changed since, with its audit record: one step.
+    async fn delete_user(
+        &self,
+        current: &Versioned<UserRecord>,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap>;
 
     // ---- revoked access tokens
 

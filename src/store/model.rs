@@ -405,6 +405,46 @@ impl OAuthClientRecord {
     }
 }
 
+/// A built-in user account: someone who signs in with a username and a
+/// password at the authorization server's login page. The password is
+/// stored only as its Argon2id hash (a PHC string), which `Debug` never
+/// shows. Fields added after the first version default when absent.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// `usr_` and 22 base62 characters.
+    pub user_id: String,
+    /// Unique, 1 to 64 characters of `a-z 0-9 . _ - @`, stored lowercase.
+    pub username: String,
+    /// The password's Argon2id hash as a PHC string
+    /// (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`).
+    pub password_hash: String,
+    /// A disabled user cannot sign in.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last change.
+    #[serde(default)]
+    pub updated_at: i64,
+    /// Unix seconds of the last password change (creation counts).
+    #[serde(default)]
+    pub password_changed_at: i64,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("password_hash", &"[redacted]")
+            .field("disabled", &self.disabled)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("password_changed_at", &self.password_changed_at)
+            .finish()
+    }
+}
+
 /// A revoked client certificate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RevokedCert {

@@ -4,8 +4,10 @@
 //! its refresh tokens included), `signing_keys` (kid → record, private key
 //! included), `identities` (name → grant), `revoked_certs` (serial →
 //! revocation), `oauth_clients` (client id → record, its secret only
-//! hashed), `deleted_oauth_clients` (client id → deletion time), `audit`
-//! (seq → record) and `meta` (the audit anchor).
+//! hashed), `deleted_oauth_clients` (client id → deletion time), `users`
+//! (user id → account, its password only hashed), `usernames` (username →
+//! user id: the index that keeps usernames unique), `audit` (seq → record)
+//! and `meta` (the audit anchor).
 //! Records are JSON. The session indexes (by subject, by creator, revoked)
 //! live in memory and are rebuilt at open. Data directories written before
 //! this layout also hold `api_key_hashes`, `refresh_tokens`,
@@ -75,6 +77,11 @@ pub struct SledStore {
     deleted_clients: Tree,
     /// Revoked access tokens: `jti` → expiry.
     revoked_tokens: Tree,
+    /// User accounts: user id → record.
+    users: Tree,
+    /// The username index: username → user id, written with `users` in
+    /// one transaction.
+    usernames: Tree,
     meta: Tree,
 }
 
@@ -132,6 +139,8 @@ impl SledStore {
             clients: db.open_tree("oauth_clients")?,
             deleted_clients: db.open_tree("deleted_oauth_clients")?,
             revoked_tokens: db.open_tree("revoked_tokens")?,
+            users: db.open_tree("users")?,
+            usernames: db.open_tree("usernames")?,
             sessions,
             meta,
             audit: AuditChain {
@@ -417,6 +426,127 @@ impl Store for SledStore {
 
     async fn forget_deleted_clients(&self, ids: &[String]) -> StoreResult<usize> {
         self.forget(&self.deleted_clients, ids).await
+    }
+
+    async fn users(&self) -> StoreResult<Vec<UserRecord>> {
+        let mut users = Vec::new();
+        for item in self.usernames.iter() {
+            let (_, id) = item?;
+            if let Some(v) = self.users.get(&id)? {
+                users.push(decode("user", &v)?);
+            }
+        }
+        Ok(users)
+    }
+
+    async fn user(&self, user_id: &str) -> StoreResult<Option<Versioned<UserRecord>>> {
+        Self::versioned(&self.users, "user", user_id)
+    }
+
+    async fn user_by_name(&self, username: &str) -> StoreResult<Option<Versioned<UserRecord>>> {
+        let Some(id) = self.usernames.get(username.as_bytes())? else {
+            return Ok(None);
+        };
+        self.users
+            .get(&id)?
+            .map(|v| {
+                Ok(Versioned {
+                    record: decode("user", &v)?,
+                    version: Version(v.to_vec()),
+                })
+            })
+            .transpose()
+    }
+
+    async fn insert_user(&self, record: &UserRecord, audit: AuditEntry) -> StoreResult<Swap> {
+        let id = record.user_id.as_bytes();
+        let name = record.username.as_bytes();
+        let value = encode(record)?;
+        {
+            let mut w = self.audit.lock();
+            // Under the write lock, so no other write slips in between the
+            // check and the insert.
+            if self.usernames.contains_key(name)? || self.users.contains_key(id)? {
+                return Ok(Swap::Conflict);
+            }
+            w.record(audit)?;
+            (&self.users, &self.usernames)
+                .transaction(|(users, usernames)| {
+                    users.insert(id, value.as_slice())?;
+                    usernames.insert(name, id)?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| transaction_error("inserting a user", e))?;
+        }
+        self.durable().await?;
+        Ok(Swap::Done)
+    }
+
+    async fn replace_user(
+        &self,
+        current: &Versioned<UserRecord>,
+        new: &UserRecord,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let id = current.record.user_id.as_bytes();
+        if new.user_id != current.record.user_id {
+            return Ok(Swap::Conflict);
+        }
+        let old_name = current.record.username.as_bytes();
+        let new_name = new.username.as_bytes();
+        let value = encode(new)?;
+        {
+            let mut w = self.audit.lock();
+            match self.users.get(id)? {
+                Some(now) if *now == *current.version.0 => {}
+                _ => return Ok(Swap::Conflict),
+            }
+            let renamed = old_name != new_name;
+            if renamed && self.usernames.contains_key(new_name)? {
+                return Ok(Swap::Conflict);
+            }
+            w.record(audit)?;
+            (&self.users, &self.usernames)
+                .transaction(|(users, usernames)| {
+                    users.insert(id, value.as_slice())?;
+                    if renamed {
+                        usernames.remove(old_name)?;
+                        usernames.insert(new_name, id)?;
+                    }
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| transaction_error("replacing a user", e))?;
+        }
+        self.durable().await?;
+        Ok(Swap::Done)
+    }
+
+    async fn delete_user(
+        &self,
+        current: &Versioned<UserRecord>,
+        audit: AuditEntry,
+    ) -> StoreResult<Swap> {
+        let id = current.record.user_id.as_bytes();
+        let name = current.record.username.as_bytes();
+        {
+            let mut w = self.audit.lock();
+            match self.users.get(id)? {
+                Some(now) if *now == *current.version.0 => {}
+                _ => return Ok(Swap::Conflict),
+            }
+            w.record(audit)?;
+            // One transaction: a crash never leaves the user gone with its
+            // username still taken, or the other way round.
+            (&self.users, &self.usernames)
+                .transaction(|(users, usernames)| {
+                    users.remove(id)?;
+                    usernames.remove(name)?;
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                })
+                .map_err(|e| transaction_error("deleting a user", e))?;
+        }
+        self.durable().await?;
+        Ok(Swap::Done)
     }
 
     async fn revoke_token(&self, jti: &str, expires_at: i64, audit: AuditEntry) -> StoreResult<()> {
@@ -899,6 +1029,17 @@ mod tests {
     #[tokio::test]
     async fn conformance_clients() {
         conformance::clients(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_users() {
+        conformance::users(&fresh().1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_one_username_one_user() {
+        let (_dir, store) = fresh();
+        conformance::one_username_one_user(Arc::new(store)).await;
     }
 
     #[tokio::test]
