@@ -5,7 +5,7 @@
 //! `TokenService.CreateSession`; MCP servers check those tokens with
 //! `TokenService.VerifyToken`, or offline with the public keys from
 //! `TokenService.GetJwks`. Admins manage API keys, identities, OAuth
-//! clients, signing keys and read the audit trail. Everything is served
+//! clients, user accounts, signing keys and read the audit trail. Everything is served
 //! over gRPC with TLS and persisted in one embedded data directory; the
 //! OAuth face (authorization server metadata, the JWK Set, the token
 //! endpoint) is served over HTTPS by a second listener on the same core.
@@ -39,7 +39,9 @@
 //!   the OAuth endpoints in `client_auth` and `client_assertion`; clients
 //!   described by metadata documents at their `https` client ids in
 //!   `cimd`), the OAuth grants (`grants`) and introspection and revocation
-//!   (`oauth_tokens`), `whoami`,
+//!   (`oauth_tokens`), the built-in user accounts (`users`; their
+//!   passwords hashed with Argon2id off the runtime in `passwords`),
+//!   `whoami`,
 //!   what verification treats as revoked (`revocations`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.

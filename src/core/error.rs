@@ -20,6 +20,8 @@ pub enum Kind {
     Invalid,
     /// What the request names does not exist (NOT_FOUND, 404).
     NotFound,
+    /// What the request would create exists already (ALREADY_EXISTS, 409).
+    AlreadyExists,
     /// The thing named is not in a state that allows this
     /// (FAILED_PRECONDITION, 409).
     Conflict,
@@ -100,6 +102,13 @@ pub enum Reason {
     ResourceNotAllowed,
     /// The OAuth client is not registered for the grant type it used.
     GrantNotAllowed,
+    /// No user account has the given id or username.
+    UserNotFound,
+    /// Another user account already has the username.
+    UsernameTaken,
+    /// A sign-in with a username and password failed: an unknown user, a
+    /// wrong password or a disabled user, one answer for all three.
+    LoginFailed,
     /// The caller's request rate, or its peer's failed authentications,
     /// exceeded the limit; retry after the `retry-after` seconds.
     RateLimited,
@@ -109,7 +118,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 30] = [
+    pub const ALL: [Reason; 33] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -138,6 +147,9 @@ impl Reason {
         Reason::ScopeNotAllowed,
         Reason::ResourceNotAllowed,
         Reason::GrantNotAllowed,
+        Reason::UserNotFound,
+        Reason::UsernameTaken,
+        Reason::LoginFailed,
         Reason::RateLimited,
         Reason::Internal,
     ];
@@ -173,6 +185,9 @@ impl Reason {
             Reason::ScopeNotAllowed => "SCOPE_NOT_ALLOWED",
             Reason::ResourceNotAllowed => "RESOURCE_NOT_ALLOWED",
             Reason::GrantNotAllowed => "GRANT_NOT_ALLOWED",
+            Reason::UserNotFound => "USER_NOT_FOUND",
+            Reason::UsernameTaken => "USERNAME_TAKEN",
+            Reason::LoginFailed => "LOGIN_FAILED",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::Internal => "INTERNAL",
         }
@@ -194,7 +209,8 @@ impl Reason {
             | Reason::PkceFailed
             | Reason::SessionExpired
             | Reason::SessionRevoked
-            | Reason::ClientAuthFailed => Kind::Unauthenticated,
+            | Reason::ClientAuthFailed
+            | Reason::LoginFailed => Kind::Unauthenticated,
             Reason::InsufficientScope
             | Reason::IdentityDisabled
             | Reason::NotSessionCreator
@@ -206,7 +222,9 @@ impl Reason {
             Reason::ApiKeyNotFound
             | Reason::SessionNotFound
             | Reason::IdentityNotFound
-            | Reason::ClientNotFound => Kind::NotFound,
+            | Reason::ClientNotFound
+            | Reason::UserNotFound => Kind::NotFound,
+            Reason::UsernameTaken => Kind::AlreadyExists,
             Reason::ApiKeyNotActive | Reason::ClientHasNoSecret => Kind::Conflict,
             Reason::RateLimited => Kind::Exhausted,
             Reason::Internal => Kind::Internal,
@@ -259,6 +277,10 @@ pub enum Error {
     /// The OS random source failed.
     #[error("OS random source failed: {0}")]
     Random(#[from] getrandom::Error),
+    /// Hashing or checking a password failed inside the server (never a
+    /// wrong password, which is a [`Reason::LoginFailed`] refusal).
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
 }
 
 impl Error {
@@ -285,7 +307,9 @@ impl Error {
             Error::RateLimited { .. } => Reason::RateLimited,
             Error::PermissionDenied { .. } => Reason::InsufficientScope,
             Error::InvalidArgument { .. } => Reason::InvalidField,
-            Error::Store(_) | Error::Token(_) | Error::Random(_) => Reason::Internal,
+            Error::Store(_) | Error::Token(_) | Error::Random(_) | Error::Hashing(_) => {
+                Reason::Internal
+            }
         }
     }
 }

@@ -8,7 +8,8 @@
 //! The in-memory indexes the hot path reads (API keys by secret hash,
 //! identity grants, OAuth clients, revoked certificates, sessions and
 //! client tokens) are loaded from the store at [`Core::open`] and kept in
-//! step by the core's own writes.
+//! step by the core's own writes. User accounts are read from the store
+//! when needed (signing in is rare next to token checks).
 
 pub(crate) mod api_keys;
 pub mod audit;
@@ -29,6 +30,7 @@ pub(crate) mod identities;
 pub mod limits;
 pub mod maintenance;
 pub(crate) mod oauth_tokens;
+pub(crate) mod passwords;
 pub mod pkce;
 pub(crate) mod policy;
 pub(crate) mod principal;
@@ -36,6 +38,7 @@ pub(crate) mod refresh;
 pub(crate) mod revocations;
 pub(crate) mod sessions;
 pub(crate) mod signing;
+pub(crate) mod users;
 pub(crate) mod whoami;
 
 use std::sync::Arc;
@@ -95,6 +98,8 @@ pub struct Core {
     /// Client assertions seen, for `jti` replay.
     pub(crate) assertions: client_assertion::SeenAssertions,
     pub(crate) audit: audit::AuditTrail,
+    /// Hashing and checking user passwords, a bounded number at a time.
+    pub(crate) passwords: passwords::Passwords,
     /// One API-key write at a time, so the index sees them in order.
     key_writes: tokio::sync::Mutex<()>,
     /// One identity write at a time, likewise.
@@ -185,6 +190,7 @@ impl Core {
             assertions: client_assertion::SeenAssertions::default(),
             codes: codes::AuthorizationCodes::default(),
             audit,
+            passwords: passwords::Passwords::default(),
             settings: Settings {
                 default_ttl: config.default_token_ttl,
                 max_ttl: config.max_token_ttl,

@@ -191,6 +191,9 @@ mod tests {
         let admin = principal("key_1", &["admin"]);
         assert!(require(&admin, KEYS_ADMIN).is_ok());
         assert!(require(&admin, crate::core::principal::CLIENTS_ADMIN).is_ok());
+        assert!(require(&admin, crate::core::principal::USERS_ADMIN).is_ok());
+        let clients = principal("key_2", &["clients:admin"]);
+        assert!(require(&clients, crate::core::principal::USERS_ADMIN).is_err());
         assert!(require(&admin, "tools:read").is_ok());
     }
 
@@ -233,6 +236,7 @@ mod tests {
             token_scopes_allowed("scopes", &["tools:read".into(), "admin".into()]).unwrap_err();
         assert_eq!(err.reason(), Reason::InvalidField);
         assert!(token_scopes_allowed("scopes", &["clients:admin".into()]).is_err());
+        assert!(token_scopes_allowed("scopes", &["users:admin".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["tools:read".into()]).is_ok());
     }
 

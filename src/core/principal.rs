@@ -23,9 +23,11 @@ pub(crate) const IDENTITIES_ADMIN: &str = "identities:admin";
 pub(crate) const AUDIT_READ: &str = "audit:read";
 /// Manage OAuth clients.
 pub(crate) const CLIENTS_ADMIN: &str = "clients:admin";
+/// Manage the built-in user accounts.
+pub(crate) const USERS_ADMIN: &str = "users:admin";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 8] = [
+pub(crate) const RESERVED_SCOPES: [&str; 9] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
@@ -34,6 +36,7 @@ pub(crate) const RESERVED_SCOPES: [&str; 8] = [
     IDENTITIES_ADMIN,
     AUDIT_READ,
     CLIENTS_ADMIN,
+    USERS_ADMIN,
 ];
 
 /// Most scopes in one request.

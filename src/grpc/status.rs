@@ -55,6 +55,7 @@ pub fn code(reason: Reason) -> Code {
         Kind::Forbidden => Code::PermissionDenied,
         Kind::Invalid => Code::InvalidArgument,
         Kind::NotFound => Code::NotFound,
+        Kind::AlreadyExists => Code::AlreadyExists,
         Kind::Conflict => Code::FailedPrecondition,
         Kind::Exhausted => Code::ResourceExhausted,
         Kind::Internal => Code::Internal,
@@ -98,7 +99,7 @@ impl From<Error> for Status {
                 details = ErrorDetails::new();
                 err.to_string()
             }
-            Error::Store(_) | Error::Token(_) | Error::Random(_) => {
+            Error::Store(_) | Error::Token(_) | Error::Random(_) | Error::Hashing(_) => {
                 tracing::warn!(cause = %err, "internal error");
                 details = ErrorDetails::new();
                 "internal error; the server log has the cause".to_owned()

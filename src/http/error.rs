@@ -86,7 +86,12 @@ pub fn oauth_error(reason: Reason) -> (StatusCode, &'static str) {
         | R::IdentityNotFound
         | R::ApiKeyNotActive
         | R::ClientNotFound
-        | R::ClientHasNoSecret => (StatusCode::BAD_REQUEST, "invalid_request"),
+        | R::ClientHasNoSecret
+        | R::UserNotFound
+        | R::UsernameTaken => (StatusCode::BAD_REQUEST, "invalid_request"),
+        // The resource owner could not be authenticated (RFC 6749 section
+        // 4.1.2.1); the login page shows its form again instead.
+        R::LoginFailed => (StatusCode::BAD_REQUEST, "access_denied"),
         R::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable"),
         R::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
