@@ -15,9 +15,22 @@ fn main() -> Result<(), Box<dyn Error>> {
         ("WhoAmIResponse.kind", "caller_kind"),
         ("VerifyTokenResponse.reason", "token_reason"),
     ];
+    // Messages that carry a password: no derived `Debug` (lib.rs writes
+    // one that hides it), and the password never serialized.
+    let with_password = [
+        ".mcp_auth.v1.CreateUserRequest",
+        ".mcp_auth.v1.SetPasswordRequest",
+    ];
     let mut builder = tonic_prost_build::configure()
         // The CLI prints responses with `--json`.
-        .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]");
+        .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]")
+        .skip_debug(with_password);
+    for message in with_password {
+        builder = builder.field_attribute(
+            format!("{message}.password"),
+            "#[serde(skip_serializing)]",
+        );
+    }
     for (field, serializer) in enum_fields {
         builder = builder.field_attribute(
             format!(".mcp_auth.v1.{field}"),

@@ -95,6 +95,22 @@ pub mod untrusted;
 pub mod pb {
     tonic::include_proto!("mcp_auth.v1");
 
+    /// A request carrying a password, shown without it.
+    macro_rules! debug_without_password {
+        ($message:ident, $($field:ident),*) => {
+            impl std::fmt::Debug for $message {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.debug_struct(stringify!($message))
+                        $(.field(stringify!($field), &self.$field))*
+                        .field("password", &"[redacted]")
+                        .finish()
+                }
+            }
+        };
+    }
+    debug_without_password!(CreateUserRequest, username);
+    debug_without_password!(SetPasswordRequest, user_id);
+
     /// Encoded file descriptor set, for gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("mcp_auth_descriptor");

@@ -24,6 +24,7 @@ use crate::pb::identity_service_client::IdentityServiceClient;
 use crate::pb::key_service_client::KeyServiceClient;
 use crate::pb::o_auth_client_service_client::OAuthClientServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
+use crate::pb::user_service_client::UserServiceClient;
 
 /// Why a [`Client`] could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -619,6 +620,72 @@ impl Client {
     ) -> Result<pb::DeleteClientResponse, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             OAuthClientServiceClient::new(ch).delete_client(req).await
+        })
+        .await
+    }
+
+    /// `UserService.CreateUser`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn create_user(&self, message: pb::CreateUserRequest) -> Result<pb::CreateUserResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).create_user(req).await
+        })
+        .await
+    }
+
+    /// `UserService.ListUsers`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn list_users(&self, message: pb::ListUsersRequest) -> Result<pb::ListUsersResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).list_users(req).await
+        })
+        .await
+    }
+
+    /// `UserService.GetUser`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn get_user(&self, message: pb::GetUserRequest) -> Result<pb::User, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).get_user(req).await
+        })
+        .await
+    }
+
+    /// `UserService.SetPassword`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn set_password(&self, message: pb::SetPasswordRequest) -> Result<pb::User, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).set_password(req).await
+        })
+        .await
+    }
+
+    /// `UserService.SetUserDisabled`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn set_user_disabled(&self, message: pb::SetUserDisabledRequest) -> Result<pb::User, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).set_user_disabled(req).await
+        })
+        .await
+    }
+
+    /// `UserService.DeleteUser`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn delete_user(&self, message: pb::DeleteUserRequest) -> Result<pb::DeleteUserResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).delete_user(req).await
         })
         .await
     }

@@ -7,7 +7,7 @@ use crate::core::{Caller, CallerKind, ClientUpdate, CreatedClient, IssuedSession
 use crate::pb;
 use crate::store::{
     ApiKeyRecord, AuditRecord, IdentityRecord, OAuthClientRecord, RateLimit, SessionRecord,
-    Standing,
+    Standing, UserRecord,
 };
 use crate::token::{AccessClaims, TokenReason};
 
@@ -111,6 +111,18 @@ pub(crate) fn client_update_from_pb(r: pb::UpdateClientRequest) -> ClientUpdate 
         token_endpoint_auth_method: r.token_endpoint_auth_method,
         jwks: r.jwks,
         disabled: r.disabled,
+    }
+}
+
+/// A user as shown: never its password hash.
+pub(crate) fn user_to_pb(r: UserRecord) -> pb::User {
+    pb::User {
+        user_id: r.user_id,
+        username: r.username,
+        disabled: r.disabled,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+        password_changed_at: r.password_changed_at,
     }
 }
 

@@ -13,3 +13,4 @@ pub(crate) mod identities;
 pub(crate) mod keys;
 pub mod status;
 pub(crate) mod tokens;
+pub(crate) mod users;

@@ -37,6 +37,7 @@ use crate::grpc::clients::OAuthClientService;
 use crate::grpc::identities::IdentityService;
 use crate::grpc::keys::KeyService;
 use crate::grpc::tokens::TokenService;
+use crate::grpc::users::UserService;
 use crate::pb;
 use crate::secret::Secret;
 use crate::store::Durability;
@@ -210,7 +211,7 @@ impl Server {
     /// within the grace period and flushes storage.
     ///
     /// Served on gRPC: `TokenService`, `ApiKeyService`, `IdentityService`,
-    /// `OAuthClientService`, `KeyService`, `AuditService`,
+    /// `OAuthClientService`, `UserService`, `KeyService`, `AuditService`,
     /// `grpc.health.v1.Health` and server reflection; on HTTP: the routes of [`crate::http::router`].
     ///
     /// # Errors
@@ -243,6 +244,9 @@ impl Server {
             .await;
         health
             .set_serving::<pb::o_auth_client_service_server::OAuthClientServiceServer<OAuthClientService>>()
+            .await;
+        health
+            .set_serving::<pb::user_service_server::UserServiceServer<UserService>>()
             .await;
         health
             .set_serving::<pb::key_service_server::KeyServiceServer<KeyService>>()
@@ -287,6 +291,9 @@ impl Server {
                     OAuthClientService { core: core.clone() },
                 ),
             )
+            .add_service(pb::user_service_server::UserServiceServer::new(
+                UserService { core: core.clone() },
+            ))
             .add_service(pb::key_service_server::KeyServiceServer::new(KeyService {
                 core: core.clone(),
             }))
