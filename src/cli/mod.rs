@@ -10,7 +10,8 @@
 //!
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
-//! `identity`, `client`, `cert`, `signing_key`, `audit`, `whoami`, `bench`), all of
+//! `identity`, `client`, `user`, `cert`, `signing_key`, `audit`, `whoami`,
+//! `bench`), all of
 //! them reach the server through [`crate::grpc::client::Client`] and print
 //! through one output layer (`output`).
 
@@ -38,6 +39,7 @@ mod serve;
 mod session;
 mod signing_key;
 mod token;
+mod user;
 mod whoami;
 
 use std::io::Read;
@@ -172,6 +174,10 @@ pub enum Command {
     /// Manage OAuth clients (needs scope clients:admin).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage the built-in user accounts that sign in at the login page
+    /// (needs scope users:admin).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage the token signing keys (needs scope admin).
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
@@ -397,6 +403,52 @@ pub enum ClientCommand {
     Delete {
         /// The client id (cli_...).
         client_id: String,
+    },
+}
+
+/// `mcp-auth user ...`: a user is named by its id (usr_...) or its
+/// username.
+#[derive(Clone, Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Asks for the password twice on the terminal, without
+    /// echo, or reads it with --password-stdin.
+    Add {
+        /// 1 to 64 characters of a-z 0-9 . _ - @ (upper case is lowered).
+        username: String,
+        /// Read the password as one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users (never their passwords).
+    List,
+    /// Show one user.
+    Show {
+        /// The user id (usr_...) or username.
+        user: String,
+    },
+    /// Set a user's password. Asks for it twice on the terminal, without
+    /// echo, or reads it with --password-stdin.
+    Passwd {
+        /// The user id (usr_...) or username.
+        user: String,
+        /// Read the password as one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: they can no longer sign in.
+    Disable {
+        /// The user id (usr_...) or username.
+        user: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// The user id (usr_...) or username.
+        user: String,
+    },
+    /// Delete a user; the username is free again.
+    Delete {
+        /// The user id (usr_...) or username.
+        user: String,
     },
 }
 
@@ -662,6 +714,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Cert(cmd) => cert::run(cmd, opts, &out).await,
         Command::Identity(cmd) => identity::run(cmd, opts, &out).await,
         Command::Client(cmd) => client::run(cmd, opts, &out).await,
+        Command::User(cmd) => user::run(cmd, opts, &out).await,
         Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
         Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
         Command::Bench(args) => bench::run(args, opts).await,

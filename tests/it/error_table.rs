@@ -181,6 +181,27 @@ async fn every_documented_reason_is_produced_with_its_code() {
         })
         .await
         .unwrap_err());
+    // User accounts: an unknown user, a taken username, and a failed
+    // sign-in (which the login page will produce; here through the core).
+    saw(admin
+        .get_user(pb::GetUserRequest {
+            user_id: "usr_missing".to_owned(),
+            username: String::new(),
+        })
+        .await
+        .unwrap_err());
+    let erin = pb::CreateUserRequest {
+        username: "erin".to_owned(),
+        password: "erins password".to_owned(),
+    };
+    admin.create_user(erin.clone()).await.unwrap();
+    saw(admin.create_user(erin).await.unwrap_err());
+    saw(server
+        .core()
+        .check_password("erin", "not erins password")
+        .await
+        .unwrap_err()
+        .into());
     saw(tokens
         .create_session(authed(
             pb::CreateSessionRequest {

@@ -28,5 +28,6 @@ mod readme;
 mod refresh;
 mod sessions;
 mod signing;
+mod users;
 mod verify;
 mod walkthrough;
