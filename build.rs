@@ -26,10 +26,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]")
         .skip_debug(with_password);
     for message in with_password {
-        builder = builder.field_attribute(
-            format!("{message}.password"),
-            "#[serde(skip_serializing)]",
-        );
+        builder =
+            builder.field_attribute(format!("{message}.password"), "#[serde(skip_serializing)]");
     }
     for (field, serializer) in enum_fields {
         builder = builder.field_attribute(

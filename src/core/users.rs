@@ -135,9 +135,12 @@ impl Core {
                 updated_at: now,
                 password_changed_at: now,
             };
-            let audit = self
-                .audit
-                .ok(&caller.id, "user.created", &target(&record), creds.request_id);
+            let audit = self.audit.ok(
+                &caller.id,
+                "user.created",
+                &target(&record),
+                creds.request_id,
+            );
             match self.store.insert_user(&record, audit).await? {
                 Swap::Done => {
                     tracing::info!(user_id = %record.user_id, username = %record.username, "user created");
@@ -319,7 +322,11 @@ impl Core {
     ///
     /// # Errors
     /// UNAUTHENTICATED (`LOGIN_FAILED`); storage or hashing failures.
-    pub async fn check_password(&self, username: &str, password: &str) -> Result<UserRecord, Error> {
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<UserRecord, Error> {
         if password.len() > MAX_PASSWORD_BYTES {
             // No stored password is this long; nothing about any user
             // shows in answering at once.
@@ -388,7 +395,9 @@ mod tests {
         );
         assert_eq!(normalize_username("username", "a_b-c9").unwrap(), "a_b-c9");
         assert_eq!(
-            normalize_username("username", &"x".repeat(64)).unwrap().len(),
+            normalize_username("username", &"x".repeat(64))
+                .unwrap()
+                .len(),
             64
         );
         for bad in ["", "a b", "alice\n", "ålice", "a/b", "a+b", &"x".repeat(65)] {
@@ -410,7 +419,11 @@ mod tests {
         let clock = Clock::manual(NOW);
         let (core, admin) = open(dir.path(), &clock).await;
         let alice = core
-            .create_user(&creds(&admin), "Alice", Secret::new("correct horse battery"))
+            .create_user(
+                &creds(&admin),
+                "Alice",
+                Secret::new("correct horse battery"),
+            )
             .await
             .unwrap();
         assert_eq!(alice.username, "alice");
@@ -507,13 +520,23 @@ mod tests {
 
         clock.advance(Duration::from_secs(10));
         let changed = core
-            .set_password(&creds(&admin), &carol.user_id, Secret::new("second password"))
+            .set_password(
+                &creds(&admin),
+                &carol.user_id,
+                Secret::new("second password"),
+            )
             .await
             .unwrap();
         assert_eq!(changed.password_changed_at, NOW + 10);
         assert_ne!(changed.password_hash, carol.password_hash);
-        assert!(core.check_password("carol", "first password").await.is_err());
-        core.check_password("carol", "second password").await.unwrap();
+        assert!(
+            core.check_password("carol", "first password")
+                .await
+                .is_err()
+        );
+        core.check_password("carol", "second password")
+            .await
+            .unwrap();
 
         let unchanged = core
             .set_user_disabled(&creds(&admin), &carol.user_id, false)

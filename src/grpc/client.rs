@@ -628,7 +628,10 @@ impl Client {
     ///
     /// # Errors
     /// The server's refusal.
-    pub async fn create_user(&self, message: pb::CreateUserRequest) -> Result<pb::CreateUserResponse, Status> {
+    pub async fn create_user(
+        &self,
+        message: pb::CreateUserRequest,
+    ) -> Result<pb::CreateUserResponse, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             UserServiceClient::new(ch).create_user(req).await
         })
@@ -639,7 +642,10 @@ impl Client {
     ///
     /// # Errors
     /// The server's refusal.
-    pub async fn list_users(&self, message: pb::ListUsersRequest) -> Result<pb::ListUsersResponse, Status> {
+    pub async fn list_users(
+        &self,
+        message: pb::ListUsersRequest,
+    ) -> Result<pb::ListUsersResponse, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             UserServiceClient::new(ch).list_users(req).await
         })
@@ -672,7 +678,10 @@ impl Client {
     ///
     /// # Errors
     /// The server's refusal.
-    pub async fn set_user_disabled(&self, message: pb::SetUserDisabledRequest) -> Result<pb::User, Status> {
+    pub async fn set_user_disabled(
+        &self,
+        message: pb::SetUserDisabledRequest,
+    ) -> Result<pb::User, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             UserServiceClient::new(ch).set_user_disabled(req).await
         })
@@ -683,7 +692,10 @@ impl Client {
     ///
     /// # Errors
     /// The server's refusal.
-    pub async fn delete_user(&self, message: pb::DeleteUserRequest) -> Result<pb::DeleteUserResponse, Status> {
+    pub async fn delete_user(
+        &self,
+        message: pb::DeleteUserRequest,
+    ) -> Result<pb::DeleteUserResponse, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             UserServiceClient::new(ch).delete_user(req).await
         })

@@ -300,7 +300,10 @@ pub(crate) async fn users(store: &dyn Store) {
     assert_eq!(by_id.record.user_id, "usr_b");
     assert_eq!(by_name.record.user_id, "usr_b");
     assert_eq!(by_id.version, by_name.version);
-    assert_eq!(by_id.record.password_hash, user("usr_b", "bob").password_hash);
+    assert_eq!(
+        by_id.record.password_hash,
+        user("usr_b", "bob").password_hash
+    );
     assert!(store.user("usr_none").await.unwrap().is_none());
     assert!(store.user_by_name("nobody").await.unwrap().is_none());
 

@@ -91,7 +91,9 @@ async fn users_are_created_read_changed_and_deleted_over_grpc() {
     assert_eq!(admin.get_user(by_name("BOB")).await.unwrap(), bob);
 
     // A taken username, whatever its case.
-    let err = admin.create_user(create("ALICE@example.com", PASSWORD)).await;
+    let err = admin
+        .create_user(create("ALICE@example.com", PASSWORD))
+        .await;
     assert_status(&err.unwrap_err(), Code::AlreadyExists, "USERNAME_TAKEN");
 
     // Passwords of 8 to 1024 bytes; usernames of the documented form.
@@ -346,11 +348,7 @@ async fn users_and_their_passwords_survive_a_restart() {
     let err = sign_in(&server, "bob", PASSWORD).await.unwrap_err();
     assert_status(&err, Code::Unauthenticated, "LOGIN_FAILED");
     let err = admin.create_user(create("alice", PASSWORD)).await;
-    assert_status(
-        &err.unwrap_err(),
-        Code::AlreadyExists,
-        "USERNAME_TAKEN",
-    );
+    assert_status(&err.unwrap_err(), Code::AlreadyExists, "USERNAME_TAKEN");
 }
 
 /// Runs `mcp-auth ARGS` as admin with `stdin` on standard input: (exit
@@ -420,7 +418,10 @@ async fn the_cli_manages_users_with_password_stdin() {
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("USER ID"), "{out}");
-    assert!(lines[1].contains("alice") && lines[2].contains("bob"), "{out}");
+    assert!(
+        lines[1].contains("alice") && lines[2].contains("bob"),
+        "{out}"
+    );
     let (_, out, _) = server.cli(admin, &["user", "list", "--json"]).await;
     assert_eq!(json(&out).as_array().unwrap().len(), 2);
     let (_, out, _) = server
@@ -429,9 +430,13 @@ async fn the_cli_manages_users_with_password_stdin() {
     assert_eq!(out, "alice\nbob\n");
 
     // Named by username or by id, alike.
-    let (code, by_name, err) = server.cli(admin, &["user", "show", "alice", "--json"]).await;
+    let (code, by_name, err) = server
+        .cli(admin, &["user", "show", "alice", "--json"])
+        .await;
     assert_eq!(code, 0, "{err}");
-    let (_, by_id, _) = server.cli(admin, &["user", "show", &user_id, "--json"]).await;
+    let (_, by_id, _) = server
+        .cli(admin, &["user", "show", &user_id, "--json"])
+        .await;
     assert_eq!(json(&by_name), json(&by_id));
     assert_eq!(json(&by_id)["user_id"], user_id.as_str());
 
@@ -458,18 +463,17 @@ async fn the_cli_manages_users_with_password_stdin() {
 
     let (code, out, err) = server.cli(admin, &["user", "delete", "alice"]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&format!("deleted user alice ({user_id})")), "{out}");
+    assert!(
+        out.contains(&format!("deleted user alice ({user_id})")),
+        "{out}"
+    );
 
     // Refusals, in the canonical form.
     let (code, _, err) = server.cli(admin, &["user", "show", "alice"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("NOT_FOUND [USER_NOT_FOUND]"), "{err}");
-    let (code, _, err) = cli_with_stdin(
-        &server,
-        &["user", "add", "bob", "--password-stdin"],
-        &line,
-    )
-    .await;
+    let (code, _, err) =
+        cli_with_stdin(&server, &["user", "add", "bob", "--password-stdin"], &line).await;
     assert_eq!(code, 1);
     assert!(err.contains("ALREADY_EXISTS [USERNAME_TAKEN]"), "{err}");
     let (code, _, err) = cli_with_stdin(
@@ -481,7 +485,8 @@ async fn the_cli_manages_users_with_password_stdin() {
     assert_eq!(code, 1);
     assert!(err.contains("INVALID_ARGUMENT [INVALID_FIELD]"), "{err}");
     assert!(!err.contains("short\n"), "{err}");
-    let (code, _, err) = cli_with_stdin(&server, &["user", "add", "carol", "--password-stdin"], "").await;
+    let (code, _, err) =
+        cli_with_stdin(&server, &["user", "add", "carol", "--password-stdin"], "").await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("standard input is empty"), "{err}");
     // Without --password-stdin and without a terminal: no prompt, a hint.
@@ -580,10 +585,22 @@ async fn passwords_never_reach_the_audit_trail_the_logs_or_the_disk() {
     let new_line = format!("{NEW_PASSWORD}\n");
     let short = "Sh0rt!x";
     for (args, stdin, want) in [
-        (&["user", "add", "alice", "--password-stdin"][..], line.as_str(), 0),
+        (
+            &["user", "add", "alice", "--password-stdin"][..],
+            line.as_str(),
+            0,
+        ),
         (&["user", "add", "alice", "--password-stdin"], &line, 1),
-        (&["user", "add", "bob", "--password-stdin"], &format!("{short}\n"), 1),
-        (&["user", "passwd", "alice", "--password-stdin"], &new_line, 0),
+        (
+            &["user", "add", "bob", "--password-stdin"],
+            &format!("{short}\n"),
+            1,
+        ),
+        (
+            &["user", "passwd", "alice", "--password-stdin"],
+            &new_line,
+            0,
+        ),
         (&["user", "disable", "alice"], "", 0),
         (&["user", "add", "carol", "--password-stdin"], &line, 0),
         (&["user", "delete", "carol"], "", 0),
@@ -645,12 +662,18 @@ async fn passwords_never_reach_the_audit_trail_the_logs_or_the_disk() {
     // The data directory: hashes only.
     let files = files_under(dir.path());
     assert!(
-        files.iter().any(|(_, bytes)| contains(bytes, "$argon2id$v=19$m=19456,t=2,p=1$")),
+        files
+            .iter()
+            .any(|(_, bytes)| contains(bytes, "$argon2id$v=19$m=19456,t=2,p=1$")),
         "the hashes are stored"
     );
     for (path, bytes) in &files {
         for secret in [PASSWORD, NEW_PASSWORD, short] {
-            assert!(!contains(bytes, secret), "{} holds a password", path.display());
+            assert!(
+                !contains(bytes, secret),
+                "{} holds a password",
+                path.display()
+            );
         }
     }
 }
