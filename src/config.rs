@@ -235,6 +235,10 @@ pub struct Settings {
     /// For tests only: a CA certificate (PEM file) trusted for metadata
     /// document fetches, which may then also go to loopback addresses.
     pub cimd_testing_ca: Option<PathBuf>,
+    /// How long a browser that signed in is remembered (the next
+    /// authorization skips the sign-in page), seconds; 0 never. Default
+    /// 28800 (8 hours), at most 2592000 (30 days).
+    pub login_remember_seconds: Option<u32>,
 }
 
 impl Settings {
@@ -330,6 +334,7 @@ impl Settings {
                 .cimd_fetch_timeout_seconds
                 .or(self.cimd_fetch_timeout_seconds),
             cimd_testing_ca: top.cimd_testing_ca.or(self.cimd_testing_ca),
+            login_remember_seconds: top.login_remember_seconds.or(self.login_remember_seconds),
         }
     }
 }
@@ -427,6 +432,8 @@ pub struct Config {
     /// The testing CA (PEM) and its file, when set: loopback fetches are
     /// allowed.
     pub cimd_testing_ca: Option<(PathBuf, Vec<u8>)>,
+    /// Seconds a signed-in browser is remembered; 0 never.
+    pub login_remember_seconds: u32,
 }
 
 /// The CA that client certificates must chain to.
@@ -739,6 +746,13 @@ impl Config {
             cimd_allowed_resources,
             cimd_fetch_timeout: Duration::from_secs(cimd_fetch_timeout),
             cimd_testing_ca,
+            login_remember_seconds: u32::try_from(in_range(
+                "login_remember_seconds",
+                u64::from(s.login_remember_seconds.unwrap_or(8 * 60 * 60)),
+                0,
+                30 * 24 * 60 * 60,
+            )?)
+            .unwrap_or(0),
         })
     }
 

@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// TESTS ONLY: trust this CA (PEM) for metadata documents and allow loopback fetches.
     #[arg(long, env = "MCP_AUTH_CIMD_TESTING_CA")]
     cimd_testing_ca: Option<PathBuf>,
+    /// Seconds a browser that signed in is remembered; 0 never [default: 28800].
+    #[arg(long, env = "MCP_AUTH_LOGIN_REMEMBER_SECONDS")]
+    login_remember_seconds: Option<u32>,
 }
 
 /// A flag's value that is a secret (its Debug is redacted).
@@ -196,6 +199,7 @@ impl ServeArgs {
             cimd_allowed_resources: self.cimd_allowed_resources.clone(),
             cimd_fetch_timeout_seconds: self.cimd_fetch_timeout_seconds,
             cimd_testing_ca: self.cimd_testing_ca.clone(),
+            login_remember_seconds: self.login_remember_seconds,
         }
     }
 }

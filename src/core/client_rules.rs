@@ -258,6 +258,30 @@ fn valid_host(host: &str) -> bool {
         })
 }
 
+/// Whether the redirect URI an authorization request sent is the
+/// registered one: byte for byte, except that for an `http` loopback
+/// redirect URI the port may differ (RFC 8252 section 7.3: native apps
+/// listen on an ephemeral port).
+pub(crate) fn redirect_uri_matches(registered: &str, presented: &str) -> bool {
+    if registered == presented {
+        return true;
+    }
+    let (Ok(r), Ok(p)) = (url::Url::parse(registered), url::Url::parse(presented)) else {
+        return false;
+    };
+    let loopback = r.scheme() == "http"
+        && r.host_str()
+            .is_some_and(|h| is_loopback(h) || h == "[::1]" || h == "::1");
+    loopback
+        && p.scheme() == "http"
+        && r.host_str() == p.host_str()
+        && r.path() == p.path()
+        && r.query() == p.query()
+        && p.fragment().is_none()
+        && p.username().is_empty()
+        && p.password().is_none()
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "[::1]"
 }
@@ -358,6 +382,35 @@ pub(crate) fn check_combination(c: &ClientShape) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_redirect_uris_match_on_any_port_and_nothing_else_does() {
+        let m = redirect_uri_matches;
+        assert!(m("https://app.example/cb", "https://app.example/cb"));
+        assert!(!m("https://app.example/cb", "https://app.example/cb/"));
+        assert!(!m("https://app.example/cb", "https://app.example:8443/cb"));
+        assert!(m(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:53124/callback"
+        ));
+        assert!(m(
+            "http://127.0.0.1:8080/callback",
+            "http://127.0.0.1:9/callback"
+        ));
+        assert!(m("http://[::1]/cb", "http://[::1]:4000/cb"));
+        assert!(m("http://localhost/cb", "http://localhost:4000/cb"));
+        assert!(!m(
+            "http://127.0.0.1/callback",
+            "http://127.0.0.1:53124/other"
+        ));
+        assert!(!m(
+            "http://127.0.0.1/callback",
+            "http://localhost:53124/callback"
+        ));
+        assert!(!m("http://127.0.0.1/cb", "http://127.0.0.1:1/cb?x=1"));
+        assert!(!m("http://127.0.0.1/cb", "http://u@127.0.0.1:1/cb"));
+        assert!(!m("http://127.0.0.1/cb", "https://127.0.0.1:1/cb"));
+    }
     use crate::core::Reason;
 
     fn field_of(err: Error) -> &'static str {

@@ -97,6 +97,14 @@ pub enum Reason {
     ClientAuthFailed,
     /// The OAuth client asked for a scope it is not allowed.
     ScopeNotAllowed,
+    /// An authorization request's `redirect_uri` is not one registered
+    /// for its client (or is missing while the client has several).
+    RedirectUriInvalid,
+    /// An authorization request's `response_type` is not `code`.
+    UnsupportedResponseType,
+    /// A sign-in or consent form names an interaction that is unknown,
+    /// over, or another browser's.
+    InteractionInvalid,
     /// The OAuth client asked for a resource (RFC 8707) it is not allowed,
     /// or for none when it is allowed several.
     ResourceNotAllowed,
@@ -118,7 +126,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 36] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -145,6 +153,9 @@ impl Reason {
         Reason::NotSessionCreator,
         Reason::ClientAuthFailed,
         Reason::ScopeNotAllowed,
+        Reason::RedirectUriInvalid,
+        Reason::UnsupportedResponseType,
+        Reason::InteractionInvalid,
         Reason::ResourceNotAllowed,
         Reason::GrantNotAllowed,
         Reason::UserNotFound,
@@ -183,6 +194,9 @@ impl Reason {
             Reason::NotSessionCreator => "NOT_SESSION_CREATOR",
             Reason::ClientAuthFailed => "CLIENT_AUTH_FAILED",
             Reason::ScopeNotAllowed => "SCOPE_NOT_ALLOWED",
+            Reason::RedirectUriInvalid => "REDIRECT_URI_INVALID",
+            Reason::UnsupportedResponseType => "UNSUPPORTED_RESPONSE_TYPE",
+            Reason::InteractionInvalid => "INTERACTION_INVALID",
             Reason::ResourceNotAllowed => "RESOURCE_NOT_ALLOWED",
             Reason::GrantNotAllowed => "GRANT_NOT_ALLOWED",
             Reason::UserNotFound => "USER_NOT_FOUND",
@@ -218,6 +232,9 @@ impl Reason {
             Reason::InvalidField
             | Reason::CredentialsConflict
             | Reason::ScopeNotAllowed
+            | Reason::RedirectUriInvalid
+            | Reason::UnsupportedResponseType
+            | Reason::InteractionInvalid
             | Reason::ResourceNotAllowed => Kind::Invalid,
             Reason::ApiKeyNotFound
             | Reason::SessionNotFound

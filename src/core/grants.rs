@@ -126,7 +126,10 @@ impl Core {
 /// # Errors
 /// SCOPE_NOT_ALLOWED naming the first scope not allowed; INVALID_FIELD for
 /// an oversize parameter.
-fn granted_scopes(asked: Option<&str>, allowed: &[String]) -> Result<Vec<String>, Error> {
+pub(crate) fn granted_scopes(
+    asked: Option<&str>,
+    allowed: &[String],
+) -> Result<Vec<String>, Error> {
     let asked = asked.unwrap_or_default();
     if asked.len() > MAX_SCOPE_LEN {
         return Err(Error::invalid(

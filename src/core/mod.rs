@@ -14,6 +14,7 @@
 pub(crate) mod api_keys;
 pub mod audit;
 pub(crate) mod authn;
+pub(crate) mod authorize;
 pub(crate) mod cimd;
 pub(crate) mod client_assertion;
 pub(crate) mod client_auth;
@@ -27,6 +28,7 @@ pub mod error;
 pub(crate) mod fields;
 pub(crate) mod grants;
 pub(crate) mod identities;
+pub(crate) mod interactions;
 pub mod limits;
 pub mod maintenance;
 pub(crate) mod oauth_tokens;
@@ -44,6 +46,7 @@ pub(crate) mod whoami;
 use std::sync::Arc;
 
 pub use self::api_keys::{CreatedApiKey, NewApiKey};
+pub use self::authorize::{AuthorizationRequest, AuthorizeRefusal, CheckedAuthorization};
 pub use self::client_assertion::JWT_BEARER_ASSERTION;
 pub use self::client_auth::ClientCredential;
 pub use self::client_index::ClientAuthError;
@@ -53,6 +56,7 @@ pub use self::credentials::Credentials;
 pub use self::error::{Error, Kind, Reason};
 pub use self::grants::{ClientCredentialsRequest, GrantedToken};
 pub use self::identities::IdentityGrant;
+pub use self::interactions::{Decision, Interaction, SignedIn, SignedInUser};
 pub use self::oauth_tokens::Introspector;
 pub use self::principal::CallerKind;
 pub use self::sessions::{IssuedSession, NewSession, TokenCheck};
@@ -93,6 +97,8 @@ pub struct Core {
     pub(crate) metadata_clients: cimd::MetadataClients,
     pub(crate) revocations: revocations::RevocationIndex,
     pub(crate) limits: limits::Limits,
+    /// Browser interactions under way, and login sessions.
+    pub(crate) interactions: interactions::Interactions,
     /// Authorization codes issued and not yet forgotten.
     pub(crate) codes: codes::AuthorizationCodes,
     /// Client assertions seen, for `jti` replay.
@@ -189,6 +195,7 @@ impl Core {
             ),
             assertions: client_assertion::SeenAssertions::default(),
             codes: codes::AuthorizationCodes::default(),
+            interactions: interactions::Interactions::default(),
             audit,
             passwords: passwords::Passwords::default(),
             settings: Settings {

@@ -66,6 +66,10 @@ pub fn oauth_error(reason: Reason) -> (StatusCode, &'static str) {
         | R::CertificateInvalid
         | R::ClientAuthFailed => (StatusCode::UNAUTHORIZED, "invalid_client"),
         R::ScopeNotAllowed => (StatusCode::BAD_REQUEST, "invalid_scope"),
+        R::UnsupportedResponseType => (StatusCode::BAD_REQUEST, "unsupported_response_type"),
+        R::RedirectUriInvalid | R::InteractionInvalid => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
         R::ResourceNotAllowed => (StatusCode::BAD_REQUEST, "invalid_target"),
         // RFC 6749 section 2.3: one authentication method per request.
         R::CredentialsConflict | R::InvalidField => (StatusCode::BAD_REQUEST, "invalid_request"),

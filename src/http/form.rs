@@ -31,6 +31,15 @@ impl Form {
     /// `invalid_request` for a repeated parameter, an empty name, bytes
     /// that are not UTF-8 after decoding, or more than 64 parameters.
     pub fn parse(body: &[u8]) -> Result<Form, HttpError> {
+        Self::parse_repeating(body, &[])
+    }
+
+    /// Parses a form (or a query string) in which the parameters named in
+    /// `repeatable` may appear more than once (`resource`, RFC 8707).
+    ///
+    /// # Errors
+    /// As [`Form::parse`].
+    pub fn parse_repeating(body: &[u8], repeatable: &[&str]) -> Result<Form, HttpError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for part in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
             let (name, value) = match part.iter().position(|b| *b == b'=') {
@@ -41,7 +50,7 @@ impl Form {
             if name.is_empty() {
                 return Err(HttpError::invalid_request("a form parameter has no name"));
             }
-            if pairs.iter().any(|(n, _)| *n == name) {
+            if !repeatable.contains(&name.as_str()) && pairs.iter().any(|(n, _)| *n == name) {
                 return Err(HttpError::invalid_request(format!(
                     "parameter {} is repeated",
                     Echo(&name)
@@ -74,6 +83,15 @@ impl Form {
     pub fn require(&self, name: &str) -> Result<&str, HttpError> {
         self.get(name)
             .ok_or_else(|| HttpError::invalid_request(format!("missing parameter {name}")))
+    }
+
+    /// Every non-empty value of `name`, in the order sent.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The names sent, in order (empty values included).

@@ -41,7 +41,10 @@ pub(super) async fn around(mut req: Request, next: Next) -> Response {
     );
     let mut response = next.run(req).instrument(span.clone()).await;
     let status = response.status();
-    if (status.is_client_error() || status.is_server_error()) && !is_json(response.headers()) {
+    if (status.is_client_error() || status.is_server_error())
+        && !is_json(response.headers())
+        && !is_html(response.headers())
+    {
         let mut json = HttpError::for_status(status, method.as_str(), &path).into_response();
         // Keep what the layer below said besides its body (`Allow`).
         for (name, value) in response.headers() {
@@ -99,6 +102,14 @@ fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from_static("unknown"));
     headers.insert(REQUEST_ID_HEADER, value.clone());
     value
+}
+
+/// Whether the response is one of the browser flow's pages.
+fn is_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
 }
 
 /// Whether the response is JSON (`application/json` or a `+json` type).

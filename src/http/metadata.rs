@@ -55,9 +55,12 @@ const ENDPOINT_AUTH_METHODS: [&str; 3] = [
 /// `metadata_documents` says whether client ids may be metadata document
 /// URLs.
 pub fn document(issuer: &str, registration: bool, metadata_documents: bool) -> serde_json::Value {
-    use super::{INTROSPECT_PATH, JWKS_PATH, REGISTER_PATH, REVOKE_PATH, TOKEN_PATH};
+    use super::{
+        AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, REGISTER_PATH, REVOKE_PATH, TOKEN_PATH,
+    };
     let mut doc = json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
         "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
@@ -67,7 +70,7 @@ pub fn document(issuer: &str, registration: bool, metadata_documents: bool) -> s
         "revocation_endpoint_auth_methods_supported": ENDPOINT_AUTH_METHODS,
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "response_types_supported": ["code"],
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": [
             "client_secret_basic",
             "client_secret_post",
@@ -147,6 +150,7 @@ mod tests {
                 .is_none()
         );
         assert_eq!(d["token_endpoint"], "https://h/auth/token");
+        assert_eq!(d["authorization_endpoint"], "https://h/auth/authorize");
         assert_eq!(d["jwks_uri"], "https://h/auth/jwks");
         assert_eq!(d["introspection_endpoint"], "https://h/auth/introspect");
         assert_eq!(d["revocation_endpoint"], "https://h/auth/revoke");

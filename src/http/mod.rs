@@ -22,7 +22,10 @@
 //! routes add the [`layers::no_store`] layer; every route answers
 //! cross-origin requests without credentials ([`layers::cors`]).
 
+mod authorize;
+pub mod browser;
 mod client_auth;
+mod consent;
 pub mod credentials;
 pub mod error;
 pub mod form;
@@ -30,9 +33,11 @@ mod introspect;
 mod jwks;
 pub mod layers;
 pub mod metadata;
+pub mod pages;
 mod register;
 mod register_error;
 mod revoke;
+mod signin;
 mod token;
 
 use std::sync::Arc;
@@ -62,6 +67,8 @@ pub const INTROSPECT_PATH: &str = "/introspect";
 pub const REVOKE_PATH: &str = "/revoke";
 /// The registration endpoint's path under the issuer's.
 pub const REGISTER_PATH: &str = "/register";
+/// The authorization endpoint's path under the issuer's.
+pub const AUTHORIZE_PATH: &str = "/authorize";
 /// The JWK Set's path under the issuer's.
 pub const JWKS_PATH: &str = "/jwks";
 /// The liveness probe's path (at the root).
@@ -84,6 +91,10 @@ pub struct Settings {
     pub dcr_token_hash: Option<crate::secret::SecretHash>,
     /// Scopes of a registration that asks for none.
     pub dcr_default_scopes: Vec<String>,
+    /// Cookies are `Secure` (the listener speaks TLS).
+    pub secure_cookies: bool,
+    /// How long a signed-in browser is remembered, seconds; 0 never.
+    pub login_remember_seconds: u32,
 }
 
 impl Settings {
@@ -102,6 +113,8 @@ impl Settings {
                 _ => None,
             },
             dcr_default_scopes: config.dcr_default_scopes.clone(),
+            secure_cookies: config.tls != crate::config::TlsMode::Plaintext,
+            login_remember_seconds: config.login_remember_seconds,
         }
     }
 }
@@ -166,16 +179,41 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
     for path in metadata::paths(prefix) {
         router = router.route(&path, get(metadata::get));
     }
+    // The pages are for the browser that shows them: no CORS.
+    let pages = Router::new()
+        .route(
+            &format!("{prefix}{AUTHORIZE_PATH}"),
+            get(authorize::handle).post(authorize::handle),
+        )
+        .route(&format!("{prefix}/login"), post(signin::post))
+        .route(&format!("{prefix}/consent"), post(consent::post))
+        .route(
+            &format!("{prefix}{}", pages::STYLESHEET_PATH),
+            get(stylesheet),
+        );
     router
+        .layer(layers::cors())
+        .merge(pages)
         .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(settings.body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             settings.request_timeout,
         ))
-        .layer(layers::cors())
         .layer(middleware::from_fn(layers::around))
         .with_state(app)
+}
+
+/// The pages' stylesheet, cacheable for a day.
+async fn stylesheet() -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        pages::STYLESHEET,
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: the listener is up and serving.

@@ -450,6 +450,63 @@ async fn every_documented_reason_is_produced_with_its_code() {
         seen.insert(name, code(reason));
     }
 
+    // The authorization endpoint's reasons: its error page names the
+    // reason; a redirected refusal carries the OAuth code, which is the
+    // reason's own for `unsupported_response_type`.
+    let pages = reqwest::Client::builder()
+        .tls_certs_only([
+            reqwest::Certificate::from_pem(&std::fs::read(server.ca_path()).unwrap()).unwrap(),
+        ])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = format!("{}/authorize", server.http_url());
+    let page_reason = |html: &str| {
+        let start = html.find("class=\"reason\">").unwrap() + "class=\"reason\">".len();
+        html[start..start + html[start..].find('<').unwrap()].to_owned()
+    };
+    let html = pages
+        .get(format!(
+            "{authorize}?client_id={public}&redirect_uri=https%3A%2F%2Fevil.example%2F"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let name = page_reason(&html);
+    assert_eq!(name, "REDIRECT_URI_INVALID");
+    seen.insert(name, code(Reason::RedirectUriInvalid));
+    let resp = pages
+        .get(format!(
+            "{authorize}?client_id={public}&response_type=token"
+        ))
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("error=unsupported_response_type"),
+        "{location}"
+    );
+    seen.insert(
+        Reason::UnsupportedResponseType.as_str().to_owned(),
+        code(Reason::UnsupportedResponseType),
+    );
+    let html = pages
+        .post(format!("{}/login", server.http_url()))
+        .form(&[("interaction", "ia_none"), ("csrf", "x")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let name = page_reason(&html);
+    assert_eq!(name, "INTERACTION_INVALID");
+    seen.insert(name, code(Reason::InteractionInvalid));
+
     let table = error_table();
     for (reason, code) in &table {
         if reason == "INTERNAL" {

@@ -108,6 +108,7 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
         documents[0],
         json!({
             "issuer": issuer,
+            "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
             "jwks_uri": format!("{issuer}/jwks"),
             "registration_endpoint": format!("{issuer}/register"),
@@ -118,7 +119,7 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
             "revocation_endpoint_auth_methods_supported": methods,
             "revocation_endpoint_auth_signing_alg_values_supported": algs,
             "response_types_supported": ["code"],
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_methods_supported": [
                 "client_secret_basic", "client_secret_post", "private_key_jwt", "none"
             ],
@@ -128,14 +129,19 @@ async fn metadata_names_the_issuer_and_its_endpoints_at_both_well_known_paths() 
             "authorization_response_iss_parameter_supported": true
         })
     );
-    // Endpoints not built yet are not named, nor routed.
-    for absent in ["authorization_endpoint", "scopes_supported"] {
-        assert!(documents[0].get(absent).is_none(), "{absent}");
-    }
-    for path in ["/authorize"] {
-        let resp = post_form(&server, path, "token=x").await;
-        oauth_error(resp, StatusCode::NOT_FOUND, "not_found").await;
-    }
+    // No scope list is published (scopes are the operator's).
+    assert!(documents[0].get("scopes_supported").is_none());
+    // The authorization endpoint is a page: a request without a client is
+    // an error page, never JSON and never a redirect.
+    let resp = post_form(&server, "/authorize", "token=x").await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.headers().get(header::LOCATION).is_none());
+    assert!(
+        resp.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
 }
 
 /// RFC 8414 section 3.1: an issuer with a path has its metadata at the

@@ -8,6 +8,7 @@ mod common;
 
 mod api_keys;
 mod audit;
+mod browser_flow;
 mod cimd;
 mod cli_face;
 mod clients;

@@ -1,0 +1,221 @@
+//! The authorization request (RFC 6749 section 4.1.1, OAuth 2.1, RFC
+//! 8707): what `/authorize` receives, checked before anyone signs in.
+//!
+//! Two kinds of refusal, as RFC 6749 section 4.1.2.1 requires: while the
+//! client or its redirect URI is in doubt (no `client_id`, an unknown
+//! client, a refused metadata document, a redirect URI not registered for
+//! it), the user is shown an error page and nothing is redirected
+//! anywhere; once both are known good, every other refusal goes back to
+//! the client's redirect URI with `error`, `state` and `iss`.
+//!
+//! The rules: `response_type=code` only; PKCE with S256 required; the
+//! redirect URI one of the client's (exact, except the port of a
+//! loopback `http` one); it may be left out when the client has exactly
+//! one; `scope` within the client's allowed scopes (absent: all of them);
+//! `resource` (may repeat, at most one is served today) within its
+//! allowed resources (absent: its only one); the client registered for
+//! `authorization_code` and not disabled.
+
+use std::sync::Arc;
+
+use crate::core::cimd::is_document_url;
+use crate::core::client_rules;
+use crate::core::error::{Error, Reason};
+use crate::core::grants::granted_scopes;
+use crate::core::pkce;
+use crate::core::{Core, Credentials};
+use crate::store::{GrantType, OAuthClientRecord};
+use crate::untrusted::Echo;
+
+/// Longest `state` kept, bytes.
+const MAX_STATE_LEN: usize = 1024;
+
+/// The parameters of an authorization request, as sent.
+#[derive(Clone, Debug, Default)]
+pub struct AuthorizationRequest {
+    /// `response_type`.
+    pub response_type: Option<String>,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `redirect_uri`.
+    pub redirect_uri: Option<String>,
+    /// `scope`.
+    pub scope: Option<String>,
+    /// `state`, returned unchanged.
+    pub state: Option<String>,
+    /// `code_challenge`.
+    pub code_challenge: Option<String>,
+    /// `code_challenge_method`.
+    pub code_challenge_method: Option<String>,
+    /// Every `resource`.
+    pub resources: Vec<String>,
+}
+
+/// An authorization request that passed every check.
+#[derive(Clone, Debug)]
+pub struct CheckedAuthorization {
+    /// The client.
+    pub client: Arc<OAuthClientRecord>,
+    /// Where the answer goes.
+    pub redirect_uri: String,
+    /// `state`, to return.
+    pub state: Option<String>,
+    /// The scopes asked for (within the client's).
+    pub scopes: Vec<String>,
+    /// The resource.
+    pub resource: String,
+    /// The PKCE challenge.
+    pub code_challenge: String,
+}
+
+/// Why an authorization request is refused, and where the refusal goes.
+#[derive(Debug)]
+pub enum AuthorizeRefusal {
+    /// Shown to the user; never redirected.
+    Page(Error),
+    /// Sent back to the client.
+    Redirect {
+        /// The client's redirect URI.
+        redirect_uri: String,
+        /// The request's `state`.
+        state: Option<String>,
+        /// What is wrong.
+        error: Error,
+    },
+}
+
+impl Core {
+    /// Checks an authorization request (see the module documentation).
+    ///
+    /// # Errors
+    /// Why it is refused, and whether the refusal may be redirected.
+    pub async fn check_authorization_request(
+        &self,
+        creds: &Credentials<'_>,
+        req: &AuthorizationRequest,
+    ) -> Result<CheckedAuthorization, AuthorizeRefusal> {
+        let page = |e: Error| AuthorizeRefusal::Page(e);
+        let Some(client_id) = req.client_id.as_deref() else {
+            return Err(page(Error::invalid("client_id", "is required")));
+        };
+        let client = if is_document_url(client_id) {
+            self.metadata_client(creds, client_id).await.map_err(|e| {
+                page(Error::refused(
+                    Reason::ClientAuthFailed,
+                    format!(
+                        "the client metadata document {} was refused: {e}",
+                        Echo(client_id)
+                    ),
+                ))
+            })?
+        } else {
+            self.clients.get(client_id).ok_or_else(|| {
+                page(Error::refused(
+                    Reason::ClientNotFound,
+                    format!("no OAuth client {}", Echo(client_id)),
+                ))
+            })?
+        };
+        let redirect_uri = match req.redirect_uri.as_deref() {
+            Some(uri) => {
+                if !client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| client_rules::redirect_uri_matches(r, uri))
+                {
+                    return Err(page(Error::refused(
+                        Reason::RedirectUriInvalid,
+                        format!(
+                            "redirect_uri {} is not registered for this client",
+                            Echo(uri)
+                        ),
+                    )));
+                }
+                uri.to_owned()
+            }
+            None => match client.redirect_uris.as_slice() {
+                [only] => only.clone(),
+                _ => {
+                    return Err(page(Error::refused(
+                        Reason::RedirectUriInvalid,
+                        "redirect_uri is required: this client has several (or none)",
+                    )));
+                }
+            },
+        };
+        let state = match req.state.as_deref() {
+            Some(s) if s.len() > MAX_STATE_LEN => {
+                return Err(page(Error::invalid(
+                    "state",
+                    format!("must be at most {MAX_STATE_LEN} bytes"),
+                )));
+            }
+            s => s.map(str::to_owned),
+        };
+        let back = |error: Error| AuthorizeRefusal::Redirect {
+            redirect_uri: redirect_uri.clone(),
+            state: state.clone(),
+            error,
+        };
+        match req.response_type.as_deref() {
+            Some("code") => {}
+            Some(other) => {
+                return Err(back(Error::refused(
+                    Reason::UnsupportedResponseType,
+                    format!("response_type {} is not supported: use code", Echo(other)),
+                )));
+            }
+            None => return Err(back(Error::invalid("response_type", "is required (code)"))),
+        }
+        if client.disabled {
+            return Err(back(Error::refused(
+                Reason::GrantNotAllowed,
+                "this client is disabled",
+            )));
+        }
+        if !client.allows_grant(GrantType::AuthorizationCode) {
+            return Err(back(Error::refused(
+                Reason::GrantNotAllowed,
+                "this client is not registered for authorization_code",
+            )));
+        }
+        let code_challenge = pkce::check_challenge(
+            req.code_challenge.as_deref(),
+            req.code_challenge_method.as_deref(),
+        )
+        .map_err(back)?;
+        let scopes = granted_scopes(req.scope.as_deref(), &client.allowed_scopes).map_err(back)?;
+        let resource = match req.resources.as_slice() {
+            [] => match client.allowed_resources.as_slice() {
+                [only] => only.clone(),
+                _ => {
+                    return Err(back(Error::refused(
+                        Reason::ResourceNotAllowed,
+                        "name the resource: this client is allowed several (or none)",
+                    )));
+                }
+            },
+            [one] if client.allowed_resources.contains(one) => one.clone(),
+            [one] => {
+                return Err(back(Error::refused(
+                    Reason::ResourceNotAllowed,
+                    format!("resource {} is not allowed for this client", Echo(one)),
+                )));
+            }
+            _ => {
+                return Err(back(Error::refused(
+                    Reason::ResourceNotAllowed,
+                    "ask for one resource per authorization",
+                )));
+            }
+        };
+        Ok(CheckedAuthorization {
+            client,
+            redirect_uri,
+            state,
+            scopes,
+            resource,
+            code_challenge,
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! The browser's way through an authorization: an interaction begins
+//! when `/authorize` accepted a request, is bound to the browser that
+//! started it (the hash of a random value the browser holds in a cookie),
+//! learns who the user is (the login page, or a signed-in browser), and
+//! ends with the user's decision: a code sent to the client, or
+//! `access_denied`. It lives at most [`INTERACTION_LIFETIME`] seconds,
+//! in memory (a restart forgets it: the user starts again from the
+//! application).
+//!
+//! A signed-in browser holds a login session (`mcp_ls_...`, kept as its
+//! hash, in memory, for `login_remember_seconds`): a second authorization
+//! within that time skips the login page.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::core::authorize::CheckedAuthorization;
+use crate::core::code_grant::ApprovedAuthorization;
+use crate::core::error::{Error, Reason};
+use crate::core::{Core, Credentials};
+use crate::secret::{Secret, SecretHash, random_base62};
+
+/// Seconds an interaction may take, from `/authorize` to the decision.
+pub const INTERACTION_LIFETIME: i64 = 600;
+/// Most interactions (and, separately, login sessions) held at once.
+const MAX_HELD: usize = 100_000;
+/// Prefix of a login session token.
+const LOGIN_SESSION_PREFIX: &str = "mcp_ls_";
+
+/// An interaction as the pages see it.
+#[derive(Clone, Debug)]
+pub struct Interaction {
+    /// Its id (`ia_...`), carried by the pages' forms.
+    pub id: String,
+    /// The authorization request.
+    pub request: CheckedAuthorization,
+    /// The signed-in user, once known.
+    pub user: Option<SignedInUser>,
+    /// When it ends.
+    pub expires_at: i64,
+    binding: SecretHash,
+}
+
+/// Who signed in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedInUser {
+    /// The user id: the tokens' `sub`.
+    pub user_id: String,
+    /// The name to show.
+    pub username: String,
+}
+
+/// How an interaction ended.
+#[derive(Debug)]
+pub struct Decision {
+    /// Where the browser goes.
+    pub redirect_uri: String,
+    /// The request's `state`.
+    pub state: Option<String>,
+    /// The code (approved), or `None` (denied).
+    pub code: Option<Secret>,
+}
+
+/// A user's sign-in, for the browser to keep.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// The interaction, now with its subject.
+    pub interaction: Interaction,
+    /// A login session token to remember the user by, when remembering is
+    /// on.
+    pub login_session: Option<Secret>,
+}
+
+#[derive(Default)]
+pub(crate) struct Interactions {
+    by_id: Mutex<HashMap<String, Interaction>>,
+    logins: Mutex<HashMap<[u8; 32], (SignedInUser, i64)>>,
+}
+
+impl Interactions {
+    fn insert(&self, interaction: Interaction, now: i64) -> bool {
+        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_HELD {
+            map.retain(|_, i| now < i.expires_at);
+            if map.len() >= MAX_HELD {
+                return false;
+            }
+        }
+        map.insert(interaction.id.clone(), interaction);
+        true
+    }
+
+    /// Drops what has ended (maintenance).
+    pub fn evict(&self, now: i64) {
+        self.by_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, i| now < i.expires_at);
+        self.logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, until)| now < *until);
+    }
+}
+
+fn gone() -> Error {
+    Error::refused(
+        Reason::InteractionInvalid,
+        "this sign-in has expired or was started in another browser: start again from the application",
+    )
+}
+
+impl Core {
+    /// Begins an interaction for `request`, bound to the browser holding
+    /// `binding`; `user` when the browser is signed in already.
+    ///
+    /// # Errors
+    /// The random source; RATE_LIMITED when too many are under way.
+    pub fn begin_interaction(
+        &self,
+        request: CheckedAuthorization,
+        binding: &str,
+        user: Option<SignedInUser>,
+    ) -> Result<Interaction, Error> {
+        let now = self.clock.now();
+        let interaction = Interaction {
+            id: format!("ia_{}", random_base62(43)?),
+            request,
+            user,
+            expires_at: now + INTERACTION_LIFETIME,
+            binding: SecretHash::of(binding.as_bytes()),
+        };
+        if !self.interactions.insert(interaction.clone(), now) {
+            return Err(Error::RateLimited {
+                retry_after: std::time::Duration::from_secs(60),
+                message: "too many sign-ins are under way; retry shortly".to_owned(),
+            });
+        }
+        Ok(interaction)
+    }
+
+    /// The interaction `id` of the browser holding `binding`.
+    ///
+    /// # Errors
+    /// INTERACTION_INVALID when it is unknown, over, or another browser's.
+    pub fn interaction(&self, id: &str, binding: &str) -> Result<Interaction, Error> {
+        let now = self.clock.now();
+        let map = self
+            .interactions
+            .by_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match map.get(id) {
+            Some(i) if now < i.expires_at && i.binding == SecretHash::of(binding.as_bytes()) => {
+                Ok(i.clone())
+            }
+            _ => Err(gone()),
+        }
+    }
+
+    /// The user a login session token names, while it lasts.
+    pub fn login_session_user(&self, token: &str) -> Option<SignedInUser> {
+        let now = self.clock.now();
+        let logins = self
+            .interactions
+            .logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        logins
+            .get(&SecretHash::of(token.as_bytes()).0)
+            .filter(|(_, until)| now < *until)
+            .map(|(user, _)| user.clone())
+    }
+
+    /// Signs the user in for interaction `id` with a built-in account;
+    /// with `remember` seconds above 0, also starts a login session.
+    ///
+    /// # Errors
+    /// INTERACTION_INVALID; LOGIN_FAILED (one refusal for an unknown user,
+    /// a wrong password and a disabled account, counted against the
+    /// address); RATE_LIMITED while the address is throttled.
+    pub async fn sign_in(
+        &self,
+        creds: &Credentials<'_>,
+        id: &str,
+        binding: &str,
+        username: &str,
+        password: &str,
+        remember: u32,
+    ) -> Result<SignedIn, Error> {
+        self.interaction(id, binding)?;
+        if let Some(peer) = creds.peer {
+            self.limits.check_peer(peer.ip())?;
+        }
+        let user = match self.check_password(username, password).await {
+            Ok(user) => user,
+            Err(err) => return Err(self.refused_credential(creds, "login", err).await),
+        };
+        let now = self.clock.now();
+        let interaction = {
+            let mut map = self
+                .interactions
+                .by_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let Some(i) = map.get_mut(id).filter(|i| now < i.expires_at) else {
+                return Err(gone());
+            };
+            i.user = Some(SignedInUser {
+                user_id: user.user_id.clone(),
+                username: user.username.clone(),
+            });
+            i.clone()
+        };
+        self.audit
+            .record_aggregated(crate::core::audit::AuditEvent {
+                actor: &user.user_id,
+                action: "user.signed_in",
+                target: &interaction.request.client.client_id,
+                outcome: "ok",
+                request_id: creds.request_id,
+            })
+            .await;
+        let login_session = if remember > 0 {
+            let token = Secret::new(format!("{LOGIN_SESSION_PREFIX}{}", random_base62(43)?));
+            let mut logins = self
+                .interactions
+                .logins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if logins.len() >= MAX_HELD {
+                logins.retain(|_, (_, until)| now < *until);
+            }
+            if logins.len() < MAX_HELD {
+                logins.insert(
+                    token.hash().0,
+                    (
+                        SignedInUser {
+                            user_id: user.user_id.clone(),
+                            username: user.username.clone(),
+                        },
+                        now + i64::from(remember),
+                    ),
+                );
+                Some(token)
+            } else {
+                None
+            }
+        } else {
+            None
+        };
+        Ok(SignedIn {
+            interaction,
+            login_session,
+        })
+    }
+
+    /// Ends interaction `id` with the signed-in user's decision: approved,
+    /// a code for the client; denied, nothing. Either way the interaction
+    /// is over. Audited as `authorization.approved` or
+    /// `authorization.denied`.
+    ///
+    /// # Errors
+    /// INTERACTION_INVALID (unknown, over, another browser's, or nobody
+    /// signed in); what issuing a code refuses.
+    pub async fn decide(
+        &self,
+        creds: &Credentials<'_>,
+        id: &str,
+        binding: &str,
+        approve: bool,
+    ) -> Result<Decision, Error> {
+        let interaction = self.interaction(id, binding)?;
+        let Some(subject) = interaction.user.as_ref().map(|u| u.user_id.clone()) else {
+            return Err(gone());
+        };
+        self.interactions
+            .by_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        let r = interaction.request;
+        let action = if approve {
+            "authorization.approved"
+        } else {
+            "authorization.denied"
+        };
+        let target = format!("{} for {}", r.client.client_id, r.resource);
+        self.audit
+            .record_aggregated(crate::core::audit::AuditEvent {
+                actor: &subject,
+                action,
+                target: &target,
+                outcome: "ok",
+                request_id: creds.request_id,
+            })
+            .await;
+        let code = if approve {
+            Some(
+                self.issue_authorization_code(ApprovedAuthorization {
+                    client_id: r.client.client_id.clone(),
+                    redirect_uri: r.redirect_uri.clone(),
+                    code_challenge: r.code_challenge,
+                    subject,
+                    scopes: r.scopes,
+                    resource: r.resource,
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Decision {
+            redirect_uri: r.redirect_uri,
+            state: r.state,
+            code,
+        })
+    }
+}
