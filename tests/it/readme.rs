@@ -101,7 +101,7 @@ fn mask_token(token: &str) -> String {
         return token.to_owned();
     }
     let kind = if let Some(kind) = [
-        "key_", "ses_", "cli_", "mcp_sk_", "mcp_cs_", "mcp_rt_", "eyJ",
+        "key_", "ses_", "cli_", "usr_", "mcp_sk_", "mcp_cs_", "mcp_rt_", "mcp_ac_", "eyJ",
     ]
     .into_iter()
     .find(|p| core.starts_with(p))
@@ -189,6 +189,11 @@ async fn the_readme_oauth_section_works_when_pasted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oauth_client_credentials_guide_works_when_pasted() {
     pasted("docs/guide/oauth-client-credentials.md", Part::All).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_browser_flow_guide_works_when_pasted() {
+    pasted("docs/guide/oauth-browser-flow.md", Part::All).await;
 }
 
 /// The README walk-through's first block (`PATH` and the admin key), for
