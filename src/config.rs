@@ -166,6 +166,11 @@ pub struct Settings {
     /// being treated as reuse (clients that race), seconds. Default 0, at
     /// most 10.
     pub refresh_reuse_grace_seconds: Option<u32>,
+    /// The same window at the token endpoint (`grant_type=refresh_token`),
+    /// where MCP clients refresh from several processes at once: a repeat
+    /// within it gets the first answer again. Default 5, 0 off, at most
+    /// 60.
+    pub oauth_refresh_grace_seconds: Option<u32>,
     /// Make a new signing key active after this many days; 0 never.
     /// Default 30.
     pub signing_key_rotation_days: Option<u32>,
@@ -288,6 +293,9 @@ impl Settings {
             refresh_reuse_grace_seconds: top
                 .refresh_reuse_grace_seconds
                 .or(self.refresh_reuse_grace_seconds),
+            oauth_refresh_grace_seconds: top
+                .oauth_refresh_grace_seconds
+                .or(self.oauth_refresh_grace_seconds),
             signing_key_rotation_days: top
                 .signing_key_rotation_days
                 .or(self.signing_key_rotation_days),
@@ -387,6 +395,8 @@ pub struct Config {
     pub session_idle_timeout: u32,
     /// Grace window for re-presenting a spent refresh token, seconds.
     pub refresh_reuse_grace: u32,
+    /// Seconds a repeated OAuth refresh gets the first answer again.
+    pub oauth_refresh_grace: u32,
     /// Days between automatic signing key rotations; 0 never.
     pub signing_key_rotation_days: u32,
     /// Period of the maintenance task.
@@ -707,6 +717,13 @@ impl Config {
             max_session_lifetime,
             session_idle_timeout,
             refresh_reuse_grace,
+            oauth_refresh_grace: u32::try_from(in_range(
+                "oauth_refresh_grace_seconds",
+                u64::from(s.oauth_refresh_grace_seconds.unwrap_or(5)),
+                0,
+                60,
+            )?)
+            .unwrap_or(5),
             signing_key_rotation_days: s.signing_key_rotation_days.unwrap_or(30),
             maintenance_interval: Duration::from_secs(maintenance_interval),
             maintenance_sessions_per_pass: match s.maintenance_sessions_per_pass.unwrap_or(65_536) {

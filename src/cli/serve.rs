@@ -73,6 +73,9 @@ pub struct ServeArgs {
     /// Grace window for re-presenting a spent refresh token [default: 0].
     #[arg(long, env = "MCP_AUTH_REFRESH_REUSE_GRACE_SECONDS")]
     refresh_reuse_grace_seconds: Option<u32>,
+    /// Seconds a repeated refresh at the token endpoint gets the first answer again; 0 off [default: 5].
+    #[arg(long, env = "MCP_AUTH_OAUTH_REFRESH_GRACE_SECONDS")]
+    oauth_refresh_grace_seconds: Option<u32>,
     /// Days between automatic signing key rotations; 0 never [default: 30].
     #[arg(long, env = "MCP_AUTH_SIGNING_KEY_ROTATION_DAYS")]
     signing_key_rotation_days: Option<u32>,
@@ -177,6 +180,7 @@ impl ServeArgs {
             max_session_lifetime_seconds: self.max_session_lifetime_seconds,
             session_idle_timeout_seconds: self.session_idle_timeout_seconds,
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
+            oauth_refresh_grace_seconds: self.oauth_refresh_grace_seconds,
             signing_key_rotation_days: self.signing_key_rotation_days,
             maintenance_interval_seconds: self.maintenance_interval_seconds,
             maintenance_sessions_per_pass: self.maintenance_sessions_per_pass,

@@ -155,6 +155,7 @@ impl Maintenance {
         s.metadata_clients.evict_stale(now);
         s.codes.evict(now);
         s.interactions.evict(now);
+        s.refresh_replays.evict(now);
         s.audit.evict_idle().await;
         let keep_from = now - i64::from(self.audit_retention_days) * 86_400;
         loop {

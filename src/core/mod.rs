@@ -37,6 +37,7 @@ pub mod pkce;
 pub(crate) mod policy;
 pub(crate) mod principal;
 pub(crate) mod refresh;
+pub(crate) mod refresh_replays;
 pub(crate) mod revocations;
 pub(crate) mod sessions;
 pub(crate) mod signing;
@@ -80,6 +81,8 @@ pub(crate) struct Settings {
     pub session_idle_timeout: u32,
     /// Grace window for re-presenting a spent refresh token, seconds.
     pub refresh_reuse_grace: u32,
+    /// The same, at the token endpoint (`grant_type=refresh_token`).
+    pub oauth_refresh_grace: u32,
     /// SPIFFE trust domain of client certificate identities.
     pub trust_domain: String,
 }
@@ -97,6 +100,8 @@ pub struct Core {
     pub(crate) metadata_clients: cimd::MetadataClients,
     pub(crate) revocations: revocations::RevocationIndex,
     pub(crate) limits: limits::Limits,
+    /// Answers of recent refreshes, for repeats within the grace window.
+    pub(crate) refresh_replays: refresh_replays::RefreshReplays,
     /// Browser interactions under way, and login sessions.
     pub(crate) interactions: interactions::Interactions,
     /// Authorization codes issued and not yet forgotten.
@@ -196,6 +201,7 @@ impl Core {
             assertions: client_assertion::SeenAssertions::default(),
             codes: codes::AuthorizationCodes::default(),
             interactions: interactions::Interactions::default(),
+            refresh_replays: refresh_replays::RefreshReplays::default(),
             audit,
             passwords: passwords::Passwords::default(),
             settings: Settings {
@@ -204,6 +210,7 @@ impl Core {
                 max_session_lifetime: config.max_session_lifetime,
                 session_idle_timeout: config.session_idle_timeout,
                 refresh_reuse_grace: config.refresh_reuse_grace,
+                oauth_refresh_grace: config.oauth_refresh_grace,
                 trust_domain: config.trust_domain.clone(),
             },
             key_writes: tokio::sync::Mutex::new(()),

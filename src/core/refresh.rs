@@ -99,6 +99,14 @@ pub(crate) fn decide(
             revoked.revoked_at = Some(now);
             return Verdict::Reused { session: revoked };
         }
+        // Within the window: the operation answers a repeat of the same
+        // refresh with the same tokens (see `refresh_replays`); anything
+        // else is refused without harm, and never mints a second line of
+        // tokens.
+        return Verdict::Refuse(Error::refused(
+            Reason::RefreshTokenInvalid,
+            "this refresh token was just used: go on with the refresh token its refresh returned",
+        ));
     }
     if let Some(extra) = wanted.iter().find(|w| !session.scopes.contains(w)) {
         return Verdict::Refuse(Error::invalid(
@@ -191,14 +199,22 @@ mod tests {
     }
 
     #[test]
-    fn a_spent_token_within_grace_mints_again_and_outside_revokes() {
+    fn a_spent_token_within_grace_is_refused_harmlessly_and_outside_revokes() {
         let mut s = session();
         s.refresh_tokens[0].spent_at = Some(1_010);
         s.refresh_tokens.push(token("rt2", 1_010));
-        assert!(matches!(
-            decide(&s, &h("rt1"), None, &[], token("rt3", 1_011), 1_011, &RULES),
-            Verdict::Mint { .. }
-        ));
+        assert_eq!(
+            refused(decide(
+                &s,
+                &h("rt1"),
+                None,
+                &[],
+                token("rt3", 1_011),
+                1_011,
+                &RULES
+            )),
+            Reason::RefreshTokenInvalid
+        );
         match decide(&s, &h("rt1"), None, &[], token("rt3", 1_012), 1_012, &RULES) {
             Verdict::Reused { session } => assert_eq!(session.revoked_at, Some(1_012)),
             other => panic!("expected reuse, got {other:?}"),

@@ -40,7 +40,7 @@ pub struct NewSession {
 }
 
 /// A session with fresh tokens, from CreateSession or RefreshSession.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct IssuedSession {
     /// The session as stored.
     pub record: SessionRecord,
@@ -280,7 +280,7 @@ impl Core {
         };
         let wanted = parse_scopes("scopes", scopes, true)?;
         let child = new_refresh_token(session_id)?;
-        let rules = self.refresh_rules();
+        let rules = self.refresh_rules(oauth);
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let Some(current) = self.store.session(session_id).await? else {
@@ -301,6 +301,17 @@ impl Core {
                         "this refresh token is of an OAuth session: its client refreshes it at the token endpoint (grant_type=refresh_token)"
                     },
                 ));
+            }
+            if current.record.revoked_at.is_none()
+                && policy::may_refresh(creator, &current.record).is_ok()
+            {
+                if let Some(again) = self.refresh_replays.replay(&presented, &wanted, now) {
+                    tracing::debug!(
+                        session_id,
+                        "refresh repeated within the grace window: same answer"
+                    );
+                    return Ok(again);
+                }
             }
             let verdict = refresh::decide(
                 &current.record,
@@ -346,14 +357,24 @@ impl Core {
                         == Swap::Done
                     {
                         tracing::debug!(session_id = %session.session_id, "session refreshed");
-                        return Ok(IssuedSession {
+                        let issued = IssuedSession {
                             record: session,
                             access_token,
                             refresh_token: child,
                             scopes,
                             expires_at: exp,
                             issued_at: now,
-                        });
+                        };
+                        if rules.reuse_grace > 0 {
+                            self.refresh_replays.remember(
+                                &presented,
+                                &wanted,
+                                &issued,
+                                now,
+                                now + rules.reuse_grace,
+                            );
+                        }
+                        return Ok(issued);
                     }
                 }
             }
@@ -387,9 +408,13 @@ impl Core {
         Ok(swap)
     }
 
-    fn refresh_rules(&self) -> refresh::RefreshRules {
+    fn refresh_rules(&self, oauth: bool) -> refresh::RefreshRules {
         refresh::RefreshRules {
-            reuse_grace: i64::from(self.settings.refresh_reuse_grace),
+            reuse_grace: i64::from(if oauth {
+                self.settings.oauth_refresh_grace
+            } else {
+                self.settings.refresh_reuse_grace
+            }),
             idle_timeout: i64::from(self.settings.session_idle_timeout),
             default_ttl: self.settings.default_ttl,
             max_ttl: self.settings.max_ttl,
