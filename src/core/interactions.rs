@@ -178,7 +178,7 @@ impl Core {
     /// # Errors
     /// INTERACTION_INVALID; LOGIN_FAILED (one refusal for an unknown user,
     /// a wrong password and a disabled account, counted against the
-    /// address); RATE_LIMITED while the address is throttled.
+    /// address and the username); RATE_LIMITED while either is throttled.
     pub async fn sign_in(
         &self,
         creds: &Credentials<'_>,
@@ -192,9 +192,17 @@ impl Core {
         if let Some(peer) = creds.peer {
             self.limits.check_peer(peer.ip())?;
         }
+        let account = username.trim().to_lowercase();
+        let account: String = account.chars().take(64).collect();
+        self.limits.check_account(&account)?;
         let user = match self.check_password(username, password).await {
             Ok(user) => user,
-            Err(err) => return Err(self.refused_credential(creds, "login", err).await),
+            Err(err) => {
+                if err.reason() == Reason::LoginFailed {
+                    self.limits.record_account_failure(&account);
+                }
+                return Err(self.refused_credential(creds, "login", err).await);
+            }
         };
         let now = self.clock.now();
         let interaction = {

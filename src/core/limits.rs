@@ -56,6 +56,8 @@ impl governor::clock::Clock for LimiterClock {
 type Bucket = RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Nanos>>;
 type PeerBuckets =
     RateLimiter<IpAddr, DashMapStateStore<IpAddr>, LimiterClock, NoOpMiddleware<Nanos>>;
+type AccountBuckets =
+    RateLimiter<String, DashMapStateStore<String>, LimiterClock, NoOpMiddleware<Nanos>>;
 
 struct CallerBucket {
     limit: RateLimit,
@@ -74,6 +76,10 @@ pub(crate) struct Limits {
     registrations: PeerBuckets,
     /// Peers whose failure bucket ran dry, and until when (nanos).
     blocked: Mutex<HashMap<IpAddr, u64>>,
+    /// Failed sign-ins per username (whether or not it names a user).
+    account_failures: AccountBuckets,
+    /// Usernames whose failure bucket ran dry, and until when (nanos).
+    blocked_accounts: Mutex<HashMap<String, u64>>,
 }
 
 /// How many entries the limiters hold.
@@ -102,6 +108,10 @@ impl Limits {
             Quota::per_minute(per_minute),
             LimiterClock(clock.clone()),
         );
+        let account_failures = RateLimiter::dashmap_with_clock(
+            Quota::per_minute(per_minute),
+            LimiterClock(clock.clone()),
+        );
         let per_hour = NonZeroU32::new(registrations_per_hour).unwrap_or(NonZeroU32::MIN);
         let registrations =
             RateLimiter::dashmap_with_clock(Quota::per_hour(per_hour), LimiterClock(clock.clone()));
@@ -112,6 +122,50 @@ impl Limits {
             failures,
             registrations,
             blocked: Mutex::new(HashMap::new()),
+            account_failures,
+            blocked_accounts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses a sign-in as `username` while that name's failed sign-ins
+    /// ran its allowance dry (the same allowance per minute as an
+    /// address's), so guessing one account's password from many
+    /// addresses is slowed as well.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
+    pub fn check_account(&self, username: &str) -> Result<(), Error> {
+        let now = self.clock.now_nanos();
+        let mut blocked = self
+            .blocked_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match blocked.get(username) {
+            Some(&until) if until > now => Err(Error::RateLimited {
+                retry_after: Duration::from_nanos(until - now),
+                message: "too many failed sign-ins for this account; back off".to_owned(),
+            }),
+            Some(_) => {
+                blocked.remove(username);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed sign-in as `username`.
+    pub fn record_account_failure(&self, username: &str) {
+        let key = username.to_owned();
+        if let Err(not_until) = self.account_failures.check_key(&key) {
+            let until = not_until.earliest_possible();
+            let mut blocked = self
+                .blocked_accounts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if blocked.len() < 100_000 {
+                blocked.insert(key, until.as_u64());
+            }
+            tracing::warn!("failed sign-ins for one account throttled");
         }
     }
 
@@ -218,6 +272,12 @@ impl Limits {
             let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
             blocked.retain(|_, until| *until > now);
         }
+        self.blocked_accounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, until| *until > now);
+        self.account_failures.retain_recent();
+        self.account_failures.shrink_to_fit();
         self.failures.retain_recent();
         self.failures.shrink_to_fit();
         self.registrations.retain_recent();
@@ -293,6 +353,26 @@ mod tests {
         limits.check_peer(bad).unwrap();
         let size = limits.evict_idle();
         assert_eq!(size, LimiterSize::default());
+    }
+
+    #[test]
+    fn failed_sign_ins_throttle_the_account_whatever_the_address() {
+        let clock = Clock::manual(1_000);
+        let limits = Limits::new(clock.clone(), None, 3, 20);
+        for _ in 0..4 {
+            limits.check_account("alice").unwrap();
+            limits.record_account_failure("alice");
+        }
+        match limits.check_account("alice") {
+            Err(Error::RateLimited { retry_after, .. }) => {
+                assert!(retry_after <= Duration::from_secs(20), "{retry_after:?}");
+            }
+            other => panic!("expected RateLimited, got {other:?}"),
+        }
+        limits.check_account("bob").unwrap();
+        clock.advance(Duration::from_secs(20));
+        limits.check_account("alice").unwrap();
+        limits.evict_idle();
     }
 
     #[test]
