@@ -244,6 +244,9 @@ pub struct Settings {
     /// authorization skips the sign-in page), seconds; 0 never. Default
     /// 28800 (8 hours), at most 2592000 (30 days).
     pub login_remember_seconds: Option<u32>,
+    /// What each scope lets a client do, in words for the consent page
+    /// (`"tools:read" = "See your tools"`). Default none.
+    pub scope_descriptions: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl Settings {
@@ -343,6 +346,7 @@ impl Settings {
                 .or(self.cimd_fetch_timeout_seconds),
             cimd_testing_ca: top.cimd_testing_ca.or(self.cimd_testing_ca),
             login_remember_seconds: top.login_remember_seconds.or(self.login_remember_seconds),
+            scope_descriptions: top.scope_descriptions.or(self.scope_descriptions),
         }
     }
 }
@@ -444,6 +448,8 @@ pub struct Config {
     pub cimd_testing_ca: Option<(PathBuf, Vec<u8>)>,
     /// Seconds a signed-in browser is remembered; 0 never.
     pub login_remember_seconds: u32,
+    /// Words for scopes on the consent page.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
 }
 
 /// The CA that client certificates must chain to.
@@ -770,6 +776,9 @@ impl Config {
                 30 * 24 * 60 * 60,
             )?)
             .unwrap_or(0),
+            scope_descriptions: check_scope_descriptions(
+                s.scope_descriptions.clone().unwrap_or_default(),
+            )?,
         })
     }
 
@@ -787,6 +796,31 @@ impl Config {
             ..Settings::default()
         })
     }
+}
+
+/// Scope descriptions: well-formed scope names (1 to 128 of
+/// `A-Z a-z 0-9 : . _ / -`), each description 1 to 200 characters
+/// without control characters.
+fn check_scope_descriptions(
+    map: std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    for (scope, words) in &map {
+        let scope_ok = (1..=128).contains(&scope.len())
+            && scope
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":._/-".contains(&b));
+        let words_ok =
+            (1..=200).contains(&words.chars().count()) && !words.chars().any(char::is_control);
+        if !scope_ok || !words_ok {
+            return Err(ConfigError::Invalid {
+                field: "scope_descriptions",
+                message: format!(
+                    "{scope:?}: a scope name, and 1 to 200 characters without control characters"
+                ),
+            });
+        }
+    }
+    Ok(map)
 }
 
 /// A host of `cimd_allowed_hosts`: a DNS name in lowercase letters,

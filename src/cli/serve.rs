@@ -146,6 +146,16 @@ pub struct ServeArgs {
     /// Seconds a browser that signed in is remembered; 0 never [default: 28800].
     #[arg(long, env = "MCP_AUTH_LOGIN_REMEMBER_SECONDS")]
     login_remember_seconds: Option<u32>,
+    /// Words for a scope on the consent page, as SCOPE=WORDS; repeat for several.
+    #[arg(long = "scope-description", value_name = "SCOPE=WORDS", value_parser = parse_scope_description)]
+    scope_descriptions: Vec<(String, String)>,
+}
+
+/// `SCOPE=WORDS`.
+fn parse_scope_description(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .ok_or_else(|| "expected SCOPE=WORDS".to_owned())
 }
 
 /// A flag's value that is a secret (its Debug is redacted).
@@ -204,6 +214,8 @@ impl ServeArgs {
             cimd_fetch_timeout_seconds: self.cimd_fetch_timeout_seconds,
             cimd_testing_ca: self.cimd_testing_ca.clone(),
             login_remember_seconds: self.login_remember_seconds,
+            scope_descriptions: (!self.scope_descriptions.is_empty())
+                .then(|| self.scope_descriptions.iter().cloned().collect()),
         }
     }
 }

@@ -145,9 +145,13 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
     };
     let csrf = browser::csrf_token(&interaction.id, &binding);
     let mut response = match &signed_in {
-        Some(user) => {
-            pages::consent_page(&interaction.id, &csrf, &interaction.request, &user.username)
-        }
+        Some(user) => pages::consent_page(
+            &interaction.id,
+            &csrf,
+            &interaction.request,
+            &user.username,
+            &app.settings.scope_descriptions,
+        ),
         None => pages::login_page(
             StatusCode::OK,
             &interaction.id,

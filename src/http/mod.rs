@@ -95,6 +95,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// How long a signed-in browser is remembered, seconds; 0 never.
     pub login_remember_seconds: u32,
+    /// Words for scopes on the consent page.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -115,6 +117,7 @@ impl Settings {
             dcr_default_scopes: config.dcr_default_scopes.clone(),
             secure_cookies: config.tls != crate::config::TlsMode::Plaintext,
             login_remember_seconds: config.login_remember_seconds,
+            scope_descriptions: config.scope_descriptions.clone(),
         }
     }
 }

@@ -142,12 +142,22 @@ pub fn login_page(
     page(status, "Sign in", &body, None)
 }
 
-/// The consent form.
-pub fn consent_page(id: &str, csrf: &str, request: &CheckedAuthorization, user: &str) -> Response {
+/// The consent form; `words` describes scopes (config
+/// `scope_descriptions`).
+pub fn consent_page(
+    id: &str,
+    csrf: &str,
+    request: &CheckedAuthorization,
+    user: &str,
+    words: &std::collections::BTreeMap<String, String>,
+) -> Response {
     let scopes: String = request
         .scopes
         .iter()
-        .map(|s| format!("<li><code>{}</code></li>", escape(s)))
+        .map(|s| match words.get(s) {
+            Some(w) => format!("<li>{}: <code>{}</code></li>", escape(w), escape(s)),
+            None => format!("<li><code>{}</code></li>", escape(s)),
+        })
         .collect();
     let body = format!(
         "<h1>Allow access?</h1>\

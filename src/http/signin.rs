@@ -62,6 +62,7 @@ pub(super) async fn post(
     let password = form.get("password").unwrap_or_default();
     let csrf = browser::csrf_token(&interaction.id, &binding);
     let remember = app.settings.login_remember_seconds;
+
     match app
         .core
         .sign_in(
@@ -81,8 +82,13 @@ pub(super) async fn post(
                 .as_ref()
                 .map(|u| u.username.clone())
                 .unwrap_or_default();
-            let mut response =
-                pages::consent_page(&interaction.id, &csrf, &signed.interaction.request, &user);
+            let mut response = pages::consent_page(
+                &interaction.id,
+                &csrf,
+                &signed.interaction.request,
+                &user,
+                &app.settings.scope_descriptions,
+            );
             if let Some(token) = signed.login_session {
                 let names = CookieNames::new(app.settings.secure_cookies);
                 if let Some(v) = browser::set_cookie(

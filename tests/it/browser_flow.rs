@@ -141,7 +141,12 @@ fn assert_page_headers(resp: &reqwest::Response) {
 #[tokio::test]
 async fn a_user_signs_in_approves_and_the_client_gets_tokens_then_a_second_authorization_skips_the_sign_in()
  {
-    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let server = TestServer::start_with(|c| {
+        c.auth_failures_per_minute = 10_000;
+        c.scope_descriptions
+            .insert("tools:read".to_owned(), "See your <tools>".to_owned());
+    })
+    .await;
     let client_id = set_up(&server).await;
     let b = browser(&server);
     let metadata: Value = b
@@ -265,7 +270,10 @@ async fn a_user_signs_in_approves_and_the_client_gets_tokens_then_a_second_autho
         html.contains("class=\"host\">127.0.0.1:53124<"),
         "the redirect host is shown: {html}"
     );
-    assert!(html.contains("<code>tools:read</code>"), "{html}");
+    assert!(
+        html.contains("See your &lt;tools&gt;: <code>tools:read</code>"),
+        "the scope's words, escaped: {html}"
+    );
 
     let back = submit(
         &b,
