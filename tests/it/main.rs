@@ -26,6 +26,7 @@ mod limits;
 mod mtls;
 mod oauth;
 mod readme;
+mod real_browser;
 mod refresh;
 mod sessions;
 mod signing;
