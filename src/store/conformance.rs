@@ -257,6 +257,39 @@ pub(crate) fn user(id: &str, username: &str) -> UserRecord {
 /// nothing), read by id and by username, list in username order,
 /// conditional replace (renaming moves the username) and delete (freeing
 /// the username), each with one conflict, each change audited.
+/// Consents: stored, read back one and by subject (not another
+/// subject's, even one whose name is a prefix), replaced, deleted once.
+pub(crate) async fn consents(store: &dyn Store) {
+    let consent = |subject: &str, client: &str, scopes: &[&str]| ConsentRecord {
+        subject: subject.to_owned(),
+        client_id: client.to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        resources: vec!["https://mcp.example.com".to_owned()],
+        granted_at: 10,
+        updated_at: 10,
+    };
+    let audit = || entry("consent.granted");
+    assert_eq!(store.consent("usr_a", "cli_x").await.unwrap(), None);
+    store.put_consent(&consent("usr_a", "cli_x", &["a"]), audit()).await.unwrap();
+    store.put_consent(&consent("usr_a", "cli_y", &["b"]), audit()).await.unwrap();
+    store.put_consent(&consent("usr_ab", "cli_x", &["c"]), audit()).await.unwrap();
+    let mine = store.consents_of("usr_a").await.unwrap();
+    assert_eq!(
+        mine.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(),
+        ["cli_x", "cli_y"]
+    );
+    let wider = consent("usr_a", "cli_x", &["a", "d"]);
+    store.put_consent(&wider, audit()).await.unwrap();
+    assert_eq!(store.consent("usr_a", "cli_x").await.unwrap(), Some(wider.clone()));
+    assert!(wider.covers(&["d".to_owned()], "https://mcp.example.com"));
+    assert!(!wider.covers(&["e".to_owned()], "https://mcp.example.com"));
+    assert!(!wider.covers(&["a".to_owned()], "https://other.example"));
+    assert!(store.delete_consent("usr_a", "cli_x", audit()).await.unwrap());
+    assert!(!store.delete_consent("usr_a", "cli_x", audit()).await.unwrap());
+    assert_eq!(store.consent("usr_a", "cli_x").await.unwrap(), None);
+    assert_eq!(store.consents_of("usr_ab").await.unwrap().len(), 1);
+}
+
 pub(crate) async fn users(store: &dyn Store) {
     assert!(store.users().await.unwrap().is_empty());
     for (id, name) in [("usr_b", "bob"), ("usr_a", "carol"), ("usr_c", "alice")] {

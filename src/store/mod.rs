@@ -24,7 +24,7 @@ pub(crate) mod conformance;
 use async_trait::async_trait;
 
 pub use model::{
-    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, Cursor,
+    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, ConsentRecord, Cursor,
     GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY, RateLimit,
     RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg, SigningKeyRecord,
     Standing, Swap, UserRecord, Version, Versioned,
@@ -152,6 +152,26 @@ pub trait Store: Send + Sync + 'static {
         current: &Versioned<UserRecord>,
         audit: AuditEntry,
     ) -> StoreResult<Swap>;
+
+    // ---- remembered consents
+
+    /// The consent `subject` gave `client_id`, if remembered.
+    async fn consent(&self, subject: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>>;
+
+    /// Every remembered consent of `subject`, in client-id order.
+    async fn consents_of(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>>;
+
+    /// Stores (or replaces) a consent, with its audit record.
+    async fn put_consent(&self, record: &ConsentRecord, audit: AuditEntry) -> StoreResult<()>;
+
+    /// Forgets the consent `subject` gave `client_id`, with its audit
+    /// record; whether there was one.
+    async fn delete_consent(
+        &self,
+        subject: &str,
+        client_id: &str,
+        audit: AuditEntry,
+    ) -> StoreResult<bool>;
 
     // ---- revoked access tokens
 

@@ -445,6 +445,34 @@ impl std::fmt::Debug for UserRecord {
     }
 }
 
+/// A user's remembered consent to one OAuth client: the scopes approved
+/// with "remember", per resource. A later authorization of that client
+/// asking for no more than these skips the consent page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    /// The user (the tokens' `sub`).
+    pub subject: String,
+    /// The client.
+    pub client_id: String,
+    /// The scopes approved, sorted.
+    pub scopes: Vec<String>,
+    /// The resources they were approved for, sorted.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Unix seconds of the first approval.
+    pub granted_at: i64,
+    /// Unix seconds of the last one.
+    pub updated_at: i64,
+}
+
+impl ConsentRecord {
+    /// Whether it covers `scopes` for `resource`.
+    pub fn covers(&self, scopes: &[String], resource: &str) -> bool {
+        self.resources.iter().any(|r| r == resource)
+            && scopes.iter().all(|s| self.scopes.contains(s))
+    }
+}
+
 /// A revoked client certificate.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RevokedCert {

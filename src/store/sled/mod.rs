@@ -6,7 +6,8 @@
 //! revocation), `oauth_clients` (client id → record, its secret only
 //! hashed), `deleted_oauth_clients` (client id → deletion time), `users`
 //! (user id → account, its password only hashed), `usernames` (username →
-//! user id: the index that keeps usernames unique), `audit` (seq → record)
+//! user id: the index that keeps usernames unique), `consents` (subject,
+//! NUL, client id → remembered consent), `audit` (seq → record)
 //! and `meta` (the audit anchor).
 //! Records are JSON. The session indexes (by subject, by creator, revoked)
 //! live in memory and are rebuilt at open. Data directories written before
@@ -82,6 +83,8 @@ pub struct SledStore {
     /// The username index: username → user id, written with `users` in
     /// one transaction.
     usernames: Tree,
+    /// Remembered consents: `subject \0 client_id` → record.
+    consents: Tree,
     meta: Tree,
 }
 
@@ -141,6 +144,7 @@ impl SledStore {
             revoked_tokens: db.open_tree("revoked_tokens")?,
             users: db.open_tree("users")?,
             usernames: db.open_tree("usernames")?,
+            consents: db.open_tree("consents")?,
             sessions,
             meta,
             audit: AuditChain {
@@ -271,6 +275,16 @@ impl SledStore {
 }
 
 /// Every `(key, Unix time)` pair of a tree of timestamps.
+/// The key of a consent: the subject, NUL, the client id (neither holds
+/// NUL), so one subject's consents are one prefix.
+fn consent_key(subject: &str, client_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(subject.len() + 1 + client_id.len());
+    key.extend_from_slice(subject.as_bytes());
+    key.push(0);
+    key.extend_from_slice(client_id.as_bytes());
+    key
+}
+
 fn timestamps(tree: &Tree, what: &'static str) -> StoreResult<Vec<(String, i64)>> {
     tree.iter()
         .map(|item| {
@@ -437,6 +451,55 @@ impl Store for SledStore {
             }
         }
         Ok(users)
+    }
+
+    async fn consent(&self, subject: &str, client_id: &str) -> StoreResult<Option<ConsentRecord>> {
+        self.consents
+            .get(consent_key(subject, client_id))?
+            .map(|v| decode("consent", &v))
+            .transpose()
+    }
+
+    async fn consents_of(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
+        let mut prefix = subject.as_bytes().to_vec();
+        prefix.push(0);
+        self.consents
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (_, v) = item?;
+                decode("consent", &v)
+            })
+            .collect()
+    }
+
+    async fn put_consent(&self, record: &ConsentRecord, audit: AuditEntry) -> StoreResult<()> {
+        let value = encode(record)?;
+        {
+            let mut w = self.audit.lock();
+            w.record(audit)?;
+            self.consents
+                .insert(consent_key(&record.subject, &record.client_id), value)?;
+        }
+        self.durable().await
+    }
+
+    async fn delete_consent(
+        &self,
+        subject: &str,
+        client_id: &str,
+        audit: AuditEntry,
+    ) -> StoreResult<bool> {
+        let key = consent_key(subject, client_id);
+        let removed = {
+            let mut w = self.audit.lock();
+            if !self.consents.contains_key(&key)? {
+                return Ok(false);
+            }
+            w.record(audit)?;
+            self.consents.remove(&key)?.is_some()
+        };
+        self.durable().await?;
+        Ok(removed)
     }
 
     async fn user(&self, user_id: &str) -> StoreResult<Option<Versioned<UserRecord>>> {
@@ -1034,6 +1097,11 @@ mod tests {
     #[tokio::test]
     async fn conformance_users() {
         conformance::users(&fresh().1).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_consents() {
+        conformance::consents(&fresh().1).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
