@@ -22,6 +22,7 @@ pub(super) async fn run(
             resources,
             auth_method,
             jwks_file,
+            skip_consent,
         } => {
             let jwks = jwks_file.as_deref().map(read_jwks).transpose()?;
             let resp = opts
@@ -35,6 +36,7 @@ pub(super) async fn run(
                     allowed_resources: values(resources),
                     token_endpoint_auth_method: auth_method,
                     jwks: jwks.unwrap_or_default(),
+                    skip_consent,
                 })
                 .await?;
             print_created(&resp, out)?;
@@ -87,6 +89,7 @@ pub(super) async fn run(
             no_jwks,
             disabled,
             enabled,
+            skip_consent,
         } => {
             let jwks = match (jwks_file, no_jwks) {
                 (Some(path), _) => Some(read_jwks(&path)?),
@@ -111,6 +114,7 @@ pub(super) async fn run(
                         (_, true) => Some(false),
                         _ => None,
                     },
+                    skip_consent,
                 })
                 .await?;
             out.print(&resp, |resp| {

@@ -342,6 +342,9 @@ pub enum ClientCommand {
         /// private_key_jwt).
         #[arg(long, value_name = "PATH")]
         jwks_file: Option<PathBuf>,
+        /// A first-party client: its authorizations skip the consent page.
+        #[arg(long)]
+        skip_consent: bool,
     },
     /// List OAuth clients (never their secrets).
     List,
@@ -388,6 +391,10 @@ pub enum ClientCommand {
         /// revoked).
         #[arg(long)]
         enabled: bool,
+        /// Whether its authorizations skip the consent page (first-party):
+        /// true or false.
+        #[arg(long, value_name = "BOOL")]
+        skip_consent: Option<bool>,
     },
     /// Give an OAuth client a new secret; the old one works for
     /// --grace-seconds.

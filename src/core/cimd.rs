@@ -342,6 +342,7 @@ impl MetadataClients {
             tokens_valid_after: None,
             origin: ClientOrigin::MetadataDocument,
             last_grant_at: None,
+            skip_consent: false,
         })
     }
 }

@@ -48,6 +48,9 @@ pub struct NewClient {
     /// Its public keys as a JWK Set (JSON text), for `private_key_jwt`;
     /// `None` or empty for none.
     pub jwks: Option<String>,
+    /// A first-party client, whose authorizations skip the consent page
+    /// (only an admin can make one; registrations never are).
+    pub skip_consent: bool,
 }
 
 /// What UpdateClient changes: each field that is `Some` replaces the
@@ -72,6 +75,8 @@ pub struct ClientUpdate {
     pub jwks: Option<String>,
     /// Disable (`true`) or enable (`false`) the client.
     pub disabled: Option<bool>,
+    /// Make it first-party (its authorizations skip consent) or not.
+    pub skip_consent: Option<bool>,
 }
 
 /// A client, with the secret this call made for it, shown once.
@@ -93,6 +98,7 @@ struct CheckedUpdate {
     method: Option<AuthMethod>,
     jwks: Option<Option<String>>,
     disabled: Option<bool>,
+    skip_consent: Option<bool>,
 }
 
 fn client_not_found(client_id: &str) -> Error {
@@ -167,6 +173,7 @@ fn check_update(u: &ClientUpdate) -> Result<CheckedUpdate, Error> {
             .map(|j| (!j.is_empty()).then(|| client_rules::jwks(j)).transpose())
             .transpose()?,
         disabled: u.disabled,
+        skip_consent: u.skip_consent,
     })
 }
 
@@ -245,6 +252,7 @@ fn changes(old: &OAuthClientRecord, new: &OAuthClientRecord) -> String {
         old.secret_hash.is_some() != new.secret_hash.is_some(),
         "secret",
     );
+    note(old.skip_consent != new.skip_consent, "skip_consent");
     note(!old.disabled && new.disabled, "disabled");
     note(old.disabled && !new.disabled, "enabled");
     if changed.is_empty() {
@@ -279,6 +287,7 @@ impl Core {
             creds.request_id,
             shape,
             ClientOrigin::Registered,
+            req.skip_consent,
         )
         .await
     }
@@ -298,7 +307,8 @@ impl Core {
         origin: ClientOrigin,
     ) -> Result<CreatedClient, Error> {
         let shape = check_new(&req)?;
-        self.insert_client(actor, request_id, shape, origin).await
+        self.insert_client(actor, request_id, shape, origin, false)
+            .await
     }
 
     /// Dynamic Client Registration (RFC 7591) from `peer`: takes one
@@ -404,6 +414,7 @@ impl Core {
         request_id: &str,
         shape: ClientShape,
         origin: ClientOrigin,
+        skip_consent: bool,
     ) -> Result<CreatedClient, Error> {
         let secret = if shape.method.uses_secret() {
             Some(Secret::generate_client_secret()?)
@@ -434,6 +445,7 @@ impl Core {
             tokens_valid_after: None,
             origin,
             last_grant_at: None,
+            skip_consent,
         };
         set_shape(&mut record, shape);
         let target = format!(
@@ -569,6 +581,9 @@ impl Core {
                         r.secret_hash = Some(secret.hash());
                         r.secret_prefix = Some(secret.display_prefix());
                         minted = true;
+                    }
+                    if let Some(v) = checked.skip_consent {
+                        r.skip_consent = v;
                     }
                     match (old.disabled, checked.disabled) {
                         (false, Some(true)) => r.disabled = true,

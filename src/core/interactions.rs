@@ -264,9 +264,9 @@ impl Core {
     }
 
     /// Ends interaction `id` with the signed-in user's decision: approved,
-    /// a code for the client; denied, nothing. Either way the interaction
-    /// is over. Audited as `authorization.approved` or
-    /// `authorization.denied`.
+    /// a code for the client (and, with `remember`, the consent kept for
+    /// next time); denied, nothing. Either way the interaction is over.
+    /// Audited as `authorization.approved` or `authorization.denied`.
     ///
     /// # Errors
     /// INTERACTION_INVALID (unknown, over, another browser's, or nobody
@@ -277,6 +277,7 @@ impl Core {
         id: &str,
         binding: &str,
         approve: bool,
+        remember: bool,
     ) -> Result<Decision, Error> {
         let interaction = self.interaction(id, binding)?;
         let Some(subject) = interaction.user.as_ref().map(|u| u.user_id.clone()) else {
@@ -303,6 +304,16 @@ impl Core {
                 request_id: creds.request_id,
             })
             .await;
+        if approve && remember {
+            self.remember_consent(
+                &subject,
+                &r.client.client_id,
+                &r.scopes,
+                &r.resource,
+                creds.request_id,
+            )
+            .await?;
+        }
         let code = if approve {
             Some(
                 self.issue_authorization_code(ApprovedAuthorization {

@@ -23,6 +23,7 @@ pub(crate) mod client_rules;
 pub(crate) mod clients;
 pub(crate) mod code_grant;
 pub(crate) mod codes;
+pub(crate) mod consents;
 pub mod credentials;
 pub mod error;
 pub(crate) mod fields;

@@ -702,6 +702,34 @@ impl Client {
         .await
     }
 
+    /// `UserService.ListConsents`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn list_consents(
+        &self,
+        message: pb::ListConsentsRequest,
+    ) -> Result<pb::ListConsentsResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).list_consents(req).await
+        })
+        .await
+    }
+
+    /// `UserService.RevokeConsent`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn revoke_consent(
+        &self,
+        message: pb::RevokeConsentRequest,
+    ) -> Result<pb::RevokeConsentResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            UserServiceClient::new(ch).revoke_consent(req).await
+        })
+        .await
+    }
+
     /// `KeyService.RotateSigningKey`.
     ///
     /// # Errors

@@ -75,6 +75,7 @@ pub(crate) fn client_to_pb(r: OAuthClientRecord) -> pb::OAuthClient {
         secret_rotated_at: r.secret_rotated_at.unwrap_or_default(),
         previous_secret_valid_until: r.previous_secret.map(|p| p.valid_until).unwrap_or_default(),
         tokens_valid_after: r.tokens_valid_after.unwrap_or_default(),
+        skip_consent: r.skip_consent,
     }
 }
 
@@ -96,6 +97,7 @@ pub(crate) fn new_client_from_pb(r: pb::CreateClientRequest) -> NewClient {
         allowed_resources: r.allowed_resources,
         token_endpoint_auth_method: r.token_endpoint_auth_method,
         jwks: Some(r.jwks).filter(|j| !j.is_empty()),
+        skip_consent: r.skip_consent,
     }
 }
 
@@ -111,6 +113,18 @@ pub(crate) fn client_update_from_pb(r: pb::UpdateClientRequest) -> ClientUpdate 
         token_endpoint_auth_method: r.token_endpoint_auth_method,
         jwks: r.jwks,
         disabled: r.disabled,
+        skip_consent: r.skip_consent,
+    }
+}
+
+/// A remembered consent as shown.
+pub(crate) fn consent_to_pb(r: crate::store::ConsentRecord) -> pb::Consent {
+    pb::Consent {
+        client_id: r.client_id,
+        scopes: r.scopes,
+        resources: r.resources,
+        granted_at: r.granted_at,
+        updated_at: r.updated_at,
     }
 }
 

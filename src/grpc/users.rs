@@ -1,5 +1,5 @@
 //! `UserService`: CreateUser, ListUsers, GetUser, SetPassword,
-//! SetUserDisabled, DeleteUser. Passwords go to the core as
+//! SetUserDisabled, DeleteUser, ListConsents, RevokeConsent. Passwords go to the core as
 //! [`Secret`]s and never come back.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::call::Call;
-use super::convert::user_to_pb;
+use super::convert::{consent_to_pb, user_to_pb};
 use crate::core::Core;
 use crate::pb;
 use crate::secret::Secret;
@@ -19,6 +19,34 @@ pub(crate) struct UserService {
 
 #[tonic::async_trait]
 impl pb::user_service_server::UserService for UserService {
+    async fn list_consents(
+        &self,
+        request: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let consents = self
+            .core
+            .list_consents(&call.credentials(), &r.user_id, &r.username)
+            .await?;
+        Ok(Response::new(pb::ListConsentsResponse {
+            consents: consents.into_iter().map(consent_to_pb).collect(),
+        }))
+    }
+
+    async fn revoke_consent(
+        &self,
+        request: Request<pb::RevokeConsentRequest>,
+    ) -> Result<Response<pb::RevokeConsentResponse>, Status> {
+        let (call, r) = Call::split(request);
+        let sessions_revoked = self
+            .core
+            .revoke_consent(&call.credentials(), &r.user_id, &r.username, &r.client_id)
+            .await?;
+        Ok(Response::new(pb::RevokeConsentResponse {
+            sessions_revoked,
+        }))
+    }
+
     async fn create_user(
         &self,
         request: Request<pb::CreateUserRequest>,

@@ -144,7 +144,24 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
         Err(err) => return error_page_for(&err),
     };
     let csrf = browser::csrf_token(&interaction.id, &binding);
+    let consented = match &signed_in {
+        Some(user) => {
+            let r = &interaction.request;
+            match app
+                .core
+                .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resource)
+                .await
+            {
+                Ok(c) => c,
+                Err(err) => return error_page_for(&err),
+            }
+        }
+        None => false,
+    };
     let mut response = match &signed_in {
+        Some(_) if consented => {
+            super::consent::approve_at_once(&app, &call, &interaction.id, &binding).await
+        }
         Some(user) => pages::consent_page(
             &interaction.id,
             &csrf,

@@ -1,7 +1,8 @@
 //! `POST /consent`: the user's decision on an interaction's consent page
 //! (`decision=approve` or `decision=deny`), from this browser for this
 //! interaction (cookie and CSRF field, as the sign-in form). Approval
-//! sends the browser back to the client with `code`, `state` and `iss`;
+//! sends the browser back to the client with `code`, `state` and `iss`
+//! (with `remember=yes`, the consent is kept for the next authorization);
 //! denial with `error=access_denied`. Either way the interaction is over.
 
 use axum::extract::State;
@@ -39,7 +40,13 @@ pub(super) async fn post(
     };
     let decision = match app
         .core
-        .decide(&call.credentials(), &interaction.id, &binding, approve)
+        .decide(
+            &call.credentials(),
+            &interaction.id,
+            &binding,
+            approve,
+            form.get("remember") == Some("yes"),
+        )
         .await
     {
         Ok(d) => d,
@@ -57,4 +64,30 @@ pub(super) async fn post(
         params.push(("state", state));
     }
     redirect_back(&app, &decision.redirect_uri, &params)
+}
+
+/// The way back for an interaction whose user already consented: the
+/// decision taken at once, no page.
+pub(super) async fn approve_at_once(
+    app: &App,
+    call: &Call,
+    interaction_id: &str,
+    binding: &str,
+) -> Response {
+    let decision = match app
+        .core
+        .decide(&call.credentials(), interaction_id, binding, true, false)
+        .await
+    {
+        Ok(d) => d,
+        Err(err) => return error_page_for(&err),
+    };
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    if let Some(code) = &decision.code {
+        params.push(("code", code.expose()));
+    }
+    if let Some(state) = decision.state.as_deref() {
+        params.push(("state", state));
+    }
+    redirect_back(app, &decision.redirect_uri, &params)
 }

@@ -165,6 +165,7 @@ pub fn consent_page(
 <p>After you decide, your browser goes to</p><p class=\"host\">{}</p>\
 <p>It asks for:</p><ul>{scopes}</ul><p>at <code>{}</code></p>\
 <form method=\"post\" action=\"consent\">{}\
+<label><input type=\"checkbox\" name=\"remember\" value=\"yes\"> Remember this decision for this application</label>\
 <button type=\"submit\" name=\"decision\" value=\"approve\">Allow</button>\
 <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
         escape(&request.client.name),

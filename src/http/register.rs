@@ -147,6 +147,7 @@ fn new_client(app: &App, m: Metadata) -> Result<NewClient, HttpError> {
             .token_endpoint_auth_method
             .unwrap_or_else(|| "client_secret_basic".to_owned()),
         jwks,
+        skip_consent: false,
     })
 }
 

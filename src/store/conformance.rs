@@ -141,6 +141,7 @@ pub(crate) fn oauth_client(id: &str) -> OAuthClientRecord {
         tokens_valid_after: None,
         origin: ClientOrigin::Registered,
         last_grant_at: None,
+        skip_consent: false,
     }
 }
 
@@ -270,22 +271,46 @@ pub(crate) async fn consents(store: &dyn Store) {
     };
     let audit = || entry("consent.granted");
     assert_eq!(store.consent("usr_a", "cli_x").await.unwrap(), None);
-    store.put_consent(&consent("usr_a", "cli_x", &["a"]), audit()).await.unwrap();
-    store.put_consent(&consent("usr_a", "cli_y", &["b"]), audit()).await.unwrap();
-    store.put_consent(&consent("usr_ab", "cli_x", &["c"]), audit()).await.unwrap();
+    store
+        .put_consent(&consent("usr_a", "cli_x", &["a"]), audit())
+        .await
+        .unwrap();
+    store
+        .put_consent(&consent("usr_a", "cli_y", &["b"]), audit())
+        .await
+        .unwrap();
+    store
+        .put_consent(&consent("usr_ab", "cli_x", &["c"]), audit())
+        .await
+        .unwrap();
     let mine = store.consents_of("usr_a").await.unwrap();
     assert_eq!(
-        mine.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(),
+        mine.iter()
+            .map(|c| c.client_id.as_str())
+            .collect::<Vec<_>>(),
         ["cli_x", "cli_y"]
     );
     let wider = consent("usr_a", "cli_x", &["a", "d"]);
     store.put_consent(&wider, audit()).await.unwrap();
-    assert_eq!(store.consent("usr_a", "cli_x").await.unwrap(), Some(wider.clone()));
+    assert_eq!(
+        store.consent("usr_a", "cli_x").await.unwrap(),
+        Some(wider.clone())
+    );
     assert!(wider.covers(&["d".to_owned()], "https://mcp.example.com"));
     assert!(!wider.covers(&["e".to_owned()], "https://mcp.example.com"));
     assert!(!wider.covers(&["a".to_owned()], "https://other.example"));
-    assert!(store.delete_consent("usr_a", "cli_x", audit()).await.unwrap());
-    assert!(!store.delete_consent("usr_a", "cli_x", audit()).await.unwrap());
+    assert!(
+        store
+            .delete_consent("usr_a", "cli_x", audit())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_consent("usr_a", "cli_x", audit())
+            .await
+            .unwrap()
+    );
     assert_eq!(store.consent("usr_a", "cli_x").await.unwrap(), None);
     assert_eq!(store.consents_of("usr_ab").await.unwrap().len(), 1);
 }

@@ -24,10 +24,10 @@ pub(crate) mod conformance;
 use async_trait::async_trait;
 
 pub use model::{
-    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, ConsentRecord, Cursor,
-    GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY, RateLimit,
-    RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg, SigningKeyRecord,
-    Standing, Swap, UserRecord, Version, Versioned,
+    ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, ConsentRecord,
+    Cursor, GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY,
+    RateLimit, RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg,
+    SigningKeyRecord, Standing, Swap, UserRecord, Version, Versioned,
 };
 
 /// Storage failed.

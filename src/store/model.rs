@@ -396,6 +396,9 @@ pub struct OAuthClientRecord {
     /// that never did).
     #[serde(default)]
     pub last_grant_at: Option<i64>,
+    /// A first-party client: its authorizations skip the consent page.
+    #[serde(default)]
+    pub skip_consent: bool,
 }
 
 impl OAuthClientRecord {

@@ -80,6 +80,7 @@ async fn set_up(server: &TestServer) -> String {
             allowed_resources: strings(&[RESOURCE]),
             token_endpoint_auth_method: "none".to_owned(),
             jwks: String::new(),
+            skip_consent: false,
         })
         .await
         .unwrap()
@@ -471,4 +472,171 @@ async fn bad_requests_are_pages_or_redirects_and_forms_need_their_browser_and_cs
     .await;
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(resp.headers().get(header::LOCATION).is_none());
+}
+
+/// Signs `b` in as alice on a fresh authorization and returns the consent
+/// page's (interaction, csrf).
+async fn signed_in_consent(
+    b: &reqwest::Client,
+    server: &TestServer,
+    url: &str,
+) -> (String, String) {
+    let html = b.get(url).send().await.unwrap().text().await.unwrap();
+    let (interaction, csrf) = (field(&html, "interaction"), field(&html, "csrf"));
+    let consent = submit(
+        b,
+        server,
+        "/login",
+        &[
+            ("interaction", &interaction),
+            ("csrf", &csrf),
+            ("username", "alice"),
+            ("password", "correct horse battery"),
+        ],
+    )
+    .await;
+    let html = consent.text().await.unwrap();
+    assert!(html.contains("Remember this decision"), "{html}");
+    (interaction, csrf)
+}
+
+#[tokio::test]
+async fn a_remembered_consent_skips_the_page_until_more_is_asked_or_it_is_withdrawn() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let client_id = set_up(&server).await;
+    let admin = server.client(&server.primary).await;
+    let b = browser(&server);
+    let url = authorize_url(&server, &client_id, REDIRECT, "");
+    let (interaction, csrf) = signed_in_consent(&b, &server, &url).await;
+    let back = submit(
+        &b,
+        &server,
+        "/consent",
+        &[
+            ("interaction", &interaction),
+            ("csrf", &csrf),
+            ("decision", "approve"),
+            ("remember", "yes"),
+        ],
+    )
+    .await;
+    let (_, params) = location_params(&back);
+    let code = param(&params, "code").unwrap().to_owned();
+    let tokens: Value = b
+        .post(format!("{}/token", server.http_url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id.as_str()),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Remembered: the same request goes straight back with a code.
+    let again = b.get(&url).send().await.unwrap();
+    let (to, params) = location_params(&again);
+    assert_eq!(to, REDIRECT);
+    assert!(param(&params, "code").unwrap().starts_with("mcp_ac_"));
+    assert_eq!(param(&params, "state"), Some("st-123"));
+
+    // More scopes: asked again.
+    let wider = authorize_url(&server, &client_id, REDIRECT, "")
+        .replace("scope=tools%3Aread", "scope=tools%3Aread+tools%3Acall");
+    let page = b.get(&wider).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Allow access?"));
+
+    // The admin sees it and withdraws it: the client's sessions for alice
+    // end, and the page is shown again.
+    let consents = admin
+        .list_consents(pb::ListConsentsRequest {
+            username: "alice".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .consents;
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0].client_id, client_id);
+    assert_eq!(consents[0].scopes, strings(&["tools:read"]));
+    assert_eq!(consents[0].resources, strings(&[RESOURCE]));
+    let revoked = admin
+        .revoke_consent(pb::RevokeConsentRequest {
+            username: "alice".to_owned(),
+            client_id: client_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(revoked.sessions_revoked, 1);
+    let (_, verifier) = server.key_with(&["tokens:verify"]).await;
+    let verdict = server
+        .verify(&verifier, tokens["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        crate::common::inactive_reason(&verdict),
+        pb::TokenReason::Revoked
+    );
+    let page = b.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("Allow access?"));
+    assert!(
+        admin
+            .list_consents(pb::ListConsentsRequest {
+                username: "alice".to_owned(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .consents
+            .is_empty()
+    );
+
+    // A first-party client never asks.
+    let first_party = admin
+        .create_client(pb::CreateClientRequest {
+            name: "Our own app".to_owned(),
+            redirect_uris: strings(&[REDIRECT]),
+            grant_types: strings(&["authorization_code"]),
+            allowed_scopes: strings(&["tools:read"]),
+            allowed_resources: strings(&[RESOURCE]),
+            token_endpoint_auth_method: "none".to_owned(),
+            jwks: String::new(),
+            skip_consent: true,
+        })
+        .await
+        .unwrap()
+        .client
+        .unwrap();
+    assert!(first_party.skip_consent);
+    let fresh = browser(&server);
+    let html = fresh
+        .get(authorize_url(&server, &first_party.client_id, REDIRECT, ""))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let signed = submit(
+        &fresh,
+        &server,
+        "/login",
+        &[
+            ("interaction", &field(&html, "interaction")),
+            ("csrf", &field(&html, "csrf")),
+            ("username", "alice"),
+            ("password", "correct horse battery"),
+        ],
+    )
+    .await;
+    let (to, params) = location_params(&signed);
+    assert_eq!(to, REDIRECT, "straight back after sign-in");
+    assert!(param(&params, "code").is_some());
 }

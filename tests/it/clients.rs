@@ -33,6 +33,7 @@ fn confidential(name: &str) -> pb::CreateClientRequest {
         allowed_resources: strings(&[RESOURCE]),
         token_endpoint_auth_method: "client_secret_basic".to_owned(),
         jwks: String::new(),
+        skip_consent: false,
     }
 }
 
@@ -46,6 +47,7 @@ fn public(name: &str) -> pb::CreateClientRequest {
         allowed_resources: vec![],
         token_endpoint_auth_method: "none".to_owned(),
         jwks: String::new(),
+        skip_consent: false,
     }
 }
 

@@ -36,6 +36,7 @@ async fn browser_client(server: &TestServer, method: &str, grants: &[&str]) -> (
             allowed_resources: strings(&[RESOURCE]),
             token_endpoint_auth_method: method.to_owned(),
             jwks: String::new(),
+            skip_consent: false,
         })
         .await
         .unwrap();

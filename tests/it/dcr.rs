@@ -310,6 +310,7 @@ async fn maintenance_prunes_dynamic_clients_that_never_got_a_token() {
             allowed_resources: strings(&[RESOURCE]),
             token_endpoint_auth_method: "client_secret_basic".to_owned(),
             jwks: String::new(),
+            skip_consent: false,
         })
         .await
         .unwrap()

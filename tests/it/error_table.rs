@@ -169,6 +169,7 @@ async fn every_documented_reason_is_produced_with_its_code() {
             allowed_resources: vec![],
             token_endpoint_auth_method: "none".to_owned(),
             jwks: String::new(),
+            skip_consent: false,
         })
         .await
         .unwrap()
@@ -339,6 +340,7 @@ async fn every_documented_reason_is_produced_with_its_code() {
         allowed_resources: strings(&["https://mcp.example.com"]),
         token_endpoint_auth_method: "client_secret_basic".to_owned(),
         jwks: String::new(),
+        skip_consent: false,
     };
     let cc = admin
         .create_client(confidential("cc", &["client_credentials"]))
@@ -402,6 +404,7 @@ async fn every_documented_reason_is_produced_with_its_code() {
             allowed_resources: strings(&["https://mcp.example.com"]),
             token_endpoint_auth_method: "none".to_owned(),
             jwks: String::new(),
+            skip_consent: false,
         })
         .await
         .unwrap()

@@ -35,6 +35,7 @@ fn client_req(name: &str, method: &str, jwks: &str) -> pb::CreateClientRequest {
         allowed_resources: strings(&[RESOURCE]),
         token_endpoint_auth_method: method.to_owned(),
         jwks: jwks.to_owned(),
+        skip_consent: false,
     }
 }
 

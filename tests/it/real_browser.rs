@@ -355,6 +355,7 @@ async fn headless_chromium_signs_in_approves_and_lands_on_the_loopback_redirect_
             allowed_resources: strings(&[RESOURCE]),
             token_endpoint_auth_method: "none".to_owned(),
             jwks: String::new(),
+            skip_consent: false,
         })
         .await
         .unwrap()

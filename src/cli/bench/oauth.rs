@@ -71,6 +71,7 @@ impl OAuthFixture {
                 allowed_resources: vec![RESOURCE.to_owned()],
                 token_endpoint_auth_method: "client_secret_basic".to_owned(),
                 jwks: String::new(),
+                skip_consent: false,
             })
             .await?;
         let client_id = created.client.map(|c| c.client_id).unwrap_or_default();
