@@ -143,6 +143,9 @@ pub struct ServeArgs {
     /// Seconds a browser that signed in is remembered; 0 never [default: 28800].
     #[arg(long, env = "MCP_AUTH_LOGIN_REMEMBER_SECONDS")]
     login_remember_seconds: Option<u32>,
+    /// Your application's sign-in page: browsers that are not signed in go there with ?login_challenge= [default: the built-in sign-in page].
+    #[arg(long, env = "MCP_AUTH_LOGIN_URL")]
+    login_url: Option<String>,
 }
 
 /// A flag's value that is a secret (its Debug is redacted).
@@ -200,6 +203,7 @@ impl ServeArgs {
             cimd_fetch_timeout_seconds: self.cimd_fetch_timeout_seconds,
             cimd_testing_ca: self.cimd_testing_ca.clone(),
             login_remember_seconds: self.login_remember_seconds,
+            login_url: self.login_url.clone(),
         }
     }
 }
