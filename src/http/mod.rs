@@ -12,6 +12,9 @@
 //! - `POST P/revoke`: token revocation ([`revoke`], RFC 7009);
 //! - `POST P/register`: Dynamic Client Registration ([`register`], RFC
 //!   7591; not served when `dcr = "off"`);
+//! - the pages of the browser flow: `GET`/`POST P/authorize`, `POST
+//!   P/login`, `POST P/consent`, and `GET P/login-continue` (back from the
+//!   operator's sign-in page, `login_continue`);
 //! - `GET /healthz`: alive.
 //!
 //! Everything else is a JSON 404 (405 for a known path with another
@@ -32,6 +35,7 @@ pub mod form;
 mod introspect;
 mod jwks;
 pub mod layers;
+mod login_continue;
 pub mod metadata;
 pub mod pages;
 mod register;
@@ -95,6 +99,9 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// How long a signed-in browser is remembered, seconds; 0 never.
     pub login_remember_seconds: u32,
+    /// The operator's sign-in page that browsers are sent to instead of
+    /// the built-in one; `None`: the built-in page.
+    pub login_url: Option<String>,
 }
 
 impl Settings {
@@ -115,6 +122,7 @@ impl Settings {
             dcr_default_scopes: config.dcr_default_scopes.clone(),
             secure_cookies: config.tls != crate::config::TlsMode::Plaintext,
             login_remember_seconds: config.login_remember_seconds,
+            login_url: config.login_url.clone(),
         }
     }
 }
@@ -186,6 +194,10 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
             get(authorize::handle).post(authorize::handle),
         )
         .route(&format!("{prefix}/login"), post(signin::post))
+        .route(
+            &format!("{prefix}{}", crate::core::LOGIN_CONTINUE_PATH),
+            get(login_continue::get),
+        )
         .route(&format!("{prefix}/consent"), post(consent::post))
         .route(
             &format!("{prefix}{}", pages::STYLESHEET_PATH),
