@@ -83,8 +83,8 @@ impl Core {
         Ok(caller)
     }
 
-    /// The id of the interaction `challenge` names, while it waits for an
-    /// answer.
+    /// The interaction `challenge` names, while it waits for an answer;
+    /// else why not (the message says whether it was answered).
     fn pending_challenge(&self, challenge: &str) -> Result<Interaction, Error> {
         if challenge.is_empty() {
             return Err(Error::invalid("login_challenge", "must not be empty"));
