@@ -247,6 +247,14 @@ pub struct Settings {
     /// What each scope lets a client do, in words for the consent page
     /// (`"tools:read" = "See your tools"`). Default none.
     pub scope_descriptions: Option<std::collections::BTreeMap<String, String>>,
+    /// Your application's sign-in page: when set, `/authorize` sends a
+    /// browser that is not signed in there, as
+    /// `<login_url>?login_challenge=...`, instead of showing the built-in
+    /// sign-in page; the application signs the user in and answers with
+    /// `OAuthService.AcceptLogin` or `RejectLogin`. An `https` URL (`http`
+    /// only on a loopback host), no fragment. Default none: the built-in
+    /// user accounts.
+    pub login_url: Option<String>,
 }
 
 impl Settings {
@@ -347,6 +355,7 @@ impl Settings {
             cimd_testing_ca: top.cimd_testing_ca.or(self.cimd_testing_ca),
             login_remember_seconds: top.login_remember_seconds.or(self.login_remember_seconds),
             scope_descriptions: top.scope_descriptions.or(self.scope_descriptions),
+            login_url: top.login_url.or(self.login_url),
         }
     }
 }
@@ -450,6 +459,9 @@ pub struct Config {
     pub login_remember_seconds: u32,
     /// Words for scopes on the consent page.
     pub scope_descriptions: std::collections::BTreeMap<String, String>,
+    /// The application's sign-in page that signs users in instead of the
+    /// built-in accounts; `None`: the built-in sign-in page.
+    pub login_url: Option<String>,
 }
 
 /// The CA that client certificates must chain to.
@@ -697,6 +709,15 @@ impl Config {
             1,
             1_000_000,
         )?;
+        let login_url = match s.login_url {
+            None => None,
+            Some(url) => Some(check_login_url(&url).map(|()| url).map_err(|message| {
+                ConfigError::Invalid {
+                    field: "login_url",
+                    message,
+                }
+            })?),
+        };
         let http_request_timeout = in_range(
             "http_request_timeout_seconds",
             s.http_request_timeout_seconds
@@ -779,6 +800,7 @@ impl Config {
             scope_descriptions: check_scope_descriptions(
                 s.scope_descriptions.clone().unwrap_or_default(),
             )?,
+            login_url,
         })
     }
 
@@ -902,6 +924,42 @@ fn check_issuer(issuer: &str) -> Result<(), String> {
         return Err(
             "its path must be segments of letters, digits and -._~ (such as /tenant-1)".to_owned(),
         );
+    }
+    Ok(())
+}
+
+/// A login URL is an absolute `https` URL (`http` only on a loopback
+/// host, for local development) with a host, no user information and no
+/// fragment, at most 2048 bytes; it may have a query (the challenge is
+/// added to it) but no `login_challenge` of its own.
+fn check_login_url(login_url: &str) -> Result<(), String> {
+    if login_url.len() > 2048 {
+        return Err("must be at most 2048 bytes".to_owned());
+    }
+    let url =
+        url::Url::parse(login_url).map_err(|e| format!("must be an absolute https URL ({e})"))?;
+    let loopback = matches!(
+        url.host(),
+        Some(url::Host::Domain("localhost"))
+            | Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+            | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+    );
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be an https URL (http only for localhost)".to_owned()),
+    }
+    if url.host().is_none() {
+        return Err("has no host".to_owned());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must have no user information".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("must have no fragment".to_owned());
+    }
+    if url.query_pairs().any(|(k, _)| k == "login_challenge") {
+        return Err("must not carry a login_challenge of its own".to_owned());
     }
     Ok(())
 }
@@ -1094,6 +1152,47 @@ mod tests {
                     ..
                 })
             ));
+        }
+    }
+
+    #[test]
+    fn the_login_url_is_an_https_url_and_off_by_default() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.login_url, None);
+        for good in [
+            "https://app.example/login",
+            "https://app.example/login?tenant=1",
+            "http://localhost:3000/login",
+            "http://127.0.0.1:3000/login",
+            "http://[::1]:3000/login",
+        ] {
+            let file = Settings::from_toml(&format!("login_url = \"{good}\"\n")).unwrap();
+            let c = Config::from_settings(file).unwrap();
+            assert_eq!(c.login_url.as_deref(), Some(good));
+        }
+        for bad in [
+            "app.example/login",
+            "/login",
+            "http://app.example/login",
+            "ftp://app.example/login",
+            "https://user:pw@app.example/login",
+            "https://app.example/login#top",
+            "https://app.example/login?login_challenge=x",
+        ] {
+            let s = Settings {
+                login_url: Some(bad.to_owned()),
+                ..Settings::default()
+            };
+            assert!(
+                matches!(
+                    Config::from_settings(s),
+                    Err(ConfigError::Invalid {
+                        field: "login_url",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
         }
     }
 

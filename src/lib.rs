@@ -41,7 +41,8 @@
 //!   `cimd`), the OAuth grants (`grants`) and introspection and revocation
 //!   (`oauth_tokens`), the built-in user accounts (`users`; their
 //!   passwords hashed with Argon2id off the runtime in `passwords`),
-//!   `whoami`,
+//!   signing in at the operator's application instead (`delegated_login`,
+//!   the login challenges of `OAuthService`), `whoami`,
 //!   what verification treats as revoked (`revocations`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.

@@ -149,6 +149,9 @@ pub struct ServeArgs {
     /// Words for a scope on the consent page, as SCOPE=WORDS; repeat for several.
     #[arg(long = "scope-description", value_name = "SCOPE=WORDS", value_parser = parse_scope_description)]
     scope_descriptions: Vec<(String, String)>,
+    /// Your application's sign-in page: browsers that are not signed in go there with ?login_challenge= [default: the built-in sign-in page].
+    #[arg(long, env = "MCP_AUTH_LOGIN_URL")]
+    login_url: Option<String>,
 }
 
 /// `SCOPE=WORDS`.
@@ -216,6 +219,7 @@ impl ServeArgs {
             login_remember_seconds: self.login_remember_seconds,
             scope_descriptions: (!self.scope_descriptions.is_empty())
                 .then(|| self.scope_descriptions.iter().cloned().collect()),
+            login_url: self.login_url.clone(),
         }
     }
 }

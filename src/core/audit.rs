@@ -208,8 +208,8 @@ impl AuditTrail {
         }
     }
 
-    /// Records an event that changes nothing, durably.
-    #[cfg(test)]
+    /// Records an event that changes nothing stored (an answer to a login
+    /// challenge), durably.
     pub async fn record(&self, event: AuditEvent<'_>) {
         self.append(self.entry(event), true).await;
     }

@@ -84,6 +84,39 @@ pub enum AuthorizeRefusal {
     },
 }
 
+/// `redirect_uri` with `params` added to its query, and `iss` (RFC 9207):
+/// where the browser goes back to the client. `None` when it cannot be
+/// parsed (never for a redirect URI a client was registered with).
+pub fn client_redirect_url(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    issuer: &str,
+) -> Option<String> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+        q.append_pair("iss", issuer);
+    }
+    Some(url.into())
+}
+
+/// The host (and port, if any) of a redirect URI: what the user is shown
+/// of where the browser will go.
+pub fn redirect_host(redirect_uri: &str) -> String {
+    url::Url::parse(redirect_uri)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            })
+        })
+        .unwrap_or_else(|| redirect_uri.to_owned())
+}
+
 impl Core {
     /// Checks an authorization request (see the module documentation).
     ///
@@ -217,5 +250,28 @@ impl Core {
             resource,
             code_challenge,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redirect_back_keeps_the_query_and_ends_with_iss() {
+        assert_eq!(
+            client_redirect_url(
+                "https://app.example/cb?x=1",
+                &[("error", "access_denied"), ("state", "a b")],
+                "https://as.example"
+            )
+            .as_deref(),
+            Some(
+                "https://app.example/cb?x=1&error=access_denied&state=a+b&iss=https%3A%2F%2Fas.example"
+            )
+        );
+        assert_eq!(client_redirect_url("not a url", &[], "https://as"), None);
+        assert_eq!(redirect_host("https://app.example/cb?x=1"), "app.example");
+        assert_eq!(redirect_host("http://127.0.0.1:5173/cb"), "127.0.0.1:5173");
     }
 }

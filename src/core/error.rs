@@ -105,6 +105,9 @@ pub enum Reason {
     /// A sign-in or consent form names an interaction that is unknown,
     /// over, or another browser's.
     InteractionInvalid,
+    /// A login challenge (`OAuthService`) is unknown, expired, or already
+    /// accepted or rejected: each is good for one answer.
+    LoginChallengeInvalid,
     /// The OAuth client asked for a resource (RFC 8707) it is not allowed,
     /// or for none when it is allowed several.
     ResourceNotAllowed,
@@ -126,7 +129,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 37] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -156,6 +159,7 @@ impl Reason {
         Reason::RedirectUriInvalid,
         Reason::UnsupportedResponseType,
         Reason::InteractionInvalid,
+        Reason::LoginChallengeInvalid,
         Reason::ResourceNotAllowed,
         Reason::GrantNotAllowed,
         Reason::UserNotFound,
@@ -197,6 +201,7 @@ impl Reason {
             Reason::RedirectUriInvalid => "REDIRECT_URI_INVALID",
             Reason::UnsupportedResponseType => "UNSUPPORTED_RESPONSE_TYPE",
             Reason::InteractionInvalid => "INTERACTION_INVALID",
+            Reason::LoginChallengeInvalid => "LOGIN_CHALLENGE_INVALID",
             Reason::ResourceNotAllowed => "RESOURCE_NOT_ALLOWED",
             Reason::GrantNotAllowed => "GRANT_NOT_ALLOWED",
             Reason::UserNotFound => "USER_NOT_FOUND",
@@ -240,7 +245,8 @@ impl Reason {
             | Reason::SessionNotFound
             | Reason::IdentityNotFound
             | Reason::ClientNotFound
-            | Reason::UserNotFound => Kind::NotFound,
+            | Reason::UserNotFound
+            | Reason::LoginChallengeInvalid => Kind::NotFound,
             Reason::UsernameTaken => Kind::AlreadyExists,
             Reason::ApiKeyNotActive | Reason::ClientHasNoSecret => Kind::Conflict,
             Reason::RateLimited => Kind::Exhausted,

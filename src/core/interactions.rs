@@ -10,6 +10,11 @@
 //! A signed-in browser holds a login session (`mcp_ls_...`, kept as its
 //! hash, in memory, for `login_remember_seconds`): a second authorization
 //! within that time skips the login page.
+//!
+//! With `login_url` set, the user signs in at the operator's application
+//! instead: the interaction then carries a login challenge and moves
+//! through [`DelegatedLogin`]'s states ([`super::delegated_login`] has the
+//! operations).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -26,6 +31,8 @@ pub const INTERACTION_LIFETIME: i64 = 600;
 const MAX_HELD: usize = 100_000;
 /// Prefix of a login session token.
 const LOGIN_SESSION_PREFIX: &str = "mcp_ls_";
+/// Prefix of a login challenge.
+pub(crate) const LOGIN_CHALLENGE_PREFIX: &str = "mcp_lc_";
 
 /// An interaction as the pages see it.
 #[derive(Clone, Debug)]
@@ -39,6 +46,46 @@ pub struct Interaction {
     /// When it ends.
     pub expires_at: i64,
     binding: SecretHash,
+    /// Where a sign-in at the operator's application stands; `None` for
+    /// the built-in sign-in page.
+    pub(crate) delegated: Option<DelegatedLogin>,
+}
+
+impl Interaction {
+    /// Whether `binding` is the value of the browser that began it.
+    pub(crate) fn is_bound_to(&self, binding: &str) -> bool {
+        self.binding == SecretHash::of(binding.as_bytes())
+    }
+}
+
+/// Where a sign-in delegated to the operator's application stands. Each
+/// step happens once: the challenge gets one answer, the verifier one
+/// visit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DelegatedLogin {
+    /// The browser went to the application; no answer yet.
+    Pending,
+    /// The application signed `subject` in; the browser has yet to come
+    /// back with the verifier.
+    Accepted {
+        /// The user, as the application names them.
+        subject: String,
+        /// Seconds the application asked the browser to be remembered.
+        remember: u32,
+    },
+    /// The browser came back: the interaction goes on to consent.
+    Continued,
+    /// The application refused to sign the user in.
+    Rejected,
+}
+
+/// What a one-use value of a delegated sign-in opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// The login challenge, for the application.
+    Challenge,
+    /// The login verifier, for the browser coming back.
+    Verifier,
 }
 
 /// Who signed in.
@@ -69,12 +116,17 @@ pub struct SignedIn {
     /// A login session token to remember the user by, when remembering is
     /// on.
     pub login_session: Option<Secret>,
+    /// Seconds the login session lasts (0 without one).
+    pub remember_seconds: u32,
 }
 
 #[derive(Default)]
 pub(crate) struct Interactions {
-    by_id: Mutex<HashMap<String, Interaction>>,
+    pub(crate) by_id: Mutex<HashMap<String, Interaction>>,
     logins: Mutex<HashMap<[u8; 32], (SignedInUser, i64)>>,
+    /// Hashes of login challenges and verifiers → (interaction id, what it
+    /// is, when it ends).
+    tickets: Mutex<HashMap<[u8; 32], (String, Ticket, i64)>>,
 }
 
 impl Interactions {
@@ -100,10 +152,86 @@ impl Interactions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (_, until)| now < *until);
+        self.tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, _, until)| now < *until);
+    }
+
+    /// Remembers `hash` as the `kind` ticket of interaction `id` until
+    /// `until`; `false` when too many are held.
+    pub(crate) fn insert_ticket(
+        &self,
+        hash: SecretHash,
+        id: &str,
+        kind: Ticket,
+        until: i64,
+        now: i64,
+    ) -> bool {
+        let mut map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= 2 * MAX_HELD {
+            map.retain(|_, (_, _, end)| now < *end);
+            if map.len() >= 2 * MAX_HELD {
+                return false;
+            }
+        }
+        map.insert(hash.0, (id.to_owned(), kind, until));
+        true
+    }
+
+    /// Forgets the ticket `hash`.
+    pub(crate) fn remove_ticket(&self, hash: &SecretHash) {
+        self.tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&hash.0);
+    }
+
+    /// The interaction id a `kind` ticket with value `value` names, while it
+    /// lasts.
+    pub(crate) fn ticket(&self, value: &str, kind: Ticket, now: i64) -> Option<String> {
+        let map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&SecretHash::of(value.as_bytes()).0)
+            .filter(|(_, k, until)| *k == kind && now < *until)
+            .map(|(id, _, _)| id.clone())
+    }
+
+    /// Starts a login session for `user` lasting `seconds`: its token, or
+    /// `None` when `seconds` is 0 or too many are held.
+    ///
+    /// # Errors
+    /// The random source.
+    pub(crate) fn start_login_session(
+        &self,
+        user: &SignedInUser,
+        seconds: u32,
+        now: i64,
+    ) -> Result<Option<Secret>, Error> {
+        if seconds == 0 {
+            return Ok(None);
+        }
+        let token = Secret::new(format!("{LOGIN_SESSION_PREFIX}{}", random_base62(43)?));
+        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
+        if logins.len() >= MAX_HELD {
+            logins.retain(|_, (_, until)| now < *until);
+        }
+        if logins.len() >= MAX_HELD {
+            return Ok(None);
+        }
+        logins.insert(token.hash().0, (user.clone(), now + i64::from(seconds)));
+        Ok(Some(token))
     }
 }
 
-fn gone() -> Error {
+/// The refusal of too many sign-ins under way.
+pub(crate) fn too_many() -> Error {
+    Error::RateLimited {
+        retry_after: std::time::Duration::from_secs(60),
+        message: "too many sign-ins are under way; retry shortly".to_owned(),
+    }
+}
+
+pub(crate) fn gone() -> Error {
     Error::refused(
         Reason::InteractionInvalid,
         "this sign-in has expired or was started in another browser: start again from the application",
@@ -122,6 +250,49 @@ impl Core {
         binding: &str,
         user: Option<SignedInUser>,
     ) -> Result<Interaction, Error> {
+        self.start_interaction(request, binding, user, None)
+    }
+
+    /// Begins an interaction for `request`, bound to the browser holding
+    /// `binding`, whose user signs in at the operator's application: the
+    /// interaction and its login challenge (`mcp_lc_...`, kept as its
+    /// hash; it ends with the interaction).
+    ///
+    /// # Errors
+    /// The random source; RATE_LIMITED when too many are under way.
+    pub fn begin_delegated_interaction(
+        &self,
+        request: CheckedAuthorization,
+        binding: &str,
+    ) -> Result<(Interaction, Secret), Error> {
+        let challenge = Secret::new(format!("{LOGIN_CHALLENGE_PREFIX}{}", random_base62(43)?));
+        let interaction =
+            self.start_interaction(request, binding, None, Some(DelegatedLogin::Pending))?;
+        let now = self.clock.now();
+        if !self.interactions.insert_ticket(
+            challenge.hash(),
+            &interaction.id,
+            Ticket::Challenge,
+            interaction.expires_at,
+            now,
+        ) {
+            self.interactions
+                .by_id
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&interaction.id);
+            return Err(too_many());
+        }
+        Ok((interaction, challenge))
+    }
+
+    fn start_interaction(
+        &self,
+        request: CheckedAuthorization,
+        binding: &str,
+        user: Option<SignedInUser>,
+        delegated: Option<DelegatedLogin>,
+    ) -> Result<Interaction, Error> {
         let now = self.clock.now();
         let interaction = Interaction {
             id: format!("ia_{}", random_base62(43)?),
@@ -129,12 +300,10 @@ impl Core {
             user,
             expires_at: now + INTERACTION_LIFETIME,
             binding: SecretHash::of(binding.as_bytes()),
+            delegated,
         };
         if !self.interactions.insert(interaction.clone(), now) {
-            return Err(Error::RateLimited {
-                retry_after: std::time::Duration::from_secs(60),
-                message: "too many sign-ins are under way; retry shortly".to_owned(),
-            });
+            return Err(too_many());
         }
         Ok(interaction)
     }
@@ -151,9 +320,7 @@ impl Core {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match map.get(id) {
-            Some(i) if now < i.expires_at && i.binding == SecretHash::of(binding.as_bytes()) => {
-                Ok(i.clone())
-            }
+            Some(i) if now < i.expires_at && i.is_bound_to(binding) => Ok(i.clone()),
             _ => Err(gone()),
         }
     }
@@ -176,9 +343,11 @@ impl Core {
     /// with `remember` seconds above 0, also starts a login session.
     ///
     /// # Errors
-    /// INTERACTION_INVALID; LOGIN_FAILED (one refusal for an unknown user,
-    /// a wrong password and a disabled account, counted against the
-    /// address and the username); RATE_LIMITED while either is throttled.
+    /// INTERACTION_INVALID (also for an interaction whose user signs in at
+    /// the operator's application); LOGIN_FAILED (one refusal for an
+    /// unknown user, a wrong password and a disabled account, counted
+    /// against the address and the username); RATE_LIMITED while either
+    /// is throttled.
     pub async fn sign_in(
         &self,
         creds: &Credentials<'_>,
@@ -188,7 +357,9 @@ impl Core {
         password: &str,
         remember: u32,
     ) -> Result<SignedIn, Error> {
-        self.interaction(id, binding)?;
+        if self.interaction(id, binding)?.delegated.is_some() {
+            return Err(gone());
+        }
         if let Some(peer) = creds.peer {
             self.limits.check_peer(peer.ip())?;
         }
@@ -229,36 +400,16 @@ impl Core {
                 request_id: creds.request_id,
             })
             .await;
-        let login_session = if remember > 0 {
-            let token = Secret::new(format!("{LOGIN_SESSION_PREFIX}{}", random_base62(43)?));
-            let mut logins = self
-                .interactions
-                .logins
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if logins.len() >= MAX_HELD {
-                logins.retain(|_, (_, until)| now < *until);
-            }
-            if logins.len() < MAX_HELD {
-                logins.insert(
-                    token.hash().0,
-                    (
-                        SignedInUser {
-                            user_id: user.user_id.clone(),
-                            username: user.username.clone(),
-                        },
-                        now + i64::from(remember),
-                    ),
-                );
-                Some(token)
-            } else {
-                None
-            }
-        } else {
-            None
+        let signed_in = SignedInUser {
+            user_id: user.user_id.clone(),
+            username: user.username.clone(),
         };
+        let login_session = self
+            .interactions
+            .start_login_session(&signed_in, remember, now)?;
         Ok(SignedIn {
             interaction,
+            remember_seconds: if login_session.is_some() { remember } else { 0 },
             login_session,
         })
     }

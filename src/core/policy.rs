@@ -192,8 +192,10 @@ mod tests {
         assert!(require(&admin, KEYS_ADMIN).is_ok());
         assert!(require(&admin, crate::core::principal::CLIENTS_ADMIN).is_ok());
         assert!(require(&admin, crate::core::principal::USERS_ADMIN).is_ok());
+        assert!(require(&admin, crate::core::principal::OAUTH_LOGIN).is_ok());
         let clients = principal("key_2", &["clients:admin"]);
         assert!(require(&clients, crate::core::principal::USERS_ADMIN).is_err());
+        assert!(require(&clients, crate::core::principal::OAUTH_LOGIN).is_err());
         assert!(require(&admin, "tools:read").is_ok());
     }
 
@@ -237,6 +239,7 @@ mod tests {
         assert_eq!(err.reason(), Reason::InvalidField);
         assert!(token_scopes_allowed("scopes", &["clients:admin".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["users:admin".into()]).is_err());
+        assert!(token_scopes_allowed("scopes", &["oauth:login".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["tools:read".into()]).is_ok());
     }
 

@@ -25,9 +25,12 @@ pub(crate) const AUDIT_READ: &str = "audit:read";
 pub(crate) const CLIENTS_ADMIN: &str = "clients:admin";
 /// Manage the built-in user accounts.
 pub(crate) const USERS_ADMIN: &str = "users:admin";
+/// Answer login challenges: the application that signs users in for the
+/// browser flow (`login_url`).
+pub(crate) const OAUTH_LOGIN: &str = "oauth:login";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 9] = [
+pub(crate) const RESERVED_SCOPES: [&str; 10] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
@@ -37,6 +40,7 @@ pub(crate) const RESERVED_SCOPES: [&str; 9] = [
     AUDIT_READ,
     CLIENTS_ADMIN,
     USERS_ADMIN,
+    OAUTH_LOGIN,
 ];
 
 /// Most scopes in one request.

@@ -23,6 +23,7 @@ use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::identity_service_client::IdentityServiceClient;
 use crate::pb::key_service_client::KeyServiceClient;
 use crate::pb::o_auth_client_service_client::OAuthClientServiceClient;
+use crate::pb::o_auth_service_client::OAuthServiceClient;
 use crate::pb::token_service_client::TokenServiceClient;
 use crate::pb::user_service_client::UserServiceClient;
 
@@ -716,6 +717,20 @@ impl Client {
         .await
     }
 
+    /// `OAuthService.GetLoginRequest`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn get_login_request(
+        &self,
+        message: pb::GetLoginRequestRequest,
+    ) -> Result<pb::LoginRequest, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthServiceClient::new(ch).get_login_request(req).await
+        })
+        .await
+    }
+
     /// `UserService.RevokeConsent`.
     ///
     /// # Errors
@@ -726,6 +741,34 @@ impl Client {
     ) -> Result<pb::RevokeConsentResponse, Status> {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             UserServiceClient::new(ch).revoke_consent(req).await
+        })
+        .await
+    }
+
+    /// `OAuthService.AcceptLogin`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn accept_login(
+        &self,
+        message: pb::AcceptLoginRequest,
+    ) -> Result<pb::AcceptLoginResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthServiceClient::new(ch).accept_login(req).await
+        })
+        .await
+    }
+
+    /// `OAuthService.RejectLogin`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn reject_login(
+        &self,
+        message: pb::RejectLoginRequest,
+    ) -> Result<pb::RejectLoginResponse, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            OAuthServiceClient::new(ch).reject_login(req).await
         })
         .await
     }

@@ -11,6 +11,7 @@ pub(crate) mod clients;
 pub mod convert;
 pub(crate) mod identities;
 pub(crate) mod keys;
+pub(crate) mod oauth;
 pub mod status;
 pub(crate) mod tokens;
 pub(crate) mod users;

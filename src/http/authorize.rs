@@ -7,7 +7,10 @@
 //! An accepted request begins an interaction bound to this browser (its
 //! cookie, see [`super::browser`]), and the browser sees the sign-in
 //! page, or, when its login cookie names a signed-in user, the consent
-//! page.
+//! page. With `login_url` set, a browser that is not signed in is sent
+//! (303) to `<login_url>?login_challenge=...` instead, where the
+//! operator's application signs the user in and answers over
+//! `OAuthService` ([`super::login_continue`] brings the browser back).
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -19,6 +22,7 @@ use super::credentials::Call;
 use super::error::oauth_error;
 use super::form::Form;
 use super::pages;
+use crate::core::authorize::client_redirect_url;
 use crate::core::{AuthorizationRequest, AuthorizeRefusal, Error, Kind};
 
 /// The answer when a page's request fails: its error page.
@@ -35,23 +39,21 @@ pub(super) fn error_page_for(err: &Error) -> Response {
 
 /// A 303 to `redirect_uri` with `params` added to its query, and `iss`.
 pub(super) fn redirect_back(app: &App, redirect_uri: &str, params: &[(&str, &str)]) -> Response {
-    let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return pages::error_page(
+    match client_redirect_url(redirect_uri, params, &app.settings.issuer) {
+        Some(url) => see_other(&url),
+        None => pages::error_page(
             StatusCode::BAD_REQUEST,
             "INVALID_FIELD",
             "the redirect URI cannot be parsed",
-        );
-    };
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in params {
-            q.append_pair(k, v);
-        }
-        q.append_pair("iss", &app.settings.issuer);
+        ),
     }
+}
+
+/// A 303 to `url`, never cached, sending no referrer.
+pub(super) fn see_other(url: &str) -> Response {
     let mut response = StatusCode::SEE_OTHER.into_response();
     let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(url.as_str()) {
+    if let Ok(v) = HeaderValue::from_str(url) {
         h.insert(header::LOCATION, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -136,47 +138,55 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
     };
     let signed_in = browser::cookie(&parts.headers, names.login)
         .and_then(|token| app.core.login_session_user(&token));
-    let interaction = match app
-        .core
-        .begin_interaction(checked, &binding, signed_in.clone())
-    {
-        Ok(i) => i,
-        Err(err) => return error_page_for(&err),
-    };
-    let csrf = browser::csrf_token(&interaction.id, &binding);
-    let consented = match &signed_in {
-        Some(user) => {
-            let r = &interaction.request;
-            match app
+    let mut response = match (&signed_in, &app.settings.login_url) {
+        (None, Some(login_url)) => match app.core.begin_delegated_interaction(checked, &binding) {
+            Ok((_, challenge)) => to_login_url(login_url, challenge.expose()),
+            Err(err) => return error_page_for(&err),
+        },
+        _ => {
+            let interaction = match app
                 .core
-                .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resource)
-                .await
+                .begin_interaction(checked, &binding, signed_in.clone())
             {
-                Ok(c) => c,
+                Ok(i) => i,
                 Err(err) => return error_page_for(&err),
+            };
+            let csrf = browser::csrf_token(&interaction.id, &binding);
+            let consented = match &signed_in {
+                Some(user) => {
+                    let r = &interaction.request;
+                    match app
+                        .core
+                        .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resource)
+                        .await
+                    {
+                        Ok(c) => c,
+                        Err(err) => return error_page_for(&err),
+                    }
+                }
+                None => false,
+            };
+            match &signed_in {
+                Some(_) if consented => {
+                    super::consent::approve_at_once(&app, &call, &interaction.id, &binding).await
+                }
+                Some(user) => pages::consent_page(
+                    &interaction.id,
+                    &csrf,
+                    &interaction.request,
+                    &user.username,
+                    &app.settings.scope_descriptions,
+                ),
+                None => pages::login_page(
+                    StatusCode::OK,
+                    &interaction.id,
+                    &csrf,
+                    &interaction.request,
+                    None,
+                    "",
+                ),
             }
         }
-        None => false,
-    };
-    let mut response = match &signed_in {
-        Some(_) if consented => {
-            super::consent::approve_at_once(&app, &call, &interaction.id, &binding).await
-        }
-        Some(user) => pages::consent_page(
-            &interaction.id,
-            &csrf,
-            &interaction.request,
-            &user.username,
-            &app.settings.scope_descriptions,
-        ),
-        None => pages::login_page(
-            StatusCode::OK,
-            &interaction.id,
-            &csrf,
-            &interaction.request,
-            None,
-            "",
-        ),
     };
     if new_binding {
         if let Some(v) = browser::set_cookie(names, names.browser, &binding, None) {
@@ -184,4 +194,21 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
         }
     }
     response
+}
+
+/// A 303 to the operator's sign-in page with the login challenge.
+fn to_login_url(login_url: &str, challenge: &str) -> Response {
+    match url::Url::parse(login_url) {
+        Ok(mut url) => {
+            url.query_pairs_mut()
+                .append_pair("login_challenge", challenge);
+            see_other(url.as_str())
+        }
+        // The configuration checked it; kept as a page all the same.
+        Err(_) => pages::error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the server's login_url cannot be parsed",
+        ),
+    }
 }

@@ -12,6 +12,9 @@
 //! - `POST P/revoke`: token revocation ([`revoke`], RFC 7009);
 //! - `POST P/register`: Dynamic Client Registration ([`register`], RFC
 //!   7591; not served when `dcr = "off"`);
+//! - the pages of the browser flow: `GET`/`POST P/authorize`, `POST
+//!   P/login`, `POST P/consent`, and `GET P/login-continue` (back from the
+//!   operator's sign-in page, `login_continue`);
 //! - `GET /healthz`: alive.
 //!
 //! Everything else is a JSON 404 (405 for a known path with another
@@ -32,6 +35,7 @@ pub mod form;
 mod introspect;
 mod jwks;
 pub mod layers;
+mod login_continue;
 pub mod metadata;
 pub mod pages;
 mod register;
@@ -97,6 +101,9 @@ pub struct Settings {
     pub login_remember_seconds: u32,
     /// Words for scopes on the consent page.
     pub scope_descriptions: std::collections::BTreeMap<String, String>,
+    /// The operator's sign-in page that browsers are sent to instead of
+    /// the built-in one; `None`: the built-in page.
+    pub login_url: Option<String>,
 }
 
 impl Settings {
@@ -118,6 +125,7 @@ impl Settings {
             secure_cookies: config.tls != crate::config::TlsMode::Plaintext,
             login_remember_seconds: config.login_remember_seconds,
             scope_descriptions: config.scope_descriptions.clone(),
+            login_url: config.login_url.clone(),
         }
     }
 }
@@ -189,6 +197,10 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
             get(authorize::handle).post(authorize::handle),
         )
         .route(&format!("{prefix}/login"), post(signin::post))
+        .route(
+            &format!("{prefix}{}", crate::core::LOGIN_CONTINUE_PATH),
+            get(login_continue::get),
+        )
         .route(&format!("{prefix}/consent"), post(consent::post))
         .route(
             &format!("{prefix}{}", pages::STYLESHEET_PATH),

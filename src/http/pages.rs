@@ -98,15 +98,7 @@ fn hidden(id: &str, csrf: &str) -> String {
 
 /// The host of a redirect URI, shown to the user.
 pub fn redirect_host(redirect_uri: &str) -> String {
-    url::Url::parse(redirect_uri)
-        .ok()
-        .and_then(|u| {
-            u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_owned(),
-            })
-        })
-        .unwrap_or_else(|| redirect_uri.to_owned())
+    crate::core::authorize::redirect_host(redirect_uri)
 }
 
 /// The origin of a redirect URI, for the consent form's `form-action`.

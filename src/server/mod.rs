@@ -36,6 +36,7 @@ use crate::grpc::audit::AuditService;
 use crate::grpc::clients::OAuthClientService;
 use crate::grpc::identities::IdentityService;
 use crate::grpc::keys::KeyService;
+use crate::grpc::oauth::OAuthService;
 use crate::grpc::tokens::TokenService;
 use crate::grpc::users::UserService;
 use crate::pb;
@@ -211,7 +212,7 @@ impl Server {
     /// within the grace period and flushes storage.
     ///
     /// Served on gRPC: `TokenService`, `ApiKeyService`, `IdentityService`,
-    /// `OAuthClientService`, `UserService`, `KeyService`, `AuditService`,
+    /// `OAuthClientService`, `UserService`, `OAuthService`, `KeyService`, `AuditService`,
     /// `grpc.health.v1.Health` and server reflection; on HTTP: the routes of [`crate::http::router`].
     ///
     /// # Errors
@@ -247,6 +248,9 @@ impl Server {
             .await;
         health
             .set_serving::<pb::user_service_server::UserServiceServer<UserService>>()
+            .await;
+        health
+            .set_serving::<pb::o_auth_service_server::OAuthServiceServer<OAuthService>>()
             .await;
         health
             .set_serving::<pb::key_service_server::KeyServiceServer<KeyService>>()
@@ -293,6 +297,9 @@ impl Server {
             )
             .add_service(pb::user_service_server::UserServiceServer::new(
                 UserService { core: core.clone() },
+            ))
+            .add_service(pb::o_auth_service_server::OAuthServiceServer::new(
+                OAuthService { core: core.clone() },
             ))
             .add_service(pb::key_service_server::KeyServiceServer::new(KeyService {
                 core: core.clone(),

@@ -17,11 +17,11 @@ use serde_json::Value;
 use crate::common::{TestServer, strings};
 use crate::oauth::RESOURCE;
 
-const REDIRECT: &str = "http://127.0.0.1/callback";
-const VERIFIER: &str = "browser-flow-verifier-0123456789-abcdefghijklmnop";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1/callback";
+pub(crate) const VERIFIER: &str = "browser-flow-verifier-0123456789-abcdefghijklmnop";
 
 /// A browser: cookies kept, redirects not followed.
-fn browser(server: &TestServer) -> reqwest::Client {
+pub(crate) fn browser(server: &TestServer) -> reqwest::Client {
     let pem = std::fs::read(server.ca_path()).unwrap();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
@@ -32,7 +32,7 @@ fn browser(server: &TestServer) -> reqwest::Client {
 }
 
 /// The value of the hidden field `name` in `html`.
-fn field(html: &str, name: &str) -> String {
+pub(crate) fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html
         .find(&marker)
@@ -43,7 +43,7 @@ fn field(html: &str, name: &str) -> String {
 }
 
 /// The query parameters of a redirect's `Location`.
-fn location_params(resp: &reqwest::Response) -> (String, Vec<(String, String)>) {
+pub(crate) fn location_params(resp: &reqwest::Response) -> (String, Vec<(String, String)>) {
     assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{resp:?}");
     let loc = resp.headers()[header::LOCATION].to_str().unwrap();
     let url = reqwest::Url::parse(loc).unwrap();
@@ -55,7 +55,7 @@ fn location_params(resp: &reqwest::Response) -> (String, Vec<(String, String)>) 
     (base, params)
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -89,7 +89,12 @@ async fn set_up(server: &TestServer) -> String {
         .client_id
 }
 
-fn authorize_url(server: &TestServer, client_id: &str, redirect: &str, extra: &str) -> String {
+pub(crate) fn authorize_url(
+    server: &TestServer,
+    client_id: &str,
+    redirect: &str,
+    extra: &str,
+) -> String {
     let mut url = reqwest::Url::parse(&format!("{}/authorize", server.http_url())).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
@@ -103,7 +108,7 @@ fn authorize_url(server: &TestServer, client_id: &str, redirect: &str, extra: &s
     format!("{url}{extra}")
 }
 
-async fn submit(
+pub(crate) async fn submit(
     b: &reqwest::Client,
     server: &TestServer,
     path: &str,
@@ -116,7 +121,7 @@ async fn submit(
         .unwrap()
 }
 
-fn assert_page_headers(resp: &reqwest::Response) {
+pub(crate) fn assert_page_headers(resp: &reqwest::Response) {
     let h = resp.headers();
     assert!(
         h[header::CONTENT_TYPE]

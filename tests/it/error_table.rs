@@ -203,6 +203,13 @@ async fn every_documented_reason_is_produced_with_its_code() {
         .await
         .unwrap_err()
         .into());
+    // A login challenge that is unknown (as one already answered is).
+    saw(admin
+        .get_login_request(pb::GetLoginRequestRequest {
+            login_challenge: "mcp_lc_unknown".to_owned(),
+        })
+        .await
+        .unwrap_err());
     saw(tokens
         .create_session(authed(
             pb::CreateSessionRequest {

@@ -15,6 +15,7 @@ mod clients;
 mod code_grant;
 mod contract;
 mod dcr;
+mod delegated_login;
 mod docs;
 mod durability;
 mod error_table;
