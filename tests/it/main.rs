@@ -27,6 +27,7 @@ mod mtls;
 mod oauth;
 mod readme;
 mod refresh;
+mod rmcp_client;
 mod sessions;
 mod signing;
 mod users;
