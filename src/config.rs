@@ -218,6 +218,11 @@ pub struct Settings {
     /// Scopes a dynamically registered client gets when it asks for none.
     /// Default none (such a registration is refused).
     pub dcr_default_scopes: Option<Vec<String>>,
+    /// Resources (RFC 8707) a dynamically registered client may get
+    /// tokens for: a registration that names none gets them all, one that
+    /// names some must name them from this list. Default none (a
+    /// registration's own `resource`, unchecked; without one, none).
+    pub dcr_allowed_resources: Option<Vec<String>>,
     /// Registrations allowed per peer address per hour. Default 20.
     pub dcr_registrations_per_hour: Option<u32>,
     /// A dynamically registered client that never completed a grant is
@@ -340,6 +345,7 @@ impl Settings {
                 .dcr_initial_access_token
                 .or(self.dcr_initial_access_token),
             dcr_default_scopes: top.dcr_default_scopes.or(self.dcr_default_scopes),
+            dcr_allowed_resources: top.dcr_allowed_resources.or(self.dcr_allowed_resources),
             dcr_registrations_per_hour: top
                 .dcr_registrations_per_hour
                 .or(self.dcr_registrations_per_hour),
@@ -439,6 +445,9 @@ pub struct Config {
     pub dcr_initial_access_token: Option<Secret>,
     /// Scopes of a dynamic registration that asks for none.
     pub dcr_default_scopes: Vec<String>,
+    /// Resources a dynamic registration may name, and gets when it names
+    /// none; empty: its own, unchecked.
+    pub dcr_allowed_resources: Vec<String>,
     /// Registrations per peer address per hour.
     pub dcr_registrations_per_hour: u32,
     /// Seconds an unused dynamic client is kept.
@@ -669,16 +678,10 @@ impl Config {
                 field: "cimd_allowed_hosts",
                 message,
             })?;
-        let cimd_allowed_resources = s.cimd_allowed_resources.clone().unwrap_or_default();
-        if let Some(bad) = cimd_allowed_resources
-            .iter()
-            .find(|r| !r.starts_with("https://") || r.len() > 2048 || r.contains('#'))
-        {
-            return Err(ConfigError::Invalid {
-                field: "cimd_allowed_resources",
-                message: format!("{bad:?} is not an https URL without a fragment"),
-            });
-        }
+        let cimd_allowed_resources =
+            https_resources("cimd_allowed_resources", &s.cimd_allowed_resources)?;
+        let dcr_allowed_resources =
+            https_resources("dcr_allowed_resources", &s.dcr_allowed_resources)?;
         let cimd_testing_ca = match &s.cimd_testing_ca {
             None => None,
             Some(path) => {
@@ -781,6 +784,7 @@ impl Config {
             dcr,
             dcr_initial_access_token,
             dcr_default_scopes: s.dcr_default_scopes.clone().unwrap_or_default(),
+            dcr_allowed_resources,
             dcr_registrations_per_hour: u32::try_from(dcr_registrations_per_hour)
                 .unwrap_or(DEFAULT_DCR_REGISTRATIONS_PER_HOUR),
             dcr_unused_client_ttl: u32::try_from(dcr_unused_client_ttl)
@@ -865,6 +869,25 @@ fn check_host_pattern(pattern: &str) -> Result<(), String> {
             "{pattern:?} is not a host name or *.suffix (e.g. example.com, *.example.com)"
         ))
     }
+}
+
+/// A list of resources that clients the operator did not create may get
+/// tokens for: each an `https` URL without a fragment.
+fn https_resources(
+    field: &'static str,
+    value: &Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let resources = value.clone().unwrap_or_default();
+    if let Some(bad) = resources
+        .iter()
+        .find(|r| !r.starts_with("https://") || r.len() > 2048 || r.contains('#'))
+    {
+        return Err(ConfigError::Invalid {
+            field,
+            message: format!("{bad:?} is not an https URL without a fragment"),
+        });
+    }
+    Ok(resources)
 }
 
 /// `value` if it is within `min..=max`.
@@ -1229,13 +1252,15 @@ mod tests {
         assert_eq!(c.dcr_registrations_per_hour, 20);
         assert_eq!(c.dcr_unused_client_ttl, 86_400);
         assert!(c.dcr_default_scopes.is_empty());
+        assert!(c.dcr_allowed_resources.is_empty());
         let file = Settings::from_toml(
-            "dcr = \"token\"\ndcr_initial_access_token = \"0123456789abcdef0123456789abcdef\"\ndcr_default_scopes = [\"mcp\"]\n",
+            "dcr = \"token\"\ndcr_initial_access_token = \"0123456789abcdef0123456789abcdef\"\ndcr_default_scopes = [\"mcp\"]\ndcr_allowed_resources = [\"https://mcp.example.com/mcp\"]\n",
         )
         .unwrap();
         let c = Config::from_settings(file).unwrap();
         assert_eq!(c.dcr, DcrMode::Token);
         assert_eq!(c.dcr_default_scopes, ["mcp"]);
+        assert_eq!(c.dcr_allowed_resources, ["https://mcp.example.com/mcp"]);
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
         for (s, field) in [
             (
@@ -1266,6 +1291,13 @@ mod tests {
                     ..Settings::default()
                 },
                 "dcr_unused_client_ttl_seconds",
+            ),
+            (
+                Settings {
+                    dcr_allowed_resources: Some(vec!["http://mcp.example.com".into()]),
+                    ..Settings::default()
+                },
+                "dcr_allowed_resources",
             ),
         ] {
             match Config::from_settings(s) {

@@ -122,6 +122,9 @@ pub struct ServeArgs {
     /// Scopes of a dynamic registration that asks for none (comma-separated) [default: none].
     #[arg(long, env = "MCP_AUTH_DCR_DEFAULT_SCOPES", value_delimiter = ',')]
     dcr_default_scopes: Option<Vec<String>>,
+    /// Resources dynamically registered clients may get tokens for; a registration naming none gets them all (comma-separated) [default: none].
+    #[arg(long, env = "MCP_AUTH_DCR_ALLOWED_RESOURCES", value_delimiter = ',')]
+    dcr_allowed_resources: Option<Vec<String>>,
     /// Registrations per peer address per hour at POST /register [default: 20].
     #[arg(long, env = "MCP_AUTH_DCR_REGISTRATIONS_PER_HOUR")]
     dcr_registrations_per_hour: Option<u32>,
@@ -209,6 +212,7 @@ impl ServeArgs {
             dcr: self.dcr,
             dcr_initial_access_token: self.dcr_initial_access_token.clone(),
             dcr_default_scopes: self.dcr_default_scopes.clone(),
+            dcr_allowed_resources: self.dcr_allowed_resources.clone(),
             dcr_registrations_per_hour: self.dcr_registrations_per_hour,
             dcr_unused_client_ttl_seconds: self.dcr_unused_client_ttl_seconds,
             cimd: self.cimd,

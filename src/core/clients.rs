@@ -27,6 +27,7 @@ use crate::core::revocations::ALL_TOKENS;
 use crate::core::{Core, Credentials, policy};
 use crate::secret::Secret;
 use crate::store::{AuthMethod, ClientOrigin, GrantType, OAuthClientRecord, PreviousSecret, Swap};
+use crate::untrusted::Echo;
 
 /// What CreateClient asks for (and, later, a dynamic registration): the
 /// OAuth names as strings, checked by the core.
@@ -116,6 +117,35 @@ pub(crate) fn revoked_through(record: &OAuthClientRecord) -> Option<i64> {
         Some(ALL_TOKENS)
     } else {
         record.tokens_valid_after
+    }
+}
+
+/// The resources a dynamic registration gets when it names `asked` and
+/// the operator's `dcr_allowed_resources` is `allowed`: without that
+/// list, what it named (nothing stays nothing); with it, the whole list
+/// when it named none, else what it named if each one is on the list.
+/// MCP clients register without `resource` (RFC 7591 defines no such
+/// member) and name it only at `/authorize`; the list is how an operator
+/// lets them in.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming `allowed_resources` for one not on the list.
+fn dynamic_resources(asked: Vec<String>, allowed: &[String]) -> Result<Vec<String>, Error> {
+    if allowed.is_empty() {
+        return Ok(asked);
+    }
+    if asked.is_empty() {
+        return Ok(allowed.to_vec());
+    }
+    match asked.iter().find(|r| !allowed.contains(r)) {
+        Some(other) => Err(Error::invalid(
+            "allowed_resources",
+            format!(
+                "{} is not a resource this server lets registered clients ask for (dcr_allowed_resources)",
+                Echo(other)
+            ),
+        )),
+        None => Ok(asked),
     }
 }
 
@@ -328,6 +358,11 @@ impl Core {
             self.limits.check_registration(ip)?;
         }
         let actor = peer.map_or_else(|| "peer:unknown".to_owned(), |ip| format!("peer:{ip}"));
+        let mut req = req;
+        req.allowed_resources = dynamic_resources(
+            std::mem::take(&mut req.allowed_resources),
+            &self.settings.dcr_allowed_resources,
+        )?;
         self.register_client(&actor, request_id, req, ClientOrigin::Dynamic)
             .await
     }
@@ -778,6 +813,30 @@ mod tests {
     use crate::token::TokenReason;
 
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn a_dynamic_registration_gets_the_allowed_resources_or_names_some_of_them() {
+        let listed = vec![
+            "https://a.example/mcp".to_owned(),
+            "https://b.example".to_owned(),
+        ];
+        let a = vec!["https://a.example/mcp".to_owned()];
+        let other = vec!["https://evil.example".to_owned()];
+        // No list: the registration's own, unchecked; none stays none.
+        assert_eq!(dynamic_resources(other.clone(), &[]).unwrap(), other);
+        assert!(dynamic_resources(Vec::new(), &[]).unwrap().is_empty());
+        // A list: all of it for none, a listed one kept, another refused.
+        assert_eq!(dynamic_resources(Vec::new(), &listed).unwrap(), listed);
+        assert_eq!(dynamic_resources(a.clone(), &listed).unwrap(), a);
+        match dynamic_resources([a, other].concat(), &listed) {
+            Err(Error::InvalidArgument { field, message }) => {
+                assert_eq!(field, "allowed_resources");
+                assert!(message.contains("https://evil.example"), "{message}");
+                assert!(message.contains("dcr_allowed_resources"), "{message}");
+            }
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
 
     async fn open(dir: &std::path::Path, clock: &Clock) -> (Core, Option<Secret>) {
         let config = Config::for_test(dir).unwrap();

@@ -88,6 +88,9 @@ pub(crate) struct Settings {
     pub oauth_refresh_grace: u32,
     /// SPIFFE trust domain of client certificate identities.
     pub trust_domain: String,
+    /// Resources a dynamic registration may name, and gets when it names
+    /// none (`dcr_allowed_resources`); empty: its own.
+    pub dcr_allowed_resources: Vec<String>,
 }
 
 /// The service's state and operations.
@@ -182,6 +185,8 @@ impl Core {
             client_rules::scopes(&config.dcr_default_scopes)
                 .map_err(|e| Error::invalid("dcr_default_scopes", e.to_string()))?;
         }
+        client_rules::resources(&config.dcr_allowed_resources)
+            .map_err(|e| Error::invalid("dcr_allowed_resources", e.to_string()))?;
         let metadata_clients = metadata_clients(config)?;
         let core = Core {
             clients: client_index::ClientIndex::new(clients),
@@ -215,6 +220,7 @@ impl Core {
                 refresh_reuse_grace: config.refresh_reuse_grace,
                 oauth_refresh_grace: config.oauth_refresh_grace,
                 trust_domain: config.trust_domain.clone(),
+                dcr_allowed_resources: config.dcr_allowed_resources.clone(),
             },
             key_writes: tokio::sync::Mutex::new(()),
             identity_writes: tokio::sync::Mutex::new(()),

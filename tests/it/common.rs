@@ -57,19 +57,40 @@ impl TestServer {
     /// A server on an existing data directory (for instance one that a
     /// killed process left behind).
     pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_on(dir, tweak, Clock::manual(Clock::system().now())).await
+        Self::start_on(dir, tweak, Clock::manual(Clock::system().now()), None).await
+    }
+
+    /// A fresh server whose issuer is its own HTTP listener's URL,
+    /// `https://127.0.0.1:PORT`, so that a client following the
+    /// metadata's endpoints (an OAuth library) reaches it. The listener is
+    /// bound before the config is made; a restart binds another port, so
+    /// the issuer no longer names it.
+    pub async fn start_reachable_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = http.local_addr().unwrap().port();
+        Self::start_on(
+            tempfile::tempdir().unwrap(),
+            |c| {
+                c.issuer = format!("https://127.0.0.1:{port}");
+                tweak(c);
+            },
+            Clock::manual(Clock::system().now()),
+            Some(http),
+        )
+        .await
     }
 
     /// A fresh server on the system clock, for what a person does in real
     /// time (a walk-through that waits for a rate limit to refill).
     pub async fn start_real_time() -> Self {
-        Self::start_on(tempfile::tempdir().unwrap(), |_| {}, Clock::system()).await
+        Self::start_on(tempfile::tempdir().unwrap(), |_| {}, Clock::system(), None).await
     }
 
     async fn start_on(
         dir: tempfile::TempDir,
         tweak: impl FnOnce(&mut Config),
         clock: Clock,
+        http: Option<TcpListener>,
     ) -> Self {
         let mut config = Config::for_test(dir.path()).unwrap();
         tweak(&mut config);
@@ -94,7 +115,7 @@ impl TestServer {
             shutdown: None,
             task: None,
         };
-        s.spawn(server).await;
+        s.spawn(server, http).await;
         s
     }
 
@@ -109,12 +130,15 @@ impl TestServer {
         self.core.clone().unwrap()
     }
 
-    async fn spawn(&mut self, server: Server) {
+    async fn spawn(&mut self, server: Server, http: Option<TcpListener>) {
         self.maintenance = Some(server.maintenance());
         self.core = Some(server.core());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.addr = listener.local_addr().unwrap();
-        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = match http {
+            Some(bound) => bound,
+            None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
         self.http_addr = http.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         self.shutdown = Some(tx);
@@ -166,7 +190,7 @@ impl TestServer {
             primary.is_none(),
             "a restart must not create another primary key"
         );
-        self.spawn(server).await;
+        self.spawn(server, None).await;
     }
 
     pub fn data_dir(&self) -> &Path {

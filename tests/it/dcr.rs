@@ -2,8 +2,9 @@
 //! HTTPS with reqwest: public and confidential registrations (the latter
 //! then getting a token at `/token`), the RFC 7591 error codes, the
 //! content type, `dcr = off` and `dcr = token`, the per-address hourly
-//! limit, and maintenance pruning dynamic clients that never got a token
-//! (time moved by the server's manual clock).
+//! limit, `dcr_allowed_resources`, and maintenance pruning dynamic
+//! clients that never got a token (time moved by the server's manual
+//! clock).
 
 use std::time::Duration;
 
@@ -224,6 +225,52 @@ async fn default_scopes_apply_when_none_are_asked() {
     assert_eq!(json["scope"], "mcp");
 }
 
+/// `dcr_allowed_resources`: a registration without `resource` (what MCP
+/// clients send) gets the whole list, one with `resource` must name
+/// listed ones; without the list a registration keeps what it sent.
+#[tokio::test]
+async fn allowed_resources_apply_when_none_are_asked_and_bound_those_asked() {
+    let other = "https://other.example.com/mcp";
+    let server =
+        TestServer::start_with(|c| c.dcr_allowed_resources = strings(&[RESOURCE, other])).await;
+    let (status, _, json) = register(&server, &public_client()).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(json["resource"], json!([RESOURCE, other]));
+    let id = json["client_id"].as_str().unwrap();
+    assert_eq!(
+        server.core().oauth_client(id).unwrap().allowed_resources,
+        [RESOURCE, other]
+    );
+
+    let mut body = public_client();
+    body["resource"] = json!(other);
+    let (status, _, json) = register(&server, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(json["resource"], json!([other]));
+
+    body["resource"] = json!([other, "https://evil.example.com"]);
+    let (status, headers, json) = register(&server, &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert_eq!(json["error"], "invalid_client_metadata", "{json}");
+    assert_eq!(json["reason"], "INVALID_FIELD", "{json}");
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let description = json["error_description"].as_str().unwrap();
+    assert!(
+        description.starts_with("invalid resource:")
+            && description.contains("https://evil.example.com")
+            && description.contains("dcr_allowed_resources"),
+        "{description}"
+    );
+
+    // Without the list: what was sent, unchecked; nothing stays nothing.
+    let plain = TestServer::start().await;
+    let (_, _, json) = register(&plain, &public_client()).await;
+    assert!(json.get("resource").is_none(), "{json}");
+    let (status, _, json) = register(&plain, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    assert_eq!(json["resource"], json!([other, "https://evil.example.com"]));
+}
+
 #[tokio::test]
 async fn dcr_off_is_404_and_not_in_the_metadata() {
     let server = TestServer::start_with(|c| c.dcr = DcrMode::Off).await;
@@ -396,4 +443,22 @@ async fn default_scopes_that_no_client_may_have_stop_the_server_at_start() {
         let text = err.to_string();
         assert!(text.contains("dcr_default_scopes"), "{bad:?}: {text}");
     }
+}
+
+#[tokio::test]
+async fn allowed_resources_that_no_client_may_have_stop_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = mcp_auth::config::Config::for_test(dir.path()).unwrap();
+    config.dcr_allowed_resources = (0..17)
+        .map(|i| format!("https://mcp{i}.example.com"))
+        .collect();
+    let Err(err) = mcp_auth::server::Server::open(config, mcp_auth::clock::Clock::system()).await
+    else {
+        panic!("17 resources: the server started");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("dcr_allowed_resources") && text.contains("at most 16"),
+        "{text}"
+    );
 }
