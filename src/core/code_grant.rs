@@ -59,6 +59,8 @@ pub struct CodeExchange<'a> {
     pub redirect_uri: Option<&'a str>,
     /// `code_verifier` (PKCE).
     pub code_verifier: Option<&'a str>,
+    /// `resource` (RFC 8707), if sent: it must be the authorization's.
+    pub resource: Option<&'a str>,
 }
 
 fn invalid_code(message: impl Into<String>) -> Error {
@@ -161,6 +163,15 @@ impl Core {
                 Echo(&grant.redirect_uri)
             )));
         }
+        if let Some(r) = req.resource.filter(|r| *r != grant.resource) {
+            return Err(Error::refused(
+                Reason::ResourceNotAllowed,
+                format!(
+                    "resource {} is not the one this code was issued for",
+                    Echo(r)
+                ),
+            ));
+        }
         let Some(verifier) = req.code_verifier else {
             return Err(Error::refused(
                 Reason::PkceFailed,
@@ -206,6 +217,7 @@ impl Core {
         credential: &ClientCredential,
         refresh_token: &str,
         scope: Option<&str>,
+        resource: Option<&str>,
     ) -> Result<IssuedSession, Error> {
         let client = self.authenticate_oauth_client(creds, credential).await?;
         require_grant(&client, GrantType::RefreshToken)?;
@@ -215,6 +227,20 @@ impl Core {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
+        // One resource per session: a `resource` sent must be it, checked
+        // before anything is spent.
+        if let Some(r) = resource {
+            let audience = match crate::core::sessions::refresh_token_session(refresh_token) {
+                Some(id) => self.store.session(id).await?.map(|s| s.record.audience),
+                None => None,
+            };
+            if audience.is_some_and(|a| a != r) {
+                return Err(Error::refused(
+                    Reason::ResourceNotAllowed,
+                    format!("resource {} is not this session's", Echo(r)),
+                ));
+            }
+        }
         self.refresh_as(creds, Some(&client.client_id), true, refresh_token, &scopes)
             .await
     }

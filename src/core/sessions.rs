@@ -101,7 +101,7 @@ fn new_refresh_token(session_id: &str) -> Result<Secret, Error> {
 }
 
 /// The session a refresh token names, if it is of the current form.
-fn refresh_token_session(token: &str) -> Option<&str> {
+pub(crate) fn refresh_token_session(token: &str) -> Option<&str> {
     let rest = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
     let (session_id, secret) = rest.split_once('.')?;
     (check_id("refresh_token", session_id).is_ok() && !secret.is_empty()).then_some(session_id)

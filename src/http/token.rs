@@ -64,6 +64,7 @@ pub(super) async fn post(
                         code: form.require("code")?,
                         redirect_uri: form.get("redirect_uri"),
                         code_verifier: form.get("code_verifier"),
+                        resource: form.get("resource"),
                     },
                 )
                 .await?;
@@ -78,6 +79,7 @@ pub(super) async fn post(
                     &credential,
                     form.require("refresh_token")?,
                     form.get("scope"),
+                    form.get("resource"),
                 )
                 .await?;
             return Ok(session_response(&issued));

@@ -444,3 +444,55 @@ async fn a_confidential_client_authenticates_and_deleting_it_ends_its_sessions()
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_resource_sent_at_the_token_endpoint_must_be_the_authorizations() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
+    let code = code_for(&server, &id).await;
+    let form = |resource: &'static str, code: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", id.clone()),
+            ("code", code.to_owned()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code_verifier", VERIFIER.to_owned()),
+            ("resource", resource.to_owned()),
+        ]
+    };
+    let other: Vec<(&str, String)> = form("https://other.example.com", &code);
+    let other: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    refused(
+        post(&server, "/token", None, &other).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        "RESOURCE_NOT_ALLOWED",
+    )
+    .await;
+    let code = code_for(&server, &id).await;
+    let same: Vec<(&str, String)> = form(RESOURCE, &code);
+    let same: Vec<(&str, &str)> = same.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let got = tokens(post(&server, "/token", None, &same).await).await;
+    let rt = got["refresh_token"].as_str().unwrap();
+    let wrong = [
+        ("grant_type", "refresh_token"),
+        ("client_id", id.as_str()),
+        ("refresh_token", rt),
+        ("resource", "https://other.example.com"),
+    ];
+    refused(
+        post(&server, "/token", None, &wrong).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        "RESOURCE_NOT_ALLOWED",
+    )
+    .await;
+    // Nothing was spent: the refresh token still works, with its resource.
+    let right = [
+        ("grant_type", "refresh_token"),
+        ("client_id", id.as_str()),
+        ("refresh_token", rt),
+        ("resource", RESOURCE),
+    ];
+    tokens(post(&server, "/token", None, &right).await).await;
+}
