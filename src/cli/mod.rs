@@ -457,6 +457,19 @@ pub enum UserCommand {
         /// The user id (usr_...) or username.
         user: String,
     },
+    /// List the consents a user remembered on the consent page.
+    Consents {
+        /// The user id (usr_...) or username.
+        user: String,
+    },
+    /// Withdraw a user's consent to a client; that client's sessions for
+    /// the user are revoked.
+    RevokeConsent {
+        /// The user id (usr_...) or username.
+        user: String,
+        /// The client id.
+        client_id: String,
+    },
 }
 
 /// `mcp-auth key ...`

@@ -94,6 +94,44 @@ pub(super) async fn run(cmd: UserCommand, opts: &GlobalOpts, out: &Output) -> Re
                 }
             })?;
         }
+        UserCommand::Consents { user } => {
+            let client = opts.client().await?;
+            let user_id = user_id(&client, &user).await?;
+            let resp = client
+                .list_consents(pb::ListConsentsRequest {
+                    user_id,
+                    username: String::new(),
+                })
+                .await?;
+            out.print_list(&resp.consents, |consents| {
+                outln!("{:<40} {:<30} RESOURCES", "CLIENT", "SCOPES");
+                for c in consents {
+                    outln!(
+                        "{:<40} {:<30} {}",
+                        c.client_id,
+                        c.scopes.join(","),
+                        c.resources.join(",")
+                    );
+                }
+            })?;
+        }
+        UserCommand::RevokeConsent { user, client_id } => {
+            let client = opts.client().await?;
+            let user_id = user_id(&client, &user).await?;
+            let resp = client
+                .revoke_consent(pb::RevokeConsentRequest {
+                    user_id,
+                    username: String::new(),
+                    client_id,
+                })
+                .await?;
+            out.print(&resp, |resp| {
+                outln!(
+                    "consent withdrawn; sessions revoked: {}",
+                    resp.sessions_revoked
+                );
+            })?;
+        }
     }
     Ok(0)
 }

@@ -571,6 +571,15 @@ async fn a_remembered_consent_skips_the_page_until_more_is_asked_or_it_is_withdr
     assert_eq!(consents[0].client_id, client_id);
     assert_eq!(consents[0].scopes, strings(&["tools:read"]));
     assert_eq!(consents[0].resources, strings(&[RESOURCE]));
+    let (code, out, err) = server
+        .cli(
+            Some(&server.primary),
+            &["user", "consents", "alice", "--json"],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["client_id"], client_id, "{out}");
     let revoked = admin
         .revoke_consent(pb::RevokeConsentRequest {
             username: "alice".to_owned(),
