@@ -25,6 +25,8 @@ enum Call {
     Refresh,
     OAuthToken,
     OAuthIntrospect,
+    OAuthCodeFlow,
+    OAuthRefresh,
 }
 
 /// What a scenario's callers share: its tokens.
@@ -113,6 +115,8 @@ pub(super) async fn load(
                     Scenario::Refresh => Call::Refresh,
                     Scenario::OauthClientCredentials => Call::OAuthToken,
                     Scenario::OauthIntrospect => Call::OAuthIntrospect,
+                    Scenario::OauthCodeFlow => Call::OAuthCodeFlow,
+                    Scenario::OauthRefresh => Call::OAuthRefresh,
                     Scenario::Mixed | Scenario::Signature => pick(&mix, i),
                 };
                 let result = worker.call(call, i).await;
@@ -347,6 +351,37 @@ impl Worker {
 
     /// Makes the `i`th call.
     async fn call(&mut self, call: Call, i: usize) -> Outcome {
+        if let (Call::OAuthCodeFlow | Call::OAuthRefresh, Some(oauth)) =
+            (call, self.fixture.oauth.clone())
+        {
+            if matches!(call, Call::OAuthCodeFlow) {
+                return match oauth.code_flow().await {
+                    Ok(_) => Outcome::Ok,
+                    Err(what) => Outcome::Failed(what),
+                };
+            }
+            let token = match self.refresh_token.take() {
+                Some(t) if self.chain < REFRESH_CHAIN => t,
+                _ => {
+                    return match oauth.code_flow().await {
+                        Ok(t) => {
+                            self.refresh_token = Some(t);
+                            self.chain = 0;
+                            Outcome::Setup
+                        }
+                        Err(what) => Outcome::Failed(what),
+                    };
+                }
+            };
+            self.chain += 1;
+            return match oauth.refresh(&token).await {
+                Ok(t) => {
+                    self.refresh_token = Some(t);
+                    Outcome::Ok
+                }
+                Err(what) => Outcome::Failed(what),
+            };
+        }
         if let (Call::OAuthToken | Call::OAuthIntrospect, Some(oauth)) = (call, &self.fixture.oauth)
         {
             let result = match call {
@@ -410,7 +445,7 @@ impl Worker {
             }
             // Reached only without an OAuth fixture, which the bench
             // always sets up for these scenarios.
-            Call::OAuthToken | Call::OAuthIntrospect => {
+            Call::OAuthToken | Call::OAuthIntrospect | Call::OAuthCodeFlow | Call::OAuthRefresh => {
                 return Outcome::Failed("no OAuth client".to_owned());
             }
         };

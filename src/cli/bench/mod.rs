@@ -59,6 +59,12 @@ pub enum Scenario {
     /// OAuth introspection at `/introspect` of a pool of `--tokens` (1000)
     /// tokens, as a resource server with the bench's `tokens:verify` key.
     OauthIntrospect,
+    /// The OAuth browser flow, one per call: `/authorize` by a signed-in
+    /// browser whose user consented before (straight back with a code),
+    /// then the code exchange at `/token`.
+    OauthCodeFlow,
+    /// OAuth refresh token rotation at `/token`, chains per caller.
+    OauthRefresh,
 }
 
 impl Scenario {
@@ -66,7 +72,10 @@ impl Scenario {
     fn is_oauth(self) -> bool {
         matches!(
             self,
-            Scenario::OauthClientCredentials | Scenario::OauthIntrospect
+            Scenario::OauthClientCredentials
+                | Scenario::OauthIntrospect
+                | Scenario::OauthCodeFlow
+                | Scenario::OauthRefresh
         )
     }
 }
@@ -220,6 +229,7 @@ async fn run_scenarios(
                 args.plaintext,
                 bench_key,
                 tokens,
+                matches!(scenario, Scenario::OauthCodeFlow | Scenario::OauthRefresh),
             )
             .await?;
             let fixture = Fixture {
@@ -238,6 +248,24 @@ async fn run_scenarios(
                 .await
             {
                 eprintln!("could not delete the bench's OAuth client: {}", e.message());
+            }
+            if let Some(flow) = &oauth.flow {
+                if let Err(e) = admin
+                    .delete_client(pb::DeleteClientRequest {
+                        client_id: flow.client_id.clone(),
+                    })
+                    .await
+                {
+                    eprintln!("could not delete the bench's OAuth client: {}", e.message());
+                }
+                if let Err(e) = admin
+                    .delete_user(pb::DeleteUserRequest {
+                        user_id: flow.user_id.clone(),
+                    })
+                    .await
+                {
+                    eprintln!("could not delete the bench's user: {}", e.message());
+                }
             }
             report?
         } else {
