@@ -1,7 +1,7 @@
 //! The documentation's own checks: every relative Markdown link in
 //! README.md, docs/**/*.md and certs/README.md points to a file that
 //! exists and, where it names a `#anchor`, to a heading of that file (by
-//! GitHub's anchor rules); and the README stays a front door, under 350
+//! GitHub's anchor rules); and the README stays a front door, under 400
 //! lines.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,10 +255,10 @@ fn every_relative_link_in_the_docs_points_to_a_file_and_heading_that_exist() {
 }
 
 #[test]
-fn readme_is_a_front_door_under_350_lines() {
+fn readme_is_a_front_door_under_400_lines() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let lines = readme.lines().count();
-    assert!(lines < 350, "README.md has {lines} lines");
+    assert!(lines < 400, "README.md has {lines} lines");
 }
 
 #[test]
