@@ -282,21 +282,14 @@ impl MetadataClients {
         let grant_types = doc
             .grant_types
             .unwrap_or_else(|| vec![GrantType::AuthorizationCode.as_str().to_owned()]);
-        let mut scopes: Vec<String> = doc
-            .scope
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if scopes.is_empty() {
-            scopes.clone_from(&self.settings.default_scopes);
-        }
-        if scopes.is_empty() {
+        let Some(scopes) = client_rules::self_registered_scopes(
+            doc.scope.as_deref(),
+            &self.settings.default_scopes,
+        ) else {
             return Err(invalid(
                 "scope is required: this server has no default scopes for self-registered clients",
             ));
-        }
+        };
         let jwks = match doc.jwks {
             None | Some(Value::Null) => None,
             Some(v @ Value::Object(_)) => Some(v.to_string()),

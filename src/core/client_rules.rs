@@ -104,6 +104,24 @@ pub(crate) fn scopes(values: &[String]) -> Result<Vec<String>, Error> {
     Ok(scopes)
 }
 
+/// The scopes a self-registered client (a registration or a metadata
+/// document) asks for in its space-separated `scope`, or `defaults` when
+/// it asks for none; `None` when both are empty.
+pub(crate) fn self_registered_scopes(scope: Option<&str>, defaults: &[String]) -> Option<Vec<String>> {
+    let asked: Vec<String> = scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let scopes = if asked.is_empty() {
+        defaults.to_vec()
+    } else {
+        asked
+    };
+    (!scopes.is_empty()).then_some(scopes)
+}
+
 /// Grant types by their OAuth names: at least one, each known,
 /// duplicates dropped.
 ///

@@ -121,26 +121,12 @@ impl Core {
             subject: Some(user.user_id.clone()),
             client_id: Some(client_id.to_owned()),
         };
-        let ids: Vec<String> = self
-            .store
-            .session_ids(&filter)
-            .await?
-            .into_iter()
-            .filter(|id| !self.revocations.contains(id))
-            .collect();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let audit = self.audit.ok(
+        self.revoke_sessions_matching(
             &caller.id,
-            "session.revoked_cascade",
-            &format!(
-                "{client_id} for {} (sessions revoked: {})",
-                user.user_id,
-                ids.len()
-            ),
+            &filter,
+            &format!("{client_id} for {}", user.user_id),
             creds.request_id,
-        );
-        self.revoke_ids(&ids, audit).await
+        )
+        .await
     }
 }

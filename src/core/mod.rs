@@ -53,6 +53,7 @@ pub use self::authorize::{AuthorizationRequest, AuthorizeRefusal, CheckedAuthori
 pub use self::client_assertion::JWT_BEARER_ASSERTION;
 pub use self::client_auth::ClientCredential;
 pub use self::client_index::ClientAuthError;
+pub(crate) use self::client_rules::self_registered_scopes;
 pub use self::clients::{ClientUpdate, CreatedClient, NewClient};
 pub use self::code_grant::{ApprovedAuthorization, CodeExchange};
 pub use self::credentials::Credentials;

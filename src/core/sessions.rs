@@ -567,9 +567,31 @@ impl Core {
             subject: None,
             client_id: Some(client_id.to_owned()),
         };
+        let n = self
+            .revoke_sessions_matching(actor, &filter, client_id, request_id)
+            .await?;
+        if n > 0 {
+            tracing::info!(client_id, sessions = n, "sessions revoked by cascade");
+        }
+        Ok(n)
+    }
+
+    /// Revokes every session `filter` matches that is not revoked yet,
+    /// audited once as `session.revoked_cascade` with `what` and the count
+    /// as target. Returns how many.
+    ///
+    /// # Errors
+    /// Storage.
+    pub(crate) async fn revoke_sessions_matching(
+        &self,
+        actor: &str,
+        filter: &SessionFilter,
+        what: &str,
+        request_id: &str,
+    ) -> Result<u32, Error> {
         let ids: Vec<String> = self
             .store
-            .session_ids(&filter)
+            .session_ids(filter)
             .await?
             .into_iter()
             .filter(|id| !self.revocations.contains(id))
@@ -577,13 +599,11 @@ impl Core {
         if ids.is_empty() {
             return Ok(0);
         }
-        let target = format!("{client_id} (sessions revoked: {})", ids.len());
+        let target = format!("{what} (sessions revoked: {})", ids.len());
         let audit = self
             .audit
             .ok(actor, "session.revoked_cascade", &target, request_id);
-        let n = self.revoke_ids(&ids, audit).await?;
-        tracing::info!(client_id, sessions = n, "sessions revoked by cascade");
-        Ok(n)
+        self.revoke_ids(&ids, audit).await
     }
 
     pub(crate) async fn revoke_ids(

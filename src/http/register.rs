@@ -112,21 +112,13 @@ fn new_client(app: &App, m: Metadata) -> Result<NewClient, HttpError> {
             ));
         }
     };
-    let mut scopes: Vec<String> = m
-        .scope
-        .unwrap_or_default()
-        .split(' ')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if scopes.is_empty() {
-        scopes.clone_from(&app.settings.dcr_default_scopes);
-    }
-    if scopes.is_empty() {
+    let Some(scopes) =
+        crate::core::self_registered_scopes(m.scope.as_deref(), &app.settings.dcr_default_scopes)
+    else {
         return Err(invalid_metadata(
             "scope is required: this server has no default scopes for registered clients",
         ));
-    }
+    };
     let allowed_resources = match m.resource {
         None => Vec::new(),
         Some(OneOrMany::One(r)) => vec![r],
