@@ -107,7 +107,10 @@ pub(crate) fn scopes(values: &[String]) -> Result<Vec<String>, Error> {
 /// The scopes a self-registered client (a registration or a metadata
 /// document) asks for in its space-separated `scope`, or `defaults` when
 /// it asks for none; `None` when both are empty.
-pub(crate) fn self_registered_scopes(scope: Option<&str>, defaults: &[String]) -> Option<Vec<String>> {
+pub(crate) fn self_registered_scopes(
+    scope: Option<&str>,
+    defaults: &[String],
+) -> Option<Vec<String>> {
     let asked: Vec<String> = scope
         .unwrap_or_default()
         .split(' ')

@@ -155,6 +155,34 @@ async fn a_public_client_exchanges_a_code_and_refreshes_with_rotation() {
     assert_eq!(listed.sessions.len(), 1);
     assert_eq!(listed.sessions[0].subject, "alice");
 
+    // And revoked like any other: RevokeSession over gRPC ends another
+    // OAuth session of the client at once.
+    let code = code_for(&server, &id).await;
+    let other = tokens(exchange(&server, &id, &code, VERIFIER).await).await;
+    let other_sid = server
+        .verify(&verifier_key, other["access_token"].as_str().unwrap())
+        .await
+        .claims
+        .unwrap()
+        .session_id;
+    admin
+        .revoke_session(pb::RevokeSessionRequest {
+            session_id: other_sid,
+        })
+        .await
+        .unwrap();
+    let gone = server
+        .verify(&verifier_key, other["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(inactive_reason(&gone), pb::TokenReason::Revoked);
+    refused(
+        refresh(&server, &id, other["refresh_token"].as_str().unwrap(), None).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "SESSION_REVOKED",
+    )
+    .await;
+
     // Refresh, narrowing; the old refresh token is then spent.
     let rt1 = first["refresh_token"].as_str().unwrap();
     let second = tokens(refresh(&server, &id, rt1, Some("tools:read")).await).await;
