@@ -20,11 +20,13 @@
 //!   `bench` and the tests share.
 //! - [`http`]: the HTTP adapter, beside `grpc`: the axum router of the
 //!   OAuth endpoints, one file each (`metadata`, `jwks`, `token`,
-//!   `introspect`, `revoke`), client authentication at them, the
-//!   request's credentials (`http::credentials`), strict form bodies
-//!   (`http::form`), the one OAuth error mapping (`http::error`) and the
-//!   common layers (request id, log line, headers). Only it and `server`
-//!   name axum.
+//!   `introspect`, `revoke`, `register`), the browser flow's pages
+//!   (`authorize`, `signin`, `consent`, `login_continue`; their HTML in
+//!   `pages`, cookies and CSRF in `browser`), client authentication at the
+//!   endpoints, the request's credentials (`http::credentials`), strict
+//!   form bodies (`http::form`), the one OAuth error mapping
+//!   (`http::error`) and the common layers (request id, log line,
+//!   headers, CORS). Only it and `server` name axum.
 //! - [`server`]: opening the data directory, serving gRPC and HTTP on
 //!   listeners the caller bound within connection bounds (count, handshake
 //!   time, idle time; hyper and TLS for HTTP in `http_listener`), the
@@ -38,11 +40,16 @@
 //!   `client_rules`, the in-memory `client_index`; authenticating them at
 //!   the OAuth endpoints in `client_auth` and `client_assertion`; clients
 //!   described by metadata documents at their `https` client ids in
-//!   `cimd`), the OAuth grants (`grants`) and introspection and revocation
-//!   (`oauth_tokens`), the built-in user accounts (`users`; their
-//!   passwords hashed with Argon2id off the runtime in `passwords`),
-//!   signing in at the operator's application instead (`delegated_login`,
-//!   the login challenges of `OAuthService`), `whoami`,
+//!   `cimd`), the OAuth grants (`grants`: client_credentials;
+//!   `code_grant` with `codes` and `pkce`: the authorization code and
+//!   refresh grants; `refresh_replays` for racing refreshes), the browser
+//!   flow (`authorize`: the authorization request; `interactions`: the
+//!   sign-in and the decision; `consents`: remembered consent),
+//!   introspection and revocation (`oauth_tokens`), the built-in user
+//!   accounts (`users`; their passwords hashed with Argon2id off the
+//!   runtime in `passwords`), signing in at the operator's application
+//!   instead (`delegated_login`, the login challenges of
+//!   `OAuthService`), `whoami`,
 //!   what verification treats as revoked (`revocations`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.
