@@ -107,6 +107,7 @@ impl Fixture {
                 last_refreshed_at: now,
                 token_ttl: 900,
                 oauth: false,
+                resources: Vec::new(),
                 refresh_tokens: vec![RefreshToken {
                     hash: SecretHash::of(b"mcp_rt_bench"),
                     issued_at: now,

@@ -12,8 +12,8 @@
 //! redirect URI one of the client's (exact, except the port of a
 //! loopback `http` one); it may be left out when the client has exactly
 //! one; `scope` within the client's allowed scopes (absent: all of them);
-//! `resource` (may repeat, at most one is served today) within its
-//! allowed resources (absent: its only one); the client registered for
+//! `resource` (may repeat, RFC 8707) each within its allowed resources
+//! (absent: its only one); the client registered for
 //! `authorization_code` and not disabled.
 
 use std::sync::Arc;
@@ -62,8 +62,9 @@ pub struct CheckedAuthorization {
     pub state: Option<String>,
     /// The scopes asked for (within the client's).
     pub scopes: Vec<String>,
-    /// The resource.
-    pub resource: String,
+    /// The resources (at least one): the code is good for each, and the
+    /// token endpoint picks one per token.
+    pub resources: Vec<String>,
     /// The PKCE challenge.
     pub code_challenge: String,
 }
@@ -218,9 +219,9 @@ impl Core {
         )
         .map_err(back)?;
         let scopes = granted_scopes(req.scope.as_deref(), &client.allowed_scopes).map_err(back)?;
-        let resource = match req.resources.as_slice() {
+        let resources = match req.resources.as_slice() {
             [] => match client.allowed_resources.as_slice() {
-                [only] => only.clone(),
+                [only] => vec![only.clone()],
                 _ => {
                     return Err(back(Error::refused(
                         Reason::ResourceNotAllowed,
@@ -228,18 +229,20 @@ impl Core {
                     )));
                 }
             },
-            [one] if client.allowed_resources.contains(one) => one.clone(),
-            [one] => {
-                return Err(back(Error::refused(
-                    Reason::ResourceNotAllowed,
-                    format!("resource {} is not allowed for this client", Echo(one)),
-                )));
-            }
-            _ => {
-                return Err(back(Error::refused(
-                    Reason::ResourceNotAllowed,
-                    "ask for one resource per authorization",
-                )));
+            asked => {
+                let mut resources: Vec<String> = Vec::with_capacity(asked.len());
+                for r in asked {
+                    if !client.allowed_resources.contains(r) {
+                        return Err(back(Error::refused(
+                            Reason::ResourceNotAllowed,
+                            format!("resource {} is not allowed for this client", Echo(r)),
+                        )));
+                    }
+                    if !resources.contains(r) {
+                        resources.push(r.clone());
+                    }
+                }
+                resources
             }
         };
         Ok(CheckedAuthorization {
@@ -247,7 +250,7 @@ impl Core {
             redirect_uri,
             state,
             scopes,
-            resource,
+            resources,
             code_challenge,
         })
     }

@@ -880,6 +880,7 @@ mod tests {
             last_refreshed_at: now,
             token_ttl: 600,
             oauth: false,
+            resources: Vec::new(),
             refresh_tokens: vec![],
         };
         if stored_session {

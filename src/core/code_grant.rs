@@ -46,8 +46,8 @@ pub struct ApprovedAuthorization {
     pub subject: String,
     /// The scopes approved (within the client's).
     pub scopes: Vec<String>,
-    /// The resource (within the client's).
-    pub resource: String,
+    /// The resources approved (within the client's; at least one).
+    pub resources: Vec<String>,
 }
 
 /// What a code exchange sends besides the client's authentication.
@@ -59,7 +59,8 @@ pub struct CodeExchange<'a> {
     pub redirect_uri: Option<&'a str>,
     /// `code_verifier` (PKCE).
     pub code_verifier: Option<&'a str>,
-    /// `resource` (RFC 8707), if sent: it must be the authorization's.
+    /// `resource` (RFC 8707): one of the authorization's; may be left out
+    /// when it has exactly one.
     pub resource: Option<&'a str>,
 }
 
@@ -87,7 +88,7 @@ impl Core {
             code_challenge: challenge,
             subject: approved.subject,
             scopes: approved.scopes,
-            resource: approved.resource,
+            resources: approved.resources,
             expires_at: now + CODE_LIFETIME,
         };
         if !self.codes.insert(&code.hash(), grant, now) {
@@ -163,15 +164,22 @@ impl Core {
                 Echo(&grant.redirect_uri)
             )));
         }
-        if let Some(r) = req.resource.filter(|r| *r != grant.resource) {
-            return Err(Error::refused(
-                Reason::ResourceNotAllowed,
-                format!(
-                    "resource {} is not the one this code was issued for",
-                    Echo(r)
-                ),
-            ));
-        }
+        let audience = match (req.resource, grant.resources.as_slice()) {
+            (Some(r), all) if all.iter().any(|a| a == r) => r.to_owned(),
+            (Some(r), _) => {
+                return Err(Error::refused(
+                    Reason::ResourceNotAllowed,
+                    format!("resource {} is not one this code was issued for", Echo(r)),
+                ));
+            }
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return Err(Error::refused(
+                    Reason::ResourceNotAllowed,
+                    "name the resource: this code was issued for several",
+                ));
+            }
+        };
         let Some(verifier) = req.code_verifier else {
             return Err(Error::refused(
                 Reason::PkceFailed,
@@ -190,7 +198,8 @@ impl Core {
                 subject: grant.subject,
                 client_id: client.client_id.clone(),
                 scopes: grant.scopes,
-                audience: grant.resource,
+                audience,
+                resources: grant.resources,
                 ttl: self.settings.default_ttl,
                 lifetime: self.settings.max_session_lifetime,
                 oauth: true,
@@ -227,22 +236,39 @@ impl Core {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        // One resource per session: a `resource` sent must be it, checked
-        // before anything is spent.
-        if let Some(r) = resource {
-            let audience = match crate::core::sessions::refresh_token_session(refresh_token) {
-                Some(id) => self.store.session(id).await?.map(|s| s.record.audience),
-                None => None,
-            };
-            if audience.is_some_and(|a| a != r) {
-                return Err(Error::refused(
-                    Reason::ResourceNotAllowed,
-                    format!("resource {} is not this session's", Echo(r)),
-                ));
+        // A `resource` sent must be one the session was granted, checked
+        // before anything is spent; the new token is for it.
+        let audience = match resource {
+            None => None,
+            Some(r) => {
+                let granted = match crate::core::sessions::refresh_token_session(refresh_token) {
+                    Some(id) => self.store.session(id).await?.map(|s| s.record),
+                    None => None,
+                };
+                match granted {
+                    Some(s) if s.audience == r || s.resources.iter().any(|g| g == r) => {
+                        Some(r.to_owned())
+                    }
+                    Some(_) => {
+                        return Err(Error::refused(
+                            Reason::ResourceNotAllowed,
+                            format!("resource {} was not granted to this session", Echo(r)),
+                        ));
+                    }
+                    // An unknown refresh token: the refresh says so.
+                    None => None,
+                }
             }
-        }
-        self.refresh_as(creds, Some(&client.client_id), true, refresh_token, &scopes)
-            .await
+        };
+        self.refresh_as(
+            creds,
+            Some(&client.client_id),
+            true,
+            refresh_token,
+            &scopes,
+            audience.as_deref(),
+        )
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 //! token endpoint. A code is `mcp_ac_` and 43 base62 characters (256
 //! bits from the OS CSPRNG); only its SHA-256 is kept, in memory, for
 //! [`CODE_LIFETIME`] seconds. A code is bound to its client, redirect URI,
-//! PKCE challenge, user, scopes and resource.
+//! PKCE challenge, user, scopes and resources.
 //!
 //! A code is spent by its first exchange. The spent code is remembered,
 //! with the session its exchange started, until it would have expired and
@@ -39,8 +39,8 @@ pub(crate) struct CodeGrant {
     pub subject: String,
     /// The scopes approved.
     pub scopes: Vec<String>,
-    /// The resource its tokens are for.
-    pub resource: String,
+    /// The resources its tokens may be for (one per token).
+    pub resources: Vec<String>,
     /// When it stops being exchangeable.
     pub expires_at: i64,
 }
@@ -149,7 +149,7 @@ mod tests {
             code_challenge: "c".into(),
             subject: "alice".into(),
             scopes: vec!["tools:read".into()],
-            resource: "https://mcp.example.com".into(),
+            resources: vec!["https://mcp.example.com".into()],
             expires_at,
         }
     }

@@ -12,7 +12,7 @@ use crate::store::{ConsentRecord, OAuthClientRecord};
 
 impl Core {
     /// Whether `subject` already consented to what `client` asks
-    /// (`scopes` for `resource`).
+    /// (`scopes` for each of `resources`).
     ///
     /// # Errors
     /// Storage.
@@ -21,7 +21,7 @@ impl Core {
         subject: &str,
         client: &OAuthClientRecord,
         scopes: &[String],
-        resource: &str,
+        resources: &[String],
     ) -> Result<bool, Error> {
         if client.skip_consent {
             return Ok(true);
@@ -30,10 +30,10 @@ impl Core {
             .store
             .consent(subject, &client.client_id)
             .await?
-            .is_some_and(|c| c.covers(scopes, resource)))
+            .is_some_and(|c| resources.iter().all(|r| c.covers(scopes, r))))
     }
 
-    /// Remembers that `subject` approved `scopes` for `resource` of
+    /// Remembers that `subject` approved `scopes` for `resources` of
     /// `client_id`, widening what was kept; audited `consent.granted`.
     ///
     /// # Errors
@@ -43,7 +43,7 @@ impl Core {
         subject: &str,
         client_id: &str,
         scopes: &[String],
-        resource: &str,
+        resources: &[String],
         request_id: &str,
     ) -> Result<(), Error> {
         let now = self.clock.now();
@@ -64,8 +64,10 @@ impl Core {
                 record.scopes.push(s.clone());
             }
         }
-        if !record.resources.iter().any(|r| r == resource) {
-            record.resources.push(resource.to_owned());
+        for resource in resources {
+            if !record.resources.contains(resource) {
+                record.resources.push(resource.clone());
+            }
         }
         record.scopes.sort();
         record.resources.sort();

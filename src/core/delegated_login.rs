@@ -64,7 +64,7 @@ pub struct LoginRequest {
     pub client_name: String,
     /// The scopes it asks for.
     pub scopes: Vec<String>,
-    /// The resource the tokens are for.
+    /// The resources the tokens are for, space-separated.
     pub resource: String,
     /// The host (and port) the browser goes back to.
     pub redirect_host: String,
@@ -161,7 +161,7 @@ impl Core {
             client_id: r.client.client_id.clone(),
             client_name: r.client.name.clone(),
             scopes: r.scopes,
-            resource: r.resource,
+            resource: r.resources.join(" "),
             redirect_host: redirect_host(&r.redirect_uri),
             expires_at: i.expires_at,
         })

@@ -445,7 +445,7 @@ impl Core {
         } else {
             "authorization.denied"
         };
-        let target = format!("{} for {}", r.client.client_id, r.resource);
+        let target = format!("{} for {}", r.client.client_id, r.resources.join(" "));
         self.audit
             .record_aggregated(crate::core::audit::AuditEvent {
                 actor: &subject,
@@ -460,7 +460,7 @@ impl Core {
                 &subject,
                 &r.client.client_id,
                 &r.scopes,
-                &r.resource,
+                &r.resources,
                 creds.request_id,
             )
             .await?;
@@ -473,7 +473,7 @@ impl Core {
                     code_challenge: r.code_challenge,
                     subject,
                     scopes: r.scopes,
-                    resource: r.resource,
+                    resources: r.resources,
                 })
                 .await?,
             )

@@ -182,6 +182,7 @@ mod tests {
             last_refreshed_at: 0,
             token_ttl: 0,
             oauth: false,
+            resources: Vec::new(),
             refresh_tokens: vec![],
         }
     }

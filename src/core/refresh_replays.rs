@@ -19,6 +19,7 @@ const MAX_REMEMBERED: usize = 100_000;
 
 struct Remembered {
     scopes: Vec<String>,
+    audience: Option<String>,
     issued: IssuedSession,
     until: i64,
 }
@@ -31,11 +32,12 @@ pub(crate) struct RefreshReplays {
 
 impl RefreshReplays {
     /// Remembers the answer to a refresh of the token hashing to `spent`
-    /// asking for `scopes`, until `until`.
+    /// asking for `scopes` (and `audience`), until `until`.
     pub fn remember(
         &self,
         spent: &SecretHash,
         scopes: &[String],
+        audience: Option<&str>,
         issued: &IssuedSession,
         now: i64,
         until: i64,
@@ -51,6 +53,7 @@ impl RefreshReplays {
             spent.0,
             Remembered {
                 scopes: scopes.to_vec(),
+                audience: audience.map(str::to_owned),
                 issued: issued.clone(),
                 until,
             },
@@ -59,10 +62,16 @@ impl RefreshReplays {
 
     /// The answer remembered for a repeat of the refresh of `spent` with
     /// `scopes`, while its window lasts.
-    pub fn replay(&self, spent: &SecretHash, scopes: &[String], now: i64) -> Option<IssuedSession> {
+    pub fn replay(
+        &self,
+        spent: &SecretHash,
+        scopes: &[String],
+        audience: Option<&str>,
+        now: i64,
+    ) -> Option<IssuedSession> {
         let map = self.by_token.lock().unwrap_or_else(|p| p.into_inner());
         map.get(&spent.0)
-            .filter(|r| now < r.until && r.scopes == scopes)
+            .filter(|r| now < r.until && r.scopes == scopes && r.audience.as_deref() == audience)
             .map(|r| r.issued.clone())
     }
 

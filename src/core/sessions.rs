@@ -68,6 +68,8 @@ pub(crate) struct SessionStart<'a> {
     pub scopes: Vec<String>,
     /// The resource its tokens are for.
     pub audience: String,
+    /// Every resource granted (an OAuth grant's); empty: `audience` only.
+    pub resources: Vec<String>,
     /// Access-token lifetime, seconds.
     pub ttl: u32,
     /// Absolute lifetime, seconds.
@@ -155,6 +157,7 @@ impl Core {
             client_id: caller.id.to_string(),
             scopes,
             audience: req.audience,
+            resources: Vec::new(),
             ttl,
             lifetime,
             oauth: false,
@@ -192,6 +195,7 @@ impl Core {
                 spent_at: None,
             }],
             oauth: s.oauth,
+            resources: s.resources,
         };
         let access_token = self
             .tokens
@@ -237,6 +241,7 @@ impl Core {
             false,
             refresh_token,
             scopes,
+            None,
         )
         .await
     }
@@ -255,6 +260,7 @@ impl Core {
         oauth: bool,
         refresh_token: &str,
         scopes: &[String],
+        audience: Option<&str>,
     ) -> Result<IssuedSession, Error> {
         let bad_token = |message: &str| Error::refused(Reason::RefreshTokenInvalid, message);
         if refresh_token.len() > MAX_REFRESH_TOKEN_LEN
@@ -305,7 +311,10 @@ impl Core {
             if current.record.revoked_at.is_none()
                 && policy::may_refresh(creator, &current.record).is_ok()
             {
-                if let Some(again) = self.refresh_replays.replay(&presented, &wanted, now) {
+                if let Some(again) = self
+                    .refresh_replays
+                    .replay(&presented, &wanted, audience, now)
+                {
                     tracing::debug!(
                         session_id,
                         "refresh repeated within the grace window: same answer"
@@ -343,7 +352,16 @@ impl Core {
                     } else {
                         wanted.clone()
                     };
-                    let access_token = self.tokens.issue(&session, &scopes, now, exp)?;
+                    let access_token = match audience.filter(|a| *a != session.audience) {
+                        // A token for another granted resource: signed for
+                        // it, the session itself unchanged.
+                        Some(other) => {
+                            let mut view = session.clone();
+                            other.clone_into(&mut view.audience);
+                            self.tokens.issue(&view, &scopes, now, exp)?
+                        }
+                        None => self.tokens.issue(&session, &scopes, now, exp)?,
+                    };
                     let audit = self.audit.ok(
                         &creds.peer_actor(),
                         "session.refreshed",
@@ -369,6 +387,7 @@ impl Core {
                             self.refresh_replays.remember(
                                 &presented,
                                 &wanted,
+                                audience,
                                 &issued,
                                 now,
                                 now + rules.reuse_grace,

@@ -157,7 +157,7 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
                     let r = &interaction.request;
                     match app
                         .core
-                        .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resource)
+                        .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resources)
                         .await
                     {
                         Ok(c) => c,

@@ -60,7 +60,7 @@ pub(super) async fn get(
             &user_id,
             &i.request.client,
             &i.request.scopes,
-            &i.request.resource,
+            &i.request.resources,
         )
         .await
     {

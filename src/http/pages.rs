@@ -163,7 +163,12 @@ pub fn consent_page(
         escape(&request.client.name),
         escape(user),
         escape(&redirect_host(&request.redirect_uri)),
-        escape(&request.resource),
+        request
+            .resources
+            .iter()
+            .map(|r| escape(r))
+            .collect::<Vec<_>>()
+            .join("</code>, <code>"),
         hidden(id, csrf),
     );
     page(

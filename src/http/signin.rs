@@ -87,7 +87,7 @@ pub(super) async fn post(
             );
             let consented = match app
                 .core
-                .consent_covers(&user_id, &r.client, &r.scopes, &r.resource)
+                .consent_covers(&user_id, &r.client, &r.scopes, &r.resources)
                 .await
             {
                 Ok(c) => c,

@@ -53,6 +53,7 @@ pub(crate) fn session(id: &str, subject: &str, client: &str) -> SessionRecord {
         last_refreshed_at: 1,
         token_ttl: 0,
         oauth: false,
+        resources: Vec::new(),
         refresh_tokens: vec![RefreshToken {
             hash: SecretHash::of(id.as_bytes()),
             issued_at: 1,

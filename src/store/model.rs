@@ -165,6 +165,10 @@ pub struct SessionRecord {
     /// RefreshSession.
     #[serde(default)]
     pub oauth: bool,
+    /// The resources an OAuth grant approved (RFC 8707); a refresh may
+    /// ask for a token for any of them. Empty: only `audience`.
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 impl SessionRecord {

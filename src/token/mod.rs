@@ -64,6 +64,7 @@ mod tests {
             last_refreshed_at: 1_000,
             token_ttl: 0,
             oauth: false,
+            resources: Vec::new(),
             refresh_tokens: vec![],
         }
     }

@@ -665,6 +665,7 @@ async fn plant_session(server: &mut TestServer, client_id: &str, session_id: &st
         last_refreshed_at: now,
         token_ttl: 0,
         oauth: false,
+        resources: Vec::new(),
         refresh_tokens: vec![RefreshToken {
             hash: SecretHash::of(refresh.as_bytes()),
             issued_at: now,

@@ -54,7 +54,7 @@ async fn code_for(server: &TestServer, client_id: &str) -> String {
             code_challenge: challenge_of(VERIFIER),
             subject: "alice".to_owned(),
             scopes: strings(&["tools:read", "tools:call"]),
-            resource: RESOURCE.to_owned(),
+            resources: vec![RESOURCE.to_owned()],
         })
         .await
         .unwrap()
@@ -523,4 +523,104 @@ async fn a_resource_sent_at_the_token_endpoint_must_be_the_authorizations() {
         ("resource", RESOURCE),
     ];
     tokens(post(&server, "/token", None, &right).await).await;
+}
+
+#[tokio::test]
+async fn a_code_for_several_resources_gives_a_token_for_each_one_asked() {
+    const SECOND: &str = "https://second.example.com";
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let (_, verifier_key) = server.key_with(&["tokens:verify"]).await;
+    let id = server
+        .client(&server.primary)
+        .await
+        .create_client(pb::CreateClientRequest {
+            name: "two resources".to_owned(),
+            redirect_uris: strings(&[REDIRECT]),
+            grant_types: strings(&["authorization_code", "refresh_token"]),
+            allowed_scopes: strings(&["tools:read"]),
+            allowed_resources: strings(&[RESOURCE, SECOND]),
+            token_endpoint_auth_method: "none".to_owned(),
+            jwks: String::new(),
+            skip_consent: false,
+        })
+        .await
+        .unwrap()
+        .client
+        .unwrap()
+        .client_id;
+    let code = |server: &TestServer| {
+        let core = server.core();
+        let id = id.clone();
+        async move {
+            core.issue_authorization_code(ApprovedAuthorization {
+                client_id: id,
+                redirect_uri: REDIRECT.to_owned(),
+                code_challenge: challenge_of(VERIFIER),
+                subject: "alice".to_owned(),
+                scopes: strings(&["tools:read"]),
+                resources: strings(&[RESOURCE, SECOND]),
+            })
+            .await
+            .unwrap()
+            .expose()
+            .to_owned()
+        }
+    };
+    // Without a resource the exchange cannot tell which one.
+    let c = code(&server).await;
+    refused(
+        exchange(&server, &id, &c, VERIFIER).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        "RESOURCE_NOT_ALLOWED",
+    )
+    .await;
+    let c = code(&server).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", id.as_str()),
+        ("code", c.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("resource", SECOND),
+    ];
+    let got = tokens(post(&server, "/token", None, &form).await).await;
+    let aud = |token: &Value| {
+        let server = &server;
+        let key = verifier_key.clone();
+        let token = token["access_token"].as_str().unwrap().to_owned();
+        async move { server.verify(&key, &token).await.claims.unwrap().audience }
+    };
+    assert_eq!(aud(&got).await, SECOND);
+    // A refresh may ask for the other granted resource, not another.
+    let rt = got["refresh_token"].as_str().unwrap();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", id.as_str()),
+        ("refresh_token", rt),
+        ("resource", "https://third.example.com"),
+    ];
+    refused(
+        post(&server, "/token", None, &form).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+        "RESOURCE_NOT_ALLOWED",
+    )
+    .await;
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", id.as_str()),
+        ("refresh_token", rt),
+        ("resource", RESOURCE),
+    ];
+    let first = tokens(post(&server, "/token", None, &form).await).await;
+    assert_eq!(aud(&first).await, RESOURCE);
+    // Without one, the session's own resource.
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", id.as_str()),
+        ("refresh_token", first["refresh_token"].as_str().unwrap()),
+    ];
+    let again = tokens(post(&server, "/token", None, &form).await).await;
+    assert_eq!(aud(&again).await, SECOND);
 }

@@ -427,7 +427,7 @@ async fn every_documented_reason_is_produced_with_its_code() {
             code_challenge: mcp_auth::core::pkce::challenge_of(&verifier),
             subject: "alice".to_owned(),
             scopes: strings(&["tools:read"]),
-            resource: "https://mcp.example.com".to_owned(),
+            resources: vec!["https://mcp.example.com".to_owned()],
         })
         .await
         .unwrap();

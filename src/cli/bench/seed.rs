@@ -42,6 +42,7 @@ pub(super) async fn seed(data_dir: &std::path::Path, n: u64) -> Result<u8, CliEr
                     last_refreshed_at: now,
                     token_ttl: 900,
                     oauth: false,
+                    resources: Vec::new(),
                     refresh_tokens: vec![RefreshToken {
                         hash: SecretHash::of(format!("seed-refresh-{now}-{i}").as_bytes()),
                         issued_at: now,
