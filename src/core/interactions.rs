@@ -339,6 +339,20 @@ impl Core {
             .map(|(user, _)| user.clone())
     }
 
+    /// Ends every login session of `user_id`: each browser signed in as
+    /// the user signs in again (a password change, a disabled or deleted
+    /// user). Returns how many ended.
+    pub(crate) fn sign_out_everywhere(&self, user_id: &str) -> usize {
+        let mut logins = self
+            .interactions
+            .logins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let before = logins.len();
+        logins.retain(|_, (user, _)| user.user_id != user_id);
+        before - logins.len()
+    }
+
     /// Signs the user in for interaction `id` with a built-in account;
     /// with `remember` seconds above 0, also starts a login session.
     ///

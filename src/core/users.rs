@@ -223,7 +223,8 @@ impl Core {
     }
 
     /// `SetPassword`: the user's password becomes `password` (8 to 1024
-    /// bytes), audited as `user.password_changed`.
+    /// bytes), audited as `user.password_changed`. Every browser signed in
+    /// as the user signs in again; the user's OAuth sessions go on.
     ///
     /// # Errors
     /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND
@@ -236,22 +237,50 @@ impl Core {
     ) -> Result<UserRecord, Error> {
         let caller = self.user_admin(creds).await?;
         passwords::check_length("password", password.expose())?;
+        let changed;
         // A user that does not exist is refused before the costly hash.
         self.load_user(user_id).await?;
         let password_hash = self.passwords.hash(password).await?;
         let now = self.clock.now();
-        self.change_user(creds, &caller, user_id, |old| {
-            let mut r = old.clone();
-            r.password_hash.clone_from(&password_hash);
-            r.password_changed_at = now;
-            r.updated_at = now;
-            Some((r, "user.password_changed"))
-        })
-        .await
+        changed = self
+            .change_user(creds, &caller, user_id, |old| {
+                let mut r = old.clone();
+                r.password_hash.clone_from(&password_hash);
+                r.password_changed_at = now;
+                r.updated_at = now;
+                Some((r, "user.password_changed"))
+            })
+            .await?;
+        self.sign_out_everywhere(user_id);
+        Ok(changed)
     }
 
-    /// `SetUserDisabled`: a disabled user cannot sign in; enabling it
-    /// again lets it. Audited as `user.disabled` or `user.enabled`; a
+    /// Ends everything a user who can no longer sign in still holds: the
+    /// browsers signed in as the user, and the user's sessions (tokens
+    /// REVOKED at once, refresh refused).
+    async fn end_user_sessions(
+        &self,
+        creds: &Credentials<'_>,
+        actor: &str,
+        user_id: &str,
+    ) -> Result<(), Error> {
+        self.sign_out_everywhere(user_id);
+        let filter = crate::store::SessionFilter {
+            subject: Some(user_id.to_owned()),
+            client_id: None,
+        };
+        let n = self
+            .revoke_sessions_matching(actor, &filter, &format!("user {user_id}"), creds.request_id)
+            .await?;
+        if n > 0 {
+            tracing::info!(user_id, sessions = n, "a user's sessions revoked");
+        }
+        Ok(())
+    }
+
+    /// `SetUserDisabled`: a disabled user cannot sign in, and what it held
+    /// ends (its browsers' sign-ins and its sessions); enabling it again
+    /// lets it sign in. Audited as `user.disabled` or `user.enabled`; a
     /// user already so is returned as it is, and nothing is written.
     ///
     /// # Errors
@@ -265,25 +294,30 @@ impl Core {
     ) -> Result<UserRecord, Error> {
         let caller = self.user_admin(creds).await?;
         let now = self.clock.now();
-        self.change_user(creds, &caller, user_id, |old| {
-            if old.disabled == disabled {
-                return None;
-            }
-            let mut r = old.clone();
-            r.disabled = disabled;
-            r.updated_at = now;
-            let action = if disabled {
-                "user.disabled"
-            } else {
-                "user.enabled"
-            };
-            Some((r, action))
-        })
-        .await
+        let user = self
+            .change_user(creds, &caller, user_id, |old| {
+                if old.disabled == disabled {
+                    return None;
+                }
+                let mut r = old.clone();
+                r.disabled = disabled;
+                r.updated_at = now;
+                let action = if disabled {
+                    "user.disabled"
+                } else {
+                    "user.enabled"
+                };
+                Some((r, action))
+            })
+            .await?;
+        if disabled {
+            self.end_user_sessions(creds, &caller.id, user_id).await?;
+        }
+        Ok(user)
     }
 
-    /// `DeleteUser`: the user is gone and its username free. Returns the
-    /// deleted user.
+    /// `DeleteUser`: the user is gone and its username free; its
+    /// browsers' sign-ins and its sessions end. Returns the deleted user.
     ///
     /// # Errors
     /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT, NOT_FOUND
@@ -304,6 +338,7 @@ impl Core {
             );
             if self.store.delete_user(&current, audit).await? == Swap::Done {
                 tracing::info!(user_id, username = %current.record.username, "user deleted");
+                self.end_user_sessions(creds, &caller.id, user_id).await?;
                 return Ok(current.record);
             }
         }

@@ -654,3 +654,89 @@ async fn a_remembered_consent_skips_the_page_until_more_is_asked_or_it_is_withdr
     assert_eq!(to, REDIRECT, "straight back after sign-in");
     assert!(param(&params, "code").is_some());
 }
+
+/// Signs alice in through the pages with `b`, approves, exchanges the
+/// code; the token response.
+async fn full_flow(b: &reqwest::Client, server: &TestServer, client_id: &str) -> Value {
+    let url = authorize_url(server, client_id, REDIRECT, "");
+    let (interaction, csrf) = signed_in_consent(b, server, &url).await;
+    let back = submit(
+        b,
+        server,
+        "/consent",
+        &[
+            ("interaction", &interaction),
+            ("csrf", &csrf),
+            ("decision", "approve"),
+        ],
+    )
+    .await;
+    let (_, params) = location_params(&back);
+    let code = param(&params, "code").unwrap().to_owned();
+    b.post(format!("{}/token", server.http_url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_password_change_signs_browsers_out_and_disabling_a_user_ends_its_sessions() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let client_id = set_up(&server).await;
+    let admin = server.client(&server.primary).await;
+    let (_, verifier) = server.key_with(&["tokens:verify"]).await;
+    let user_id = admin
+        .get_user(pb::GetUserRequest {
+            username: "alice".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .user_id;
+    let b = browser(&server);
+    let first = full_flow(&b, &server, &client_id).await;
+    let url = authorize_url(&server, &client_id, REDIRECT, "");
+    let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Allow access?"), "signed in: {page}");
+
+    // A new password: the browser signs in again; the session goes on.
+    admin
+        .set_password(pb::SetPasswordRequest {
+            user_id: user_id.clone(),
+            password: "a brand new passphrase".to_owned(),
+        })
+        .await
+        .unwrap();
+    let page = b.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Sign in"), "signed out: {page}");
+    let still = server
+        .verify(&verifier, first["access_token"].as_str().unwrap())
+        .await;
+    assert!(still.active, "{still:?}");
+
+    // Disabled: its sessions end at once.
+    admin
+        .set_user_disabled(pb::SetUserDisabledRequest {
+            user_id,
+            disabled: true,
+        })
+        .await
+        .unwrap();
+    let gone = server
+        .verify(&verifier, first["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        crate::common::inactive_reason(&gone),
+        pb::TokenReason::Revoked
+    );
+}
