@@ -237,12 +237,11 @@ impl Core {
     ) -> Result<UserRecord, Error> {
         let caller = self.user_admin(creds).await?;
         passwords::check_length("password", password.expose())?;
-        let changed;
         // A user that does not exist is refused before the costly hash.
         self.load_user(user_id).await?;
         let password_hash = self.passwords.hash(password).await?;
         let now = self.clock.now();
-        changed = self
+        let changed = self
             .change_user(creds, &caller, user_id, |old| {
                 let mut r = old.clone();
                 r.password_hash.clone_from(&password_hash);
