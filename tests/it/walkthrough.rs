@@ -448,6 +448,17 @@ async fn bench_smoke_run_of_every_scenario_completes_without_errors() {
         assert!(report["p99_ms"].as_f64().unwrap() >= report["p50_ms"].as_f64().unwrap());
         assert!(report["max_ms"].as_f64().unwrap() >= report["p99_ms"].as_f64().unwrap());
     }
+    // The browser flow reports its two steps.
+    let flow = reports
+        .iter()
+        .find(|r| r["scenario"] == "oauth-code-flow")
+        .unwrap();
+    for step in ["authorize", "token"] {
+        assert!(
+            flow["steps"][step]["p50_ms"].as_f64().unwrap() > 0.0,
+            "{flow}"
+        );
+    }
     // verify-uncached used each of its 50 tokens once, then stopped.
     assert_eq!(reports[2]["ok"], 50, "{}", reports[2]);
     assert!(err.contains("ran out"), "{err}");

@@ -119,7 +119,7 @@ pub(super) async fn load(
                     Scenario::OauthRefresh => Call::OAuthRefresh,
                     Scenario::Mixed | Scenario::Signature => pick(&mix, i),
                 };
-                let result = worker.call(call, i).await;
+                let result = worker.call(call, i, counted).await;
                 if counted {
                     match result {
                         Outcome::Ok => {
@@ -350,12 +350,12 @@ impl Worker {
     }
 
     /// Makes the `i`th call.
-    async fn call(&mut self, call: Call, i: usize) -> Outcome {
+    async fn call(&mut self, call: Call, i: usize, measured: bool) -> Outcome {
         if let (Call::OAuthCodeFlow | Call::OAuthRefresh, Some(oauth)) =
             (call, self.fixture.oauth.clone())
         {
             if matches!(call, Call::OAuthCodeFlow) {
-                return match oauth.code_flow().await {
+                return match oauth.code_flow(measured).await {
                     Ok(_) => Outcome::Ok,
                     Err(what) => Outcome::Failed(what),
                 };
@@ -363,7 +363,7 @@ impl Worker {
             let token = match self.refresh_token.take() {
                 Some(t) if self.chain < REFRESH_CHAIN => t,
                 _ => {
-                    return match oauth.code_flow().await {
+                    return match oauth.code_flow(false).await {
                         Ok(t) => {
                             self.refresh_token = Some(t);
                             self.chain = 0;

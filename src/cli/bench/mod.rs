@@ -166,6 +166,40 @@ pub struct BenchReport {
     pub ok: u64,
     /// Failed calls by gRPC status code name.
     pub errors: BTreeMap<String, u64>,
+    /// For a scenario made of steps (`oauth-code-flow`): each step's
+    /// latency percentiles, milliseconds.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub steps: BTreeMap<String, StepLatency>,
+}
+
+/// One step's latency, milliseconds.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct StepLatency {
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+}
+
+impl StepLatency {
+    /// The percentiles of `samples`.
+    fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let pct = |q: f64| -> f64 {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let idx = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[idx.min(samples.len() - 1)].as_secs_f64() * 1000.0
+        };
+        StepLatency {
+            p50_ms: pct(0.50),
+            p90_ms: pct(0.90),
+            p99_ms: pct(0.99),
+        }
+    }
 }
 
 /// Runs the benchmark and prints the report.
@@ -238,7 +272,12 @@ async fn run_scenarios(
                 session_lifetime: args.session_lifetime(),
                 oauth: Some(oauth.clone()),
             };
-            let report = load(args, scenario, mix, clients, Arc::new(fixture)).await;
+            let mut report = load(args, scenario, mix, clients, Arc::new(fixture)).await;
+            if let (Ok(r), Some(flow)) = (report.as_mut(), &oauth.flow) {
+                for (step, samples) in flow.take_steps() {
+                    r.steps.insert(step.to_owned(), StepLatency::of(samples));
+                }
+            }
             // The bench's OAuth client goes with its scenario (and with it
             // every token it got).
             if let Err(e) = admin
@@ -322,6 +361,14 @@ fn print_report(report: &BenchReport) {
     for (code, n) in &report.errors {
         outln!("errors       {code}: {n}");
     }
+    for (step, l) in &report.steps {
+        outln!(
+            "step ms      {step}: p50 {:.2}  p90 {:.2}  p99 {:.2}",
+            l.p50_ms,
+            l.p90_ms,
+            l.p99_ms
+        );
+    }
     outln!();
 }
 
@@ -381,5 +428,6 @@ fn summarize(
         max_ms: pct(1.0),
         ok,
         errors,
+        steps: BTreeMap::new(),
     }
 }

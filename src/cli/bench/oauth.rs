@@ -37,6 +37,17 @@ pub(super) struct CodeFlow {
     pub(super) user_id: String,
     /// The authorization URL, PKCE included.
     authorize_url: String,
+    /// Measured flows' step latencies: the authorization, the exchange.
+    steps: std::sync::Mutex<(Vec<std::time::Duration>, Vec<std::time::Duration>)>,
+}
+
+impl CodeFlow {
+    /// The step latencies measured, by step name (and forgets them).
+    pub(super) fn take_steps(&self) -> Vec<(&'static str, Vec<std::time::Duration>)> {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        let (authorize, token) = std::mem::take(&mut *steps);
+        vec![("authorize", authorize), ("token", token)]
+    }
 }
 
 /// What the OAuth callers share.
@@ -246,16 +257,19 @@ impl OAuthFixture {
             client_id,
             user_id: user.user_id,
             authorize_url: url.to_string(),
+            steps: std::sync::Mutex::new((Vec::new(), Vec::new())),
         });
         Ok(())
     }
 
     /// One browser flow: the authorization (straight back with a code),
-    /// then the exchange; the refresh token.
-    pub(super) async fn code_flow(&self) -> Result<String, String> {
+    /// then the exchange; the refresh token. With `measured`, the steps'
+    /// latencies are kept for the report.
+    pub(super) async fn code_flow(&self, measured: bool) -> Result<String, String> {
         let Some(flow) = &self.flow else {
             return Err("no browser flow".to_owned());
         };
+        let started = std::time::Instant::now();
         let resp = flow
             .browser
             .get(&flow.authorize_url)
@@ -273,6 +287,8 @@ impl OAuthFixture {
                     .map(|(_, v)| v.into_owned())
             })
             .ok_or_else(|| format!("HTTP {} without a code", resp.status().as_u16()))?;
+        let authorized = started.elapsed();
+        let exchange = std::time::Instant::now();
         let resp = flow
             .browser
             .post(&self.token_url)
@@ -286,7 +302,13 @@ impl OAuthFixture {
             .send()
             .await
             .map_err(|e| format!("HTTP: {e}"))?;
-        refresh_token_of(resp).await
+        let token = refresh_token_of(resp).await?;
+        if measured {
+            let mut steps = flow.steps.lock().unwrap_or_else(|p| p.into_inner());
+            steps.0.push(authorized);
+            steps.1.push(exchange.elapsed());
+        }
+        Ok(token)
     }
 
     /// One refresh at `/token`; the new refresh token.
