@@ -45,13 +45,28 @@ impl Core {
             }
         };
         tracing::Span::current().record("caller", &*principal.id);
-        if let Err(limited) = self
-            .limits
-            .check_caller(&principal.id, principal.rate_limit)
-        {
+        self.take_request(creds, &principal.id, principal.rate_limit)
+            .await?;
+        Ok(principal)
+    }
+
+    /// Takes one request from the bucket of the authenticated caller `id`
+    /// (its own limit, or the server's default); a refusal is audited
+    /// (aggregated) as `rate_limit.hit`. For every kind of caller: API
+    /// keys, identities, OAuth clients.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (`RATE_LIMITED`).
+    pub(crate) async fn take_request(
+        &self,
+        creds: &Credentials<'_>,
+        id: &str,
+        own: Option<crate::store::RateLimit>,
+    ) -> Result<(), Error> {
+        if let Err(limited) = self.limits.check_caller(id, own) {
             self.audit
                 .record_aggregated(AuditEvent {
-                    actor: &principal.id,
+                    actor: id,
                     action: "rate_limit.hit",
                     target: "request rate",
                     outcome: "RATE_LIMITED",
@@ -60,7 +75,7 @@ impl Core {
                 .await;
             return Err(limited);
         }
-        Ok(principal)
+        Ok(())
     }
 
     /// What a refused credential (`what`: an API key, a certificate, a

@@ -290,11 +290,7 @@ impl MetadataClients {
                 "scope is required: this server has no default scopes for self-registered clients",
             ));
         };
-        let jwks = match doc.jwks {
-            None | Some(Value::Null) => None,
-            Some(v @ Value::Object(_)) => Some(v.to_string()),
-            Some(_) => return Err(invalid("jwks must be a JWK Set object")),
-        };
+        let jwks = client_rules::jwks_member(doc.jwks).map_err(invalid)?;
         let shape = ClientShape {
             name: client_rules::name(&name).map_err(field_error)?,
             redirect_uris: client_rules::redirect_uris(&redirect_uris).map_err(field_error)?,

@@ -10,7 +10,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::core::audit::AuditEvent;
 use crate::core::cimd::{CimdError, is_document_url};
 use crate::core::client_assertion::{self, AssertionError};
 use crate::core::client_index::ClientAuthError;
@@ -146,18 +145,7 @@ impl Core {
             }
         };
         tracing::Span::current().record("caller", &*client.client_id);
-        if let Err(limited) = self.limits.check_caller(&client.client_id, None) {
-            self.audit
-                .record_aggregated(AuditEvent {
-                    actor: &client.client_id,
-                    action: "rate_limit.hit",
-                    target: "request rate",
-                    outcome: "RATE_LIMITED",
-                    request_id: creds.request_id,
-                })
-                .await;
-            return Err(limited);
-        }
+        self.take_request(creds, &client.client_id, None).await?;
         Ok(client)
     }
 

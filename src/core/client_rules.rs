@@ -104,6 +104,22 @@ pub(crate) fn scopes(values: &[String]) -> Result<Vec<String>, Error> {
     Ok(scopes)
 }
 
+/// The `jwks` member of a registration or a metadata document: absent or
+/// `null` for none, else it must be a JSON object (a JWK Set, as text for
+/// [`jwks`] to check).
+///
+/// # Errors
+/// What is wrong with it, for the caller's refusal.
+pub(crate) fn jwks_member(
+    value: Option<serde_json::Value>,
+) -> Result<Option<String>, &'static str> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Ok(Some(v.to_string())),
+        Some(_) => Err("jwks must be a JWK Set object"),
+    }
+}
+
 /// The scopes a self-registered client (a registration or a metadata
 /// document) asks for in its space-separated `scope`, or `defaults` when
 /// it asks for none; `None` when both are empty.

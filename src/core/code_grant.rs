@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use crate::core::client_auth::ClientCredential;
-use crate::core::codes::{CODE_LIFETIME, CodeGrant, Taken};
+use crate::core::codes::{ApprovedAuthorization, CODE_LIFETIME, CodeGrant, Taken};
 use crate::core::error::{Error, Reason};
 use crate::core::fields::new_id;
 use crate::core::pkce;
@@ -31,24 +31,6 @@ use crate::untrusted::Echo;
 
 /// Longest code looked at, bytes.
 const MAX_CODE_LEN: usize = 128;
-
-/// What the user approved at the authorization endpoint, for one code.
-#[derive(Clone, Debug)]
-pub struct ApprovedAuthorization {
-    /// The client.
-    pub client_id: String,
-    /// The redirect URI of the request (already matched against the
-    /// client's).
-    pub redirect_uri: String,
-    /// The PKCE challenge (S256).
-    pub code_challenge: String,
-    /// The user.
-    pub subject: String,
-    /// The scopes approved (within the client's).
-    pub scopes: Vec<String>,
-    /// The resources approved (within the client's; at least one).
-    pub resources: Vec<String>,
-}
 
 /// What a code exchange sends besides the client's authentication.
 #[derive(Clone, Copy, Debug, Default)]
@@ -79,16 +61,11 @@ impl Core {
         &self,
         approved: ApprovedAuthorization,
     ) -> Result<Secret, Error> {
-        let challenge = pkce::check_challenge(Some(&approved.code_challenge), Some(pkce::S256))?;
+        pkce::check_challenge(Some(&approved.code_challenge), Some(pkce::S256))?;
         let now = self.clock.now();
         let code = Secret::new(format!("{AUTHORIZATION_CODE_PREFIX}{}", random_base62(43)?));
         let grant = CodeGrant {
-            client_id: approved.client_id,
-            redirect_uri: approved.redirect_uri,
-            code_challenge: challenge,
-            subject: approved.subject,
-            scopes: approved.scopes,
-            resources: approved.resources,
+            approved,
             expires_at: now + CODE_LIFETIME,
         };
         if !self.codes.insert(&code.hash(), grant, now) {
@@ -126,7 +103,7 @@ impl Core {
             .codes
             .take(&SecretHash::of(req.code.as_bytes()), now, &session_id)
         {
-            Taken::Fresh(grant) => grant,
+            Taken::Fresh(CodeGrant { approved, .. }) => approved,
             Taken::Unknown => {
                 return Err(invalid_code(
                     "unknown or expired authorization code (codes live 60 seconds and are used once)",

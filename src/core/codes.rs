@@ -26,21 +26,30 @@ const SPENT_MEMORY: i64 = 60;
 /// Most codes (pending and spent) held at once.
 pub(crate) const MAX_CODES: usize = 100_000;
 
-/// What a code stands for.
+/// What the user approved at the authorization endpoint, for one code.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct CodeGrant {
-    /// The client it was issued to.
+pub struct ApprovedAuthorization {
+    /// The client.
     pub client_id: String,
-    /// The redirect URI of the authorization request.
+    /// The redirect URI of the request (already matched against the
+    /// client's).
     pub redirect_uri: String,
-    /// The PKCE S256 challenge.
+    /// The PKCE challenge (S256).
     pub code_challenge: String,
     /// The user.
     pub subject: String,
-    /// The scopes approved.
+    /// The scopes approved (within the client's).
     pub scopes: Vec<String>,
-    /// The resources its tokens may be for (one per token).
+    /// The resources approved (within the client's; at least one).
     pub resources: Vec<String>,
+}
+
+/// What a code stands for: what was approved, until when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CodeGrant {
+    /// What the user approved (its tokens are for one of the resources
+    /// each).
+    pub approved: ApprovedAuthorization,
     /// When it stops being exchangeable.
     pub expires_at: i64,
 }
@@ -103,7 +112,7 @@ impl AuthorizationCodes {
             Entry::Pending(grant) if now < grant.expires_at => {
                 let grant = grant.clone();
                 *entry = Entry::Spent {
-                    client_id: grant.client_id.clone(),
+                    client_id: grant.approved.client_id.clone(),
                     session_id: session_id.to_owned(),
                     forget_at: grant.expires_at + SPENT_MEMORY,
                 };
@@ -144,12 +153,14 @@ mod tests {
 
     fn grant(expires_at: i64) -> CodeGrant {
         CodeGrant {
-            client_id: "cli_a".into(),
-            redirect_uri: "https://app.example/cb".into(),
-            code_challenge: "c".into(),
-            subject: "alice".into(),
-            scopes: vec!["tools:read".into()],
-            resources: vec!["https://mcp.example.com".into()],
+            approved: ApprovedAuthorization {
+                client_id: "cli_a".into(),
+                redirect_uri: "https://app.example/cb".into(),
+                code_challenge: "c".into(),
+                subject: "alice".into(),
+                scopes: vec!["tools:read".into()],
+                resources: vec!["https://mcp.example.com".into()],
+            },
             expires_at,
         }
     }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::core::authorize::CheckedAuthorization;
-use crate::core::code_grant::ApprovedAuthorization;
+use crate::core::codes::ApprovedAuthorization;
 use crate::core::error::{Error, Reason};
 use crate::core::{Core, Credentials};
 use crate::secret::{Secret, SecretHash, random_base62};

@@ -53,9 +53,10 @@ pub use self::authorize::{AuthorizationRequest, AuthorizeRefusal, CheckedAuthori
 pub use self::client_assertion::JWT_BEARER_ASSERTION;
 pub use self::client_auth::ClientCredential;
 pub use self::client_index::ClientAuthError;
-pub(crate) use self::client_rules::self_registered_scopes;
+pub(crate) use self::client_rules::{jwks_member, self_registered_scopes};
 pub use self::clients::{ClientUpdate, CreatedClient, NewClient};
-pub use self::code_grant::{ApprovedAuthorization, CodeExchange};
+pub use self::code_grant::CodeExchange;
+pub use self::codes::ApprovedAuthorization;
 pub use self::credentials::Credentials;
 pub use self::delegated_login::{LOGIN_CONTINUE_PATH, LoginRequest, REJECT_ERRORS};
 pub use self::error::{Error, Kind, Reason};

@@ -151,36 +151,14 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
                 Ok(i) => i,
                 Err(err) => return error_page_for(&err),
             };
-            let csrf = browser::csrf_token(&interaction.id, &binding);
-            let consented = match &signed_in {
-                Some(user) => {
-                    let r = &interaction.request;
-                    match app
-                        .core
-                        .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resources)
-                        .await
-                    {
-                        Ok(c) => c,
-                        Err(err) => return error_page_for(&err),
-                    }
-                }
-                None => false,
-            };
             match &signed_in {
-                Some(_) if consented => {
-                    super::consent::approve_at_once(&app, &call, &interaction.id, &binding).await
+                Some(user) => {
+                    super::consent::consent_step(&app, &call, &interaction, &binding, user).await
                 }
-                Some(user) => pages::consent_page(
-                    &interaction.id,
-                    &csrf,
-                    &interaction.request,
-                    &user.username,
-                    &app.settings.scope_descriptions,
-                ),
                 None => pages::login_page(
                     StatusCode::OK,
                     &interaction.id,
-                    &csrf,
+                    &browser::csrf_token(&interaction.id, &binding),
                     &interaction.request,
                     None,
                     "",

@@ -11,10 +11,12 @@ use axum::response::Response;
 
 use super::App;
 use super::authorize::{error_page_for, redirect_back};
+use super::browser;
 use super::credentials::Call;
 use super::form::Form;
 use super::pages;
 use super::signin::form_interaction;
+use crate::core::{Decision, Interaction, SignedInUser};
 
 /// `POST` of the consent form.
 pub(super) async fn post(
@@ -52,6 +54,12 @@ pub(super) async fn post(
         Ok(d) => d,
         Err(err) => return error_page_for(&err),
     };
+    way_back(&app, &decision)
+}
+
+/// The 303 back to the client with a decision: `code` (approved) or
+/// `error=access_denied`, and `state`.
+fn way_back(app: &App, decision: &Decision) -> Response {
     let mut params: Vec<(&str, &str)> = Vec::new();
     match &decision.code {
         Some(code) => params.push(("code", code.expose())),
@@ -63,31 +71,45 @@ pub(super) async fn post(
     if let Some(state) = decision.state.as_deref() {
         params.push(("state", state));
     }
-    redirect_back(&app, &decision.redirect_uri, &params)
+    redirect_back(app, &decision.redirect_uri, &params)
 }
 
-/// The way back for an interaction whose user already consented: the
-/// decision taken at once, no page.
-pub(super) async fn approve_at_once(
+/// What a signed-in user sees next in `interaction` (from `/authorize`,
+/// the sign-in form or the way back from the operator's application):
+/// straight back to the client with a code when the user consented to as
+/// much before (or the client is first-party), else the consent page.
+pub(super) async fn consent_step(
     app: &App,
     call: &Call,
-    interaction_id: &str,
+    interaction: &Interaction,
     binding: &str,
+    user: &SignedInUser,
 ) -> Response {
-    let decision = match app
+    let r = &interaction.request;
+    let consented = match app
         .core
-        .decide(&call.credentials(), interaction_id, binding, true, false)
+        .consent_covers(&user.user_id, &r.client, &r.scopes, &r.resources)
         .await
     {
-        Ok(d) => d,
+        Ok(c) => c,
         Err(err) => return error_page_for(&err),
     };
-    let mut params: Vec<(&str, &str)> = Vec::new();
-    if let Some(code) = &decision.code {
-        params.push(("code", code.expose()));
+    if !consented {
+        let csrf = browser::csrf_token(&interaction.id, binding);
+        return pages::consent_page(
+            &interaction.id,
+            &csrf,
+            r,
+            &user.username,
+            &app.settings.scope_descriptions,
+        );
     }
-    if let Some(state) = decision.state.as_deref() {
-        params.push(("state", state));
+    match app
+        .core
+        .decide(&call.credentials(), &interaction.id, binding, true, false)
+        .await
+    {
+        Ok(d) => way_back(app, &d),
+        Err(err) => error_page_for(&err),
     }
-    redirect_back(app, &decision.redirect_uri, &params)
 }

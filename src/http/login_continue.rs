@@ -47,37 +47,14 @@ pub(super) async fn get(
         Ok(s) => s,
         Err(err) => return error_page_for(&err),
     };
-    let i = &signed.interaction;
-    let (user, user_id) = i
-        .user
-        .as_ref()
-        .map(|u| (u.username.clone(), u.user_id.clone()))
-        .unwrap_or_default();
-    let csrf = browser::csrf_token(&i.id, &binding);
-    let consented = match app
-        .core
-        .consent_covers(
-            &user_id,
-            &i.request.client,
-            &i.request.scopes,
-            &i.request.resources,
-        )
-        .await
-    {
-        Ok(c) => c,
-        Err(err) => return error_page_for(&err),
+    let Some(user) = signed.interaction.user.as_ref() else {
+        return error_page_for(&Error::refused(
+            Reason::InteractionInvalid,
+            "nobody is signed in for this authorization",
+        ));
     };
-    let mut response = if consented {
-        super::consent::approve_at_once(&app, &call, &i.id, &binding).await
-    } else {
-        pages::consent_page(
-            &i.id,
-            &csrf,
-            &i.request,
-            &user,
-            &app.settings.scope_descriptions,
-        )
-    };
+    let mut response =
+        super::consent::consent_step(&app, &call, &signed.interaction, &binding, user).await;
     if let Some(token) = signed.login_session {
         if let Some(v) = browser::set_cookie(
             names,

@@ -124,11 +124,7 @@ fn new_client(app: &App, m: Metadata) -> Result<NewClient, HttpError> {
         Some(OneOrMany::One(r)) => vec![r],
         Some(OneOrMany::Many(r)) => r,
     };
-    let jwks = match m.jwks {
-        None | Some(Value::Null) => None,
-        Some(v @ Value::Object(_)) => Some(v.to_string()),
-        Some(_) => return Err(invalid_metadata("jwks must be a JWK Set object")),
-    };
+    let jwks = crate::core::jwks_member(m.jwks).map_err(invalid_metadata)?;
     Ok(NewClient {
         name,
         redirect_uris,

@@ -76,40 +76,15 @@ pub(super) async fn post(
         .await
     {
         Ok(signed) => {
-            let (user_id, r) = (
-                signed
-                    .interaction
-                    .user
-                    .as_ref()
-                    .map(|u| u.user_id.clone())
-                    .unwrap_or_default(),
-                &signed.interaction.request,
-            );
-            let consented = match app
-                .core
-                .consent_covers(&user_id, &r.client, &r.scopes, &r.resources)
-                .await
-            {
-                Ok(c) => c,
-                Err(err) => return error_page_for(&err),
+            let Some(user) = signed.interaction.user.as_ref() else {
+                return error_page_for(&Error::refused(
+                    Reason::InteractionInvalid,
+                    "nobody is signed in for this authorization",
+                ));
             };
-            let user = signed
-                .interaction
-                .user
-                .as_ref()
-                .map(|u| u.username.clone())
-                .unwrap_or_default();
-            let mut response = if consented {
-                super::consent::approve_at_once(&app, &call, &interaction.id, &binding).await
-            } else {
-                pages::consent_page(
-                    &interaction.id,
-                    &csrf,
-                    &signed.interaction.request,
-                    &user,
-                    &app.settings.scope_descriptions,
-                )
-            };
+            let mut response =
+                super::consent::consent_step(&app, &call, &signed.interaction, &binding, user)
+                    .await;
             if let Some(token) = signed.login_session {
                 let names = CookieNames::new(app.settings.secure_cookies);
                 if let Some(v) = browser::set_cookie(
