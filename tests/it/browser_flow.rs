@@ -31,6 +31,31 @@ pub(crate) fn browser(server: &TestServer) -> reqwest::Client {
         .unwrap()
 }
 
+/// Exchanges `code` at `/token` as the public client `client_id` with
+/// the flow's PKCE verifier; the token response, whatever its status.
+pub(crate) async fn exchange_code(
+    b: &reqwest::Client,
+    server: &TestServer,
+    client_id: &str,
+    code: &str,
+    redirect_uri: &str,
+) -> Value {
+    b.post(format!("{}/token", server.http_url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The value of the hidden field `name` in `html`.
 pub(crate) fn field(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
@@ -313,21 +338,7 @@ async fn a_user_signs_in_approves_and_the_client_gets_tokens_then_a_second_autho
     .await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST);
 
-    let tokens: Value = b
-        .post(format!("{}/token", server.http_url()))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = exchange_code(&b, &server, &client_id, &code, redirect).await;
     assert_eq!(tokens["scope"], "tools:read", "{tokens}");
     let (_, verifier) = server.key_with(&["tokens:verify"]).await;
     let verdict = server
@@ -527,21 +538,7 @@ async fn a_remembered_consent_skips_the_page_until_more_is_asked_or_it_is_withdr
     .await;
     let (_, params) = location_params(&back);
     let code = param(&params, "code").unwrap().to_owned();
-    let tokens: Value = b
-        .post(format!("{}/token", server.http_url()))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = exchange_code(&b, &server, &client_id, &code, REDIRECT).await;
 
     // Remembered: the same request goes straight back with a code.
     let again = b.get(&url).send().await.unwrap();
@@ -673,20 +670,7 @@ async fn full_flow(b: &reqwest::Client, server: &TestServer, client_id: &str) ->
     .await;
     let (_, params) = location_params(&back);
     let code = param(&params, "code").unwrap().to_owned();
-    b.post(format!("{}/token", server.http_url()))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    exchange_code(b, server, client_id, &code, REDIRECT).await
 }
 
 #[tokio::test]

@@ -108,6 +108,41 @@ async fn refused(resp: reqwest::Response, status: StatusCode, error: &str, reaso
     body
 }
 
+/// A refresh asking for a token for `resource`.
+async fn refresh_for(
+    server: &TestServer,
+    client_id: &str,
+    token: &str,
+    resource: &str,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", client_id),
+        ("refresh_token", token),
+        ("resource", resource),
+    ];
+    post(server, "/token", None, &form).await
+}
+
+/// The exchange of `code` by the public client `client_id`, for
+/// `resource`.
+async fn exchange_for(
+    server: &TestServer,
+    client_id: &str,
+    code: &str,
+    resource: &str,
+) -> reqwest::Response {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", VERIFIER),
+        ("resource", resource),
+    ];
+    post(server, "/token", None, &form).await
+}
+
 async fn refresh(
     server: &TestServer,
     client_id: &str,
@@ -478,51 +513,25 @@ async fn a_resource_sent_at_the_token_endpoint_must_be_the_authorizations() {
     let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
     let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
     let code = code_for(&server, &id).await;
-    let form = |resource: &'static str, code: &str| {
-        vec![
-            ("grant_type", "authorization_code".to_owned()),
-            ("client_id", id.clone()),
-            ("code", code.to_owned()),
-            ("redirect_uri", REDIRECT.to_owned()),
-            ("code_verifier", VERIFIER.to_owned()),
-            ("resource", resource.to_owned()),
-        ]
-    };
-    let other: Vec<(&str, String)> = form("https://other.example.com", &code);
-    let other: Vec<(&str, &str)> = other.iter().map(|(k, v)| (*k, v.as_str())).collect();
     refused(
-        post(&server, "/token", None, &other).await,
+        exchange_for(&server, &id, &code, "https://other.example.com").await,
         StatusCode::BAD_REQUEST,
         "invalid_target",
         "RESOURCE_NOT_ALLOWED",
     )
     .await;
     let code = code_for(&server, &id).await;
-    let same: Vec<(&str, String)> = form(RESOURCE, &code);
-    let same: Vec<(&str, &str)> = same.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let got = tokens(post(&server, "/token", None, &same).await).await;
+    let got = tokens(exchange_for(&server, &id, &code, RESOURCE).await).await;
     let rt = got["refresh_token"].as_str().unwrap();
-    let wrong = [
-        ("grant_type", "refresh_token"),
-        ("client_id", id.as_str()),
-        ("refresh_token", rt),
-        ("resource", "https://other.example.com"),
-    ];
     refused(
-        post(&server, "/token", None, &wrong).await,
+        refresh_for(&server, &id, rt, "https://other.example.com").await,
         StatusCode::BAD_REQUEST,
         "invalid_target",
         "RESOURCE_NOT_ALLOWED",
     )
     .await;
     // Nothing was spent: the refresh token still works, with its resource.
-    let right = [
-        ("grant_type", "refresh_token"),
-        ("client_id", id.as_str()),
-        ("refresh_token", rt),
-        ("resource", RESOURCE),
-    ];
-    tokens(post(&server, "/token", None, &right).await).await;
+    tokens(refresh_for(&server, &id, rt, RESOURCE).await).await;
 }
 
 #[tokio::test]
@@ -576,15 +585,7 @@ async fn a_code_for_several_resources_gives_a_token_for_each_one_asked() {
     )
     .await;
     let c = code(&server).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("client_id", id.as_str()),
-        ("code", c.as_str()),
-        ("redirect_uri", REDIRECT),
-        ("code_verifier", VERIFIER),
-        ("resource", SECOND),
-    ];
-    let got = tokens(post(&server, "/token", None, &form).await).await;
+    let got = tokens(exchange_for(&server, &id, &c, SECOND).await).await;
     let aud = |token: &Value| {
         let server = &server;
         let key = verifier_key.clone();
@@ -594,33 +595,17 @@ async fn a_code_for_several_resources_gives_a_token_for_each_one_asked() {
     assert_eq!(aud(&got).await, SECOND);
     // A refresh may ask for the other granted resource, not another.
     let rt = got["refresh_token"].as_str().unwrap();
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", id.as_str()),
-        ("refresh_token", rt),
-        ("resource", "https://third.example.com"),
-    ];
     refused(
-        post(&server, "/token", None, &form).await,
+        refresh_for(&server, &id, rt, "https://third.example.com").await,
         StatusCode::BAD_REQUEST,
         "invalid_target",
         "RESOURCE_NOT_ALLOWED",
     )
     .await;
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", id.as_str()),
-        ("refresh_token", rt),
-        ("resource", RESOURCE),
-    ];
-    let first = tokens(post(&server, "/token", None, &form).await).await;
+    let first = tokens(refresh_for(&server, &id, rt, RESOURCE).await).await;
     assert_eq!(aud(&first).await, RESOURCE);
     // Without one, the session's own resource.
-    let form = [
-        ("grant_type", "refresh_token"),
-        ("client_id", id.as_str()),
-        ("refresh_token", first["refresh_token"].as_str().unwrap()),
-    ];
-    let again = tokens(post(&server, "/token", None, &form).await).await;
+    let again =
+        tokens(refresh(&server, &id, first["refresh_token"].as_str().unwrap(), None).await).await;
     assert_eq!(aud(&again).await, SECOND);
 }

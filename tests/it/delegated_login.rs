@@ -17,8 +17,8 @@ use serde_json::Value;
 use tonic::Code;
 
 use crate::browser_flow::{
-    REDIRECT, VERIFIER, assert_page_headers, authorize_url, browser, field, location_params, param,
-    submit,
+    REDIRECT, assert_page_headers, authorize_url, browser, exchange_code, field, location_params,
+    param, submit,
 };
 use crate::common::{TestServer, assert_status, strings};
 use crate::oauth::RESOURCE;
@@ -242,21 +242,7 @@ async fn the_app_signs_the_user_in_and_the_client_gets_tokens_for_the_apps_subje
     assert_eq!(param(&params, "iss"), Some(ISSUER));
     let code = param(&params, "code").unwrap().to_owned();
 
-    let tokens: Value = b
-        .post(format!("{}/token", server.http_url()))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", VERIFIER),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tokens: Value = exchange_code(&b, &server, &client_id, &code, REDIRECT).await;
     let (_, verifier) = server.key_with(&["tokens:verify"]).await;
     let verdict = server
         .verify(&verifier, tokens["access_token"].as_str().unwrap())
