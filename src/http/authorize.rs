@@ -65,7 +65,11 @@ pub(super) fn see_other(url: &str) -> Response {
 }
 
 /// The request's parameters: the query of a GET, the form of a POST.
-async fn parameters(app: &App, req: Request) -> Result<Form, Response> {
+async fn parameters(
+    app: &App,
+    parts: &axum::http::request::Parts,
+    body: axum::body::Body,
+) -> Result<Form, Response> {
     let bad = |e: super::error::HttpError| {
         pages::error_page(
             e.status(),
@@ -73,20 +77,18 @@ async fn parameters(app: &App, req: Request) -> Result<Form, Response> {
             "the authorization request is malformed (a parameter is repeated, not UTF-8, or the body is not a form)",
         )
     };
-    if req.method() == Method::GET {
-        let query = req.uri().query().unwrap_or_default().as_bytes().to_vec();
-        return Form::parse_repeating(&query, &["resource"]).map_err(bad);
+    if parts.method == Method::GET {
+        let query = parts.uri.query().unwrap_or_default().as_bytes();
+        return Form::parse_repeating(query, &["resource"]).map_err(bad);
     }
     let limit = app.settings.body_limit;
-    let body = axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            pages::error_page(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "INVALID_FIELD",
-                "the request body is too large",
-            )
-        })?;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        pages::error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID_FIELD",
+            "the request body is too large",
+        )
+    })?;
     Form::parse_repeating(&body, &["resource"]).map_err(bad)
 }
 
@@ -94,7 +96,7 @@ async fn parameters(app: &App, req: Request) -> Result<Form, Response> {
 pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let call = Call::from_parts(&parts);
-    let form = match parameters(&app, Request::from_parts(parts.clone(), body)).await {
+    let form = match parameters(&app, &parts, body).await {
         Ok(f) => f,
         Err(page) => return page,
     };
