@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         ("SessionInfo.status", "record_status"),
         ("WhoAmIResponse.kind", "caller_kind"),
         ("VerifyTokenResponse.reason", "token_reason"),
+        ("VerifyTokenResponse.token_kind", "token_kind"),
     ];
     // Messages that carry a password: no derived `Debug` (lib.rs writes
     // one that hides it), and the password never serialized.
@@ -24,6 +25,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut builder = tonic_prost_build::configure()
         // The CLI prints responses with `--json`.
         .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]")
+        .enum_attribute(".mcp_auth.v1.Revocation.target", "#[derive(serde::Serialize)]")
         .skip_debug(with_password);
     for message in with_password {
         builder =

@@ -57,6 +57,7 @@ async fn verify(client: &mut TokenServiceClient<Channel>, key: &str, token: Stri
                 token,
                 audience: "https://mcp.example.com".to_owned(),
                 required_scopes: vec![],
+                client_address: String::new(),
             },
         ))
         .await

@@ -157,6 +157,14 @@ pub mod pb {
                 .unwrap_or("TOKEN_REASON_UNSPECIFIED");
             s.serialize_str(name)
         }
+
+        /// The kind's name, e.g. `API_KEY`.
+        pub(crate) fn token_kind<S: Serializer>(v: &i32, s: S) -> Result<S::Ok, S::Error> {
+            let name = super::TokenKind::try_from(*v)
+                .map(|r| r.as_str_name())
+                .unwrap_or("TOKEN_KIND_UNSPECIFIED");
+            s.serialize_str(name)
+        }
     }
 }
 

@@ -57,6 +57,7 @@ impl pb::token_service_server::TokenService for TokenService {
                 active: true,
                 reason: pb::TokenReason::Unspecified.into(),
                 claims: Some(claims_to_pb(&claims)),
+                token_kind: pb::TokenKind::AccessToken.into(),
             },
             Err(reason) => {
                 tracing::debug!(?reason, "token inactive");
@@ -64,9 +65,21 @@ impl pb::token_service_server::TokenService for TokenService {
                     active: false,
                     reason: reason_to_pb(reason).into(),
                     claims: None,
+                    token_kind: pb::TokenKind::AccessToken.into(),
                 }
             }
         }))
+    }
+
+    type WatchRevocationsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<pb::RevocationBatch, Status>> + Send>,
+    >;
+
+    async fn watch_revocations(
+        &self,
+        _request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        Err(Status::unimplemented("WatchRevocations is not built yet"))
     }
 
     async fn revoke_session(

@@ -340,6 +340,7 @@ impl TestServer {
                 token: token.to_owned(),
                 audience: String::new(),
                 required_scopes: vec![],
+                client_address: String::new(),
             })
             .await
             .unwrap()

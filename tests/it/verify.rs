@@ -28,6 +28,7 @@ async fn verify_with(
                 token: token.to_owned(),
                 audience: audience.to_owned(),
                 required_scopes: strings(required),
+                client_address: String::new(),
             },
             verifier,
         ))

@@ -336,6 +336,7 @@ impl Worker {
         let r = self
             .client
             .verify_token(pb::VerifyTokenRequest {
+                client_address: String::new(),
                 token,
                 audience: "mcp-auth-bench".to_owned(),
                 required_scopes: vec![],
