@@ -25,7 +25,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut builder = tonic_prost_build::configure()
         // The CLI prints responses with `--json`.
         .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]")
-        .enum_attribute(".mcp_auth.v1.Revocation.target", "#[derive(serde::Serialize)]")
+        .enum_attribute(
+            ".mcp_auth.v1.Revocation.target",
+            "#[derive(serde::Serialize)]",
+        )
         .skip_debug(with_password);
     for message in with_password {
         builder =

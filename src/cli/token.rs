@@ -28,7 +28,7 @@ pub(super) async fn run(
         .client()
         .await?
         .verify_token(pb::VerifyTokenRequest {
-                client_address: String::new(),
+            client_address: String::new(),
             token,
             audience,
             required_scopes,
