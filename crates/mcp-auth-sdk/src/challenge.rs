@@ -1,0 +1,1 @@
+//! challenge (being written).

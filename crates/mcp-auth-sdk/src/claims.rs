@@ -1,0 +1,52 @@
+//! What a verified credential says: who the caller is, for which client,
+//! with which scopes. Handlers find it in the request's extensions.
+
+/// What kind of credential the caller presented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TokenKind {
+    /// A signed access token (RFC 9068 JWT) from mcp-auth.
+    AccessToken,
+    /// An API key, `mcp_sk_...`.
+    ApiKey,
+}
+
+/// A credential the verifier accepted. Never holds the credential itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// What the caller presented.
+    pub kind: TokenKind,
+    /// The user or service the credential speaks for (for an API key, the
+    /// key's id).
+    pub subject: String,
+    /// The credential behind the token: the OAuth client, the API key
+    /// (`key_...`) or the service identity that created its session (for
+    /// an API key, the key's id).
+    pub client_id: String,
+    /// Application scopes (never mcp-auth's own service scopes such as
+    /// `admin`).
+    pub scopes: Vec<String>,
+    /// The resource the token is for (empty for an API key, which has
+    /// none).
+    pub audience: String,
+    /// The issuer (mcp-auth's URL); empty for an API key.
+    pub issuer: String,
+    /// The session the token belongs to (empty for an API key).
+    pub session_id: String,
+    /// The token's own id, `jti` (empty for an API key).
+    pub token_id: String,
+    /// Unix seconds after which the credential is expired; 0 for an API
+    /// key that never expires.
+    pub expires_at: i64,
+}
+
+impl Verified {
+    /// Whether the credential carries `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the credential carries every scope of `scopes`.
+    pub fn has_all<'a>(&self, scopes: impl IntoIterator<Item = &'a str>) -> bool {
+        scopes.into_iter().all(|s| self.has_scope(s))
+    }
+}

@@ -1,0 +1,1 @@
+//! jsonrpc (being written).

@@ -1,0 +1,5 @@
+//! scopes (being written).
+
+/// Per-tool scopes (being written).
+#[derive(Clone, Debug, Default)]
+pub struct ScopeMap;
