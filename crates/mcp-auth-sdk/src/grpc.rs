@@ -1,1 +1,5 @@
-//! grpc (being written).
+//! gRPC MCP servers (being written).
+
+/// The gRPC interceptor (being written).
+#[derive(Clone, Debug)]
+pub struct McpAuthInterceptor;
