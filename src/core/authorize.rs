@@ -119,6 +119,23 @@ pub fn redirect_host(redirect_uri: &str) -> String {
 }
 
 impl Core {
+    /// Whether `client`, which was given no resources, may still ask for
+    /// `resource` because this is a local development run (the generated
+    /// TLS) and the resource is a loopback URL: an MCP server under
+    /// development (`http://127.0.0.1:8080/mcp`), reached by a
+    /// self-registered or metadata-document client. MCP clients register
+    /// without `resource`; in production the operator lists resources
+    /// (`dcr_allowed_resources`, `cimd_allowed_resources`).
+    fn development_resource(&self, client: &OAuthClientRecord, resource: &str) -> bool {
+        self.settings.development
+            && client.allowed_resources.is_empty()
+            && matches!(
+                client.origin,
+                crate::store::ClientOrigin::Dynamic | crate::store::ClientOrigin::MetadataDocument
+            )
+            && client_rules::is_loopback_url(resource)
+    }
+
     /// Checks an authorization request (see the module documentation).
     ///
     /// # Errors
@@ -232,7 +249,9 @@ impl Core {
             asked => {
                 let mut resources: Vec<String> = Vec::with_capacity(asked.len());
                 for r in asked {
-                    if !client.allowed_resources.contains(r) {
+                    if !client.allowed_resources.contains(r)
+                        && !self.development_resource(&client, r)
+                    {
                         return Err(back(Error::refused(
                             Reason::ResourceNotAllowed,
                             format!("resource {} is not allowed for this client", Echo(r)),

@@ -319,6 +319,17 @@ pub(crate) fn redirect_uri_matches(registered: &str, presented: &str) -> bool {
         && p.password().is_none()
 }
 
+/// Whether `value` is a well-formed URL (see [`check_url`]) on a loopback
+/// host: a local MCP server under development.
+pub(crate) fn is_loopback_url(value: &str) -> bool {
+    if check_url("resource", value).is_err() {
+        return false;
+    }
+    let rest = value.split_once("://").map_or("", |(_, r)| r);
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    split_host_port(authority).is_some_and(|(host, _)| is_loopback(host))
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host == "127.0.0.1" || host == "[::1]"
 }
@@ -419,6 +430,26 @@ pub(crate) fn check_combination(c: &ClientShape) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_urls_are_local_servers_only() {
+        for yes in [
+            "http://127.0.0.1:8080/mcp",
+            "http://localhost/mcp",
+            "https://[::1]:9/",
+        ] {
+            assert!(is_loopback_url(yes), "{yes}");
+        }
+        for no in [
+            "https://mcp.example.com/mcp",
+            "http://127.0.0.1.example.com/mcp",
+            "http://10.0.0.1/mcp",
+            "http://user@127.0.0.1/mcp",
+            "127.0.0.1:8080/mcp",
+        ] {
+            assert!(!is_loopback_url(no), "{no}");
+        }
+    }
 
     #[test]
     fn loopback_redirect_uris_match_on_any_port_and_nothing_else_does() {

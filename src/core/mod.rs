@@ -93,6 +93,10 @@ pub(crate) struct Settings {
     /// Resources a dynamic registration may name, and gets when it names
     /// none (`dcr_allowed_resources`); empty: its own.
     pub dcr_allowed_resources: Vec<String>,
+    /// The server runs on its generated development TLS (a local run):
+    /// self-registered and metadata-document clients given no resources
+    /// may ask for a loopback MCP server's URL.
+    pub development: bool,
 }
 
 /// The service's state and operations.
@@ -223,6 +227,7 @@ impl Core {
                 oauth_refresh_grace: config.oauth_refresh_grace,
                 trust_domain: config.trust_domain.clone(),
                 dcr_allowed_resources: config.dcr_allowed_resources.clone(),
+                development: config.tls == crate::config::TlsMode::Generated,
             },
             key_writes: tokio::sync::Mutex::new(()),
             identity_writes: tokio::sync::Mutex::new(()),

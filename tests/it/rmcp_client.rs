@@ -544,11 +544,21 @@ async fn rmcp_uses_a_client_id_metadata_document_when_the_server_supports_them()
 
 /// Without `dcr_allowed_resources` the client rmcp registers has no
 /// resource, and the authorization (which names the MCP server) goes back
-/// to it refused before anyone signs in; rmcp finds no code there.
+/// to it refused before anyone signs in; rmcp finds no code there. That
+/// is production: with its own certificate, not the generated
+/// development TLS, under which a loopback MCP server's URL is let in.
 #[tokio::test]
 async fn without_dcr_allowed_resources_the_client_rmcp_registers_is_refused_its_resource() {
     let (mcp, unstarted) = McpServer::bind().await;
-    let server = TestServer::start_reachable_with(|_| {}).await;
+    let server = TestServer::start_reachable_with(|c| {
+        let tls = c.data_dir.join("tls");
+        mcp_auth::tls::ensure_dev_certificates(&tls).unwrap();
+        c.tls = mcp_auth::config::TlsMode::Files {
+            cert: tls.join("server.pem"),
+            key: tls.join("server.key"),
+        };
+    })
+    .await;
     unstarted.serve(&server.config.issuer, Some(&["tools:read"]));
 
     let manager = discover(&server, &mcp).await;
