@@ -40,8 +40,8 @@ use crate::common::TestServer;
 
 /// Where the MCP client (a native app) listens for the redirect back.
 const REDIRECT: &str = "http://127.0.0.1:53124/callback";
-const USERNAME: &str = "alice";
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const USERNAME: &str = "alice";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// The MCP server, as much of it as a client sees before it has a token.
 struct McpServer {
@@ -229,7 +229,7 @@ async fn submit(
 }
 
 /// The query parameter `name` of `url`.
-fn query(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query(url: &str, name: &str) -> Option<String> {
     reqwest::Url::parse(url)
         .unwrap()
         .query_pairs()
@@ -255,7 +255,7 @@ fn with_query(url: &str, name: &str, value: Option<&str>) -> String {
     url.to_string()
 }
 
-async fn create_user(server: &TestServer) {
+pub(crate) async fn create_user(server: &TestServer) {
     server
         .client(&server.primary)
         .await
@@ -269,7 +269,7 @@ async fn create_user(server: &TestServer) {
 
 /// What a person does in the browser with the URL rmcp built: sign in,
 /// approve. Returns the `Location` of the redirect back to the client.
-async fn sign_in_and_approve(server: &TestServer, authorization_url: &str) -> String {
+pub(crate) async fn sign_in_and_approve(server: &TestServer, authorization_url: &str) -> String {
     let b = browser(server);
     let login = b.get(authorization_url).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::OK, "{login:?}");
