@@ -369,7 +369,7 @@ fn metadata_response(p: &Protection, method: &Method) -> Response<ResponseBody> 
 }
 
 /// A short, fixed description of a refusal (never the credential).
-fn describe(r: Rejection) -> &'static str {
+pub(crate) fn describe(r: Rejection) -> &'static str {
     match r {
         Rejection::Malformed => "the credential is malformed",
         Rejection::Expired => "the token has expired",

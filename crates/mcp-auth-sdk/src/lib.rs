@@ -60,6 +60,7 @@ pub(crate) mod pb {
 pub use claims::{TokenKind, Verified};
 pub use clock::Clock;
 pub use error::{BuildError, Rejection, VerifyError};
+pub use grpc::{GrpcProtection, GrpcScopes, McpAuthInterceptor};
 pub use layer::{McpAuthLayer, Protection};
 pub use metadata::ResourceMetadata;
 pub use scopes::ScopeMap;
