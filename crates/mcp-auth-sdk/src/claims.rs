@@ -50,3 +50,48 @@ impl Verified {
         scopes.into_iter().all(|s| self.has_scope(s))
     }
 }
+
+/// mcp-auth's own service scopes (its `RESERVED_SCOPES`): they govern
+/// mcp-auth itself, never an MCP server, so they never reach
+/// [`Verified::scopes`] even if a credential carries them (an API key
+/// with `tokens:verify`, say).
+pub(crate) const SERVICE_SCOPES: [&str; 10] = [
+    "admin",
+    "keys:admin",
+    "sessions:create",
+    "sessions:revoke",
+    "tokens:verify",
+    "identities:admin",
+    "audit:read",
+    "clients:admin",
+    "users:admin",
+    "oauth:login",
+];
+
+/// `scopes` without mcp-auth's service scopes, in their order, each once.
+pub(crate) fn application_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for scope in scopes {
+        if !scope.is_empty() && !SERVICE_SCOPES.contains(&scope) && !out.iter().any(|s| s == scope)
+        {
+            out.push(scope.to_owned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_scopes_never_reach_the_application() {
+        let scopes = application_scopes(
+            "tools:read admin tokens:verify tools:read  oauth:login files:write".split(' '),
+        );
+        assert_eq!(scopes, ["tools:read", "files:write"]);
+        for s in SERVICE_SCOPES {
+            assert!(application_scopes([s]).is_empty(), "{s}");
+        }
+    }
+}

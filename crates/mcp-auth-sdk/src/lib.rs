@@ -31,6 +31,7 @@
 //! - [`metadata`]: the protected resource metadata document (RFC 9728).
 //! - [`layer`]: the tower layer for HTTP MCP servers.
 //! - [`grpc`]: the tonic interceptor for gRPC MCP servers.
+//! - `bench_support`: fixtures for the benches (hidden, not supported).
 
 #![forbid(unsafe_code)]
 
@@ -44,6 +45,9 @@ pub mod layer;
 pub mod metadata;
 pub mod scopes;
 pub mod verifier;
+
+#[doc(hidden)]
+pub mod bench_support;
 
 /// mcp-auth's gRPC contract: client code generated from `proto/`.
 pub(crate) mod pb {
@@ -64,4 +68,4 @@ pub use grpc::{GrpcProtection, GrpcScopes, McpAuthInterceptor};
 pub use layer::{McpAuthLayer, Protection};
 pub use metadata::ResourceMetadata;
 pub use scopes::ScopeMap;
-pub use verifier::{Mode, OnStale, Verifier, VerifierBuilder};
+pub use verifier::{Mode, OnStale, RevocationStatus, Verifier, VerifierBuilder};

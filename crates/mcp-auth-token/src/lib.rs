@@ -6,8 +6,9 @@
 //! publishes in its JWK Set (`GetJwks`). [`JwkSet`] holds the published
 //! keys and checks a token's form (strictly: no `crit`, UTF-8 JSON only,
 //! low-`s` ES256, see [`es256`]), key, signature and issuer;
-//! [`check_window`] checks its time window at a clock the caller supplies,
-//! and [`check_lifetime`] that it lives no longer than its issuer allows.
+//! [`check_window`] checks its time window at a clock the caller supplies
+//! ([`check_window_with_leeway`] with some tolerance for clock skew), and
+//! [`check_lifetime`] that it lives no longer than its issuer allows.
 //! Audience, scopes and revocation are the caller's to check on the
 //! returned [`AccessClaims`].
 //!
@@ -143,6 +144,7 @@ impl Alg {
 }
 
 /// One public key of the set, ready to verify.
+#[derive(Clone)]
 struct VerifyingKey {
     alg: Alg,
     /// The raw public key: Ed25519 `x`, or the uncompressed P-256 point.
@@ -175,6 +177,7 @@ fn json_part(part: &str) -> Result<String, TokenReason> {
 
 /// The public keys of an mcp-auth server, from its JWK Set document, and
 /// the issuers whose tokens they verify.
+#[derive(Clone)]
 pub struct JwkSet {
     keys: HashMap<String, VerifyingKey>,
     issuers: Vec<String>,
@@ -231,6 +234,17 @@ impl JwkSet {
     /// Whether the set holds no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Whether the set holds the key `kid`.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// Removes the key `kid` (one its issuer revoked): its tokens then
+    /// verify as [`TokenReason::UnknownKey`]. Whether it was there.
+    pub fn remove_key(&mut self, kid: &str) -> bool {
+        self.keys.remove(kid).is_some()
     }
 
     /// Checks a token's form, key, signature and issuer; not its time
@@ -379,13 +393,54 @@ pub fn check_lifetime(claims: &AccessClaims, max_seconds: i64) -> Result<(), Tok
 /// # Errors
 /// [`TokenReason::NotYetValid`] or [`TokenReason::Expired`].
 pub fn check_window(claims: &AccessClaims, now: i64) -> Result<(), TokenReason> {
-    if claims.nbf > now {
+    check_window_with_leeway(claims, now, 0)
+}
+
+/// [`check_window`] for a verifier whose clock may be off from the
+/// issuer's by up to `leeway` seconds (RFC 7519 sections 4.1.4 and 4.1.5
+/// allow "some small leeway"): a token is accepted from `nbf - leeway`
+/// and until `exp + leeway` (exclusive). A negative leeway counts as 0.
+///
+/// # Errors
+/// [`TokenReason::NotYetValid`] or [`TokenReason::Expired`].
+pub fn check_window_with_leeway(
+    claims: &AccessClaims,
+    now: i64,
+    leeway: i64,
+) -> Result<(), TokenReason> {
+    let leeway = leeway.max(0);
+    if claims.nbf > now.saturating_add(leeway) {
         return Err(TokenReason::NotYetValid);
     }
-    if claims.exp <= now {
+    if claims.exp.saturating_add(leeway) <= now {
         return Err(TokenReason::Expired);
     }
     Ok(())
+}
+
+/// The claims of a token its issuer has already vouched for (an active
+/// `VerifyToken` answer), read without checking the signature, for what
+/// the answer does not carry (its `jti`). Never use this to decide
+/// whether a token is acceptable: [`JwkSet::verify`] does that.
+///
+/// # Errors
+/// [`TokenReason::Malformed`] if the token is not a compact JWS whose
+/// payload holds access-token claims.
+pub fn vouched_claims(token: &str) -> Result<AccessClaims, TokenReason> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenReason::Malformed);
+    }
+    let mut parts = token.split('.');
+    let (Some(_), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenReason::Malformed);
+    };
+    let payload = json_part(payload)?;
+    if !payload.trim_start().starts_with('{') {
+        return Err(TokenReason::Malformed);
+    }
+    serde_json::from_str(&payload).map_err(|_| TokenReason::Malformed)
 }
 
 #[cfg(test)]
@@ -436,6 +491,40 @@ mod tests {
         assert_eq!(check_window(&c, 0), Err(TokenReason::NotYetValid));
         assert_eq!(check_window(&c, 1), Ok(()));
         assert_eq!(check_window(&c, 2), Err(TokenReason::Expired));
+    }
+
+    #[test]
+    fn leeway_widens_the_window_both_ways() {
+        let c = AccessClaims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: "a".into(),
+            exp: 100,
+            iat: 50,
+            nbf: 50,
+            jti: "at_1".into(),
+            sid: None,
+            client_id: "k".into(),
+            scope: String::new(),
+        };
+        assert_eq!(
+            check_window_with_leeway(&c, 44, 5),
+            Err(TokenReason::NotYetValid)
+        );
+        assert_eq!(check_window_with_leeway(&c, 45, 5), Ok(()));
+        assert_eq!(check_window_with_leeway(&c, 104, 5), Ok(()));
+        assert_eq!(
+            check_window_with_leeway(&c, 105, 5),
+            Err(TokenReason::Expired)
+        );
+        assert_eq!(
+            check_window_with_leeway(&c, 100, -3),
+            Err(TokenReason::Expired)
+        );
+        assert_eq!(
+            check_window_with_leeway(&c, i64::MAX, i64::MAX),
+            Err(TokenReason::Expired)
+        );
     }
 }
 
@@ -539,8 +628,16 @@ mod strictness {
                 let token = sign(&signer, &header(alg, json!({})), &payload());
                 let claims = set.verify(&token).unwrap();
                 assert_eq!(claims.sub, "alice");
+                assert_eq!(vouched_claims(&token).unwrap(), claims);
                 assert!(set.bare_signature(&token).unwrap().verify());
             }
+            let token = sign(&signer, &header(alg, json!({})), &payload());
+            let mut without = set.clone();
+            assert!(without.contains("k1"));
+            assert!(without.remove_key("k1"));
+            assert!(!without.remove_key("k1"));
+            assert_eq!(without.verify(&token), Err(TokenReason::UnknownKey));
+            assert!(set.verify(&token).is_ok());
         }
     }
 
