@@ -340,7 +340,11 @@ async fn a_session_token_calls_tools_and_the_header_must_match_the_body() {
     let other = server
         .session(&backend, &["tools:read"], "https://other.example.com/mcp")
         .await;
-    let tampered = format!("{}x", session.access_token);
+    // One character of the signature changed (still valid base64url).
+    let mut tampered = session.access_token.clone().into_bytes();
+    let i = tampered.len() - 10;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
     for (token, why) in [
         (
             other.access_token.as_str(),
