@@ -313,11 +313,10 @@ fn authorize(
     caller: &Verified,
 ) -> Result<(), Refusal> {
     let ops = jsonrpc::operations(&parts.headers, body).map_err(Refusal::Mismatch)?;
-    let needed = p.scopes.required_all(&ops);
-    if caller.has_all(needed.iter().map(String::as_str)) {
+    if p.scopes.allows(caller, &ops) {
         Ok(())
     } else {
-        Err(Refusal::Scope(needed))
+        Err(Refusal::Scope(p.scopes.required_all(&ops)))
     }
 }
 

@@ -99,24 +99,42 @@ impl ScopeMap {
 
     /// Every scope `op` needs, sorted and without repeats.
     pub fn required(&self, op: &Operation) -> Vec<String> {
-        let mut need: BTreeSet<&str> = self.base.iter().map(String::as_str).collect();
-        if let Some(m) = self.methods.get(op.method.as_str()) {
-            need.extend(m.iter().map(String::as_str));
+        let mut need: BTreeSet<&str> = BTreeSet::new();
+        for list in self.lists(op).into_iter().flatten() {
+            need.extend(list.iter().map(String::as_str));
         }
-        if let Some(name) = op.name.as_deref() {
-            let per_name = match op.method.as_str() {
+        need.into_iter().map(str::to_owned).collect()
+    }
+
+    /// The lists of scopes `op` needs (base, method, target), unmerged.
+    fn lists<'a>(&'a self, op: &Operation) -> [Option<&'a Vec<String>>; 3] {
+        let per_name = op
+            .name
+            .as_deref()
+            .and_then(|name| match op.method.as_str() {
                 "tools/call" => Some(self.tools.get(name).unwrap_or(&self.unlisted_tools)),
                 "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                     self.resources.get(name)
                 }
                 "prompts/get" => self.prompts.get(name),
                 _ => None,
-            };
-            if let Some(list) = per_name {
-                need.extend(list.iter().map(String::as_str));
-            }
+            });
+        [
+            Some(&self.base),
+            self.methods.get(op.method.as_str()),
+            per_name,
+        ]
+    }
+
+    /// Whether `caller` holds every scope `ops` need: what
+    /// [`ScopeMap::required_all`] lists, checked without building it.
+    pub fn allows(&self, caller: &Verified, ops: &[Operation]) -> bool {
+        let holds = |list: &Vec<String>| list.iter().all(|s| caller.has_scope(s));
+        if ops.is_empty() {
+            return holds(&self.base);
         }
-        need.into_iter().map(str::to_owned).collect()
+        ops.iter()
+            .all(|op| self.lists(op).into_iter().flatten().all(holds))
     }
 
     /// Every scope a set of operations (a JSON-RPC batch) needs.
@@ -137,7 +155,7 @@ impl ScopeMap {
             method: "tools/call".to_owned(),
             name: Some(name.to_owned()),
         };
-        caller.has_all(self.required(&op).iter().map(String::as_str))
+        self.allows(caller, std::slice::from_ref(&op))
     }
 
     /// Keeps the tools `caller` may call, for a `tools/list` answer;
@@ -220,6 +238,51 @@ mod tests {
             ["mcp", "prompts:read", "tools:read"]
         );
         assert_eq!(m.required_all(&[]), ["mcp"]);
+    }
+
+    #[test]
+    fn allows_agrees_with_required() {
+        let m = map();
+        let ops = [
+            op("initialize", None),
+            op("tools/list", None),
+            op("tools/call", Some("write_note")),
+            op("tools/call", Some("new_tool")),
+            op("resources/read", Some("notes://all")),
+            op("prompts/get", Some("summarize")),
+        ];
+        let callers = [
+            caller(&[]),
+            caller(&["mcp"]),
+            caller(&["mcp", "tools:read"]),
+            caller(&[
+                "mcp",
+                "tools:read",
+                "tools:call",
+                "tools:admin",
+                "notes:read",
+                "prompts:read",
+            ]),
+        ];
+        for c in &callers {
+            for o in &ops {
+                let one = std::slice::from_ref(o);
+                assert_eq!(
+                    m.allows(c, one),
+                    c.has_all(m.required_all(one).iter().map(String::as_str)),
+                    "{o:?} {:?}",
+                    c.scopes
+                );
+            }
+            assert_eq!(
+                m.allows(c, &[]),
+                c.has_all(m.required_all(&[]).iter().map(String::as_str))
+            );
+            assert_eq!(
+                m.allows(c, &ops),
+                c.has_all(m.required_all(&ops).iter().map(String::as_str))
+            );
+        }
     }
 
     #[test]
