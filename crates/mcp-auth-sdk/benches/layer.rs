@@ -80,7 +80,7 @@ fn layer(c: &mut Criterion) {
     assert_eq!(resp.status(), 200, "the cached verdict serves");
 
     c.bench_function("inner service alone", |b| {
-        b.iter(|| rt.block_on(bare.clone().oneshot(request())).unwrap())
+        b.iter(|| rt.block_on(bare.oneshot(request())).unwrap())
     });
     c.bench_function("through McpAuthLayer (cached verdict)", |b| {
         b.iter(|| {
