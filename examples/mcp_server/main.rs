@@ -53,11 +53,20 @@ struct Args {
     #[arg(long, env = "MCP_AUTH_CA", default_value = "data/tls/ca.pem")]
     ca: PathBuf,
     /// This server's own API key, with scope `tokens:verify`.
-    #[arg(long, env = "MCP_SERVER_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MCP_SERVER_API_KEY",
+        hide_env_values = true,
+        default_value = ""
+    )]
     api_key: String,
     /// How access tokens are verified.
     #[arg(long, value_enum, default_value = "revocations")]
     mode: VerifyMode,
+    /// Serve with no protection at all (no API key needed), only to
+    /// measure what the layer costs. Never in production.
+    #[arg(long, hide = true)]
+    unprotected_for_benchmarks: bool,
 }
 
 #[tokio::main]
@@ -68,6 +77,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resource = args
         .resource
         .unwrap_or_else(|| format!("http://{addr}/mcp"));
+    let host = resource
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let hosts = vec![host, addr.ip().to_string()];
+    if args.unprotected_for_benchmarks {
+        eprintln!("UNPROTECTED (for benchmarks): anyone may call the tools");
+        println!("MCP server on http://{addr}/mcp");
+        axum::serve(listener, notes::unprotected_app("/mcp", hosts)).await?;
+        return Ok(());
+    }
+    if args.api_key.is_empty() {
+        return Err("set MCP_SERVER_API_KEY (or --api-key): this server's own key, with scope tokens:verify".into());
+    }
     let mode = match args.mode {
         VerifyMode::Offline => Mode::Offline,
         VerifyMode::Online => Mode::Online,

@@ -59,17 +59,30 @@ pub fn protection(verifier: Verifier) -> Result<Protection, BuildError> {
 /// the layer (which also answers the protected resource metadata).
 /// `allowed_hosts`: the `Host` values rmcp accepts (DNS-rebinding guard).
 pub fn app(protection: Protection, allowed_hosts: Vec<String>) -> axum::Router {
-    let notes = Notes::new(protection.scopes().clone());
     let path = protection.metadata().resource_path().to_owned();
+    mcp_router(&path, protection.scopes().clone(), allowed_hosts).layer(protection.layer())
+}
+
+/// The same MCP endpoint with no protection at all, to measure what the
+/// layer costs (`--unprotected-for-benchmarks`); `whoami` and `add_note`
+/// fail there, having no caller.
+pub fn unprotected_app(path: &str, allowed_hosts: Vec<String>) -> axum::Router {
+    mcp_router(path, scopes(), allowed_hosts)
+}
+
+fn mcp_router(path: &str, scopes: ScopeMap, allowed_hosts: Vec<String>) -> axum::Router {
+    let notes = Notes::new(scopes);
     let mcp = StreamableHttpService::new(
         move || Ok(notes.clone()),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts),
+        StreamableHttpServerConfig::default()
+            // A plain JSON answer to a stateless call (curl-friendly).
+            .with_json_response(true)
+            .with_allowed_hosts(allowed_hosts),
     );
     axum::Router::new()
-        .route_service(&path, mcp)
+        .route_service(path, mcp)
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
-        .layer(protection.layer())
 }
 
 /// One note.

@@ -189,6 +189,21 @@ async fn the_metadata_names_the_resource_mcp_auth_and_the_scopes_and_no_token_is
             ex.metadata_url()
         )
     );
+    // The 401 is the layer's: the same server without it serves.
+    let bare = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare_url = format!("http://{}/mcp", bare.local_addr().unwrap());
+    let app = notes::unprotected_app("/mcp", vec!["127.0.0.1".to_owned()]);
+    let bare_task = tokio::spawn(async move { axum::serve(bare, app).await.unwrap() });
+    let resp = reqwest::Client::new()
+        .post(&bare_url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(initialize().to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    bare_task.abort();
     // Another scheme is no bearer token: the same challenge.
     let resp = reqwest::Client::new()
         .post(&ex.resource)
