@@ -13,7 +13,11 @@ fn root() -> PathBuf {
 
 /// README.md, certs/README.md and every `.md` file under docs/.
 fn markdown_files() -> Vec<PathBuf> {
-    let mut files = vec![root().join("README.md"), root().join("certs/README.md")];
+    let mut files = vec![
+        root().join("README.md"),
+        root().join("certs/README.md"),
+        root().join("crates/mcp-auth-sdk/README.md"),
+    ];
     let mut dirs = vec![root().join("docs")];
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {

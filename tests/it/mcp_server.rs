@@ -577,3 +577,85 @@ async fn an_oauth_token_found_from_the_401_calls_the_tools() {
     client.cancel().await.unwrap();
     ex.stop().await;
 }
+
+/// A gRPC MCP server behind the SDK's tonic layer (here tonic's health
+/// service stands in for the server's own): no token is UNAUTHENTICATED
+/// with the challenge in `www-authenticate`, a token without the
+/// service's scope PERMISSION_DENIED naming it, a good one served.
+#[tokio::test]
+async fn a_grpc_server_behind_the_layer_answers_with_grpc_statuses() {
+    use mcp_auth_sdk::{GrpcProtection, GrpcScopes};
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let server = TestServer::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let resource = format!("https://{addr}/grpc");
+    let (_, key) = server.key_with(&["tokens:verify"]).await;
+    let verifier = Verifier::builder(&resource)
+        .issuer(&server.config.issuer)
+        .grpc(server.url())
+        .ca_pem(std::fs::read(server.ca_path()).unwrap())
+        .api_key(key)
+        .build()
+        .await
+        .unwrap();
+    let protection = GrpcProtection::new(
+        verifier,
+        GrpcScopes::new().service("grpc.health.v1.Health", ["tools:read"]),
+    )
+    .unwrap();
+    let (_, health) = tonic_health::server::health_reporter();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(protection.layer())
+            .add_service(health)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let check = |credential: Option<String>| {
+        let mut client = HealthClient::new(channel.clone());
+        async move {
+            let mut req = tonic::Request::new(HealthCheckRequest {
+                service: String::new(),
+            });
+            if let Some(c) = credential {
+                req.metadata_mut()
+                    .insert("authorization", format!("Bearer {c}").parse().unwrap());
+            }
+            client.check(req).await
+        }
+    };
+    let metadata_url = format!("https://{addr}/.well-known/oauth-protected-resource/grpc");
+
+    let err = check(None).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert_eq!(
+        err.metadata().get("www-authenticate").unwrap(),
+        &format!(r#"Bearer resource_metadata="{metadata_url}", scope="tools:read""#)
+    );
+    let (_, writer) = server.key_with(&["tools:call"]).await;
+    let err = check(Some(writer)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert_eq!(err.message(), "this method needs scopes tools:read");
+    let err = check(Some("mcp_sk_unknown_0000000000000000000000000".to_owned()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    assert_eq!(err.message(), "unknown API key");
+    let (_, reader) = server.key_with(&["tools:read"]).await;
+    check(Some(reader)).await.unwrap();
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
