@@ -30,6 +30,7 @@ mod oauth;
 mod readme;
 mod real_browser;
 mod refresh;
+mod revocation_stream;
 mod rmcp_client;
 mod sessions;
 mod signing;
