@@ -323,6 +323,7 @@ mod tests {
             position,
             snapshot,
             revocations: rs,
+            snapshot_continues: false,
         }
     }
 
