@@ -30,6 +30,7 @@ mod readme;
 mod real_browser;
 mod refresh;
 mod rmcp_client;
+mod sdk_verifier;
 mod sessions;
 mod signing;
 mod users;

@@ -1,0 +1,444 @@
+//! The resource-server SDK's `Verifier` against the real server: offline
+//! verification from the JWK Set (gRPC and `jwks_uri`), key rotation,
+//! online verification, failing closed when mcp-auth is unreachable or
+//! refuses the MCP server's own key. The SDK runs on its own manual clock,
+//! started at the server's time.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_auth::pb;
+use mcp_auth::pb::key_service_client::KeyServiceClient;
+use mcp_auth_sdk::{
+    Clock, Mode, Rejection, TokenKind, Verified, Verifier, VerifierBuilder, VerifyError,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::common::{TestServer, authed};
+
+/// The MCP server these tests protect: the `aud` of its tokens.
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+
+/// A verifier builder for `RESOURCE` against `server`, trusting its CA,
+/// on `clock`.
+fn builder(server: &TestServer, clock: &Clock) -> VerifierBuilder {
+    Verifier::builder(RESOURCE)
+        .issuer(server.config.issuer.clone())
+        .grpc(server.url())
+        .ca_pem(std::fs::read(server.ca_path()).unwrap())
+        .clock(clock.clone())
+}
+
+/// The SDK's clock at the server's time.
+fn clock_of(server: &TestServer) -> Clock {
+    Clock::manual(server.clock.now())
+}
+
+#[track_caller]
+fn rejected(r: Result<Verified, VerifyError>) -> Rejection {
+    match r {
+        Err(VerifyError::Rejected(reason)) => reason,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[track_caller]
+fn unavailable(r: Result<Verified, VerifyError>) -> String {
+    match r {
+        Err(VerifyError::Unavailable(m)) => m,
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+/// `token` with one byte of its signature changed.
+fn tampered(token: &str) -> String {
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+    sig[10] ^= 0x01;
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+async fn rotate(server: &TestServer) -> pb::RotateSigningKeyResponse {
+    KeyServiceClient::new(server.channel().await)
+        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &server.primary))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn offline_checks_audience_signature_expiry_and_issuer() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let v = builder(&server, &clock)
+        .mode(Mode::Offline)
+        .build()
+        .await
+        .unwrap();
+    let s = server
+        .session(&server.primary, &["tools:read", "tools:call"], RESOURCE)
+        .await;
+
+    let ok = v.verify(&s.access_token, None).await.unwrap();
+    assert_eq!(ok.kind, TokenKind::AccessToken);
+    assert_eq!(ok.subject, "alice");
+    assert_eq!(ok.session_id, s.session_id);
+    assert_eq!(ok.client_id, s.client_id);
+    assert_eq!(ok.audience, RESOURCE);
+    assert_eq!(ok.issuer, server.config.issuer);
+    assert_eq!(ok.expires_at, s.expires_at);
+    assert!(!ok.token_id.is_empty());
+    assert_eq!(ok.scopes, ["tools:read", "tools:call"]);
+
+    // Another resource's token, even one differing by a trailing slash.
+    for aud in [
+        "https://other.example.com/mcp",
+        "https://mcp.example.com/mcp/",
+    ] {
+        let other = server.session(&server.primary, &["tools:read"], aud).await;
+        assert_eq!(
+            rejected(v.verify(&other.access_token, None).await),
+            Rejection::WrongAudience,
+            "{aud}"
+        );
+    }
+    assert_eq!(
+        rejected(v.verify(&tampered(&s.access_token), None).await),
+        Rejection::BadSignature
+    );
+    assert_eq!(
+        rejected(v.verify("mcp_rt_not.a.token", None).await),
+        Rejection::Malformed
+    );
+
+    // Expiry on the SDK's clock, with its 5 s of leeway.
+    clock.set(s.expires_at + 4);
+    assert!(
+        v.verify(&s.access_token, None).await.is_ok(),
+        "within leeway"
+    );
+    clock.set(s.expires_at + 5);
+    assert_eq!(
+        rejected(v.verify(&s.access_token, None).await),
+        Rejection::Expired
+    );
+    clock.set(s.issued_at - 6);
+    assert_eq!(
+        rejected(v.verify(&s.access_token, None).await),
+        Rejection::NotYetValid
+    );
+
+    // A verifier for another issuer refuses mcp-auth's tokens.
+    clock.set(s.issued_at);
+    let foreign = builder(&server, &clock)
+        .issuer("https://someone-else.example")
+        .mode(Mode::Offline)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected(foreign.verify(&s.access_token, None).await),
+        Rejection::WrongIssuer
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_fetches_the_keys_again_at_most_every_interval() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let v = builder(&server, &clock)
+        .mode(Mode::Offline)
+        .jwks_refetch_interval(Duration::from_secs(10))
+        .build()
+        .await
+        .unwrap();
+    let before = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&before.access_token, None).await.is_ok());
+
+    // After a rotation, the first token under the new key makes the
+    // verifier fetch the keys again; the old key still verifies.
+    rotate(&server).await;
+    let after = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&after.access_token, None).await.is_ok());
+    assert!(v.verify(&before.access_token, None).await.is_ok());
+
+    // Another rotation within 10 s: no fetch, the new key is unknown...
+    clock.advance(9);
+    rotate(&server).await;
+    let third = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert_eq!(
+        rejected(v.verify(&third.access_token, None).await),
+        Rejection::UnknownKey
+    );
+    // ...until the interval has passed.
+    clock.advance(1);
+    assert!(v.verify(&third.access_token, None).await.is_ok());
+}
+
+#[tokio::test]
+async fn keys_from_jwks_uri_over_https() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let v = Verifier::builder(RESOURCE)
+        .issuer(server.config.issuer.clone())
+        .jwks_uri(format!("{}/jwks", server.http_url()))
+        .ca_pem(std::fs::read(server.ca_path()).unwrap())
+        .clock(clock.clone())
+        .mode(Mode::Offline)
+        .build()
+        .await
+        .unwrap();
+    let s = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert_eq!(
+        v.verify(&s.access_token, None).await.unwrap().subject,
+        "alice"
+    );
+    // A rotation is learnt from jwks_uri too.
+    rotate(&server).await;
+    let after = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&after.access_token, None).await.is_ok());
+    assert_eq!(
+        rejected(v.verify(&tampered(&after.access_token), None).await),
+        Rejection::BadSignature
+    );
+
+    // Without the CA the server's certificate is not trusted: no keys, no
+    // verifier.
+    let err = Verifier::builder(RESOURCE)
+        .issuer(server.config.issuer.clone())
+        .jwks_uri(format!("{}/jwks", server.http_url()))
+        .mode(Mode::Offline)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mcp_auth_sdk::BuildError::Unreachable(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn online_mode_asks_verify_token_and_caches_only_acceptances() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    let v = builder(&server, &clock)
+        .api_key(mcp_key)
+        .mode(Mode::Online)
+        .build()
+        .await
+        .unwrap();
+    let s = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    let ok = v.verify(&s.access_token, None).await.unwrap();
+    assert_eq!(ok.kind, TokenKind::AccessToken);
+    assert_eq!(ok.session_id, s.session_id);
+    assert_eq!(ok.scopes, ["tools:read"]);
+    assert_eq!(ok.audience, RESOURCE);
+    assert!(!ok.token_id.is_empty(), "the jti of the vouched-for token");
+
+    let other = server
+        .session(
+            &server.primary,
+            &["tools:read"],
+            "https://other.example.com/mcp",
+        )
+        .await;
+    assert_eq!(
+        rejected(v.verify(&other.access_token, None).await),
+        Rejection::WrongAudience
+    );
+    assert_eq!(
+        rejected(v.verify(&tampered(&s.access_token), None).await),
+        Rejection::BadSignature
+    );
+
+    // A revoked session: refused at once if never verified before...
+    let fresh = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    server
+        .revoke_session(&server.primary, &fresh.session_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        rejected(v.verify(&fresh.access_token, None).await),
+        Rejection::Revoked
+    );
+    // ...and within the cache's 10 s if it was.
+    server
+        .revoke_session(&server.primary, &s.session_id)
+        .await
+        .unwrap();
+    clock.advance(9);
+    assert!(v.verify(&s.access_token, None).await.is_ok(), "cached");
+    clock.advance(1);
+    assert_eq!(
+        rejected(v.verify(&s.access_token, None).await),
+        Rejection::Revoked
+    );
+}
+
+#[tokio::test]
+async fn a_refused_own_key_or_a_stopped_server_fails_closed() {
+    let mut server = TestServer::start().await;
+    let clock = clock_of(&server);
+    // A key without tokens:verify.
+    let (_, weak) = server.key_with(&["tools:read"]).await;
+    let v = builder(&server, &clock)
+        .api_key(weak)
+        .mode(Mode::Online)
+        .build()
+        .await
+        .unwrap();
+    let s = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    let m = unavailable(v.verify(&s.access_token, None).await);
+    assert!(m.contains("own credential"), "{m}");
+    assert!(m.contains("PermissionDenied"), "{m}");
+
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    let online = builder(&server, &clock)
+        .api_key(mcp_key)
+        .mode(Mode::Online)
+        .call_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let offline = builder(&server, &clock)
+        .mode(Mode::Offline)
+        .build()
+        .await
+        .unwrap();
+    let other = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    server.stop().await;
+    let m = unavailable(online.verify(&s.access_token, None).await);
+    assert!(m.contains("did not answer"), "{m}");
+    let m = unavailable(online.verify("mcp_sk_whatever", None).await);
+    assert!(m.contains("did not answer"), "{m}");
+    // Offline, the keys already held keep verifying.
+    assert!(offline.verify(&other.access_token, None).await.is_ok());
+    // And no verifier can be built that needs keys it cannot fetch.
+    let err = Verifier::builder(RESOURCE)
+        .issuer(server.config.issuer.clone())
+        .grpc(server.url())
+        .ca_pem(std::fs::read(server.ca_path()).unwrap())
+        .mode(Mode::Offline)
+        .call_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, mcp_auth_sdk::BuildError::Unreachable(_)),
+        "{err:?}"
+    );
+}
+
+/// A TCP forwarder between a verifier and the server, to cut the
+/// verifier off (and follow the server to its new port after a restart)
+/// while the test itself still reaches the server.
+struct Proxy {
+    addr: SocketAddr,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(to: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = Arc::new(Mutex::new(Some(to)));
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (t, c) = (target.clone(), conns.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let Some(to) = *t.lock().unwrap() else {
+                    drop(inbound);
+                    continue;
+                };
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        Proxy {
+            addr,
+            target,
+            conns,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Closes every forwarded connection and refuses new ones.
+    fn cut(&self) {
+        *self.target.lock().unwrap() = None;
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Forwards new connections to `to`.
+    fn point(&self, to: SocketAddr) {
+        *self.target.lock().unwrap() = Some(to);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.cut();
+    }
+}
+
+#[tokio::test]
+async fn the_proxy_cuts_and_restores_a_verifier() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let proxy = Proxy::start(server.addr).await;
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    let v = builder(&server, &clock)
+        .grpc(proxy.url())
+        .api_key(mcp_key)
+        .mode(Mode::Online)
+        .token_cache_ttl(Duration::ZERO)
+        .build()
+        .await
+        .unwrap();
+    let s = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&s.access_token, None).await.is_ok());
+    proxy.cut();
+    unavailable(v.verify(&s.access_token, None).await);
+    proxy.point(server.addr);
+    assert!(v.verify(&s.access_token, None).await.is_ok());
+}
