@@ -45,6 +45,7 @@
 //!   refresh grants; `refresh_replays` for racing refreshes), the browser
 //!   flow (`authorize`: the authorization request; `interactions`: the
 //!   sign-in and the decision; `consents`: remembered consent),
+//!   `VerifyToken`'s verdict on access tokens and API keys (`verify`),
 //!   introspection and revocation (`oauth_tokens`), the built-in user
 //!   accounts (`users`; their passwords hashed with Argon2id off the
 //!   runtime in `passwords`), signing in at the operator's application

@@ -41,19 +41,33 @@ pub(super) async fn run(
         // token, the reason of an inactive one.
         obj.remove(if resp.active { "reason" } else { "claims" });
     }
+    let kind = match resp.token_kind() {
+        pb::TokenKind::ApiKey => "API key",
+        pb::TokenKind::AccessToken => "access token",
+        pb::TokenKind::Unspecified => "unknown",
+    };
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     out.print(&value, |_| {
         if let (true, Some(c)) = (resp.active, &resp.claims) {
             outln!("active:     true");
             outln!("subject:    {}", c.subject);
-            outln!("audience:   {}", c.audience);
+            outln!("audience:   {}", or_dash(&c.audience));
             outln!("scopes:     {}", c.scopes.join(","));
-            outln!("session id: {}", c.session_id);
+            outln!("session id: {}", or_dash(&c.session_id));
             outln!("client id:  {}", c.client_id);
             outln!("issued:     {}", time(c.issued_at));
             outln!("expires:    {}", time(c.expires_at));
+            outln!("kind:       {kind}");
         } else {
             outln!("active:     false");
             outln!("reason:     {}", resp.reason().as_str_name());
+            outln!("kind:       {kind}");
         }
     })?;
     Ok(if resp.active { 0 } else { EXIT_INACTIVE })

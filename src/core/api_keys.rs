@@ -12,7 +12,7 @@ use crate::core::error::{Error, Reason};
 use crate::core::fields::{check_id, check_text, new_id};
 use crate::core::principal::{ADMIN, KEYS_ADMIN, Principal, parse_scopes};
 use crate::core::{Core, Credentials, limits, policy};
-use crate::secret::{Secret, SecretHash};
+use crate::secret::{API_KEY_PREFIX, Secret, SecretHash};
 use crate::store::{ApiKeyRecord, PreviousSecret, RateLimit, Store, Swap};
 use crate::untrusted::{Echo, Escaped};
 
@@ -68,6 +68,95 @@ impl ApiKeyIndex {
     pub fn get(&self, hash: &SecretHash) -> Option<Arc<ApiKeyEntry>> {
         let map = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
         map.get(hash.as_bytes()).cloned()
+    }
+
+    /// The one decision whether `secret` is a good API key secret at `now`
+    /// (Unix seconds), for authenticating a caller and for `VerifyToken`
+    /// alike: the key whose live secret it is, or why not. The secret is
+    /// hashed where it lies (no copy) and looked up by its hash; the match
+    /// is confirmed in constant time.
+    ///
+    /// # Errors
+    /// The [`KeyRefusal`]: not of a key's form, unknown, revoked, expired,
+    /// or a rotated-out secret past its grace period.
+    pub fn check(&self, secret: &str, now: i64) -> Result<Arc<ApiKeyEntry>, KeyRefusal> {
+        if !secret.starts_with(API_KEY_PREFIX) || secret.len() > MAX_SECRET_LEN {
+            return Err(KeyRefusal::Malformed);
+        }
+        let hash = SecretHash::of(secret.as_bytes());
+        let entry = self.get(&hash).ok_or(KeyRefusal::Unknown)?;
+        let record = &entry.record;
+        let current = record.secret_hash == hash;
+        let previous = record
+            .previous
+            .as_ref()
+            .filter(|p| p.secret_hash == hash)
+            .map(|p| p.valid_until);
+        let key_id = || entry.id.clone();
+        if record.revoked_at.is_some() {
+            return Err(KeyRefusal::Revoked(key_id()));
+        }
+        if record.expires_at != 0 && now >= record.expires_at {
+            return Err(KeyRefusal::Expired(key_id()));
+        }
+        match (current, previous) {
+            (true, _) => Ok(entry),
+            (false, Some(valid_until)) if now < valid_until => Ok(entry),
+            (false, Some(_)) => Err(KeyRefusal::RotatedOut(key_id())),
+            (false, None) => Err(KeyRefusal::Unknown),
+        }
+    }
+}
+
+/// Longest API key secret hashed and looked up; anything longer is
+/// [`KeyRefusal::Malformed`].
+const MAX_SECRET_LEN: usize = 256;
+
+/// Why a presented API key secret is not good, as [`ApiKeyIndex::check`]
+/// decides it. Authentication and `VerifyToken` each word it their way
+/// ([`KeyRefusal::reason`], and the token reasons of `VerifyToken`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum KeyRefusal {
+    /// Not `mcp_sk_...`, or longer than any secret.
+    Malformed,
+    /// No key has this secret (never issued, mistyped, or a secret rotated
+    /// out twice over).
+    Unknown,
+    /// The key was revoked.
+    Revoked(Arc<str>),
+    /// The key is past its `expires_at`.
+    Expired(Arc<str>),
+    /// The key's previous secret, presented after its grace period ended.
+    RotatedOut(Arc<str>),
+}
+
+impl KeyRefusal {
+    /// The reason an authentication with this secret is refused with.
+    pub fn reason(&self) -> Reason {
+        match self {
+            KeyRefusal::Malformed | KeyRefusal::Unknown | KeyRefusal::RotatedOut(_) => {
+                Reason::ApiKeyInvalid
+            }
+            KeyRefusal::Revoked(_) => Reason::ApiKeyRevoked,
+            KeyRefusal::Expired(_) => Reason::ApiKeyExpired,
+        }
+    }
+
+    /// The refusal of an authentication with this secret (never naming
+    /// the secret).
+    pub fn to_error(&self) -> Error {
+        let message = match self {
+            KeyRefusal::Malformed => {
+                "malformed credentials: expected `Bearer mcp_sk_...`".to_owned()
+            }
+            KeyRefusal::Unknown => "invalid API key".to_owned(),
+            KeyRefusal::Revoked(id) => format!("API key {id} was revoked"),
+            KeyRefusal::Expired(id) => format!("API key {id} has expired"),
+            KeyRefusal::RotatedOut(id) => format!(
+                "this secret of API key {id} was rotated out and its grace period has ended"
+            ),
+        };
+        Error::refused(self.reason(), message)
     }
 }
 

@@ -3,6 +3,7 @@
 //! (mutual TLS), with the per-caller rate limit and the throttle on failed
 //! authentication per peer address.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::ca::parse_client_cert;
@@ -10,10 +11,6 @@ use crate::core::audit::AuditEvent;
 use crate::core::error::{Error, Kind, Reason};
 use crate::core::principal::{CallerKind, Principal};
 use crate::core::{Core, Credentials};
-use crate::secret::{API_KEY_PREFIX, SecretHash};
-
-/// Longest credential hashed and looked up.
-const MAX_CREDENTIAL_LEN: usize = 256;
 
 impl Core {
     /// The caller behind `creds`: the client certificate's identity if the
@@ -91,32 +88,54 @@ impl Core {
         if err.kind() != Kind::Unauthenticated || err.reason() == Reason::CredentialsMissing {
             return err;
         }
-        let actor = creds.peer_actor();
-        if let Some(addr) = creds.peer {
-            if let Err(limited) = self.limits.check_peer(addr.ip()) {
+        let failure = FailedAuthentication {
+            address: creds.peer.map(|addr| addr.ip()),
+            actor: &creds.peer_actor(),
+            what,
+            reason: err.reason(),
+            request_id: creds.request_id,
+        };
+        match self.count_failure(failure).await {
+            Ok(()) => err,
+            Err(limited) => limited,
+        }
+    }
+
+    /// Counts one failed authentication against its address (if known)
+    /// and audits it (aggregated, `auth.failed`); while that address's
+    /// allowance of failures is spent, refuses instead (audited,
+    /// aggregated, as `rate_limit.hit`). The one throttle on guessing, for
+    /// callers of this service and for the API keys an MCP server hands
+    /// `VerifyToken`.
+    ///
+    /// # Errors
+    /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
+    pub(crate) async fn count_failure(&self, f: FailedAuthentication<'_>) -> Result<(), Error> {
+        if let Some(address) = f.address {
+            if let Err(limited) = self.limits.check_peer(address) {
                 self.audit
                     .record_aggregated(AuditEvent {
-                        actor: &actor,
+                        actor: f.actor,
                         action: "rate_limit.hit",
                         target: "failed authentications",
                         outcome: "RATE_LIMITED",
-                        request_id: creds.request_id,
+                        request_id: f.request_id,
                     })
                     .await;
-                return limited;
+                return Err(limited);
             }
-            self.limits.record_failure(addr.ip());
+            self.limits.record_failure(address);
         }
         self.audit
             .record_aggregated(AuditEvent {
-                actor: &actor,
+                actor: f.actor,
                 action: "auth.failed",
-                target: what,
-                outcome: err.reason().as_str(),
-                request_id: creds.request_id,
+                target: f.what,
+                outcome: f.reason.as_str(),
+                request_id: f.request_id,
             })
             .await;
-        err
+        Ok(())
     }
 
     fn resolve(&self, creds: &Credentials<'_>) -> Result<Principal, Error> {
@@ -168,9 +187,9 @@ impl Core {
         }
     }
 
-    /// The API key of `authorization: Bearer mcp_sk_...`. The secret is
-    /// hashed where it lies in the request (no copy) and looked up by its
-    /// hash; the match is confirmed in constant time.
+    /// The API key of `authorization: Bearer mcp_sk_...`, as
+    /// [`ApiKeyIndex::check`](crate::core::api_keys::ApiKeyIndex::check)
+    /// decides it.
     fn api_key(&self, authorization: Option<&str>) -> Result<Principal, Error> {
         let Some(value) = authorization else {
             return Err(Error::refused(
@@ -178,58 +197,33 @@ impl Core {
                 "missing credentials: send metadata `authorization: Bearer mcp_sk_...` or a client certificate",
             ));
         };
-        let hash = bearer(value)
-            .filter(|s| s.starts_with(API_KEY_PREFIX) && s.len() <= MAX_CREDENTIAL_LEN)
-            .map(|s| SecretHash::of(s.as_bytes()))
-            .ok_or_else(|| {
-                Error::refused(
-                    Reason::ApiKeyInvalid,
-                    "malformed credentials: expected `Bearer mcp_sk_...`",
-                )
-            })?;
-        let invalid = || Error::refused(Reason::ApiKeyInvalid, "invalid API key");
-        let entry = self.keys.get(&hash).ok_or_else(invalid)?;
-        let record = &entry.record;
-        let now = self.clock.now();
-        let current = record.secret_hash == hash;
-        let previous = record
-            .previous
-            .as_ref()
-            .filter(|p| p.secret_hash == hash)
-            .map(|p| p.valid_until);
-        if record.revoked_at.is_some() {
-            return Err(Error::refused(
-                Reason::ApiKeyRevoked,
-                format!("API key {} was revoked", record.key_id),
-            ));
-        }
-        if record.expires_at != 0 && now >= record.expires_at {
-            return Err(Error::refused(
-                Reason::ApiKeyExpired,
-                format!("API key {} has expired", record.key_id),
-            ));
-        }
-        match (current, previous) {
-            (true, _) => {}
-            (false, Some(valid_until)) if now < valid_until => {}
-            (false, Some(_)) => {
-                return Err(Error::refused(
-                    Reason::ApiKeyInvalid,
-                    format!(
-                        "this secret of API key {} was rotated out and its grace period has ended",
-                        record.key_id
-                    ),
-                ));
-            }
-            (false, None) => return Err(invalid()),
-        }
+        let secret = bearer(value).unwrap_or_default();
+        let entry = self
+            .keys
+            .check(secret, self.clock.now())
+            .map_err(|refusal| refusal.to_error())?;
         Ok(Principal {
             id: entry.id.clone(),
             kind: CallerKind::ApiKey,
             scopes: entry.scopes.clone(),
-            rate_limit: record.rate_limit,
+            rate_limit: entry.record.rate_limit,
         })
     }
+}
+
+/// One refused credential, as [`Core::count_failure`] counts it.
+pub(crate) struct FailedAuthentication<'a> {
+    /// The address it came from, if known: the one whose allowance it
+    /// spends.
+    pub address: Option<IpAddr>,
+    /// Who the audit record names (`peer:<ip>`).
+    pub actor: &'a str,
+    /// What was refused (`api key`, `refresh token`, ...).
+    pub what: &'a str,
+    /// Why.
+    pub reason: Reason,
+    /// The request's id.
+    pub request_id: &'a str,
 }
 
 /// The credential of an `authorization` value with the `Bearer` scheme

@@ -809,8 +809,8 @@ mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::config::Config;
+    use crate::core::InactiveReason;
     use crate::store::{Durability, SessionRecord};
-    use crate::token::TokenReason;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -894,15 +894,17 @@ mod tests {
         (token, session.session_id)
     }
 
-    async fn verdict(core: &Core, admin: &str, token: &str) -> Result<(), TokenReason> {
+    async fn verdict(core: &Core, admin: &str, token: &str) -> Result<(), InactiveReason> {
         let check = crate::core::TokenCheck {
             token,
             audience: "",
             required_scopes: &[],
+            client_address: "",
         };
         core.verify_token(&creds(admin), check)
             .await
             .unwrap()
+            .claims
             .map(|_| ())
     }
 
@@ -932,7 +934,10 @@ mod tests {
             .await
             .unwrap();
         for t in [&no_session, &with_session] {
-            assert_eq!(verdict(&core, &admin, t).await, Err(TokenReason::Revoked));
+            assert_eq!(
+                verdict(&core, &admin, t).await,
+                Err(InactiveReason::Revoked)
+            );
         }
         assert_eq!(verdict(&core, &admin, &other).await, Ok(()));
 
@@ -949,7 +954,10 @@ mod tests {
         assert_eq!(enabled.record.tokens_valid_after, Some(NOW + 5));
         assert!(enabled.secret.is_none());
         for t in [&no_session, &with_session] {
-            assert_eq!(verdict(&core, &admin, t).await, Err(TokenReason::Revoked));
+            assert_eq!(
+                verdict(&core, &admin, t).await,
+                Err(InactiveReason::Revoked)
+            );
         }
         clock.advance(Duration::from_secs(1));
         let (fresh, _) = token(&core, &id, false).await;
@@ -961,17 +969,17 @@ mod tests {
         assert!(core.revocations.contains(&sid));
         assert_eq!(
             verdict(&core, &admin, &fresh).await,
-            Err(TokenReason::Revoked)
+            Err(InactiveReason::Revoked)
         );
         drop(core);
         let (core, _) = open(dir.path(), &clock).await;
         assert_eq!(
             verdict(&core, &admin, &fresh).await,
-            Err(TokenReason::Revoked)
+            Err(InactiveReason::Revoked)
         );
         assert_eq!(
             verdict(&core, &admin, &with_session).await,
-            Err(TokenReason::Revoked)
+            Err(InactiveReason::Revoked)
         );
         assert!(core.oauth_client(&id).is_none());
 
@@ -983,7 +991,7 @@ mod tests {
         assert!(core.store.deleted_clients().await.unwrap().is_empty());
         assert_eq!(
             verdict(&core, &admin, &fresh).await,
-            Err(TokenReason::Expired)
+            Err(InactiveReason::Expired)
         );
     }
 
@@ -1013,7 +1021,7 @@ mod tests {
         let (core, _) = open(dir.path(), &clock).await;
         assert_eq!(
             verdict(&core, &admin, &old).await,
-            Err(TokenReason::Revoked)
+            Err(InactiveReason::Revoked)
         );
         assert_eq!(verdict(&core, &admin, &new).await, Ok(()));
     }

@@ -44,6 +44,7 @@ pub(crate) mod revocations;
 pub(crate) mod sessions;
 pub(crate) mod signing;
 pub(crate) mod users;
+pub(crate) mod verify;
 pub(crate) mod whoami;
 
 use std::sync::Arc;
@@ -65,7 +66,8 @@ pub use self::identities::IdentityGrant;
 pub use self::interactions::{Decision, Interaction, SignedIn, SignedInUser};
 pub use self::oauth_tokens::Introspector;
 pub use self::principal::CallerKind;
-pub use self::sessions::{IssuedSession, NewSession, TokenCheck};
+pub use self::sessions::{IssuedSession, NewSession};
+pub use self::verify::{InactiveReason, TokenCheck, TokenKind, Verdict, VerifiedClaims};
 pub use self::whoami::Caller;
 use crate::clock::Clock;
 use crate::config::Config;

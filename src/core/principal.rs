@@ -43,6 +43,12 @@ pub(crate) const RESERVED_SCOPES: [&str; 10] = [
     OAUTH_LOGIN,
 ];
 
+/// Whether `scope` is one of the service's own scopes, which govern this
+/// service and never count as an application's.
+pub(crate) fn is_service_scope(scope: &str) -> bool {
+    RESERVED_SCOPES.contains(&scope)
+}
+
 /// Most scopes in one request.
 pub(crate) const MAX_SCOPES: usize = 64;
 /// Longest scope, in bytes.

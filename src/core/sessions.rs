@@ -1,17 +1,14 @@
 //! Sessions: creating them (an access token and a refresh token), refreshing
-//! (rotation with reuse detection), revoking (one, by subject, by creator),
-//! listing, and verifying their access tokens.
-
-use std::sync::Arc;
+//! (rotation with reuse detection), revoking (one, by subject, by creator)
+//! and listing. Verifying their access tokens is `verify`'s.
 
 use crate::core::error::{Error, Reason};
 use crate::core::fields::{MAX_NAME_LEN, check_id, check_text, new_id};
-use crate::core::principal::{SESSIONS_CREATE, TOKENS_VERIFY, parse_scopes};
+use crate::core::principal::{SESSIONS_CREATE, parse_scopes};
 use crate::core::refresh::{self, Verdict};
 use crate::core::{Core, Credentials, policy};
 use crate::secret::{REFRESH_TOKEN_PREFIX, Secret, SecretHash, random_base62};
 use crate::store::{Cursor, Page, RefreshToken, SessionFilter, SessionRecord, Swap, Versioned};
-use crate::token::{AccessClaims, TokenReason};
 use crate::untrusted::Echo;
 
 /// ListSessions page size when the request says 0.
@@ -80,17 +77,6 @@ pub(crate) struct SessionStart<'a> {
     pub actor: &'a str,
     /// The request's id.
     pub request_id: &'a str,
-}
-
-/// What VerifyToken asks.
-#[derive(Clone, Copy, Debug)]
-pub struct TokenCheck<'a> {
-    /// The access token.
-    pub token: &'a str,
-    /// The audience it must have; empty for any.
-    pub audience: &'a str,
-    /// Scopes it must carry.
-    pub required_scopes: &'a [String],
 }
 
 /// A refresh token that names its session: `mcp_rt_<session id>.<secret>`,
@@ -638,57 +624,6 @@ impl Core {
             self.revocations.insert(id);
         }
         Ok(u32::try_from(newly.len()).unwrap_or(u32::MAX))
-    }
-
-    /// `VerifyToken`: needs `tokens:verify`. The verdict is the token's
-    /// claims, or why it is not active; a token is REVOKED if its session
-    /// was, or if its `client_id` is an OAuth client that was deleted or
-    /// disabled.
-    ///
-    /// # Errors
-    /// Authentication, PERMISSION_DENIED, INVALID_ARGUMENT.
-    pub async fn verify_token(
-        &self,
-        creds: &Credentials<'_>,
-        check: TokenCheck<'_>,
-    ) -> Result<Result<Arc<AccessClaims>, TokenReason>, Error> {
-        let caller = self.authenticate(creds).await?;
-        policy::require(&caller, TOKENS_VERIFY)?;
-        if check.audience.len() > MAX_NAME_LEN {
-            return Err(Error::invalid(
-                "audience",
-                format!("must be at most {MAX_NAME_LEN} bytes"),
-            ));
-        }
-        let required = parse_scopes("required_scopes", check.required_scopes, true)?;
-        Ok(self.token_verdict(check.token, check.audience, &required))
-    }
-
-    /// The verdict on `token` at the server's time: its claims if it is
-    /// well-formed, signed by a key of the ring, in its time window, not
-    /// revoked, for `audience` (empty: any) and carrying `required`.
-    pub(crate) fn token_verdict(
-        &self,
-        token: &str,
-        audience: &str,
-        required: &[String],
-    ) -> Result<Arc<AccessClaims>, TokenReason> {
-        self.tokens
-            .verify(token, self.clock.now())
-            .and_then(|claims| {
-                if self.revocations.is_revoked(&claims) {
-                    Err(TokenReason::Revoked)
-                } else if !audience.is_empty() && claims.aud != audience {
-                    Err(TokenReason::WrongAudience)
-                } else if !required
-                    .iter()
-                    .all(|want| claims.scopes().any(|have| have == want))
-                {
-                    Err(TokenReason::InsufficientScope)
-                } else {
-                    Ok(claims)
-                }
-            })
     }
 }
 

@@ -3,13 +3,15 @@
 //! adapter and the CLI.
 
 use crate::ca::spiffe_id;
-use crate::core::{Caller, CallerKind, ClientUpdate, CreatedClient, IssuedSession, NewClient};
+use crate::core::{
+    Caller, CallerKind, ClientUpdate, CreatedClient, InactiveReason, IssuedSession, NewClient,
+    TokenKind, Verdict,
+};
 use crate::pb;
 use crate::store::{
     ApiKeyRecord, AuditRecord, IdentityRecord, OAuthClientRecord, RateLimit, SessionRecord,
     Standing, UserRecord,
 };
-use crate::token::{AccessClaims, TokenReason};
 
 /// A request's rate limit (validated by the core).
 pub(crate) fn rate_limit_from_pb(limit: Option<pb::RateLimit>) -> Option<RateLimit> {
@@ -199,30 +201,50 @@ pub(crate) fn caller_to_pb(c: Caller) -> pb::WhoAmIResponse {
     }
 }
 
-pub(crate) fn claims_to_pb(c: &AccessClaims) -> pb::TokenClaims {
-    pb::TokenClaims {
-        scopes: c.scopes().map(str::to_owned).collect(),
-        subject: c.sub.clone(),
-        audience: c.aud.clone(),
-        session_id: c.session_id().to_owned(),
-        client_id: c.client_id.clone(),
-        issued_at: c.iat,
-        expires_at: c.exp,
-        issuer: c.iss.clone(),
+/// VerifyToken's verdict as the wire says it.
+pub(crate) fn verdict_to_pb(v: Verdict) -> pb::VerifyTokenResponse {
+    let token_kind = match v.kind {
+        TokenKind::AccessToken => pb::TokenKind::AccessToken,
+        TokenKind::ApiKey => pb::TokenKind::ApiKey,
+    };
+    match v.claims {
+        Ok(c) => pb::VerifyTokenResponse {
+            active: true,
+            reason: pb::TokenReason::Unspecified.into(),
+            claims: Some(pb::TokenClaims {
+                subject: c.subject,
+                scopes: c.scopes,
+                audience: c.audience,
+                session_id: c.session_id,
+                client_id: c.client_id,
+                issued_at: c.issued_at,
+                expires_at: c.expires_at,
+                issuer: c.issuer,
+            }),
+            token_kind: token_kind.into(),
+        },
+        Err(reason) => pb::VerifyTokenResponse {
+            active: false,
+            reason: inactive_reason_to_pb(reason).into(),
+            claims: None,
+            token_kind: token_kind.into(),
+        },
     }
 }
 
-pub(crate) fn reason_to_pb(r: TokenReason) -> pb::TokenReason {
+fn inactive_reason_to_pb(r: InactiveReason) -> pb::TokenReason {
     match r {
-        TokenReason::Expired => pb::TokenReason::Expired,
-        TokenReason::Revoked => pb::TokenReason::Revoked,
-        TokenReason::BadSignature => pb::TokenReason::BadSignature,
-        TokenReason::Malformed => pb::TokenReason::Malformed,
-        TokenReason::WrongAudience => pb::TokenReason::WrongAudience,
-        TokenReason::InsufficientScope => pb::TokenReason::InsufficientScope,
-        TokenReason::NotYetValid => pb::TokenReason::NotYetValid,
-        TokenReason::UnknownKey => pb::TokenReason::UnknownKey,
-        TokenReason::WrongIssuer => pb::TokenReason::WrongIssuer,
+        InactiveReason::Expired => pb::TokenReason::Expired,
+        InactiveReason::Revoked => pb::TokenReason::Revoked,
+        InactiveReason::BadSignature => pb::TokenReason::BadSignature,
+        InactiveReason::Malformed => pb::TokenReason::Malformed,
+        InactiveReason::WrongAudience => pb::TokenReason::WrongAudience,
+        InactiveReason::InsufficientScope => pb::TokenReason::InsufficientScope,
+        InactiveReason::NotYetValid => pb::TokenReason::NotYetValid,
+        InactiveReason::UnknownKey => pb::TokenReason::UnknownKey,
+        InactiveReason::WrongIssuer => pb::TokenReason::WrongIssuer,
+        InactiveReason::UnknownApiKey => pb::TokenReason::UnknownApiKey,
+        InactiveReason::RotatedOut => pb::TokenReason::RotatedOut,
     }
 }
 

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
 use super::call::Call;
-use super::convert::{caller_to_pb, claims_to_pb, reason_to_pb, session_info, session_to_pb};
+use super::convert::{caller_to_pb, session_info, session_to_pb, verdict_to_pb};
 use crate::core::{Core, Error, NewSession, TokenCheck};
 use crate::pb;
 use crate::store::{Cursor, SessionFilter};
@@ -50,25 +50,13 @@ impl pb::token_service_server::TokenService for TokenService {
             token: &r.token,
             audience: &r.audience,
             required_scopes: &r.required_scopes,
+            client_address: &r.client_address,
         };
         let verdict = self.core.verify_token(&call.credentials(), check).await?;
-        Ok(Response::new(match verdict {
-            Ok(claims) => pb::VerifyTokenResponse {
-                active: true,
-                reason: pb::TokenReason::Unspecified.into(),
-                claims: Some(claims_to_pb(&claims)),
-                token_kind: pb::TokenKind::AccessToken.into(),
-            },
-            Err(reason) => {
-                tracing::debug!(?reason, "token inactive");
-                pb::VerifyTokenResponse {
-                    active: false,
-                    reason: reason_to_pb(reason).into(),
-                    claims: None,
-                    token_kind: pb::TokenKind::AccessToken.into(),
-                }
-            }
-        }))
+        if let Err(reason) = &verdict.claims {
+            tracing::debug!(?reason, kind = ?verdict.kind, "token inactive");
+        }
+        Ok(Response::new(verdict_to_pb(verdict)))
     }
 
     type WatchRevocationsStream = std::pin::Pin<

@@ -35,4 +35,5 @@ mod sessions;
 mod signing;
 mod users;
 mod verify;
+mod verify_api_keys;
 mod walkthrough;
