@@ -442,3 +442,81 @@ async fn the_proxy_cuts_and_restores_a_verifier() {
     proxy.point(server.addr);
     assert!(v.verify(&s.access_token, None).await.is_ok());
 }
+
+#[tokio::test]
+async fn api_keys_are_verified_online_whatever_the_mode() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 3).await;
+    let clock = clock_of(&server);
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    // Offline mode, for tokens; API keys still go to VerifyToken.
+    let v = builder(&server, &clock)
+        .api_key(mcp_key)
+        .mode(Mode::Offline)
+        .build()
+        .await
+        .unwrap();
+    let (key_id, key) = server.key_with(&["tools:read", "sessions:create"]).await;
+    let ok = v.verify(&key, None).await.unwrap();
+    assert_eq!(ok.kind, TokenKind::ApiKey);
+    assert_eq!(ok.subject, key_id);
+    assert_eq!(ok.client_id, key_id);
+    assert_eq!(ok.scopes, ["tools:read"], "service scopes left out");
+    assert_eq!((ok.audience.as_str(), ok.session_id.as_str()), ("", ""));
+    assert_eq!(ok.expires_at, 0);
+
+    // Revoked: the cached verdict lasts its 10 s, no more.
+    server.revoke_key(&server.primary, &key_id).await.unwrap();
+    clock.advance(9);
+    assert!(v.verify(&key, None).await.is_ok(), "cached");
+    clock.advance(1);
+    assert_eq!(rejected(v.verify(&key, None).await), Rejection::Revoked);
+
+    // A rotated secret: good within its grace (and cached), then rotated
+    // out once both the grace and the cache's 10 s have passed.
+    let (rotated_id, old) = server.key_with(&["tools:read"]).await;
+    let new = server
+        .rotate_key(&server.primary, &rotated_id, 30)
+        .await
+        .unwrap();
+    assert_eq!(v.verify(&old, None).await.unwrap().client_id, rotated_id);
+    server.clock.advance(Duration::from_secs(30));
+    clock.advance(10);
+    assert_eq!(rejected(v.verify(&old, None).await), Rejection::RotatedOut);
+    assert_eq!(
+        v.verify(&new.secret, None).await.unwrap().client_id,
+        rotated_id
+    );
+    let guess = |i: usize| format!("mcp_sk_{i:0>43}");
+    assert_eq!(
+        rejected(v.verify(&guess(0), None).await),
+        Rejection::UnknownApiKey
+    );
+
+    // Refusals are never cached, so mcp-auth counts each against the
+    // caller's address; past the allowance (3 a minute) it throttles.
+    let guesser = Some("203.0.113.7".parse().unwrap());
+    for i in 1..=4 {
+        assert_eq!(
+            rejected(v.verify(&guess(i), guesser).await),
+            Rejection::UnknownApiKey,
+            "guess {i}"
+        );
+    }
+    match v.verify(&guess(5), guesser).await {
+        Err(VerifyError::RateLimited { retry_after }) => {
+            assert!(retry_after >= Duration::from_secs(1), "{retry_after:?}");
+            assert!(retry_after <= Duration::from_secs(60), "{retry_after:?}");
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    // The same guess from elsewhere is just refused; a good key from the
+    // throttled address is served.
+    assert_eq!(
+        rejected(
+            v.verify(&guess(5), Some("203.0.113.8".parse().unwrap()))
+                .await
+        ),
+        Rejection::UnknownApiKey
+    );
+    assert!(v.verify(&new.secret, guesser).await.is_ok());
+}
