@@ -765,7 +765,6 @@ impl VerifierBuilder {
                 let (guard, first) = Stream {
                     conn: conn.clone(),
                     state: Arc::clone(&state),
-                    tokens: Arc::clone(&tokens),
                     api_keys: Arc::clone(&api_keys),
                     keys: keys.clone(),
                     clock: self.clock.clone(),

@@ -1,7 +1,7 @@
 //! The revocation stream: a background task that keeps
 //! `WatchRevocations` open, applies its batches to the held
-//! [`RevocationSet`], evicts cached verdicts and drops signing keys it
-//! names, resumes after a disconnect from the last epoch and position,
+//! [`RevocationSet`], evicts the cached verdicts of API keys it names and
+//! hands the signing keys it names to the key store, resumes after a disconnect from the last epoch and position,
 //! and reconnects with exponential backoff (100 ms doubling to 5 s). It
 //! stops when the verifier's last clone is dropped (the [`StopGuard`]).
 
@@ -104,8 +104,6 @@ pub(crate) struct Stream {
     pub conn: Connection,
     /// What the verifications read.
     pub state: Arc<RevocationState>,
-    /// Verdicts on tokens (re-checked against the set on each hit).
-    pub tokens: Arc<VerdictCache>,
     /// Verdicts on API keys (evicted by `api_key_id` revocations).
     pub api_keys: Arc<VerdictCache>,
     /// The signing keys, if verification is offline.
@@ -230,12 +228,11 @@ impl Stream {
         };
         let now = self.clock.now();
         let entries: Vec<Revoked> = batch.revocations.into_iter().filter_map(revoked).collect();
-        let (effects, revoked_keys) = {
+        let effects = {
             let mut set = self.state.set.write().unwrap_or_else(|p| p.into_inner());
             let effects = set.apply(entries, batch.snapshot);
             set.prune(now);
-            let keys: Vec<String> = set.revoked_keys().map(str::to_owned).collect();
-            (effects, keys)
+            effects
         };
         if batch.snapshot {
             // Whatever was missed before this snapshot may have revoked a
@@ -247,12 +244,8 @@ impl Stream {
         }
         if let Some(keys) = &self.keys {
             if batch.snapshot || !effects.signing_keys.is_empty() {
-                keys.set_revoked(revoked_keys.iter().map(String::as_str));
+                keys.retire(&effects.signing_keys, batch.snapshot);
             }
-        }
-        if !effects.signing_keys.is_empty() {
-            // Verdicts cached from tokens those keys signed.
-            self.tokens.clear();
         }
         *self.state.progress() = next;
         if batch.snapshot {
@@ -371,7 +364,6 @@ mod tests {
         let stream = Stream {
             conn,
             state: Arc::new(RevocationState::new()),
-            tokens: Arc::new(VerdictCache::new(10, 10)),
             api_keys: Arc::new(VerdictCache::new(10, 10)),
             keys: Some(keys.clone()),
             clock: clock.clone(),
@@ -440,7 +432,7 @@ mod tests {
             Err(mcp_auth_token::TokenReason::UnknownKey)
         );
         assert!(keys.verify(&k2.sign(&claims(1000))).await.is_ok());
-        assert_eq!(stream.state.status(), ("e1".into(), 5, 1, 2));
+        assert_eq!(stream.state.status(), ("e1".into(), 5, 1, 1));
         assert_eq!(stream.state.last_heard(), Some(1002));
 
         // A gap, or another run without a snapshot: resync, nothing taken.
