@@ -74,7 +74,10 @@ impl Fixture {
                 rate_limit: None,
             });
         }
-        let revocations = RevocationIndex::new((0..10_000).map(|i| format!("ses_revoked{i}")));
+        let revocations = RevocationIndex::new("bench".to_owned(), 3600);
+        for i in 0..10_000 {
+            revocations.load_session(format!("ses_revoked{i}"), now + 3600);
+        }
         Ok(Fixture {
             revocations,
             key_hash,

@@ -46,6 +46,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: u64 = 10;
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
 /// Default time a connection may stay open receiving nothing, seconds.
 pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: u64 = 300;
+/// Default `revocation_heartbeat_seconds`.
+const DEFAULT_REVOCATION_HEARTBEAT: u64 = 5;
 /// Default most connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
@@ -174,6 +176,13 @@ pub struct Settings {
     /// Make a new signing key active after this many days; 0 never.
     /// Default 30.
     pub signing_key_rotation_days: Option<u32>,
+    /// A revocation stream (`WatchRevocations`) that has carried nothing
+    /// for this long carries a heartbeat, an empty batch, so a verifier can
+    /// tell a quiet stream from a dead one (and its connection is not
+    /// closed as idle), seconds. Default 5 (less when
+    /// `connection_idle_timeout_seconds` is 5 or less), 1 to 3600, and less
+    /// than `connection_idle_timeout_seconds`.
+    pub revocation_heartbeat_seconds: Option<u64>,
     /// How often the maintenance task runs (key rotation and retirement,
     /// removal of sessions that can no longer matter), seconds. Default 60.
     pub maintenance_interval_seconds: Option<u64>,
@@ -196,9 +205,9 @@ pub struct Settings {
     /// Time a new connection has to complete its TLS handshake, seconds;
     /// then it is closed. Default 10, 1 to 300.
     pub tls_handshake_timeout_seconds: Option<u64>,
-    /// A connection that receives nothing for this long is closed
-    /// (clients reconnect on their next call), seconds. Default 300, 1 to
-    /// 86400.
+    /// A connection that receives and sends nothing for this long is
+    /// closed (clients reconnect on their next call), seconds. Default 300,
+    /// 1 to 86400, and more than `revocation_heartbeat_seconds`.
     pub connection_idle_timeout_seconds: Option<u64>,
     /// Most connections served at once; further ones wait in the listen
     /// backlog until one closes; each listener has its own allowance.
@@ -315,6 +324,9 @@ impl Settings {
             signing_key_rotation_days: top
                 .signing_key_rotation_days
                 .or(self.signing_key_rotation_days),
+            revocation_heartbeat_seconds: top
+                .revocation_heartbeat_seconds
+                .or(self.revocation_heartbeat_seconds),
             maintenance_interval_seconds: top
                 .maintenance_interval_seconds
                 .or(self.maintenance_interval_seconds),
@@ -418,6 +430,8 @@ pub struct Config {
     pub oauth_refresh_grace: u32,
     /// Days between automatic signing key rotations; 0 never.
     pub signing_key_rotation_days: u32,
+    /// Longest quiet on a revocation stream before a heartbeat.
+    pub revocation_heartbeat: Duration,
     /// Period of the maintenance task.
     pub maintenance_interval: Duration,
     /// Most sessions one maintenance pass examines.
@@ -433,7 +447,8 @@ pub struct Config {
     pub unsafe_no_fsync: bool,
     /// Time a new connection has to complete its TLS handshake.
     pub tls_handshake_timeout: Duration,
-    /// A connection that receives nothing for this long is closed.
+    /// A connection that receives and sends nothing for this long is
+    /// closed.
     pub connection_idle_timeout: Duration,
     /// Most connections served at once, on each listener.
     pub max_connections: u32,
@@ -706,6 +721,26 @@ impl Config {
             1,
             86_400,
         )?;
+        // A stream's heartbeats are what keeps its connection from being
+        // closed as idle: the default stays below a short idle timeout, and
+        // a heartbeat set explicitly must.
+        let revocation_heartbeat = match s.revocation_heartbeat_seconds {
+            None => {
+                DEFAULT_REVOCATION_HEARTBEAT.min(connection_idle_timeout.saturating_sub(1).max(1))
+            }
+            Some(set) => {
+                let set = in_range("revocation_heartbeat_seconds", set, 1, 3600)?;
+                if set >= connection_idle_timeout {
+                    return Err(ConfigError::Invalid {
+                        field: "revocation_heartbeat_seconds",
+                        message: format!(
+                            "must be less than connection_idle_timeout_seconds ({connection_idle_timeout}), or revocation streams are closed as idle"
+                        ),
+                    });
+                }
+                set
+            }
+        };
         let max_connections = in_range(
             "max_connections",
             u64::from(s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
@@ -755,6 +790,7 @@ impl Config {
             )?)
             .unwrap_or(5),
             signing_key_rotation_days: s.signing_key_rotation_days.unwrap_or(30),
+            revocation_heartbeat: Duration::from_secs(revocation_heartbeat),
             maintenance_interval: Duration::from_secs(maintenance_interval),
             maintenance_sessions_per_pass: match s.maintenance_sessions_per_pass.unwrap_or(65_536) {
                 0 => {
@@ -1015,6 +1051,53 @@ mod tests {
         assert_eq!(c.tls_handshake_timeout, Duration::from_secs(10));
         assert_eq!(c.connection_idle_timeout, Duration::from_secs(300));
         assert_eq!(c.max_connections, 10_000);
+        assert_eq!(c.revocation_heartbeat, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_revocation_heartbeat_is_read_and_checked() {
+        let file = Settings::from_toml("revocation_heartbeat_seconds = 2\n").unwrap();
+        let c = Config::from_settings(file).unwrap();
+        assert_eq!(c.revocation_heartbeat, Duration::from_secs(2));
+        let flags = Settings {
+            revocation_heartbeat_seconds: Some(30),
+            ..Settings::default()
+        };
+        let c = Config::from_settings(
+            Settings::from_toml("revocation_heartbeat_seconds = 2\n")
+                .unwrap()
+                .over(flags),
+        )
+        .unwrap();
+        assert_eq!(c.revocation_heartbeat, Duration::from_secs(30));
+        let short_idle = Settings {
+            connection_idle_timeout_seconds: Some(3),
+            ..Settings::default()
+        };
+        let c = Config::from_settings(short_idle).unwrap();
+        assert_eq!(
+            c.revocation_heartbeat,
+            Duration::from_secs(2),
+            "below the idle timeout"
+        );
+        for (bad, idle) in [
+            (0, None),
+            (3601, None),
+            (3601, Some(86_400)),
+            (60, Some(60)),
+        ] {
+            let s = Settings {
+                revocation_heartbeat_seconds: Some(bad),
+                connection_idle_timeout_seconds: idle,
+                ..Settings::default()
+            };
+            match Config::from_settings(s) {
+                Err(ConfigError::Invalid { field, .. }) => {
+                    assert_eq!(field, "revocation_heartbeat_seconds");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -51,7 +51,8 @@
 //!   runtime in `passwords`), signing in at the operator's application
 //!   instead (`delegated_login`, the login challenges of
 //!   `OAuthService`), `whoami`,
-//!   what verification treats as revoked (`revocations`), signing keys,
+//!   what verification treats as revoked and the feed of its changes
+//!   (`revocations`; a verifier's stream of it in `watch`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.
 //! - [`fetch`]: outbound HTTPS fetches of documents a caller names (client

@@ -79,6 +79,9 @@ pub struct ServeArgs {
     /// Days between automatic signing key rotations; 0 never [default: 30].
     #[arg(long, env = "MCP_AUTH_SIGNING_KEY_ROTATION_DAYS")]
     signing_key_rotation_days: Option<u32>,
+    /// Longest quiet on a revocation stream before a heartbeat, seconds [default: 5].
+    #[arg(long, env = "MCP_AUTH_REVOCATION_HEARTBEAT_SECONDS")]
+    revocation_heartbeat_seconds: Option<u64>,
     /// Period of the maintenance task, seconds [default: 60].
     #[arg(long, env = "MCP_AUTH_MAINTENANCE_INTERVAL_SECONDS")]
     maintenance_interval_seconds: Option<u64>,
@@ -104,7 +107,7 @@ pub struct ServeArgs {
     /// Seconds a new connection has to complete its TLS handshake [default: 10].
     #[arg(long, env = "MCP_AUTH_TLS_HANDSHAKE_TIMEOUT_SECONDS")]
     tls_handshake_timeout_seconds: Option<u64>,
-    /// Close a connection that receives nothing for this many seconds [default: 300].
+    /// Close a connection that receives and sends nothing for this many seconds [default: 300].
     #[arg(long, env = "MCP_AUTH_CONNECTION_IDLE_TIMEOUT_SECONDS")]
     connection_idle_timeout_seconds: Option<u64>,
     /// Most connections served at once, per listener; more wait until one closes [default: 10000].
@@ -198,6 +201,7 @@ impl ServeArgs {
             refresh_reuse_grace_seconds: self.refresh_reuse_grace_seconds,
             oauth_refresh_grace_seconds: self.oauth_refresh_grace_seconds,
             signing_key_rotation_days: self.signing_key_rotation_days,
+            revocation_heartbeat_seconds: self.revocation_heartbeat_seconds,
             maintenance_interval_seconds: self.maintenance_interval_seconds,
             maintenance_sessions_per_pass: self.maintenance_sessions_per_pass,
             rate_limit_requests_per_second: self.rate_limit_requests_per_second,

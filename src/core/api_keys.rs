@@ -364,6 +364,8 @@ impl Core {
                 Ok(r)
             })
             .await?;
+        self.revocations
+            .revoke_api_key(&record.key_id, record.expires_at);
         tracing::info!(key_id = %record.key_id, "api key revoked");
         // Idempotent: revoking again re-runs the cascade, so a retry after
         // a crash between the two steps finishes the job.

@@ -729,14 +729,10 @@ impl Core {
                 let audit =
                     self.audit
                         .ok(&caller.id, "client.deleted", client_id, creds.request_id);
-                if self
-                    .store
-                    .delete_client(&current, self.clock.now(), audit)
-                    .await?
-                    == Swap::Done
-                {
+                let now = self.clock.now();
+                if self.store.delete_client(&current, now, audit).await? == Swap::Done {
                     self.clients.remove(client_id);
-                    self.revocations.revoke_client_tokens(client_id, ALL_TOKENS);
+                    self.revocations.revoke_deleted_client(client_id, now);
                     break current.record;
                 }
             }

@@ -45,6 +45,7 @@ pub(crate) mod sessions;
 pub(crate) mod signing;
 pub(crate) mod users;
 pub(crate) mod verify;
+pub(crate) mod watch;
 pub(crate) mod whoami;
 
 use std::sync::Arc;
@@ -66,8 +67,10 @@ pub use self::identities::IdentityGrant;
 pub use self::interactions::{Decision, Interaction, SignedIn, SignedInUser};
 pub use self::oauth_tokens::Introspector;
 pub use self::principal::CallerKind;
+pub use self::revocations::{Revocation, RevocationTarget};
 pub use self::sessions::{IssuedSession, NewSession};
 pub use self::verify::{InactiveReason, TokenCheck, TokenKind, Verdict, VerifiedClaims};
+pub use self::watch::{Resume, RevocationBatch, RevocationWatch};
 pub use self::whoami::Caller;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -95,6 +98,9 @@ pub(crate) struct Settings {
     /// Resources a dynamic registration may name, and gets when it names
     /// none (`dcr_allowed_resources`); empty: its own.
     pub dcr_allowed_resources: Vec<String>,
+    /// How long a revocation stream may stay quiet before it carries a
+    /// heartbeat.
+    pub revocation_heartbeat: std::time::Duration,
 }
 
 /// The service's state and operations.
@@ -108,7 +114,7 @@ pub struct Core {
     pub(crate) clients: client_index::ClientIndex,
     /// Clients described by metadata documents, fetched and cached.
     pub(crate) metadata_clients: cimd::MetadataClients,
-    pub(crate) revocations: revocations::RevocationIndex,
+    pub(crate) revocations: Arc<revocations::RevocationIndex>,
     pub(crate) limits: limits::Limits,
     /// Answers of recent refreshes, for repeats within the grace window.
     pub(crate) refresh_replays: refresh_replays::RefreshReplays,
@@ -166,24 +172,24 @@ impl Core {
         };
         let identities =
             identities::IdentityIndex::new(store.identities().await?, store.revoked_certs().await?);
-        let revocations = revocations::RevocationIndex::new(
-            store
-                .revoked_sessions()
-                .await?
-                .into_iter()
-                .map(|(id, _)| id),
-        );
+        let revocations = revocations::RevocationIndex::new(new_epoch()?, config.max_token_ttl);
+        for (id, expires_at) in store.revoked_sessions().await? {
+            revocations.load_session(id, expires_at);
+        }
         let clients = store.clients().await?;
         for c in &clients {
             if let Some(through) = clients::revoked_through(c) {
-                revocations.revoke_client_tokens(&c.client_id, through);
+                revocations.load_client(c.client_id.clone(), through);
             }
         }
         for (jti, exp) in store.revoked_tokens().await? {
-            revocations.revoke_token(&jti, exp);
+            revocations.load_token(jti, exp);
         }
-        for (client_id, _) in store.deleted_clients().await? {
-            revocations.revoke_client_tokens(&client_id, revocations::ALL_TOKENS);
+        for (client_id, deleted_at) in store.deleted_clients().await? {
+            revocations.load_deleted_client(client_id, deleted_at);
+        }
+        for k in key_records.iter().filter(|k| k.revoked_at.is_some()) {
+            revocations.load_api_key(k.key_id.clone(), k.expires_at);
         }
         if !config.dcr_default_scopes.is_empty() {
             client_rules::scopes(&config.dcr_default_scopes)
@@ -203,7 +209,7 @@ impl Core {
             ),
             keys: api_keys::ApiKeyIndex::new(key_records),
             identities,
-            revocations,
+            revocations: Arc::new(revocations),
             limits: limits::Limits::new(
                 clock.clone(),
                 config.default_rate_limit,
@@ -225,6 +231,7 @@ impl Core {
                 oauth_refresh_grace: config.oauth_refresh_grace,
                 trust_domain: config.trust_domain.clone(),
                 dcr_allowed_resources: config.dcr_allowed_resources.clone(),
+                revocation_heartbeat: config.revocation_heartbeat,
             },
             key_writes: tokio::sync::Mutex::new(()),
             identity_writes: tokio::sync::Mutex::new(()),
@@ -254,6 +261,14 @@ impl Core {
     pub async fn flush(&self) -> Result<(), Error> {
         Ok(self.store.flush().await?)
     }
+}
+
+/// A fresh epoch for this run of the revocation feed: 128 bits from the OS
+/// CSPRNG, in hex.
+fn new_epoch() -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(crate::secret::hex(&bytes))
 }
 
 /// The metadata-document clients `config` asks for: fetched under the

@@ -407,7 +407,8 @@ impl Core {
         });
         let swap = self.store.replace_session(current, revoked, audit).await?;
         if swap == Swap::Done {
-            self.revocations.insert(&revoked.session_id);
+            self.revocations
+                .revoke_session(&revoked.session_id, revoked.expires_at);
             tracing::warn!(session_id = %revoked.session_id, "refresh token reused; session revoked");
         }
         Ok(swap)
@@ -505,10 +506,13 @@ impl Core {
         let audit = self
             .audit
             .ok(&caller.id, "session.revoked", session_id, creds.request_id);
-        self.store
+        for (id, expires_at) in self
+            .store
             .revoke_sessions(&ids, self.clock.now(), audit)
-            .await?;
-        self.revocations.insert(session_id);
+            .await?
+        {
+            self.revocations.revoke_session(&id, expires_at);
+        }
         tracing::info!(session_id = %session_id, "session revoked");
         let stored = self
             .store
@@ -620,8 +624,8 @@ impl Core {
             .store
             .revoke_sessions(ids, self.clock.now(), audit)
             .await?;
-        for id in &newly {
-            self.revocations.insert(id);
+        for (id, expires_at) in &newly {
+            self.revocations.revoke_session(id, *expires_at);
         }
         Ok(u32::try_from(newly.len()).unwrap_or(u32::MAX))
     }

@@ -5,7 +5,7 @@
 use crate::ca::spiffe_id;
 use crate::core::{
     Caller, CallerKind, ClientUpdate, CreatedClient, InactiveReason, IssuedSession, NewClient,
-    TokenKind, Verdict,
+    Revocation, RevocationBatch, RevocationTarget, TokenKind, Verdict,
 };
 use crate::pb;
 use crate::store::{
@@ -198,6 +198,35 @@ pub(crate) fn caller_to_pb(c: Caller) -> pb::WhoAmIResponse {
         scopes: c.scopes,
         expires_at: c.expires_at,
         rate_limit: rate_limit_to_pb(c.rate_limit),
+    }
+}
+
+/// A batch of the revocation feed as the wire says it.
+pub(crate) fn batch_to_pb(b: RevocationBatch) -> pb::RevocationBatch {
+    pb::RevocationBatch {
+        epoch: b.epoch.to_string(),
+        position: b.position,
+        snapshot: b.snapshot,
+        snapshot_continues: b.snapshot_continues,
+        revocations: b.revocations.into_iter().map(revocation_to_pb).collect(),
+    }
+}
+
+fn revocation_to_pb(r: Revocation) -> pb::Revocation {
+    use pb::revocation::Target;
+    let (target, issued_through) = match r.target {
+        RevocationTarget::Session(id) => (Target::SessionId(id), 0),
+        RevocationTarget::Token(jti) => (Target::TokenId(jti), 0),
+        RevocationTarget::Client {
+            client_id,
+            issued_through,
+        } => (Target::ClientId(client_id), issued_through),
+        RevocationTarget::ApiKey(id) => (Target::ApiKeyId(id), 0),
+    };
+    pb::Revocation {
+        target: Some(target),
+        expires_at: r.expires_at,
+        issued_through,
     }
 }
 

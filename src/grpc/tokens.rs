@@ -1,6 +1,6 @@
 //! `TokenService`: CreateSession, RefreshSession, VerifyToken,
-//! RevokeSession, RevokeSessions, ListSessions, GetSession, GetJwks,
-//! WhoAmI.
+//! WatchRevocations, RevokeSession, RevokeSessions, ListSessions,
+//! GetSession, GetJwks, WhoAmI.
 
 use std::sync::Arc;
 
@@ -9,14 +9,17 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tonic::{Request, Response, Status};
 
 use super::call::Call;
-use super::convert::{caller_to_pb, session_info, session_to_pb, verdict_to_pb};
-use crate::core::{Core, Error, NewSession, TokenCheck};
+use super::convert::{batch_to_pb, caller_to_pb, session_info, session_to_pb, verdict_to_pb};
+use crate::core::{Core, Error, NewSession, Resume, TokenCheck};
 use crate::pb;
 use crate::store::{Cursor, SessionFilter};
 
 /// The `TokenService` adapter.
 pub(crate) struct TokenService {
     pub core: Arc<Core>,
+    /// Turns true when the server begins to shut down: revocation streams
+    /// end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 fn nonempty(v: String) -> Option<String> {
@@ -65,9 +68,31 @@ impl pb::token_service_server::TokenService for TokenService {
 
     async fn watch_revocations(
         &self,
-        _request: Request<pb::WatchRevocationsRequest>,
+        request: Request<pb::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        Err(Status::unimplemented("WatchRevocations is not built yet"))
+        let (call, r) = Call::split(request);
+        let resume = (!r.epoch.is_empty()).then_some(Resume {
+            epoch: &r.epoch,
+            position: r.position,
+        });
+        let watch = self
+            .core
+            .watch_revocations(&call.credentials(), resume)
+            .await?;
+        // One batch at a time, until the caller goes away (the stream is
+        // dropped) or the server shuts down (the stream ends, so that
+        // draining does not wait for it).
+        let stream = futures_util::stream::unfold(
+            (watch, self.stopping.clone()),
+            |(mut watch, mut stopping)| async move {
+                let batch = tokio::select! {
+                    batch = watch.next() => batch,
+                    _ = stopping.wait_for(|stop| *stop) => return None,
+                };
+                Some((Ok(batch_to_pb(batch)), (watch, stopping)))
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn revoke_session(

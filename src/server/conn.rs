@@ -1,7 +1,10 @@
 //! Accepting connections within bounds, so idle or stalled sockets cannot
 //! pin every file descriptor: at most `max_connections` are served at once
 //! (further ones wait in the listen backlog until one closes), and a
-//! connection that receives nothing for the idle timeout is closed. The
+//! connection that neither receives nor sends anything for the idle
+//! timeout is closed (a response stream that carries heartbeats, such as
+//! `WatchRevocations`, keeps its connection; a peer that stops reading
+//! soon stops it sending, through flow control). The
 //! TLS handshake's own deadline is set on tonic's TLS acceptor, which runs
 //! the handshake on the [`Conn`]s this yields.
 
@@ -146,9 +149,10 @@ pub(super) struct Conn {
     tcp: TcpStream,
     _permit: OwnedSemaphorePermit,
     idle_timeout: Duration,
-    /// When something was last received.
-    last_read: Instant,
-    /// Fires at `last_read + idle_timeout` or before; checked when it does.
+    /// When something was last received or sent.
+    last_active: Instant,
+    /// Fires at `last_active + idle_timeout` or before; checked when it
+    /// does.
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -159,22 +163,32 @@ impl Conn {
             tcp,
             _permit: permit,
             idle_timeout,
-            last_read: now,
+            last_active: now,
             deadline: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
         }
     }
 
-    /// Ready when the connection has received nothing for the idle
-    /// timeout. Reads only note their time; the timer is moved when it
-    /// fires early, so a busy connection costs no timer updates.
+    /// Ready when the connection has received and sent nothing for the
+    /// idle timeout. Reads and writes only note their time; the timer is
+    /// moved when it fires early, so a busy connection costs no timer
+    /// updates.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             ready!(self.deadline.as_mut().poll(cx));
-            let due = self.last_read + self.idle_timeout;
+            let due = self.last_active + self.idle_timeout;
             if Instant::now() >= due {
                 return Poll::Ready(());
             }
             self.deadline.as_mut().reset(due);
+        }
+    }
+}
+
+impl Conn {
+    /// Notes the time of a write that sent something.
+    fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.last_active = Instant::now();
         }
     }
 }
@@ -190,7 +204,7 @@ impl AsyncRead for Conn {
         match Pin::new(&mut this.tcp).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.last_read = Instant::now();
+                    this.last_active = Instant::now();
                 }
                 Poll::Ready(Ok(()))
             }
@@ -212,7 +226,10 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.note_written(&written);
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -228,7 +245,10 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.note_written(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -7,9 +7,10 @@
 //! [`Server::serve_with`] then runs gRPC and HTTP on listeners the caller
 //! bound, sharing one core, until the shutdown future resolves; in-flight
 //! requests of both get the configured grace period to finish, and storage
-//! is flushed before it returns. Connections are bounded on each listener:
-//! in number, in the time their TLS handshake may take, and in how long
-//! they may stay silent.
+//! is flushed before it returns; open `WatchRevocations` streams end at
+//! the signal, so the drain does not wait for them. Connections are
+//! bounded on each listener: in number, in the time their TLS handshake
+//! may take, and in how long they may stay silent.
 
 mod conn;
 mod error;
@@ -271,6 +272,10 @@ impl Server {
         let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
 
+        // One shutdown for both listeners and the revocation streams:
+        // `signal` turns the caller's future into a flag each listener (and
+        // the deadline, and every stream) waits on.
+        let (stopping_tx, stopping_rx) = watch::channel(false);
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls.timeout(config.tls_handshake_timeout))?;
@@ -282,7 +287,10 @@ impl Server {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(pb::token_service_server::TokenServiceServer::new(
-                TokenService { core: core.clone() },
+                TokenService {
+                    core: core.clone(),
+                    stopping: stopping_rx.clone(),
+                },
             ))
             .add_service(pb::api_key_service_server::ApiKeyServiceServer::new(
                 ApiKeyService { core: core.clone() },
@@ -308,9 +316,6 @@ impl Server {
                 AuditService { core: core.clone() },
             ));
 
-        // One shutdown for both listeners: `signal` turns the caller's
-        // future into a flag each listener (and the deadline) waits on.
-        let (stopping_tx, stopping_rx) = watch::channel(false);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");

@@ -585,7 +585,7 @@ pub(crate) async fn sessions(store: &dyn Store) {
         .revoke_sessions(&ids, 5, entry("session.revoked"))
         .await
         .unwrap();
-    assert_eq!(first, ["ses_1"]);
+    assert_eq!(first, [("ses_1".to_owned(), 100)]);
     let again = store
         .revoke_sessions(&ids, 9, entry("session.revoked"))
         .await

@@ -208,13 +208,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks the sessions `ids` revoked at `at` (those already revoked keep
     /// their time), with one audit record for all; returns the ids this
-    /// call revoked.
+    /// call revoked, each with its newest token's expiry (as
+    /// [`Store::revoked_sessions`] has them).
     async fn revoke_sessions(
         &self,
         ids: &[String],
         at: i64,
         audit: AuditEntry,
-    ) -> StoreResult<Vec<String>>;
+    ) -> StoreResult<Vec<(String, i64)>>;
 
     /// One page of the sessions `filter` selects, after `after`.
     async fn sessions_page(

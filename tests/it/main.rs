@@ -29,6 +29,7 @@ mod oauth;
 mod readme;
 mod real_browser;
 mod refresh;
+mod revocation_stream;
 mod rmcp_client;
 mod sdk_verifier;
 mod sessions;

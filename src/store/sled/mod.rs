@@ -676,7 +676,7 @@ impl Store for SledStore {
         ids: &[String],
         at: i64,
         audit: AuditEntry,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Vec<(String, i64)>> {
         let mut revoked = Vec::new();
         {
             let mut w = self.audit.lock();
@@ -702,7 +702,7 @@ impl Store for SledStore {
             }
         }
         self.durable().await?;
-        Ok(revoked.into_iter().map(|(id, _)| id).collect())
+        Ok(revoked)
     }
 
     async fn sessions_page(
