@@ -1,8 +1,11 @@
 //! The resource-server SDK's `Verifier` against the real server: offline
 //! verification from the JWK Set (gRPC and `jwks_uri`), key rotation,
-//! online verification, failing closed when mcp-auth is unreachable or
-//! refuses the MCP server's own key. The SDK runs on its own manual clock,
-//! started at the server's time.
+//! online verification, API keys, failing closed when mcp-auth is
+//! unreachable or refuses the MCP server's own key, and the revocation
+//! stream (how fast it refuses, resuming after a disconnect and a restart,
+//! what a stale stream does). The SDK runs on its own manual clock,
+//! started at the server's time; a TCP forwarder (`Proxy`) cuts the
+//! verifier off from the server while the test still reaches it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -519,4 +522,241 @@ async fn api_keys_are_verified_online_whatever_the_mode() {
         Rejection::UnknownApiKey
     );
     assert!(v.verify(&new.secret, guesser).await.is_ok());
+}
+
+/// The revocation stream's mode, `staleness` 30 s.
+fn streamed(on_stale: mcp_auth_sdk::OnStale) -> Mode {
+    Mode::OfflineWithRevocations {
+        staleness: Duration::from_secs(30),
+        on_stale,
+    }
+}
+
+/// Verifies `credential` every 5 ms until the verdict is `want`, for at
+/// most `within`; how long it took.
+async fn refused_within(
+    v: &Verifier,
+    credential: &str,
+    want: Rejection,
+    within: Duration,
+) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        match v.verify(credential, None).await {
+            Err(VerifyError::Rejected(r)) if r == want => return started.elapsed(),
+            Ok(_) => {}
+            other => panic!("expected {want:?} or acceptance, got {other:?}"),
+        }
+        assert!(
+            started.elapsed() < within,
+            "still not {want:?} after {within:?}: {:?}",
+            v.revocation_status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits (polling every 5 ms, at most 10 s) until the stream is fresh.
+async fn fresh_again(v: &Verifier) {
+    let started = std::time::Instant::now();
+    while v.revocation_status().unwrap().stale {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            v.revocation_status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_stream_makes_offline_verification_refuse_revocations_within_a_second() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    let v = builder(&server, &clock)
+        .api_key(mcp_key)
+        .mode(streamed(mcp_auth_sdk::OnStale::FailClosed))
+        .build()
+        .await
+        .unwrap();
+    // build() waited for the snapshot.
+    let status = v.revocation_status().unwrap();
+    assert!(!status.stale, "{status:?}");
+    assert_eq!(status.snapshots, 1);
+    assert!(!status.epoch.is_empty());
+
+    let s = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&s.access_token, None).await.is_ok());
+    server
+        .revoke_session(&server.primary, &s.session_id)
+        .await
+        .unwrap();
+    let took = refused_within(
+        &v,
+        &s.access_token,
+        Rejection::Revoked,
+        Duration::from_secs(1),
+    )
+    .await;
+    eprintln!("a revoked session was refused offline {took:?} after RevokeSession returned");
+
+    // A revoked API key's cached verdict goes with the stream's word, well
+    // before the cache's 10 s.
+    let (key_id, key) = server.key_with(&["tools:read"]).await;
+    assert!(v.verify(&key, None).await.is_ok());
+    server.revoke_key(&server.primary, &key_id).await.unwrap();
+    let took = refused_within(&v, &key, Rejection::Revoked, Duration::from_secs(1)).await;
+    eprintln!("a revoked API key was refused {took:?} after RevokeApiKey returned");
+
+    // A key rotation retires the old key without refusing its tokens.
+    let other = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    rotate(&server).await;
+    let after = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&after.access_token, None).await.is_ok());
+    assert!(v.verify(&other.access_token, None).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_stream_resumes_after_a_disconnect_and_a_restart() {
+    let mut server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let proxy = Proxy::start(server.addr).await;
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    let v = builder(&server, &clock)
+        .grpc(proxy.url())
+        .api_key(mcp_key)
+        .mode(streamed(mcp_auth_sdk::OnStale::FailClosed))
+        .build()
+        .await
+        .unwrap();
+    let first = v.revocation_status().unwrap();
+    assert_eq!(first.snapshots, 1);
+    let s1 = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    let s2 = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(v.verify(&s1.access_token, None).await.is_ok());
+
+    // Cut off: what is revoked meanwhile arrives when the stream resumes
+    // from where it was, without a new snapshot.
+    proxy.cut();
+    server
+        .revoke_session(&server.primary, &s1.session_id)
+        .await
+        .unwrap();
+    assert!(
+        v.verify(&s1.access_token, None).await.is_ok(),
+        "not heard yet"
+    );
+    proxy.point(server.addr);
+    refused_within(
+        &v,
+        &s1.access_token,
+        Rejection::Revoked,
+        Duration::from_secs(10),
+    )
+    .await;
+    let resumed = v.revocation_status().unwrap();
+    assert_eq!(resumed.epoch, first.epoch);
+    assert_eq!(
+        resumed.snapshots, 1,
+        "resumed, not started over: {resumed:?}"
+    );
+
+    // The server restarts (a new run, a new port); a session is revoked
+    // before the verifier reaches it again: the new run's snapshot has it.
+    proxy.cut();
+    server.restart().await;
+    server
+        .revoke_session(&server.primary, &s2.session_id)
+        .await
+        .unwrap();
+    proxy.point(server.addr);
+    refused_within(
+        &v,
+        &s2.access_token,
+        Rejection::Revoked,
+        Duration::from_secs(10),
+    )
+    .await;
+    let restarted = v.revocation_status().unwrap();
+    assert_ne!(restarted.epoch, first.epoch);
+    assert_eq!(restarted.snapshots, 2, "{restarted:?}");
+    assert_eq!(
+        rejected(v.verify(&s1.access_token, None).await),
+        Rejection::Revoked,
+        "still revoked after the restart"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_stream_fails_closed_or_asks_verify_token() {
+    use mcp_auth_sdk::OnStale;
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    let (_, mcp_key) = server.key_with(&["tokens:verify"]).await;
+    let s = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+
+    // FailClosed: the stream cut for longer than its staleness (by the
+    // SDK's clock) means 503, until it is back.
+    let proxy = Proxy::start(server.addr).await;
+    let closed = builder(&server, &clock)
+        .grpc(proxy.url())
+        .api_key(mcp_key.clone())
+        .mode(streamed(OnStale::FailClosed))
+        .build()
+        .await
+        .unwrap();
+    assert!(closed.verify(&s.access_token, None).await.is_ok());
+    proxy.cut();
+    clock.advance(30);
+    assert!(
+        closed.verify(&s.access_token, None).await.is_ok(),
+        "30 s is not stale"
+    );
+    clock.advance(1);
+    let m = unavailable(closed.verify(&s.access_token, None).await);
+    assert!(m.contains("stale"), "{m}");
+    proxy.point(server.addr);
+    fresh_again(&closed).await;
+    assert!(closed.verify(&s.access_token, None).await.is_ok());
+
+    // Online: a stale stream sends each token to VerifyToken. To tell its
+    // answer from the offline one, the server's clock is past the token's
+    // expiry (the SDK's is not): VerifyToken says EXPIRED.
+    let online = builder(&server, &clock)
+        .grpc(proxy.url())
+        .api_key(mcp_key)
+        .mode(streamed(OnStale::Online))
+        .build()
+        .await
+        .unwrap();
+    assert!(online.verify(&s.access_token, None).await.is_ok());
+    proxy.cut();
+    clock.advance(31);
+    // mcp-auth unreachable too: fail closed.
+    let m = unavailable(online.verify(&s.access_token, None).await);
+    assert!(m.contains("did not answer"), "{m}");
+    server.clock.advance(Duration::from_secs(3600));
+    proxy.point(server.addr);
+    assert_eq!(
+        rejected(online.verify(&s.access_token, None).await),
+        Rejection::Expired,
+        "answered by VerifyToken"
+    );
+    // Back to offline once the stream is.
+    fresh_again(&online).await;
+    assert!(online.verify(&s.access_token, None).await.is_ok());
 }
