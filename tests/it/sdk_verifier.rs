@@ -189,6 +189,52 @@ async fn an_unknown_kid_fetches_the_keys_again_at_most_every_interval() {
 }
 
 #[tokio::test]
+async fn the_keys_are_refreshed_in_the_background_every_interval() {
+    let server = TestServer::start().await;
+    let clock = clock_of(&server);
+    // Unknown kids may not trigger a fetch for an hour after the first.
+    let v = builder(&server, &clock)
+        .mode(Mode::Offline)
+        .jwks_refetch_interval(Duration::from_secs(3600))
+        .jwks_refresh_interval(Duration::from_secs(60))
+        .build()
+        .await
+        .unwrap();
+    rotate(&server).await;
+    let second = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert!(
+        v.verify(&second.access_token, None).await.is_ok(),
+        "the first unknown kid"
+    );
+    rotate(&server).await;
+    let third = server
+        .session(&server.primary, &["tools:read"], RESOURCE)
+        .await;
+    assert_eq!(
+        rejected(v.verify(&third.access_token, None).await),
+        Rejection::UnknownKey
+    );
+    // A minute on, a verification starts the periodic refresh, which
+    // brings the third key without waiting for the hour.
+    clock.advance(60);
+    let started = std::time::Instant::now();
+    loop {
+        match v.verify(&third.access_token, None).await {
+            Ok(_) => break,
+            Err(VerifyError::Rejected(Rejection::UnknownKey)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no background refresh"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
 async fn keys_from_jwks_uri_over_https() {
     let server = TestServer::start().await;
     let clock = clock_of(&server);

@@ -96,6 +96,9 @@ impl RevocationState {
 #[derive(Debug)]
 pub(crate) struct StopGuard {
     _stop: oneshot::Sender<()>,
+    /// The task, to tell whether it has ended (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    task: tokio::task::AbortHandle,
 }
 
 /// Everything the task touches.
@@ -129,8 +132,14 @@ impl Stream {
     pub fn spawn(self) -> (StopGuard, oneshot::Receiver<()>) {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(self.run(stop_rx, first_tx));
-        (StopGuard { _stop: stop_tx }, first_rx)
+        let task = tokio::spawn(self.run(stop_rx, first_tx)).abort_handle();
+        (
+            StopGuard {
+                _stop: stop_tx,
+                task,
+            },
+            first_rx,
+        )
     }
 
     async fn run(self, mut stop: oneshot::Receiver<()>, first: oneshot::Sender<()>) {
@@ -568,5 +577,25 @@ mod tests {
             Taken::Resync
         ));
         assert_eq!(stream.state.status(), ("e1".into(), 9, 2, 2));
+    }
+
+    #[tokio::test]
+    async fn the_task_ends_with_its_guard() {
+        let clock = Clock::manual(1000);
+        let (stream, _, _, _) = stream(&clock).await;
+        let (guard, first) = stream.spawn();
+        // Nothing listens on port 1: the first attempt fails, then the
+        // task waits to reconnect.
+        first.await.unwrap();
+        let task = guard.task.clone();
+        assert!(!task.is_finished());
+        drop(guard);
+        for _ in 0..1000 {
+            if task.is_finished() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the stream's task outlived its guard");
     }
 }
