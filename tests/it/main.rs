@@ -32,6 +32,7 @@ mod real_browser;
 mod refresh;
 mod revocation_stream;
 mod rmcp_client;
+mod sdk_verifier;
 mod sessions;
 mod signing;
 mod users;

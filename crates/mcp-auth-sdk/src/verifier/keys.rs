@@ -4,10 +4,11 @@
 //! `refresh_interval`, and fetched again at once for a token whose `kid`
 //! is unknown (a key rotation) — at most once per `refetch_interval`, so
 //! tokens with made-up `kid`s cannot make the verifier hammer mcp-auth.
-//! A failed fetch keeps the keys held. Keys the revocation stream names
-//! are dropped, and stay dropped across fetches.
+//! A failed fetch keeps the keys held. A key the revocation stream names
+//! is dropped from the time it names (at once, or when a retired key's
+//! last tokens have expired), and stays dropped across fetches.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -107,8 +108,12 @@ pub(crate) struct KeyStore {
     clock: Clock,
     refresh: Refresh,
     set: RwLock<Arc<JwkSet>>,
-    /// Kids the revocation stream revoked: removed from every fetched set.
-    revoked: Mutex<HashSet<String>>,
+    /// Kids the revocation stream revoked, each with the time from which
+    /// its tokens are refused (0: at once): removed from the held set at
+    /// that time, and from every set fetched after it.
+    retirements: Mutex<HashMap<String, i64>>,
+    /// The earliest retirement still to apply (`i64::MAX`: none).
+    next_retirement: AtomicI64,
     /// Clock time from which a background refresh is due.
     next_refresh_at: AtomicI64,
     /// Clock time of the last fetch for an unknown `kid` (`i64::MIN`:
@@ -151,7 +156,8 @@ impl KeyStore {
             issuer: issuer.to_owned(),
             refresh,
             set: RwLock::new(Arc::new(set)),
-            revoked: Mutex::new(HashSet::new()),
+            retirements: Mutex::new(HashMap::new()),
+            next_retirement: AtomicI64::new(i64::MAX),
             next_refresh_at: AtomicI64::new(now.saturating_add(refresh.every)),
             last_unknown_fetch: AtomicI64::new(i64::MIN),
             generation: AtomicU64::new(0),
@@ -166,22 +172,77 @@ impl KeyStore {
         self.set.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn revoked(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.revoked.lock().unwrap_or_else(|p| p.into_inner())
+    fn retirements(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.retirements.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Fetches the keys and puts them in place (without the revoked
+    /// Fetches the keys and puts them in place (without the retired
     /// ones); on failure keeps what is held.
     async fn fetch_now(&self) -> Result<(), String> {
         let json = self.source.fetch().await?;
         let mut set =
             JwkSet::from_json(&json, &[self.issuer.as_str()]).map_err(|e| e.to_string())?;
-        for kid in self.revoked().iter() {
-            set.remove_key(kid);
+        let now = self.clock.now();
+        {
+            let retirements = self.retirements();
+            for (kid, from) in retirements.iter() {
+                if *from <= now {
+                    set.remove_key(kid);
+                }
+            }
+            // Under the retirements' lock, so that a retirement applied
+            // meanwhile is not undone by this older document.
+            *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         }
-        *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Drops from the held set the keys whose retirement has come at
+    /// `now`.
+    fn retire_due(&self, now: i64) {
+        if now < self.next_retirement.load(Ordering::Acquire) {
+            return;
+        }
+        let retirements = self.retirements();
+        let mut held = self.set.write().unwrap_or_else(|p| p.into_inner());
+        let due: Vec<&String> = retirements
+            .iter()
+            .filter(|(kid, from)| **from <= now && held.contains(kid))
+            .map(|(kid, _)| kid)
+            .collect();
+        if !due.is_empty() {
+            let mut set = JwkSet::clone(&held);
+            for kid in due {
+                set.remove_key(kid);
+            }
+            *held = Arc::new(set);
+        }
+        let next = retirements
+            .values()
+            .copied()
+            .filter(|from| *from > now)
+            .min()
+            .unwrap_or(i64::MAX);
+        self.next_retirement.store(next, Ordering::Release);
+    }
+
+    /// Takes the stream's word on signing keys: each kid is refused from
+    /// its time on (0: at once). `replace` (a snapshot) forgets what was
+    /// said before; keys already dropped come back at the next fetch if
+    /// mcp-auth still publishes them.
+    pub fn retire(&self, kids: &[(String, i64)], replace: bool) {
+        {
+            let mut retirements = self.retirements();
+            if replace {
+                retirements.clear();
+            }
+            for (kid, from) in kids {
+                retirements.insert(kid.clone(), *from);
+            }
+        }
+        self.next_retirement.store(i64::MIN, Ordering::Release);
+        self.retire_due(self.clock.now());
     }
 
     /// Starts a background fetch if one is due and none is running.
@@ -216,6 +277,7 @@ impl KeyStore {
     /// Why the token is refused.
     pub async fn verify(self: &Arc<Self>, token: &str) -> Result<AccessClaims, TokenReason> {
         let now = self.clock.now();
+        self.retire_due(now);
         self.refresh_if_due(now);
         let seen = self.generation.load(Ordering::Acquire);
         match self.current().verify(token) {
@@ -246,23 +308,6 @@ impl KeyStore {
             .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
-
-    /// Makes `kids` the revoked keys: dropped from the held set now and
-    /// from every set fetched later.
-    pub fn set_revoked<'a>(&self, kids: impl IntoIterator<Item = &'a str>) {
-        let kids: HashSet<String> = kids.into_iter().map(str::to_owned).collect();
-        {
-            let mut held = self.set.write().unwrap_or_else(|p| p.into_inner());
-            if kids.iter().any(|k| held.contains(k)) {
-                let mut set = JwkSet::clone(&held);
-                for kid in &kids {
-                    set.remove_key(kid);
-                }
-                *held = Arc::new(set);
-            }
-        }
-        *self.revoked() = kids;
-    }
 }
 
 #[cfg(test)]
@@ -279,22 +324,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn revoked_keys_are_dropped_and_stay_dropped() {
+    async fn retired_keys_are_dropped_from_their_time_and_stay_dropped() {
         let (k1, k2) = (TestKey::new("k1"), TestKey::new("k2"));
         let source = KeySource::Static(TestKey::jwks(&[&k1, &k2]));
         let clock = Clock::manual(1000);
-        let store = Arc::new(KeyStore::load(source, ISS, clock, refresh()).await.unwrap());
-        let t1 = k1.sign(&claims(1000));
+        let store = Arc::new(
+            KeyStore::load(source, ISS, clock.clone(), refresh())
+                .await
+                .unwrap(),
+        );
+        let (t1, t2) = (k1.sign(&claims(1000)), k2.sign(&claims(1000)));
         assert!(store.verify(&t1).await.is_ok());
-        store.set_revoked(["k1"]);
+        // k1 at once; k2 from 1100 (a retired key whose tokens run out).
+        store.retire(&[("k1".to_owned(), 0), ("k2".to_owned(), 1100)], false);
         assert_eq!(store.verify(&t1).await, Err(TokenReason::UnknownKey));
-        assert!(store.verify(&k2.sign(&claims(1000))).await.is_ok());
-        // A fetch brings k1 back from the document, minus the revoked.
+        assert!(store.verify(&t2).await.is_ok());
+        clock.set(1099);
+        assert!(store.verify(&t2).await.is_ok());
+        clock.set(1100);
+        assert_eq!(store.verify(&t2).await, Err(TokenReason::UnknownKey));
+        // A fetch brings nothing back from the document.
         store.fetch_now().await.unwrap();
         assert_eq!(store.verify(&t1).await, Err(TokenReason::UnknownKey));
-        store.set_revoked([]);
+        assert_eq!(store.verify(&t2).await, Err(TokenReason::UnknownKey));
+        // A snapshot without them: the next fetch restores them.
+        store.retire(&[], true);
         store.fetch_now().await.unwrap();
         assert!(store.verify(&t1).await.is_ok());
+        assert!(store.verify(&t2).await.is_ok());
     }
 
     #[tokio::test]

@@ -74,8 +74,10 @@ pub enum Mode {
     /// than `staleness`, `on_stale` decides.
     OfflineWithRevocations {
         /// How long the verifier may go without hearing from the stream
-        /// (whole seconds, 5 s to 1 h; mcp-auth sends a heartbeat every
-        /// few seconds).
+        /// (whole seconds, 5 s to 1 h). mcp-auth sends a heartbeat when the
+        /// stream has been quiet for its `revocation_heartbeat_seconds`
+        /// (5 s by default): keep this well above that. A stream silent
+        /// this long (in real time) is also dropped and opened again.
         staleness: Duration,
         /// What to do when the stream is staler than that.
         on_stale: OnStale,
@@ -765,7 +767,6 @@ impl VerifierBuilder {
                 let (guard, first) = Stream {
                     conn: conn.clone(),
                     state: Arc::clone(&state),
-                    tokens: Arc::clone(&tokens),
                     api_keys: Arc::clone(&api_keys),
                     keys: keys.clone(),
                     clock: self.clock.clone(),

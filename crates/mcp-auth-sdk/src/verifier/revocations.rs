@@ -1,7 +1,7 @@
 //! What the revocation stream says to refuse, held in memory: revoked
-//! sessions, single tokens (`jti`), OAuth clients' tokens up to an `iat`,
-//! and signing keys; with the same semantics as mcp-auth's own index
-//! (`is_revoked`). Also the pure decisions around it: whether a batch
+//! sessions, single tokens (`jti`) and OAuth clients' tokens up to an
+//! `iat`, with the same semantics as mcp-auth's own index (`is_revoked`).
+//! (Signing keys go to the key store, API keys to the cache.) Also the pure decisions around it: whether a batch
 //! continues what is held or calls for a fresh snapshot, and whether the
 //! stream has been silent too long to trust.
 
@@ -24,7 +24,8 @@ pub(crate) enum Target {
     },
     /// An API key: drop its cached verdicts.
     ApiKey(String),
-    /// A signing key: refuse what it signed.
+    /// A signing key: refuse what it signs from the entry's `expires_at`
+    /// on (at once if 0). Not held here but by the key store.
     SigningKey(String),
 }
 
@@ -34,7 +35,8 @@ pub(crate) struct Revoked {
     /// What is revoked.
     pub target: Target,
     /// Unix seconds after which the tokens concerned have all expired;
-    /// 0: until further notice.
+    /// 0: until further notice. For a signing key: from when its tokens
+    /// are refused (0: at once).
     pub expires_at: i64,
 }
 
@@ -43,8 +45,8 @@ pub(crate) struct Revoked {
 pub(crate) struct Effects {
     /// API keys whose cached verdicts must go.
     pub api_keys: Vec<String>,
-    /// Signing keys whose tokens must be refused.
-    pub signing_keys: Vec<String>,
+    /// Signing keys to refuse, each from when (0: at once).
+    pub signing_keys: Vec<(String, i64)>,
 }
 
 /// The held revocations; each value is the entry's `expires_at`.
@@ -54,7 +56,6 @@ pub(crate) struct RevocationSet {
     tokens: HashMap<String, i64>,
     /// Client id → (`issued_through`, `expires_at`).
     clients: HashMap<String, (i64, i64)>,
-    signing_keys: HashMap<String, i64>,
 }
 
 impl RevocationSet {
@@ -80,10 +81,7 @@ impl RevocationSet {
                     self.clients.insert(id, (issued_through, exp));
                 }
                 Target::ApiKey(id) => effects.api_keys.push(id),
-                Target::SigningKey(kid) => {
-                    self.signing_keys.insert(kid.clone(), exp);
-                    effects.signing_keys.push(kid);
-                }
+                Target::SigningKey(kid) => effects.signing_keys.push((kid, exp)),
             }
         }
         effects
@@ -96,7 +94,6 @@ impl RevocationSet {
         self.sessions.retain(|_, exp| live(*exp));
         self.tokens.retain(|_, exp| live(*exp));
         self.clients.retain(|_, (_, exp)| live(*exp));
-        self.signing_keys.retain(|_, exp| live(*exp));
     }
 
     /// Whether a token of session `session_id`, id `jti`, client
@@ -111,20 +108,9 @@ impl RevocationSet {
                 .is_some_and(|(through, _)| iat <= *through)
     }
 
-    /// Whether signing key `kid` is revoked.
-    #[cfg(test)]
-    pub fn is_key_revoked(&self, kid: &str) -> bool {
-        self.signing_keys.contains_key(kid)
-    }
-
-    /// The revoked signing keys.
-    pub fn revoked_keys(&self) -> impl Iterator<Item = &str> {
-        self.signing_keys.keys().map(String::as_str)
-    }
-
     /// How many entries are held.
     pub fn len(&self) -> usize {
-        self.sessions.len() + self.tokens.len() + self.clients.len() + self.signing_keys.len()
+        self.sessions.len() + self.tokens.len() + self.clients.len()
     }
 }
 
@@ -267,19 +253,16 @@ mod tests {
             ],
             true,
         );
-        assert_eq!(effects.signing_keys, ["kid_1"]);
-        assert!(set.is_key_revoked("kid_1"));
+        assert_eq!(effects.signing_keys, [("kid_1".to_owned(), 100)]);
         set.prune(99);
-        assert_eq!(set.len(), 5);
+        assert_eq!(set.len(), 4);
         set.prune(100);
         assert!(!set.is_revoked("ses_short", "", "", 0));
         assert!(set.is_revoked("ses_forever", "", "", 0));
         assert!(set.is_revoked("", "at_1", "", 0));
         assert!(!set.is_revoked("", "", "cli_a", 1));
-        assert!(!set.is_key_revoked("kid_1"));
         set.prune(101);
         assert_eq!(set.len(), 1);
-        assert_eq!(set.revoked_keys().count(), 0);
     }
 
     #[test]

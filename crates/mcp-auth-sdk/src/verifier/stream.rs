@@ -1,7 +1,7 @@
 //! The revocation stream: a background task that keeps
 //! `WatchRevocations` open, applies its batches to the held
-//! [`RevocationSet`], evicts cached verdicts and drops signing keys it
-//! names, resumes after a disconnect from the last epoch and position,
+//! [`RevocationSet`], evicts the cached verdicts of API keys it names and
+//! hands the signing keys it names to the key store, resumes after a disconnect from the last epoch and position,
 //! and reconnects with exponential backoff (100 ms doubling to 5 s). It
 //! stops when the verifier's last clone is dropped (the [`StopGuard`]).
 
@@ -96,6 +96,9 @@ impl RevocationState {
 #[derive(Debug)]
 pub(crate) struct StopGuard {
     _stop: oneshot::Sender<()>,
+    /// The task, to tell whether it has ended (tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    task: tokio::task::AbortHandle,
 }
 
 /// Everything the task touches.
@@ -104,8 +107,6 @@ pub(crate) struct Stream {
     pub conn: Connection,
     /// What the verifications read.
     pub state: Arc<RevocationState>,
-    /// Verdicts on tokens (re-checked against the set on each hit).
-    pub tokens: Arc<VerdictCache>,
     /// Verdicts on API keys (evicted by `api_key_id` revocations).
     pub api_keys: Arc<VerdictCache>,
     /// The signing keys, if verification is offline.
@@ -119,6 +120,8 @@ pub(crate) struct Stream {
 /// How a batch was taken.
 enum Taken {
     Applied,
+    /// Part of a snapshot that is not whole yet.
+    Staged,
     /// It did not continue the held set: start again from a snapshot.
     Resync,
 }
@@ -129,8 +132,14 @@ impl Stream {
     pub fn spawn(self) -> (StopGuard, oneshot::Receiver<()>) {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(self.run(stop_rx, first_tx));
-        (StopGuard { _stop: stop_tx }, first_rx)
+        let task = tokio::spawn(self.run(stop_rx, first_tx)).abort_handle();
+        (
+            StopGuard {
+                _stop: stop_tx,
+                task,
+            },
+            first_rx,
+        )
     }
 
     async fn run(self, mut stop: oneshot::Receiver<()>, first: oneshot::Sender<()>) {
@@ -154,13 +163,14 @@ impl Stream {
             match opened {
                 Ok(Ok(resp)) => {
                     let mut batches = resp.into_inner();
+                    let mut staging = None;
                     loop {
                         let next = tokio::select! {
                             _ = &mut stop => return,
                             next = tokio::time::timeout(self.idle, batches.message()) => next,
                         };
                         match next {
-                            Ok(Ok(Some(batch))) => match self.take(batch) {
+                            Ok(Ok(Some(batch))) => match self.take(&mut staging, batch) {
                                 Taken::Applied => {
                                     backoff = INITIAL_BACKOFF;
                                     healthy = true;
@@ -168,6 +178,7 @@ impl Stream {
                                         let _ = f.send(());
                                     }
                                 }
+                                Taken::Staged => {}
                                 Taken::Resync => {
                                     tracing::debug!(
                                         "revocation stream: a batch does not continue the held set; asking for a snapshot"
@@ -215,29 +226,66 @@ impl Stream {
         }
     }
 
-    /// Applies `batch` if it continues what is held.
-    fn take(&self, batch: pb::RevocationBatch) -> Taken {
-        let held = self.state.progress().clone();
-        let next = match step(
-            &held,
-            &batch.epoch,
-            batch.position,
-            batch.snapshot,
-            batch.revocations.len(),
-        ) {
-            Step::Apply(next) => next,
-            Step::Resync => return Taken::Resync,
-        };
-        let now = self.clock.now();
+    /// Takes `batch`: applies it if it continues what is held, or stages
+    /// it while a snapshot arrives in several batches (`staging`, for the
+    /// current connection), swapping the snapshot in once it is whole.
+    fn take(&self, staging: &mut Option<Staged>, batch: pb::RevocationBatch) -> Taken {
+        let count = batch.revocations.len();
         let entries: Vec<Revoked> = batch.revocations.into_iter().filter_map(revoked).collect();
-        let (effects, revoked_keys) = {
+        if batch.snapshot || staging.is_some() {
+            let staged = match staging.take() {
+                _ if batch.snapshot => Staged {
+                    epoch: batch.epoch,
+                    position: batch.position,
+                    entries,
+                },
+                Some(mut staged) => {
+                    // A later batch of the snapshot: same run, same
+                    // position, or the stream is confused.
+                    if batch.epoch != staged.epoch || batch.position != staged.position {
+                        return Taken::Resync;
+                    }
+                    staged.entries.extend(entries);
+                    staged
+                }
+                None => return Taken::Resync,
+            };
+            if batch.snapshot_continues {
+                *staging = Some(staged);
+                return Taken::Staged;
+            }
+            let next = Progress {
+                epoch: staged.epoch,
+                position: staged.position,
+            };
+            self.apply(staged.entries, true, next);
+            return Taken::Applied;
+        }
+        if batch.snapshot_continues {
+            // The rest of a snapshot whose start was never seen.
+            return Taken::Resync;
+        }
+        let held = self.state.progress().clone();
+        match step(&held, &batch.epoch, batch.position, false, count) {
+            Step::Apply(next) => {
+                self.apply(entries, false, next);
+                Taken::Applied
+            }
+            Step::Resync => Taken::Resync,
+        }
+    }
+
+    /// Applies a whole batch (or a whole snapshot): the set, the API-key
+    /// cache, the signing keys, then the progress and the time heard.
+    fn apply(&self, entries: Vec<Revoked>, snapshot: bool, next: Progress) {
+        let now = self.clock.now();
+        let effects = {
             let mut set = self.state.set.write().unwrap_or_else(|p| p.into_inner());
-            let effects = set.apply(entries, batch.snapshot);
+            let effects = set.apply(entries, snapshot);
             set.prune(now);
-            let keys: Vec<String> = set.revoked_keys().map(str::to_owned).collect();
-            (effects, keys)
+            effects
         };
-        if batch.snapshot {
+        if snapshot {
             // Whatever was missed before this snapshot may have revoked a
             // cached API key.
             self.api_keys.clear();
@@ -246,21 +294,24 @@ impl Stream {
             self.api_keys.evict(|v| v.verified.client_id == *id);
         }
         if let Some(keys) = &self.keys {
-            if batch.snapshot || !effects.signing_keys.is_empty() {
-                keys.set_revoked(revoked_keys.iter().map(String::as_str));
+            if snapshot || !effects.signing_keys.is_empty() {
+                keys.retire(&effects.signing_keys, snapshot);
             }
         }
-        if !effects.signing_keys.is_empty() {
-            // Verdicts cached from tokens those keys signed.
-            self.tokens.clear();
-        }
         *self.state.progress() = next;
-        if batch.snapshot {
+        if snapshot {
             self.state.snapshots.fetch_add(1, Ordering::AcqRel);
         }
         self.state.last_heard.store(now, Ordering::Release);
-        Taken::Applied
     }
+}
+
+/// A snapshot arriving in several batches: held aside until its last
+/// batch, so the verifier never decides on half a snapshot.
+pub(crate) struct Staged {
+    epoch: String,
+    position: u64,
+    entries: Vec<Revoked>,
 }
 
 /// A revocation of the stream as the set holds it; `None` for one whose
@@ -327,6 +378,12 @@ mod tests {
         }
     }
 
+    /// A batch of a snapshot that more batches continue.
+    fn continued(mut b: pb::RevocationBatch) -> pb::RevocationBatch {
+        b.snapshot_continues = true;
+        b
+    }
+
     fn key_verdict(id: &str) -> CachedVerdict {
         CachedVerdict {
             verified: Verified {
@@ -344,9 +401,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn batches_update_the_set_the_caches_and_the_keys() {
-        let clock = Clock::manual(1000);
+    /// A stream over a connection that is never used, with keys k1, k2.
+    async fn stream(clock: &Clock) -> (Stream, Arc<KeyStore>, TestKey, TestKey) {
         let conn = Connection::lazy(&Endpoint {
             url: "https://127.0.0.1:1",
             ca_pem: None,
@@ -372,12 +428,18 @@ mod tests {
         let stream = Stream {
             conn,
             state: Arc::new(RevocationState::new()),
-            tokens: Arc::new(VerdictCache::new(10, 10)),
             api_keys: Arc::new(VerdictCache::new(10, 10)),
             keys: Some(keys.clone()),
             clock: clock.clone(),
             idle: Duration::from_secs(30),
         };
+        (stream, keys, k1, k2)
+    }
+
+    #[tokio::test]
+    async fn batches_update_the_set_the_caches_and_the_keys() {
+        let clock = Clock::manual(1000);
+        let (stream, keys, k1, k2) = stream(&clock).await;
         let (a, b) = (
             CredentialHash::of("mcp_sk_a"),
             CredentialHash::of("mcp_sk_b"),
@@ -386,17 +448,20 @@ mod tests {
 
         // Nothing but a snapshot can start the stream.
         assert!(matches!(
-            stream.take(batch("e1", 3, false, vec![])),
+            stream.take(&mut None, batch("e1", 3, false, vec![])),
             Taken::Resync
         ));
         assert_eq!(stream.state.last_heard(), None);
         assert!(matches!(
-            stream.take(batch(
-                "e1",
-                3,
-                true,
-                vec![revocation(T::SessionId("ses_1".into()))]
-            )),
+            stream.take(
+                &mut None,
+                batch(
+                    "e1",
+                    3,
+                    true,
+                    vec![revocation(T::SessionId("ses_1".into()))]
+                )
+            ),
             Taken::Applied
         ));
         assert_eq!(stream.state.last_heard(), Some(1000));
@@ -423,15 +488,18 @@ mod tests {
         );
         clock.set(1002);
         assert!(matches!(
-            stream.take(batch(
-                "e1",
-                5,
-                false,
-                vec![
-                    revocation(T::ApiKeyId("key_a".into())),
-                    revocation(T::SigningKeyId("k1".into())),
-                ]
-            )),
+            stream.take(
+                &mut None,
+                batch(
+                    "e1",
+                    5,
+                    false,
+                    vec![
+                        revocation(T::ApiKeyId("key_a".into())),
+                        revocation(T::SigningKeyId("k1".into())),
+                    ]
+                )
+            ),
             Taken::Applied
         ));
         assert!(stream.api_keys.get(&a, 1002).is_none());
@@ -441,25 +509,93 @@ mod tests {
             Err(mcp_auth_token::TokenReason::UnknownKey)
         );
         assert!(keys.verify(&k2.sign(&claims(1000))).await.is_ok());
-        assert_eq!(stream.state.status(), ("e1".into(), 5, 1, 2));
+        assert_eq!(stream.state.status(), ("e1".into(), 5, 1, 1));
         assert_eq!(stream.state.last_heard(), Some(1002));
 
         // A gap, or another run without a snapshot: resync, nothing taken.
         assert!(matches!(
-            stream.take(batch("e1", 7, false, vec![])),
+            stream.take(&mut None, batch("e1", 7, false, vec![])),
             Taken::Resync
         ));
         assert!(matches!(
-            stream.take(batch("e2", 6, false, vec![])),
+            stream.take(&mut None, batch("e2", 6, false, vec![])),
             Taken::Resync
         ));
         assert_eq!(stream.state.status().1, 5);
         // A heartbeat.
         clock.set(1010);
         assert!(matches!(
-            stream.take(batch("e1", 5, false, vec![])),
+            stream.take(&mut None, batch("e1", 5, false, vec![])),
             Taken::Applied
         ));
         assert_eq!(stream.state.last_heard(), Some(1010));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_in_several_batches_counts_only_once_whole() {
+        let clock = Clock::manual(1000);
+        let (stream, _, _, _) = stream(&clock).await;
+        let mut staging = None;
+        let ses = |id: &str| revocation(T::SessionId(id.into()));
+        assert!(matches!(
+            stream.take(&mut None, batch("e1", 2, true, vec![ses("ses_old")])),
+            Taken::Applied
+        ));
+        // A fresh snapshot (the stream fell behind) in two batches: until
+        // its last batch, the old set stands and nothing moves.
+        assert!(matches!(
+            stream.take(
+                &mut staging,
+                continued(batch("e1", 9, true, vec![ses("ses_a")]))
+            ),
+            Taken::Staged
+        ));
+        assert!(stream.state.is_revoked("ses_old", "", "", 0));
+        assert!(!stream.state.is_revoked("ses_a", "", "", 0));
+        assert_eq!(stream.state.status(), ("e1".into(), 2, 1, 1));
+        assert!(matches!(
+            stream.take(&mut staging, batch("e1", 9, false, vec![ses("ses_b")])),
+            Taken::Applied
+        ));
+        assert!(staging.is_none());
+        assert!(!stream.state.is_revoked("ses_old", "", "", 0));
+        assert!(stream.state.is_revoked("ses_a", "", "", 0));
+        assert!(stream.state.is_revoked("ses_b", "", "", 0));
+        assert_eq!(stream.state.status(), ("e1".into(), 9, 2, 2));
+
+        // A continuation at another position, or without its start: resync.
+        assert!(matches!(
+            stream.take(&mut staging, continued(batch("e1", 12, true, vec![]))),
+            Taken::Staged
+        ));
+        assert!(matches!(
+            stream.take(&mut staging, batch("e1", 13, false, vec![])),
+            Taken::Resync
+        ));
+        assert!(matches!(
+            stream.take(&mut None, continued(batch("e1", 9, false, vec![]))),
+            Taken::Resync
+        ));
+        assert_eq!(stream.state.status(), ("e1".into(), 9, 2, 2));
+    }
+
+    #[tokio::test]
+    async fn the_task_ends_with_its_guard() {
+        let clock = Clock::manual(1000);
+        let (stream, _, _, _) = stream(&clock).await;
+        let (guard, first) = stream.spawn();
+        // Nothing listens on port 1: the first attempt fails, then the
+        // task waits to reconnect.
+        first.await.unwrap();
+        let task = guard.task.clone();
+        assert!(!task.is_finished());
+        drop(guard);
+        for _ in 0..1000 {
+            if task.is_finished() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the stream's task outlived its guard");
     }
 }
