@@ -13,7 +13,7 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mcp_auth_sdk::bench_support::{offline_verifier, seed_verdict};
+use mcp_auth_sdk::bench_support::{offline_verifier, offline_verifier_caching, seed_verdict};
 use mcp_auth_sdk::{Clock, Mode, TokenKind, Verified, Verifier};
 use mcp_auth_token::JwkSet;
 use serde_json::json;
@@ -62,6 +62,19 @@ fn verify(c: &mut Criterion) {
     assert!(rt.block_on(offline.verify(&token, None)).is_ok());
     c.bench_function("offline verify (fresh token)", |b| {
         b.iter(|| rt.block_on(offline.verify(&token, None)).expect("accepted"))
+    });
+
+    let caching = rt
+        .block_on(offline_verifier_caching(
+            AUD,
+            ISS,
+            &jwks,
+            Clock::manual(NOW),
+            true,
+        ))
+        .expect("verifier");
+    c.bench_function("offline verify (token seen within 10 s)", |b| {
+        b.iter(|| rt.block_on(caching.verify(&token, None)).expect("accepted"))
     });
 
     let set = JwkSet::from_json(&jwks, &[ISS]).expect("jwks");

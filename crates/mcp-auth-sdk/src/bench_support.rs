@@ -8,7 +8,8 @@ use crate::error::BuildError;
 use crate::verifier::Verifier;
 
 /// An offline verifier (no revocation stream) of tokens for `resource`
-/// from `issuer`, over the fixed JWK Set document `jwks`.
+/// from `issuer`, over the fixed JWK Set document `jwks`. Its token cache
+/// is off, so every verification checks the signature.
 ///
 /// # Errors
 /// The document holds no usable key.
@@ -18,9 +19,25 @@ pub async fn offline_verifier(
     jwks: &str,
     clock: Clock,
 ) -> Result<Verifier, BuildError> {
+    offline_verifier_caching(resource, issuer, jwks, clock, false).await
+}
+
+/// [`offline_verifier`], with its token cache on (10 s) when `cache`.
+///
+/// # Errors
+/// The document holds no usable key.
+pub async fn offline_verifier_caching(
+    resource: &str,
+    issuer: &str,
+    jwks: &str,
+    clock: Clock,
+    cache: bool,
+) -> Result<Verifier, BuildError> {
+    let ttl = std::time::Duration::from_secs(if cache { 10 } else { 0 });
     Verifier::builder(resource)
         .issuer(issuer)
         .clock(clock)
+        .token_cache_ttl(ttl)
         .build_with_jwks(jwks.to_owned())
         .await
 }

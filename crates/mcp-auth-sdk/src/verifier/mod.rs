@@ -259,25 +259,38 @@ impl Verifier {
                 "no signing keys are loaded".to_owned(),
             ));
         };
-        let claims = keys
-            .verify(token)
-            .await
-            .map_err(|r| VerifyError::Rejected(offline::rejection(r)))?;
+        // A token seen in the last few seconds skips the signature check
+        // (the cache holds it at most `token_cache_ttl`, never past its
+        // `exp`, and drops it when its signing key is revoked); the
+        // revocation set is consulted on every request all the same.
+        let key = CredentialHash::of(token);
         let now = i.clock.now();
-        offline::check_claims(&claims, &i.expect, now).map_err(VerifyError::Rejected)?;
-        let Some(state) = &i.revocations else {
-            return Ok(offline::verified(&claims));
+        let verdict = match i.tokens.get(&key, now) {
+            Some(hit) => hit,
+            None => {
+                let generation = i.tokens.generation();
+                let claims = keys
+                    .verify(token)
+                    .await
+                    .map_err(|r| VerifyError::Rejected(offline::rejection(r)))?;
+                offline::check_claims(&claims, &i.expect, now).map_err(VerifyError::Rejected)?;
+                let verdict = CachedVerdict {
+                    verified: offline::verified(&claims),
+                    issued_at: claims.iat,
+                };
+                i.tokens
+                    .insert(key, verdict.clone(), claims.exp, now, generation);
+                verdict
+            }
         };
-        if state.is_revoked(
-            claims.session_id(),
-            &claims.jti,
-            &claims.client_id,
-            claims.iat,
-        ) {
+        let Some(state) = &i.revocations else {
+            return Ok(verdict.verified);
+        };
+        if self.held_revocation(&verdict) {
             return Err(VerifyError::Rejected(Rejection::Revoked));
         }
         if !state.is_stale(now, i.staleness) {
-            return Ok(offline::verified(&claims));
+            return Ok(verdict.verified);
         }
         match i.mode {
             Mode::OfflineWithRevocations {
@@ -290,7 +303,9 @@ impl Verifier {
                 ),
                 None => "the revocation stream has not delivered its snapshot yet".to_owned(),
             })),
-            _ => self.verify_online(token, client_address).await,
+            // Each token is asked about, not taken from the cache (which
+            // offline verdicts filled while the stream was fresh).
+            _ => self.ask_online(token, client_address).await,
         }
     }
 
@@ -311,6 +326,18 @@ impl Verifier {
                 return Ok(hit.verified);
             }
         }
+        self.ask_online(token, client_address).await
+    }
+
+    /// `VerifyToken` for an access token, its verdict then cached.
+    async fn ask_online(
+        &self,
+        token: &str,
+        client_address: Option<IpAddr>,
+    ) -> Result<Verified, VerifyError> {
+        let i = &*self.inner;
+        let key = CredentialHash::of(token);
+        let now = i.clock.now();
         let generation = i.tokens.generation();
         let verdict = self
             .ask(token, client_address, TokenKind::AccessToken)
@@ -549,10 +576,13 @@ impl VerifierBuilder {
         self
     }
 
-    /// How long an access token that `VerifyToken` found active is
-    /// accepted without asking again, never past its `exp` (default 10 s,
-    /// at most 60 s, whole seconds; 0: not cached). A revocation takes up
-    /// to this long to be seen in [`Mode::Online`].
+    /// How long an access token that was found good (by `VerifyToken`, or
+    /// by its signature offline) is accepted without checking again,
+    /// never past its `exp` (default 10 s, at most 60 s, whole seconds; 0:
+    /// not cached). A revocation takes up to this long to be seen in
+    /// [`Mode::Online`]; offline, the revocation stream is consulted on
+    /// every request regardless, so the cache only saves the signature
+    /// check.
     pub fn token_cache_ttl(mut self, ttl: Duration) -> Self {
         self.token_cache_ttl = ttl;
         self
