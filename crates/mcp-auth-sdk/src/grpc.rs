@@ -27,6 +27,7 @@ use crate::challenge;
 use crate::claims::Verified;
 use crate::error::{BuildError, Rejection, VerifyError};
 use crate::metadata::ResourceMetadata;
+use crate::scopes::owned;
 use crate::verifier::Verifier;
 
 /// Which scopes each gRPC method needs: a base set for every method, plus
@@ -35,13 +36,6 @@ use crate::verifier::Verifier;
 pub struct GrpcScopes {
     base: Vec<String>,
     per_path: BTreeMap<String, Vec<String>>,
-}
-
-fn owned<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut v: Vec<String> = scopes.into_iter().map(str::to_owned).collect();
-    v.sort();
-    v.dedup();
-    v
 }
 
 impl GrpcScopes {

@@ -21,7 +21,8 @@ pub struct ScopeMap {
     extra_supported: Vec<String>,
 }
 
-fn owned<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+/// A sorted list of scopes without repeats.
+pub(crate) fn owned<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut v: Vec<String> = scopes.into_iter().map(str::to_owned).collect();
     v.sort();
     v.dedup();
