@@ -46,8 +46,12 @@ struct Args {
         default_value = "https://localhost:8443"
     )]
     issuer: String,
-    /// mcp-auth's gRPC address.
-    #[arg(long, env = "MCP_AUTH_GRPC", default_value = "https://localhost:50051")]
+    /// mcp-auth's gRPC address (the CLI's `MCP_AUTH_SERVER` too).
+    #[arg(
+        long,
+        env = "MCP_AUTH_SERVER",
+        default_value = "https://localhost:50051"
+    )]
     grpc: String,
     /// The CA certificate of mcp-auth's TLS (its development CA by default).
     #[arg(long, env = "MCP_AUTH_CA", default_value = "data/tls/ca.pem")]

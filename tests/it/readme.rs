@@ -191,6 +191,27 @@ async fn the_oauth_client_credentials_guide_works_when_pasted() {
     pasted("docs/guide/oauth-client-credentials.md", Part::All).await;
 }
 
+/// The example MCP server's binary, which `cargo test` builds into
+/// `examples/` beside the directory of the test binary (`deps/`).
+fn example_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join("mcp_server");
+    path.exists().then_some(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protecting_an_mcp_server_guide_works_when_pasted() {
+    assert!(
+        example_binary().is_some(),
+        "the example MCP server is not built: run `cargo test` (it builds the examples), or `cargo build --example mcp_server` first"
+    );
+    pasted(
+        "docs/guide/protecting-an-mcp-server.md",
+        Part::Before("Choosing how tokens are verified"),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oauth_browser_flow_guide_works_when_pasted() {
     pasted("docs/guide/oauth-browser-flow.md", Part::All).await;
@@ -253,6 +274,16 @@ async fn pasted_pages(mut server: TestServer, parts: &[(&str, Part<'_>)]) {
         Path::new(env!("CARGO_BIN_EXE_mcp-auth")),
         &root.path().join("target/release/mcp-auth"),
     );
+    // The example MCP server, where `cargo build --release --example
+    // mcp_server` puts it (cargo test builds the examples beside the
+    // tests).
+    if let Some(example) = example_binary() {
+        std::fs::create_dir_all(root.path().join("target/release/examples")).unwrap();
+        symlink(
+            &example,
+            &root.path().join("target/release/examples/mcp_server"),
+        );
+    }
     std::fs::create_dir_all(root.path().join("certs")).unwrap();
     for script in ["init-ca.sh", "issue-client-cert.sh", "mcp-auth-bin.sh"] {
         let from = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -288,6 +319,8 @@ async fn pasted_pages(mut server: TestServer, parts: &[(&str, Part<'_>)]) {
             // server's port.
             .env("MCP_AUTH_SERVER", server.url())
             .env("MCP_AUTH_HTTP", server.http_url())
+            // The example MCP server takes a free port, not 8080.
+            .env("MCP_EXAMPLE_LISTEN", "127.0.0.1:0")
             .output()
             .await
             .unwrap();
