@@ -187,6 +187,24 @@ async fn the_readme_oauth_section_works_when_pasted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_mcp_server_section_works_when_pasted() {
+    // It goes on from the walk-through: its terminal, its keys.
+    assert!(
+        example_binary().is_some(),
+        "the example MCP server is built"
+    );
+    let server = TestServer::start().await;
+    pasted_pages(
+        server,
+        &[
+            ("README.md", Part::Section("Five-minute walk-through")),
+            ("README.md", Part::Section("Protecting an MCP server")),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_oauth_client_credentials_guide_works_when_pasted() {
     pasted("docs/guide/oauth-client-credentials.md", Part::All).await;
 }
