@@ -145,6 +145,15 @@ fn text_of(result: &rmcp::model::CallToolResult) -> String {
     v["content"][0]["text"].as_str().unwrap().to_owned()
 }
 
+/// What `whoami` says of the caller.
+async fn whoami(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> Value {
+    let result = client
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await
+        .unwrap();
+    serde_json::from_str(&text_of(&result)).unwrap()
+}
+
 async fn tool_names(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> Vec<String> {
     let mut names: Vec<String> = client
         .list_all_tools()
@@ -238,13 +247,7 @@ async fn an_api_key_calls_the_tools_its_scopes_allow_and_sees_only_those() {
         tool_names(&client).await,
         ["add_note", "list_notes", "whoami"]
     );
-    let who: Value = serde_json::from_str(&text_of(
-        &client
-            .call_tool(CallToolRequestParams::new("whoami"))
-            .await
-            .unwrap(),
-    ))
-    .unwrap();
+    let who = whoami(&client).await;
     assert_eq!(who["kind"], "ApiKey");
     assert_eq!(who["subject"], key_id);
     assert_eq!(who["scopes"], json!(["tools:read", "tools:call"]));
@@ -317,13 +320,7 @@ async fn a_session_token_calls_tools_and_the_header_must_match_the_body() {
         .session(&backend, &["tools:read"], &ex.resource)
         .await;
     let client = ex.client(&session.access_token).await;
-    let who: Value = serde_json::from_str(&text_of(
-        &client
-            .call_tool(CallToolRequestParams::new("whoami"))
-            .await
-            .unwrap(),
-    ))
-    .unwrap();
+    let who = whoami(&client).await;
     assert_eq!(who["kind"], "AccessToken");
     assert_eq!(who["subject"], "alice");
     client.cancel().await.unwrap();
@@ -562,13 +559,7 @@ async fn an_oauth_token_found_from_the_401_calls_the_tools() {
         tool_names(&client).await,
         ["add_note", "list_notes", "whoami"]
     );
-    let who: Value = serde_json::from_str(&text_of(
-        &client
-            .call_tool(CallToolRequestParams::new("whoami"))
-            .await
-            .unwrap(),
-    ))
-    .unwrap();
+    let who = whoami(&client).await;
     assert_eq!(who["kind"], "AccessToken");
     assert!(
         who["subject"].as_str().unwrap().starts_with("usr_"),
