@@ -603,6 +603,13 @@ pub enum TokenCommand {
         #[arg(long, value_delimiter = ',')]
         required_scopes: Vec<String>,
     },
+    /// Follow the revocation stream (WatchRevocations): the snapshot, then
+    /// each revocation as it happens, one line each, until interrupted.
+    Watch {
+        /// Stop after this many revocations (0: never).
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
 }
 
 /// Writes command output to stdout, ignoring a reader that closed the pipe.

@@ -1,5 +1,6 @@
-//! `mcp-auth token verify` and `mcp-auth jwks`: checking access tokens,
-//! and the public keys to check them offline.
+//! `mcp-auth token verify`, `mcp-auth token watch` and `mcp-auth jwks`:
+//! checking access tokens, following revocations, and the public keys to
+//! check tokens offline.
 
 use super::output::time;
 use super::{CliError, GlobalOpts, Output, TokenCommand, arg_or_stdin};
@@ -14,12 +15,81 @@ pub(super) async fn run(
     opts: &GlobalOpts,
     out: &Output,
 ) -> Result<u8, CliError> {
-    let TokenCommand::Verify {
-        token,
-        audience,
-        any_audience: _,
-        required_scopes,
-    } = cmd;
+    match cmd {
+        TokenCommand::Verify {
+            token,
+            audience,
+            any_audience: _,
+            required_scopes,
+        } => verify(token, audience, required_scopes, opts, out).await,
+        TokenCommand::Watch { count } => watch(count, opts, out).await,
+    }
+}
+
+/// `token watch`: the revocation stream, a line per revocation (a JSON
+/// object per revocation with `--json`), from the snapshot on.
+async fn watch(count: u64, opts: &GlobalOpts, out: &Output) -> Result<u8, CliError> {
+    let mut stream = opts
+        .client()
+        .await?
+        .watch_revocations(pb::WatchRevocationsRequest {
+            epoch: String::new(),
+            position: 0,
+        })
+        .await?;
+    let mut seen = 0u64;
+    // A snapshot's later batches follow one marked `snapshot_continues`.
+    let mut continued = false;
+    while let Some(batch) = stream.message().await? {
+        let from = if batch.snapshot || continued {
+            "snapshot"
+        } else {
+            "live"
+        };
+        continued = batch.snapshot_continues;
+        for r in &batch.revocations {
+            use pb::revocation::Target;
+            let (what, id) = match &r.target {
+                Some(Target::SessionId(id)) => ("session", id.as_str()),
+                Some(Target::TokenId(id)) => ("token", id.as_str()),
+                Some(Target::ClientId(id)) => ("client", id.as_str()),
+                Some(Target::ApiKeyId(id)) => ("api key", id.as_str()),
+                Some(Target::SigningKeyId(id)) => ("signing key", id.as_str()),
+                None => ("unknown", "-"),
+            };
+            let value = serde_json::json!({
+                "position": batch.position,
+                "from": from,
+                "target": what,
+                "id": id,
+                "expires_at": r.expires_at,
+                "issued_through": r.issued_through,
+            });
+            out.print(&value, |_| {
+                let until = if r.expires_at == 0 {
+                    "-".to_owned()
+                } else {
+                    time(r.expires_at)
+                };
+                outln!("{from:<8} {what:<11} {id} until {until}");
+            })?;
+            seen += 1;
+            if count > 0 && seen >= count {
+                return Ok(0);
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `token verify`.
+async fn verify(
+    token: Option<String>,
+    audience: Option<String>,
+    required_scopes: Vec<String>,
+    opts: &GlobalOpts,
+    out: &Output,
+) -> Result<u8, CliError> {
     // clap lets through only one of --audience and --any-audience; an
     // empty audience is the wire's "any".
     let audience = audience.unwrap_or_default();

@@ -469,6 +469,21 @@ impl Client {
         .await
     }
 
+    /// `TokenService.WatchRevocations`: the stream of revocations, from a
+    /// snapshot (or from `epoch` and `position` to resume).
+    ///
+    /// # Errors
+    /// The server's refusal to open the stream.
+    pub async fn watch_revocations(
+        &self,
+        message: pb::WatchRevocationsRequest,
+    ) -> Result<tonic::Streaming<pb::RevocationBatch>, Status> {
+        self.call(message, Credential::ApiKey, |ch, req| async move {
+            TokenServiceClient::new(ch).watch_revocations(req).await
+        })
+        .await
+    }
+
     /// `TokenService.GetJwks`. Sends no API key: the JWKS is public.
     ///
     /// # Errors

@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use tokio::io::AsyncBufReadExt;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mcp_auth::pb;
@@ -479,4 +481,49 @@ async fn heartbeats_keep_the_connection_of_a_stream_from_closing_as_idle() {
         let beat = next(&mut stream).await;
         assert!(beat.revocations.is_empty());
     }
+}
+
+/// `mcp-auth token watch` prints the snapshot's revocations, then a live
+/// one, a line each, and stops after `--count`.
+#[tokio::test]
+async fn the_cli_follows_the_stream() {
+    let server = TestServer::start().await;
+    let (_, verifier) = server.key_with(&["tokens:verify"]).await;
+    let before = server
+        .session(&server.primary, &["tools:read"], "aud")
+        .await;
+    server
+        .revoke_session(&server.primary, &before.session_id)
+        .await
+        .unwrap();
+    let after = server
+        .session(&server.primary, &["tools:read"], "aud")
+        .await;
+    let mut child = server
+        .cli_command(Some(&verifier), &["token", "watch", "--count", "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = |l: Option<String>| l.expect("token watch printed a line");
+    // The snapshot's line comes once the stream is open; then a live one.
+    let first = line(out.next_line().await.unwrap());
+    server
+        .revoke_session(&server.primary, &after.session_id)
+        .await
+        .unwrap();
+    let second = line(out.next_line().await.unwrap());
+    assert!(child.wait().await.unwrap().success(), "stops after --count");
+    let lines = [first.as_str(), second.as_str()];
+    assert!(
+        lines[0].starts_with(&format!(
+            "snapshot session     {} until ",
+            before.session_id
+        )),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("live     session     {} until ", after.session_id)),
+        "{lines:?}"
+    );
 }
