@@ -65,7 +65,7 @@ pub use self::error::{Error, Kind, Reason};
 pub use self::grants::{ClientCredentialsRequest, GrantedToken};
 pub use self::identities::IdentityGrant;
 pub use self::interactions::{Decision, Interaction, SignedIn, SignedInUser};
-pub use self::oauth_tokens::Introspector;
+pub use self::oauth_tokens::{Introspection, Introspector};
 pub use self::principal::CallerKind;
 pub use self::revocations::{Revocation, RevocationTarget};
 pub use self::sessions::{IssuedSession, NewSession};

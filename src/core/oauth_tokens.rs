@@ -3,7 +3,8 @@
 //!
 //! Introspection is open to an OAuth client (which sees its own tokens
 //! only; any other token is inactive to it) and to an API key or identity
-//! with `tokens:verify` (which sees every token). Revocation is a client
+//! with `tokens:verify` (which sees every token, and API keys too, as
+//! `VerifyToken` does: an MCP server that checks its callers over HTTP). Revocation is a client
 //! revoking one of its own tokens by `jti`: noted in the store and in
 //! memory until the token expires, so it holds after a restart; any other
 //! token (another client's, unknown, garbage) is left alone and the answer
@@ -14,8 +15,9 @@ use std::sync::Arc;
 use crate::core::client_auth::ClientCredential;
 use crate::core::error::Error;
 use crate::core::principal::TOKENS_VERIFY;
+use crate::core::verify::{TokenKind, VerifiedClaims};
 use crate::core::{Core, Credentials, policy};
-use crate::token::{AccessClaims, TokenReason};
+use crate::token::AccessClaims;
 
 /// Who asks to introspect a token.
 #[derive(Debug)]
@@ -26,9 +28,23 @@ pub enum Introspector<'a> {
     Caller,
 }
 
+/// What introspection found.
+#[derive(Debug)]
+pub enum Introspection {
+    /// An active access token, with its claims.
+    AccessToken(Arc<AccessClaims>),
+    /// An active API key (only a `tokens:verify` caller learns of them),
+    /// with its claims as `VerifyToken` answers them.
+    ApiKey(VerifiedClaims),
+    /// Anything else: RFC 7662 answers only `active: false`.
+    Inactive,
+}
+
 impl Core {
     /// `POST /introspect`: the token's claims when it is active for the
-    /// introspector, else why not.
+    /// introspector; an API key's for a `tokens:verify` caller. A refused
+    /// API key counts against no address (the endpoint has no
+    /// `client_address`).
     ///
     /// # Errors
     /// Authentication (CLIENT_AUTH_FAILED, CREDENTIALS_MISSING,
@@ -39,7 +55,7 @@ impl Core {
         creds: &Credentials<'_>,
         who: Introspector<'_>,
         token: &str,
-    ) -> Result<Result<Arc<AccessClaims>, TokenReason>, Error> {
+    ) -> Result<Introspection, Error> {
         let own_only = match who {
             Introspector::Client(credential) => {
                 Some(self.authenticate_oauth_client(creds, credential).await?)
@@ -50,14 +66,25 @@ impl Core {
                 None
             }
         };
-        Ok(self
-            .token_verdict(token, "", &[])
-            .and_then(|claims| match &own_only {
-                Some(client) if claims.client_id != client.client_id => {
-                    Err(TokenReason::UnknownKey)
-                }
-                _ => Ok(claims),
-            }))
+        if TokenKind::of(token) == TokenKind::ApiKey {
+            // An OAuth client has no business with API keys.
+            if own_only.is_some() {
+                return Ok(Introspection::Inactive);
+            }
+            return Ok(self
+                .keys
+                .check(token, self.clock.now())
+                .ok()
+                .and_then(|entry| self.api_key_claims(&entry, &[]).ok())
+                .map_or(Introspection::Inactive, Introspection::ApiKey));
+        }
+        Ok(match self.token_verdict(token, "", &[]) {
+            Ok(claims) => match &own_only {
+                Some(client) if claims.client_id != client.client_id => Introspection::Inactive,
+                _ => Introspection::AccessToken(claims),
+            },
+            Err(_) => Introspection::Inactive,
+        })
     }
 
     /// `POST /revoke`: revokes `token` if it is an active token of the

@@ -260,7 +260,7 @@ impl Core {
     }
 
     /// The claims of the good API key `entry`, if it holds `required`.
-    fn api_key_claims(
+    pub(crate) fn api_key_claims(
         &self,
         entry: &ApiKeyEntry,
         required: &[String],

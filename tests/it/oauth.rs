@@ -592,6 +592,42 @@ async fn scopes_resources_and_grants_are_checked_with_their_oauth_codes() {
 }
 
 #[tokio::test]
+async fn a_verifier_key_introspects_api_keys_and_a_client_never_sees_them() {
+    let server = server().await;
+    let (id, secret) = create(&server, client_req("a", "client_secret_basic", "")).await;
+    let (_, verifier) = server.key_with(&["tokens:verify"]).await;
+    let (key_id, caller) = server.key_with(&["tools:read", "keys:admin"]).await;
+    let as_verifier = format!("Bearer {verifier}");
+    let body = introspect(&server, &as_verifier, &caller).await;
+    let iat = body["iat"].as_i64().unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "active": true,
+            "scope": "tools:read",
+            "client_id": key_id,
+            "sub": key_id,
+            "iss": "https://localhost:8443",
+            "iat": iat,
+            "token_type": "Bearer",
+            "token_kind": "api_key",
+        }),
+        "a service scope is no application scope; a key without expiry has no exp"
+    );
+    let inactive = json!({"active": false});
+    // An OAuth client never learns anything of an API key.
+    assert_eq!(
+        introspect(&server, &basic(&id, &secret), &caller).await,
+        inactive
+    );
+    for unknown in ["mcp_sk_not_a_key_of_this_server_0000000000", "mcp_sk_"] {
+        assert_eq!(introspect(&server, &as_verifier, unknown).await, inactive);
+    }
+    server.revoke_key(&server.primary, &key_id).await.unwrap();
+    assert_eq!(introspect(&server, &as_verifier, &caller).await, inactive);
+}
+
+#[tokio::test]
 async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credential() {
     let server = server().await;
     let (id, secret) = create(&server, client_req("a", "client_secret_basic", "")).await;
@@ -611,6 +647,7 @@ async fn introspection_answers_for_clients_and_verifier_keys_and_needs_a_credent
     assert_eq!(own["iss"], "https://localhost:8443");
     assert_eq!(own["scope"], "tools:read tools:call");
     assert_eq!(own["token_type"], "Bearer");
+    assert_eq!(own["token_kind"], "access_token");
     for field in ["exp", "iat", "nbf"] {
         assert!(own[field].as_i64().unwrap() > 0, "{own}");
     }
