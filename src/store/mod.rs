@@ -13,9 +13,11 @@
 //! - Cursors are opaque; listing order is stable.
 //!
 //! Only this module names a storage engine: [`sled`](self::sled) is the
-//! embedded default.
+//! embedded default, for one process; [`postgres`] keeps the store in a
+//! PostgreSQL database that several processes (replicas) share.
 
 pub mod model;
+pub mod postgres;
 pub mod sled;
 
 #[cfg(test)]
@@ -50,6 +52,16 @@ pub enum StoreError {
         .0.display()
     )]
     InUse(std::path::PathBuf),
+    /// The database was migrated by a newer mcp-auth than this one.
+    #[error(
+        "the database's schema is version {found}, newer than this mcp-auth knows ({known}): run the newer mcp-auth, or restore a backup from before it"
+    )]
+    SchemaTooNew {
+        /// The database's schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
 }
 
 /// Shorthand for a storage result.
@@ -332,6 +344,17 @@ pub fn open(
     durability: Durability,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     self::sled::open(dir, durability)
+}
+
+/// Opens the store in a PostgreSQL database (`postgres://…`, TLS to it
+/// with `sslmode=require`), migrating its schema to this binary's first.
+///
+/// # Errors
+/// The URL does not parse, the database cannot be reached, a migration
+/// fails, or the schema is newer than this binary
+/// ([`StoreError::SchemaTooNew`]).
+pub async fn open_postgres(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    self::postgres::open(url).await
 }
 
 /// Rewrites audit record `seq` of a stopped server's data directory in
