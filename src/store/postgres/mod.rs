@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_postgres::Row;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::{Row, Transaction};
 use tokio_rustls::rustls;
 
 use super::model::*;
@@ -122,10 +123,11 @@ impl Head {
     /// Locks the head row: from here to the commit no other audited write
     /// runs.
     async fn lock(tx: &Transaction<'_>) -> StoreResult<Head> {
-        let row = tx
-            .query_one("SELECT next_seq, last_hash FROM audit_head FOR UPDATE", &[])
+        let lock = tx
+            .prepare_cached("SELECT next_seq, last_hash FROM audit_head FOR UPDATE")
             .await
             .map_err(pg)?;
+        let row = tx.query_one(&lock, &[]).await.map_err(pg)?;
         Ok(Head {
             next_seq: row.try_get(0).map_err(pg)?,
             last_hash: row.try_get(1).map_err(pg)?,
@@ -138,19 +140,20 @@ impl Head {
             StoreError::Backend(format!("audit seq {} out of range", self.next_seq))
         })?;
         let r = AuditRecord::seal(entry, seq, std::mem::take(&mut self.last_hash));
-        tx.execute(
-            "INSERT INTO audit (seq, time, record) VALUES ($1, $2, $3)",
-            &[&self.next_seq, &r.time, &json(&r)?],
-        )
-        .await
-        .map_err(pg)?;
+        // One statement: the record, and the head moved past it.
+        let append = tx
+            .prepare_cached(
+                "WITH appended AS (
+                     INSERT INTO audit (seq, time, record) VALUES ($1, $2, $3)
+                 )
+                 UPDATE audit_head SET next_seq = $1 + 1, last_hash = $4",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(&append, &[&self.next_seq, &r.time, &json(&r)?, &r.hash])
+            .await
+            .map_err(pg)?;
         self.next_seq += 1;
-        tx.execute(
-            "UPDATE audit_head SET next_seq = $1, last_hash = $2",
-            &[&self.next_seq, &r.hash],
-        )
-        .await
-        .map_err(pg)?;
         self.last_hash = r.hash;
         Ok(())
     }
@@ -232,7 +235,8 @@ impl PostgresStore {
         key: &str,
     ) -> StoreResult<Option<Versioned<T>>> {
         let conn = self.conn().await?;
-        conn.query_opt(sql, &[&key])
+        let stmt = conn.prepare_cached(sql).await.map_err(pg)?;
+        conn.query_opt(&stmt, &[&key])
             .await
             .map_err(pg)?
             .map(|r| versioned(what, &r))
@@ -270,7 +274,8 @@ impl PostgresStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
         let mut head = Head::lock(&tx).await?;
-        if tx.execute(sql, params).await.map_err(pg)? == 0 {
+        let stmt = tx.prepare_cached(sql).await.map_err(pg)?;
+        if tx.execute(&stmt, params).await.map_err(pg)? == 0 {
             return Ok(Swap::Conflict); // dropped: rolled back
         }
         head.append(&tx, audit).await?;
@@ -288,7 +293,8 @@ impl PostgresStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
         let mut head = Head::lock(&tx).await?;
-        tx.execute(sql, params).await.map_err(pg)?;
+        let stmt = tx.prepare_cached(sql).await.map_err(pg)?;
+        tx.execute(&stmt, params).await.map_err(pg)?;
         head.append(&tx, audit).await?;
         tx.commit().await.map_err(pg)
     }
