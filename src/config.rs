@@ -755,6 +755,21 @@ impl Config {
             1,
             1_000_000,
         )?;
+        let store = match &s.store {
+            None => crate::store::Location::default(),
+            Some(text) => crate::store::Location::parse(text.expose()).map_err(|message| {
+                ConfigError::Invalid {
+                    field: "store",
+                    message,
+                }
+            })?,
+        };
+        if store != crate::store::Location::DataDir && s.unsafe_no_fsync == Some(true) {
+            return Err(ConfigError::Invalid {
+                field: "unsafe_no_fsync",
+                message: "only the data directory's store has it; a database's durability is its synchronous_commit".to_owned(),
+            });
+        }
         let login_url = match s.login_url {
             None => None,
             Some(url) => Some(check_login_url(&url).map(|()| url).map_err(|message| {
@@ -775,15 +790,7 @@ impl Config {
             data_dir: s
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            store: match &s.store {
-                None => crate::store::Location::default(),
-                Some(text) => crate::store::Location::parse(text.expose()).map_err(|message| {
-                    ConfigError::Invalid {
-                        field: "store",
-                        message,
-                    }
-                })?,
-            },
+            store,
             listen,
             http_listen,
             tls,
@@ -1105,6 +1112,17 @@ mod tests {
             assert!(text.starts_with("invalid setting store: "), "{text}");
             assert!(!text.contains("s3cret"), "{text}");
         }
+        let err = Config::from_settings(Settings {
+            store: Some(Secret::new(url)),
+            unsafe_no_fsync: Some(true),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting unsafe_no_fsync: "),
+            "{err}"
+        );
     }
 
     #[test]
