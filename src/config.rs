@@ -124,6 +124,10 @@ pub struct Settings {
     /// Directory for the database, TLS material and `primary.key`.
     /// Default `./data`.
     pub data_dir: Option<PathBuf>,
+    /// Where the store lives: `sled`, the embedded database in
+    /// `data_dir` (the default), or a `postgres://` URL (`sslmode=require`
+    /// for TLS to the database), for several replicas on one database.
+    pub store: Option<Secret>,
     /// Address to listen on. Default `127.0.0.1:50051`.
     pub listen: Option<SocketAddr>,
     /// Address the HTTP listener (OAuth metadata, JWKS, token endpoint)
@@ -295,6 +299,7 @@ impl Settings {
     pub fn over(self, top: Settings) -> Settings {
         Settings {
             data_dir: top.data_dir.or(self.data_dir),
+            store: top.store.or(self.store),
             listen: top.listen.or(self.listen),
             http_listen: top.http_listen.or(self.http_listen),
             tls_cert: top.tls_cert.or(self.tls_cert),
@@ -400,6 +405,9 @@ pub enum TlsMode {
 pub struct Config {
     /// Directory for the database, TLS material and `primary.key`.
     pub data_dir: PathBuf,
+    /// Where the store lives (the data directory's embedded database by
+    /// default).
+    pub store: crate::store::Location,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Address the HTTP listener listens on.
@@ -747,6 +755,21 @@ impl Config {
             1,
             1_000_000,
         )?;
+        let store = match &s.store {
+            None => crate::store::Location::default(),
+            Some(text) => crate::store::Location::parse(text.expose()).map_err(|message| {
+                ConfigError::Invalid {
+                    field: "store",
+                    message,
+                }
+            })?,
+        };
+        if store != crate::store::Location::DataDir && s.unsafe_no_fsync == Some(true) {
+            return Err(ConfigError::Invalid {
+                field: "unsafe_no_fsync",
+                message: "only the data directory's store has it; a database's durability is its synchronous_commit".to_owned(),
+            });
+        }
         let login_url = match s.login_url {
             None => None,
             Some(url) => Some(check_login_url(&url).map(|()| url).map_err(|message| {
@@ -767,6 +790,7 @@ impl Config {
             data_dir: s
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            store,
             listen,
             http_listen,
             tls,
@@ -1052,6 +1076,53 @@ mod tests {
         assert_eq!(c.connection_idle_timeout, Duration::from_secs(300));
         assert_eq!(c.max_connections, 10_000);
         assert_eq!(c.revocation_heartbeat, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_store_is_the_data_directory_by_default_or_a_postgres_url() {
+        use crate::store::Location;
+        assert_eq!(
+            Config::from_settings(Settings::default()).unwrap().store,
+            Location::DataDir
+        );
+        let url = "postgres://mcp:s3cret@db.example:5432/mcp_auth?sslmode=require";
+        let file = Settings::from_toml(&format!("store = \"{url}\"\n")).unwrap();
+        assert!(!format!("{file:?}").contains("s3cret"), "{file:?}");
+        let c = Config::from_settings(file.clone()).unwrap();
+        assert_eq!(c.store, Location::Postgres(url.to_owned()));
+        assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
+        // A flag (or MCP_AUTH_STORE) over the file.
+        let flags = Settings {
+            store: Some(Secret::new("sled")),
+            ..Settings::default()
+        };
+        let c = Config::from_settings(file.over(flags)).unwrap();
+        assert_eq!(c.store, Location::DataDir);
+        for bad in [
+            "mysql://root@localhost/x",
+            "./data",
+            "postgres://mcp:s3cret@db.example/x?sslmode=sometimes",
+        ] {
+            let err = Config::from_settings(Settings {
+                store: Some(Secret::new(bad)),
+                ..Settings::default()
+            })
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(text.starts_with("invalid setting store: "), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        let err = Config::from_settings(Settings {
+            store: Some(Secret::new(url)),
+            unsafe_no_fsync: Some(true),
+            ..Settings::default()
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting unsafe_no_fsync: "),
+            "{err}"
+        );
     }
 
     #[test]

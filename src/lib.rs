@@ -65,8 +65,10 @@
 //!   SDK).
 //! - [`store`]: the storage boundary: one async trait, the records both
 //!   sides share ([`store::model`]), the conformance suite every backend
-//!   runs, and the backends (the embedded one is the default). Only this folder
-//!   names a storage engine.
+//!   runs, and the backends: [`store::sled`], embedded, the default for one
+//!   process; [`store::postgres`], a PostgreSQL database several replicas
+//!   share (tokio-postgres, a deadpool pool, embedded migrations). Only
+//!   this folder names a storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.
 //! - [`tls`]: server certificates, including the generated development CA;

@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Data directory [default: ./data].
     #[arg(long, env = "MCP_AUTH_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the store lives: sled (the data directory's) or a
+    /// postgres:// URL [default: sled].
+    #[arg(long, env = "MCP_AUTH_STORE", hide_env_values = true, value_parser = parse_secret)]
+    store: Option<crate::secret::Secret>,
     /// Listen address of gRPC [default: 127.0.0.1:50051].
     #[arg(long, env = "MCP_AUTH_LISTEN")]
     listen: Option<SocketAddr>,
@@ -184,6 +188,7 @@ impl ServeArgs {
     fn settings(&self) -> Settings {
         Settings {
             data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
             listen: self.listen,
             http_listen: self.http_listen,
             tls_cert: self.tls_cert.clone(),
@@ -258,6 +263,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
     let (listener, local) = bind(config.listen).await?;
     let (http_listener, http_local) = bind(config.http_listen).await?;
     let data_dir = config.data_dir.clone();
+    let config_store = config.store.kind();
     let generated_tls = config.tls == TlsMode::Generated;
     let client_ca = config.client_ca.clone();
     let server = Server::open(config, Clock::system()).await?;
@@ -272,7 +278,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         outln!();
     }
     let scheme = if server.is_tls() { "https" } else { "http" };
-    tracing::info!(addr = %local, http_addr = %http_local, data_dir = %data_dir.display(), "serving");
+    tracing::info!(addr = %local, http_addr = %http_local, data_dir = %data_dir.display(), store = config_store, "serving");
     outln!("mcp-auth listening on {scheme}://{local}");
     outln!("mcp-auth HTTP listening on {scheme}://{http_local}");
     let dev_ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);

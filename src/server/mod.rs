@@ -144,7 +144,7 @@ impl Server {
         } else {
             Durability::Durable
         };
-        let store = crate::store::open(data_dir, durability)?;
+        let store = crate::store::open_location(&config.store, data_dir, durability).await?;
         let (core, primary_key) = Core::open(store, clock, &config).await?;
         if let Some(secret) = &primary_key {
             let path = data_dir.join(PRIMARY_KEY_FILE);

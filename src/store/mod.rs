@@ -13,9 +13,11 @@
 //! - Cursors are opaque; listing order is stable.
 //!
 //! Only this module names a storage engine: [`sled`](self::sled) is the
-//! embedded default.
+//! embedded default, for one process; [`postgres`] keeps the store in a
+//! PostgreSQL database that several processes (replicas) share.
 
 pub mod model;
+pub mod postgres;
 pub mod sled;
 
 #[cfg(test)]
@@ -50,6 +52,16 @@ pub enum StoreError {
         .0.display()
     )]
     InUse(std::path::PathBuf),
+    /// The database was migrated by a newer mcp-auth than this one.
+    #[error(
+        "the database's schema is version {found}, newer than this mcp-auth knows ({known}): run the newer mcp-auth, or restore a backup from before it"
+    )]
+    SchemaTooNew {
+        /// The database's schema version.
+        found: i64,
+        /// The newest this binary knows.
+        known: i64,
+    },
 }
 
 /// Shorthand for a storage result.
@@ -332,6 +344,83 @@ pub fn open(
     durability: Durability,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     self::sled::open(dir, durability)
+}
+
+/// Where the server keeps its store (config `store`, `--store`,
+/// `MCP_AUTH_STORE`): `sled`, the embedded database in the data directory
+/// (the default, for one process), or a `postgres://` (`postgresql://`)
+/// URL, a PostgreSQL database several replicas share. `Debug` never shows
+/// the URL (it may carry a password).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Location {
+    /// The embedded database in `<data_dir>/db`.
+    #[default]
+    DataDir,
+    /// A PostgreSQL database, by its URL.
+    Postgres(String),
+}
+
+impl Location {
+    /// Parses `sled` or a PostgreSQL URL.
+    ///
+    /// # Errors
+    /// What is wrong, without repeating the value (it may hold a password).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "sled" {
+            return Ok(Location::DataDir);
+        }
+        if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+            return Err("expected sled (the data directory) or a postgres:// URL".to_owned());
+        }
+        text.parse::<tokio_postgres::Config>()
+            .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        Ok(Location::Postgres(text.to_owned()))
+    }
+
+    /// `sled` or `postgres`, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Location::DataDir => "sled",
+            Location::Postgres(_) => "postgres",
+        }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::DataDir => f.write_str("DataDir"),
+            Location::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+/// Opens the store `location` names: the data directory's embedded
+/// database (with `durability`), or a PostgreSQL database (whose
+/// durability is the server's `synchronous_commit`).
+///
+/// # Errors
+/// As [`open`] or [`open_postgres`].
+pub async fn open_location(
+    location: &Location,
+    dir: &std::path::Path,
+    durability: Durability,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    match location {
+        Location::DataDir => open(dir, durability),
+        Location::Postgres(url) => open_postgres(url).await,
+    }
+}
+
+/// Opens the store in a PostgreSQL database (`postgres://…`, TLS to it
+/// with `sslmode=require`), migrating its schema to this binary's first.
+///
+/// # Errors
+/// The URL does not parse, the database cannot be reached, a migration
+/// fails, or the schema is newer than this binary
+/// ([`StoreError::SchemaTooNew`]).
+pub async fn open_postgres(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    self::postgres::open(url).await
 }
 
 /// Rewrites audit record `seq` of a stopped server's data directory in

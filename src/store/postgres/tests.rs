@@ -1,0 +1,272 @@
+//! The store conformance suite against PostgreSQL, each test on a fresh
+//! database of its own (created on the server `MCP_AUTH_TEST_POSTGRES`
+//! names, dropped afterwards, also when the test fails), so they run in
+//! parallel and leave nothing behind. No server, no pass: they fail and
+//! say how to start one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use super::*;
+use crate::store::conformance;
+
+/// The server the tests use when `MCP_AUTH_TEST_POSTGRES` does not name
+/// one: this project's machines (trust auth).
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("MCP_AUTH_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "\n\nthe PostgreSQL tests need a PostgreSQL server at {url} \
+             (MCP_AUTH_TEST_POSTGRES overrides it), and cannot reach it: {e}\n\
+             start this machine's with:\n    \
+             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
+             (sudo when not root; check with `pg_isready -h 127.0.0.1`)\n\n"
+        ),
+    };
+    tokio::spawn(conn);
+    client
+}
+
+/// A database of its own for one test; dropped with it.
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        let admin_url = admin_url();
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!("mcp_auth_test_{}", crate::secret::hex(&bytes));
+        admin(&admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).expect("MCP_AUTH_TEST_POSTGRES is a URL");
+        url.set_path(&name);
+        TestDb {
+            admin: admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    async fn open(&self) -> PostgresStore {
+        PostgresStore::open(&self.url).await.unwrap()
+    }
+
+    /// A direct connection to the test's database.
+    async fn client(&self) -> tokio_postgres::Client {
+        admin(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // Dropped on a failing test too; its own runtime, as the test's
+        // may be gone. FORCE ends the pool's connections.
+        let admin_url = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (client, conn) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
+            panic!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident => $check:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let db = TestDb::create().await;
+            let store = db.open().await;
+            conformance::$check(&store).await;
+        }
+    )*};
+}
+
+conformance! {
+    conformance_api_keys => api_keys,
+    conformance_sessions => sessions,
+    conformance_session_pages => session_pages,
+    conformance_identities_and_certificates => identities,
+    conformance_clients => clients,
+    conformance_users => users,
+    conformance_consents => consents,
+    conformance_revoked_tokens => revoked_tokens,
+    conformance_signing_keys => signing_keys,
+    conformance_audit_chain => audit_chain,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_one_username_one_user() {
+    let db = TestDb::create().await;
+    conformance::one_username_one_user(Arc::new(db.open().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_one_winner() {
+    let db = TestDb::create().await;
+    conformance::one_winner(Arc::new(db.open().await)).await;
+}
+
+#[tokio::test]
+async fn conformance_everything_survives_a_reopen() {
+    let db = TestDb::create().await;
+    let store = db.open().await;
+    let written = conformance::write_some(&store).await;
+    drop(store);
+    let store = db.open().await;
+    conformance::check_written(&store, &written).await;
+}
+
+/// Two stores on one database (two replicas): one winner between them,
+/// and one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_share_the_winner_and_the_chain() {
+    let db = TestDb::create().await;
+    let a = Arc::new(db.open().await);
+    let b = Arc::new(db.open().await);
+    a.insert_session(
+        &conformance::session("ses_race", "u", "k"),
+        conformance::entry("session.created"),
+    )
+    .await
+    .unwrap();
+    let read = b.session("ses_race").await.unwrap().unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let read = read.clone();
+            tokio::spawn(async move {
+                let mut next = read.record.clone();
+                next.last_refreshed_at = i;
+                store
+                    .replace_session(&read, &next, conformance::entry("session.refreshed"))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() == Swap::Done {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    let writers: Vec<_> = (0..20)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store
+                    .append_audit(conformance::entry("auth.failed"), i % 3 == 0)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let all = a.audit_page(0, 100).await.unwrap();
+    assert_eq!(all.len(), 22);
+    let mut prev = String::new();
+    for (i, r) in all.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(r.hash, r.compute_hash());
+        prev = r.hash.clone();
+    }
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused() {
+    let db = TestDb::create().await;
+    drop(db.open().await);
+    db.client()
+        .await
+        .batch_execute("UPDATE schema_version SET version = 999")
+        .await
+        .unwrap();
+    let err = PostgresStore::open(&db.url).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, known } if known == schema::known()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test]
+async fn opening_again_migrates_nothing() {
+    let db = TestDb::create().await;
+    drop(db.open().await);
+    drop(db.open().await);
+    let rows = db
+        .client()
+        .await
+        .query("SELECT version FROM schema_version", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), schema::known());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_an_error_not_a_hang() {
+    // A port nothing listens on (bound, then closed).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PostgresStore::open(&format!("postgres://postgres@127.0.0.1:{port}/x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_url_that_does_not_parse_is_refused_without_repeating_it() {
+    let err = PostgresStore::open("postgres://u:s3cret@h/db?sslmode=sometimes")
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// `sslmode=require` speaks TLS and checks the server: this machine's
+/// PostgreSQL serves a self-signed certificate for another name, so the
+/// connection is refused, never made in plaintext.
+#[tokio::test]
+async fn sslmode_require_checks_the_servers_certificate() {
+    let db = TestDb::create().await;
+    let url = format!("{}?sslmode=require", db.url);
+    let err = PostgresStore::open(&url).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("TLS handshake") && text.contains("certificate"),
+        "{text}"
+    );
+}

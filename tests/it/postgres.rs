@@ -1,0 +1,155 @@
+//! The server on the PostgreSQL store (`store = "postgres://…"`): the
+//! same RPCs over a database of the test's own, created on the server
+//! `MCP_AUTH_TEST_POSTGRES` names (default this machine's,
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped afterwards.
+//! Without PostgreSQL these fail and say how to start it.
+
+use mcp_auth::pb;
+use mcp_auth::store::Location;
+
+use crate::common::{TestServer, inactive_reason};
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "\n\nthe PostgreSQL tests need a PostgreSQL server at {url} \
+             (MCP_AUTH_TEST_POSTGRES overrides it), and cannot reach it: {e}\n\
+             start this machine's with:\n    \
+             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\n"
+        ),
+    };
+    tokio::spawn(conn);
+    client
+}
+
+/// A database of the test's own, dropped with it (also when it fails).
+struct TestDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> Self {
+        let admin_url = std::env::var("MCP_AUTH_TEST_POSTGRES")
+            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!(
+            "mcp_auth_test_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        admin(&admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&admin_url).unwrap();
+        url.set_path(&name);
+        TestDb {
+            admin: admin_url,
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    fn location(&self) -> Location {
+        Location::Postgres(self.url.clone())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin_url = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let (client, conn) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await
+            })
+        })
+        .join();
+    }
+}
+
+/// A session created, verified, refreshed and revoked on a server whose
+/// store is PostgreSQL; everything is still there after a restart.
+#[tokio::test]
+async fn a_server_on_postgres_serves_sessions_across_a_restart() {
+    let db = TestDb::create().await;
+    let location = db.location();
+    let mut server = TestServer::start_with(|c| c.store = location).await;
+    let (_, backend) = server.key_with(&["sessions:create", "tools:read"]).await;
+    let (_, verifier) = server.key_with(&["tokens:verify", "sessions:revoke"]).await;
+    let s = server.session(&backend, &["tools:read"], "aud").await;
+    assert!(server.verify(&verifier, &s.access_token).await.active);
+
+    server.restart().await;
+    assert!(
+        server.verify(&verifier, &s.access_token).await.active,
+        "the signing key and the session are in the database"
+    );
+    let refreshed = server.refresh(&s.refresh_token).await.unwrap();
+    assert_eq!(refreshed.session_id, s.session_id);
+    server
+        .revoke_session(&verifier, &s.session_id)
+        .await
+        .unwrap();
+    let v = server.verify(&verifier, &refreshed.access_token).await;
+    assert_eq!(inactive_reason(&v), pb::TokenReason::Revoked);
+
+    server.restart().await;
+    let v = server.verify(&verifier, &refreshed.access_token).await;
+    assert_eq!(
+        inactive_reason(&v),
+        pb::TokenReason::Revoked,
+        "the revocation is in the database"
+    );
+    let (code, out, _) = server
+        .cli(Some(&server.primary), &["audit", "verify"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    server.stop().await;
+}
+
+/// Two servers on one database: a session one creates verifies on the
+/// other (one key ring, one set of sessions).
+#[tokio::test]
+async fn two_servers_on_one_database_share_keys_and_sessions() {
+    let db = TestDb::create().await;
+    let location = db.location();
+    let mut a = TestServer::start_with({
+        let location = location.clone();
+        |c| c.store = location
+    })
+    .await;
+    let (_, backend) = a.key_with(&["sessions:create", "tools:read"]).await;
+    let (_, verifier) = a.key_with(&["tokens:verify"]).await;
+    // The second replica: its own data directory (TLS material), the
+    // same database, so the same primary key.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        a.data_dir().join("primary.key"),
+        dir.path().join("primary.key"),
+    )
+    .unwrap();
+    let mut b = TestServer::start_in(dir, |c| c.store = location).await;
+    assert!(!b.created_primary, "the database already has its keys");
+
+    let s = a.session(&backend, &["tools:read"], "aud").await;
+    let v = b.verify(&verifier, &s.access_token).await;
+    assert!(v.active, "{v:?}");
+    let refreshed = b.refresh(&s.refresh_token).await.unwrap();
+    assert!(a.verify(&verifier, &refreshed.access_token).await.active);
+    b.stop().await;
+    a.stop().await;
+}
