@@ -9,75 +9,22 @@ use mcp_auth::store::Location;
 
 use crate::common::{TestServer, inactive_reason};
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "\n\nthe PostgreSQL tests need a PostgreSQL server at {url} \
-             (MCP_AUTH_TEST_POSTGRES overrides it), and cannot reach it: {e}\n\
-             start this machine's with:\n    \
-             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\n"
-        ),
-    };
-    tokio::spawn(conn);
-    client
-}
+use mcp_auth::store::postgres::test_db::TestDatabase;
 
 /// A database of the test's own, dropped with it (also when it fails).
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
+struct TestDb(TestDatabase);
 
 impl TestDb {
     async fn create() -> Self {
-        let admin_url = std::env::var("MCP_AUTH_TEST_POSTGRES")
-            .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!(
-            "mcp_auth_test_{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
-        admin(&admin_url)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&name);
-        TestDb {
-            admin: admin_url,
-            name,
-            url: url.to_string(),
-        }
+        TestDb(
+            TestDatabase::create()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 
     fn location(&self) -> Location {
-        Location::Postgres(self.url.clone())
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let admin_url = self.admin.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let (client, conn) =
-                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
+        Location::Postgres(self.0.url().to_owned())
     }
 }
 

@@ -13,6 +13,8 @@
 //! gets [`Swap::Conflict`].
 
 mod schema;
+#[doc(hidden)]
+pub mod test_db;
 
 use std::collections::HashMap;
 use std::sync::Arc;

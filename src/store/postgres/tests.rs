@@ -11,88 +11,29 @@ use std::sync::Arc;
 use super::*;
 use crate::store::conformance;
 
-/// The server the tests use when `MCP_AUTH_TEST_POSTGRES` does not name
-/// one: this project's machines (trust auth).
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn admin_url() -> String {
-    std::env::var("MCP_AUTH_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
-}
-
-async fn admin(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "\n\nthe PostgreSQL tests need a PostgreSQL server at {url} \
-             (MCP_AUTH_TEST_POSTGRES overrides it), and cannot reach it: {e}\n\
-             start this machine's with:\n    \
-             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n\
-             (sudo when not root; check with `pg_isready -h 127.0.0.1`)\n\n"
-        ),
-    };
-    tokio::spawn(conn);
-    client
-}
+use super::test_db::{TestDatabase, connect};
 
 /// A database of its own for one test; dropped with it.
-struct TestDb {
-    admin: String,
-    name: String,
-    url: String,
-}
+struct TestDb(TestDatabase);
 
 impl TestDb {
     async fn create() -> Self {
-        let admin_url = admin_url();
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).unwrap();
-        let name = format!("mcp_auth_test_{}", crate::secret::hex(&bytes));
-        admin(&admin_url)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).expect("MCP_AUTH_TEST_POSTGRES is a URL");
-        url.set_path(&name);
-        TestDb {
-            admin: admin_url,
-            name,
-            url: url.to_string(),
-        }
+        TestDb(
+            TestDatabase::create()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     }
 
     async fn open(&self) -> PostgresStore {
-        PostgresStore::open(&self.url).await.unwrap()
+        PostgresStore::open(self.0.url()).await.unwrap()
     }
 
     /// A direct connection to the test's database.
     async fn client(&self) -> tokio_postgres::Client {
-        admin(&self.url).await
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        // Dropped on a failing test too; its own runtime, as the test's
-        // may be gone. FORCE ends the pool's connections.
-        let admin_url = self.admin.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let (client, conn) =
-                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await?;
-                tokio::spawn(conn);
-                client.batch_execute(&sql).await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
-            panic!("could not drop the test database {}", self.name);
-        }
+        connect(self.0.url())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -211,7 +152,7 @@ async fn a_schema_newer_than_the_binary_is_refused() {
         .batch_execute("UPDATE schema_version SET version = 999")
         .await
         .unwrap();
-    let err = PostgresStore::open(&db.url).await.unwrap_err();
+    let err = PostgresStore::open(db.0.url()).await.unwrap_err();
     assert!(
         matches!(err, StoreError::SchemaTooNew { found: 999, known } if known == schema::known()),
         "{err}"
@@ -262,7 +203,7 @@ async fn a_url_that_does_not_parse_is_refused_without_repeating_it() {
 #[tokio::test]
 async fn sslmode_require_checks_the_servers_certificate() {
     let db = TestDb::create().await;
-    let url = format!("{}?sslmode=require", db.url);
+    let url = format!("{}?sslmode=require", db.0.url());
     let err = PostgresStore::open(&url).await.unwrap_err();
     let text = err.to_string();
     assert!(
