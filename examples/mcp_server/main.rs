@@ -81,10 +81,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let resource = args
         .resource
         .unwrap_or_else(|| format!("http://{addr}/mcp"));
-    let host = resource
-        .split_once("://")
-        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default().to_owned())
-        .unwrap_or_default();
+    // rmcp accepts requests whose `Host` is the resource's host or the
+    // address listened on (its guard against DNS rebinding).
+    let host = url::Url::parse(&resource)?
+        .host_str()
+        .unwrap_or_default()
+        .to_owned();
     let hosts = vec![host, addr.ip().to_string()];
     if args.unprotected_for_benchmarks {
         eprintln!("UNPROTECTED (for benchmarks): anyone may call the tools");

@@ -465,6 +465,17 @@ pub(crate) async fn users(store: &dyn Store) {
 
 /// Many writers inserting users of one username at once: exactly one
 /// wins, and only its record is written.
+/// How many of racing conditional writes won.
+pub(crate) async fn wins(tasks: Vec<tokio::task::JoinHandle<Swap>>) -> usize {
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() == Swap::Done {
+            wins += 1;
+        }
+    }
+    wins
+}
+
 pub(crate) async fn one_username_one_user(store: Arc<dyn Store>) {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
@@ -477,13 +488,7 @@ pub(crate) async fn one_username_one_user(store: Arc<dyn Store>) {
             })
         })
         .collect();
-    let mut wins = 0;
-    for t in tasks {
-        if t.await.unwrap() == Swap::Done {
-            wins += 1;
-        }
-    }
-    assert_eq!(wins, 1);
+    assert_eq!(wins(tasks).await, 1);
     assert_eq!(store.users().await.unwrap().len(), 1);
     assert_eq!(actions(&*store).await, ["user.created"]);
 }
@@ -843,13 +848,7 @@ pub(crate) async fn one_winner(store: Arc<dyn Store>) {
             })
         })
         .collect();
-    let mut wins = 0;
-    for t in tasks {
-        if t.await.unwrap() == Swap::Done {
-            wins += 1;
-        }
-    }
-    assert_eq!(wins, 1);
+    assert_eq!(wins(tasks).await, 1);
     let refreshed = actions(&*store)
         .await
         .into_iter()

@@ -24,6 +24,22 @@ use crate::common::TestServer;
 #[path = "../../examples/mcp_server/notes.rs"]
 mod notes;
 
+/// A verifier of tokens for `resource` at `server`, with a
+/// `tokens:verify` key of its own.
+async fn verifier_for(server: &TestServer, resource: &str, mode: Mode, clock: Clock) -> Verifier {
+    let (_, key) = server.key_with(&["tokens:verify"]).await;
+    Verifier::builder(resource)
+        .issuer(&server.config.issuer)
+        .grpc(server.url())
+        .ca_pem(std::fs::read(server.ca_path()).unwrap())
+        .api_key(key)
+        .mode(mode)
+        .clock(clock)
+        .build()
+        .await
+        .unwrap()
+}
+
 /// The example, serving on its own listener.
 struct Example {
     addr: SocketAddr,
@@ -39,17 +55,7 @@ impl Example {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let resource = format!("http://{addr}/mcp");
-        let (_, key) = server.key_with(&["tokens:verify"]).await;
-        let verifier = Verifier::builder(&resource)
-            .issuer(&server.config.issuer)
-            .grpc(server.url())
-            .ca_pem(std::fs::read(server.ca_path()).unwrap())
-            .api_key(key)
-            .mode(mode)
-            .clock(clock)
-            .build()
-            .await
-            .unwrap();
+        let verifier = verifier_for(server, &resource, mode, clock).await;
         let app = notes::app(
             notes::protection(verifier).unwrap(),
             vec!["127.0.0.1".to_owned()],
@@ -583,15 +589,7 @@ async fn a_grpc_server_behind_the_layer_answers_with_grpc_statuses() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let resource = format!("https://{addr}/grpc");
-    let (_, key) = server.key_with(&["tokens:verify"]).await;
-    let verifier = Verifier::builder(&resource)
-        .issuer(&server.config.issuer)
-        .grpc(server.url())
-        .ca_pem(std::fs::read(server.ca_path()).unwrap())
-        .api_key(key)
-        .build()
-        .await
-        .unwrap();
+    let verifier = verifier_for(&server, &resource, Mode::default(), Clock::system()).await;
     let protection = GrpcProtection::new(
         verifier,
         GrpcScopes::new().service("grpc.health.v1.Health", ["tools:read"]),

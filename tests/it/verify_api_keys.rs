@@ -45,6 +45,22 @@ async fn verify(
 
 /// Creates a key with `scopes` expiring at `expires_at` (0 never); returns
 /// (key id, secret).
+/// The audit events of `action` by `actor`.
+async fn audited(server: &TestServer, action: &str, actor: &str) -> Vec<pb::AuditEvent> {
+    server
+        .client(&server.primary)
+        .await
+        .list_audit_events(pb::ListAuditEventsRequest {
+            action: action.to_owned(),
+            actor: actor.to_owned(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .events
+}
+
 async fn key_expiring(server: &TestServer, scopes: &[&str], expires_at: i64) -> (String, String) {
     let resp = server
         .client(&server.primary)
@@ -273,33 +289,11 @@ async fn refused_api_keys_throttle_the_client_address_not_the_mcp_server() {
     assert_status(&err, Code::Unauthenticated, "API_KEY_INVALID");
 
     // Audited as failed authentications of the address.
-    let events = server
-        .client(&server.primary)
-        .await
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "auth.failed".to_owned(),
-            actor: format!("peer:{GUESSER}"),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .events;
+    let events = audited(&server, "auth.failed", &format!("peer:{GUESSER}")).await;
     assert!(!events.is_empty());
     assert_eq!(events[0].outcome, "API_KEY_INVALID");
     assert_eq!(events[0].target, "api key, at VerifyToken");
-    let limited = server
-        .client(&server.primary)
-        .await
-        .list_audit_events(pb::ListAuditEventsRequest {
-            action: "rate_limit.hit".to_owned(),
-            actor: format!("peer:{GUESSER}"),
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .events;
+    let limited = audited(&server, "rate_limit.hit", &format!("peer:{GUESSER}")).await;
     assert_eq!(limited.len(), 1, "aggregated: {limited:?}");
 
     // The allowance refills with time.

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::Full;
-use mcp_auth_sdk::bench_support::seed_verdict;
-use mcp_auth_sdk::{Clock, Mode, Protection, ScopeMap, TokenKind, Verified, Verifier};
+use mcp_auth_sdk::bench_support::{api_key_verified, seed_verdict};
+use mcp_auth_sdk::{Clock, Mode, Protection, ScopeMap, Verifier};
 use tower::{Layer, Service, ServiceExt};
 
 const ISS: &str = "https://auth.example";
@@ -55,17 +55,7 @@ fn layer(c: &mut Criterion) {
     seed_verdict(
         &verifier,
         KEY,
-        Verified {
-            kind: TokenKind::ApiKey,
-            subject: "key_0123456789abcdefghijkl".into(),
-            client_id: "key_0123456789abcdefghijkl".into(),
-            scopes: vec!["tools:read".into(), "tools:call".into()],
-            audience: String::new(),
-            issuer: String::new(),
-            session_id: String::new(),
-            token_id: String::new(),
-            expires_at: 0,
-        },
+        api_key_verified("key_0123456789abcdefghijkl", &["tools:read", "tools:call"]),
     );
     let scopes = ScopeMap::new()
         .method("tools/list", ["tools:read"])

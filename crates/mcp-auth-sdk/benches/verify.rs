@@ -13,8 +13,10 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
-use mcp_auth_sdk::bench_support::{offline_verifier, offline_verifier_caching, seed_verdict};
-use mcp_auth_sdk::{Clock, Mode, TokenKind, Verified, Verifier};
+use mcp_auth_sdk::bench_support::{
+    api_key_verified, offline_verifier, offline_verifier_caching, seed_verdict,
+};
+use mcp_auth_sdk::{Clock, Mode, Verifier};
 use mcp_auth_token::JwkSet;
 use serde_json::json;
 
@@ -104,17 +106,7 @@ fn verify(c: &mut Criterion) {
     seed_verdict(
         &online,
         api_key,
-        Verified {
-            kind: TokenKind::ApiKey,
-            subject: "key_0123456789abcdefghijkl".into(),
-            client_id: "key_0123456789abcdefghijkl".into(),
-            scopes: vec!["tools:read".into()],
-            audience: String::new(),
-            issuer: String::new(),
-            session_id: String::new(),
-            token_id: String::new(),
-            expires_at: 0,
-        },
+        api_key_verified("key_0123456789abcdefghijkl", &["tools:read"]),
     );
     c.bench_function("cached verdict (API key)", |b| {
         b.iter(|| rt.block_on(online.verify(api_key, None)).expect("cached"))

@@ -2,7 +2,7 @@
 //! without an mcp-auth server, so criterion can time the verification
 //! paths alone. Not part of the supported API.
 
-use crate::claims::Verified;
+use crate::claims::{TokenKind, Verified};
 use crate::clock::Clock;
 use crate::error::BuildError;
 use crate::verifier::Verifier;
@@ -46,4 +46,19 @@ pub async fn offline_verifier_caching(
 /// answered `VerifyToken` would.
 pub fn seed_verdict(verifier: &Verifier, credential: &str, verified: Verified) {
     verifier.seed(credential, verified, 0);
+}
+
+/// What `VerifyToken` says of an active API key `id` with `scopes`.
+pub fn api_key_verified(id: &str, scopes: &[&str]) -> Verified {
+    Verified {
+        kind: TokenKind::ApiKey,
+        subject: id.to_owned(),
+        client_id: id.to_owned(),
+        scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        audience: String::new(),
+        issuer: String::new(),
+        session_id: String::new(),
+        token_id: String::new(),
+        expires_at: 0,
+    }
 }

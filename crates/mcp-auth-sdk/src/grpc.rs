@@ -35,7 +35,10 @@ use crate::verifier::Verifier;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GrpcScopes {
     base: Vec<String>,
-    per_path: BTreeMap<String, Vec<String>>,
+    /// By `/package.Service`.
+    services: BTreeMap<String, Vec<String>>,
+    /// By `/package.Service/Method`.
+    methods: BTreeMap<String, Vec<String>>,
 }
 
 impl GrpcScopes {
@@ -54,7 +57,7 @@ impl GrpcScopes {
     /// Scopes every method of `service` (`package.Service`) needs.
     #[must_use]
     pub fn service<'a>(mut self, service: &str, scopes: impl IntoIterator<Item = &'a str>) -> Self {
-        self.per_path.insert(format!("/{service}/"), owned(scopes));
+        self.services.insert(format!("/{service}"), owned(scopes));
         self
     }
 
@@ -66,7 +69,7 @@ impl GrpcScopes {
         method: &str,
         scopes: impl IntoIterator<Item = &'a str>,
     ) -> Self {
-        self.per_path
+        self.methods
             .insert(format!("/{service}/{method}"), owned(scopes));
         self
     }
@@ -76,7 +79,8 @@ impl GrpcScopes {
         let mut all: Vec<String> = self
             .base
             .iter()
-            .chain(self.per_path.values().flatten())
+            .chain(self.services.values().flatten())
+            .chain(self.methods.values().flatten())
             .cloned()
             .collect();
         all.sort();
@@ -88,11 +92,11 @@ impl GrpcScopes {
     pub fn required(&self, path: &str) -> Vec<String> {
         let mut need = self.base.clone();
         if let Some((service, _)) = path.rsplit_once('/') {
-            if let Some(s) = self.per_path.get(&format!("{service}/")) {
+            if let Some(s) = self.services.get(service) {
                 need.extend(s.iter().cloned());
             }
         }
-        if let Some(m) = self.per_path.get(path) {
+        if let Some(m) = self.methods.get(path) {
             need.extend(m.iter().cloned());
         }
         need.sort();

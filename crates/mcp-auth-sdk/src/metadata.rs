@@ -33,6 +33,10 @@ pub struct ResourceMetadata {
     origin: String,
     #[serde(skip)]
     path: String,
+    /// The path-inserted well-known path, made once (each request is
+    /// compared with it).
+    #[serde(skip)]
+    well_known: String,
 }
 
 impl ResourceMetadata {
@@ -51,6 +55,7 @@ impl ResourceMetadata {
             bearer_methods_supported: vec!["header".to_owned()],
             resource_name: None,
             resource_documentation: None,
+            well_known: format!("{WELL_KNOWN}{path}"),
             origin,
             path,
         })
@@ -89,8 +94,8 @@ impl ResourceMetadata {
     /// The path-inserted well-known path of this resource (RFC 9728
     /// section 3.1): `/.well-known/oauth-protected-resource/mcp` for
     /// `https://host/mcp`.
-    pub fn well_known_path(&self) -> String {
-        format!("{WELL_KNOWN}{}", self.path)
+    pub fn well_known_path(&self) -> &str {
+        &self.well_known
     }
 
     /// The URL of the document, as the `resource_metadata` of challenges
@@ -103,7 +108,7 @@ impl ResourceMetadata {
     /// path-inserted form, or the bare well-known path (clients fall back
     /// to it).
     pub fn serves(&self, path: &str) -> bool {
-        path == WELL_KNOWN || path == self.well_known_path()
+        path == WELL_KNOWN || path == self.well_known
     }
 
     /// The document as JSON.

@@ -111,13 +111,7 @@ async fn two_stores_on_one_database_share_the_winner_and_the_chain() {
             })
         })
         .collect();
-    let mut wins = 0;
-    for t in tasks {
-        if t.await.unwrap() == Swap::Done {
-            wins += 1;
-        }
-    }
-    assert_eq!(wins, 1);
+    assert_eq!(conformance::wins(tasks).await, 1);
     let writers: Vec<_> = (0..20)
         .map(|i| {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };

@@ -161,21 +161,10 @@ impl VerdictCache {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::claims::TokenKind;
 
     fn verdict(client: &str) -> CachedVerdict {
         CachedVerdict {
-            verified: Verified {
-                kind: TokenKind::ApiKey,
-                subject: client.to_owned(),
-                client_id: client.to_owned(),
-                scopes: vec![],
-                audience: String::new(),
-                issuer: String::new(),
-                session_id: String::new(),
-                token_id: String::new(),
-                expires_at: 0,
-            },
+            verified: crate::bench_support::api_key_verified(client, &[]),
             issued_at: 0,
         }
     }

@@ -305,7 +305,7 @@ impl Verifier {
             })),
             // Each token is asked about, not taken from the cache (which
             // offline verdicts filled while the stream was fresh).
-            _ => self.ask_online(token, client_address).await,
+            _ => self.ask_online(token, key, now, client_address).await,
         }
     }
 
@@ -326,18 +326,19 @@ impl Verifier {
                 return Ok(hit.verified);
             }
         }
-        self.ask_online(token, client_address).await
+        self.ask_online(token, key, now, client_address).await
     }
 
-    /// `VerifyToken` for an access token, its verdict then cached.
+    /// `VerifyToken` for an access token (whose hash is `key`, asked about
+    /// at `now`), its verdict then cached.
     async fn ask_online(
         &self,
         token: &str,
+        key: CredentialHash,
+        now: i64,
         client_address: Option<IpAddr>,
     ) -> Result<Verified, VerifyError> {
         let i = &*self.inner;
-        let key = CredentialHash::of(token);
-        let now = i.clock.now();
         let generation = i.tokens.generation();
         let verdict = self
             .ask(token, client_address, TokenKind::AccessToken)

@@ -348,7 +348,6 @@ fn describe(status: &tonic::Status) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::claims::{TokenKind, Verified};
     use crate::verifier::cache::{CachedVerdict, CredentialHash};
     use crate::verifier::channel::Target as Endpoint;
     use crate::verifier::keys::{KeySource, Refresh};
@@ -386,17 +385,7 @@ mod tests {
 
     fn key_verdict(id: &str) -> CachedVerdict {
         CachedVerdict {
-            verified: Verified {
-                kind: TokenKind::ApiKey,
-                subject: id.into(),
-                client_id: id.into(),
-                scopes: vec![],
-                audience: String::new(),
-                issuer: String::new(),
-                session_id: String::new(),
-                token_id: String::new(),
-                expires_at: 0,
-            },
+            verified: crate::bench_support::api_key_verified(id, &[]),
             issued_at: 0,
         }
     }
