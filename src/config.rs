@@ -48,6 +48,8 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: u64 = 10;
 pub const DEFAULT_CONNECTION_IDLE_TIMEOUT: u64 = 300;
 /// Default `revocation_heartbeat_seconds`.
 const DEFAULT_REVOCATION_HEARTBEAT: u64 = 5;
+/// Default `store_max_staleness_seconds`.
+const DEFAULT_STORE_MAX_STALENESS: u64 = 30;
 /// Default most connections served at once.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
@@ -187,6 +189,11 @@ pub struct Settings {
     /// `connection_idle_timeout_seconds` is 5 or less), 1 to 3600, and less
     /// than `connection_idle_timeout_seconds`.
     pub revocation_heartbeat_seconds: Option<u64>,
+    /// With a store several replicas share (PostgreSQL): how long a
+    /// replica that cannot read the database's change feed keeps verifying
+    /// from memory; then it refuses (STORE_UNAVAILABLE) until it reads the
+    /// feed again, seconds. Default 30, 1 to 3600.
+    pub store_max_staleness_seconds: Option<u64>,
     /// How often the maintenance task runs (key rotation and retirement,
     /// removal of sessions that can no longer matter), seconds. Default 60.
     pub maintenance_interval_seconds: Option<u64>,
@@ -332,6 +339,9 @@ impl Settings {
             revocation_heartbeat_seconds: top
                 .revocation_heartbeat_seconds
                 .or(self.revocation_heartbeat_seconds),
+            store_max_staleness_seconds: top
+                .store_max_staleness_seconds
+                .or(self.store_max_staleness_seconds),
             maintenance_interval_seconds: top
                 .maintenance_interval_seconds
                 .or(self.maintenance_interval_seconds),
@@ -440,6 +450,9 @@ pub struct Config {
     pub signing_key_rotation_days: u32,
     /// Longest quiet on a revocation stream before a heartbeat.
     pub revocation_heartbeat: Duration,
+    /// Longest a replica of a shared store verifies from memory without
+    /// reading the database's changes.
+    pub store_max_staleness: Duration,
     /// Period of the maintenance task.
     pub maintenance_interval: Duration,
     /// Most sessions one maintenance pass examines.
@@ -749,6 +762,13 @@ impl Config {
                 set
             }
         };
+        let store_max_staleness = in_range(
+            "store_max_staleness_seconds",
+            s.store_max_staleness_seconds
+                .unwrap_or(DEFAULT_STORE_MAX_STALENESS),
+            1,
+            3600,
+        )?;
         let max_connections = in_range(
             "max_connections",
             u64::from(s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS)),
@@ -815,6 +835,7 @@ impl Config {
             .unwrap_or(5),
             signing_key_rotation_days: s.signing_key_rotation_days.unwrap_or(30),
             revocation_heartbeat: Duration::from_secs(revocation_heartbeat),
+            store_max_staleness: Duration::from_secs(store_max_staleness),
             maintenance_interval: Duration::from_secs(maintenance_interval),
             maintenance_sessions_per_pass: match s.maintenance_sessions_per_pass.unwrap_or(65_536) {
                 0 => {

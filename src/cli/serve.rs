@@ -86,6 +86,9 @@ pub struct ServeArgs {
     /// Longest quiet on a revocation stream before a heartbeat, seconds [default: 5].
     #[arg(long, env = "MCP_AUTH_REVOCATION_HEARTBEAT_SECONDS")]
     revocation_heartbeat_seconds: Option<u64>,
+    /// With PostgreSQL: how long a replica cut off from the database keeps verifying from memory, seconds [default: 30].
+    #[arg(long, env = "MCP_AUTH_STORE_MAX_STALENESS_SECONDS")]
+    store_max_staleness_seconds: Option<u64>,
     /// Period of the maintenance task, seconds [default: 60].
     #[arg(long, env = "MCP_AUTH_MAINTENANCE_INTERVAL_SECONDS")]
     maintenance_interval_seconds: Option<u64>,
@@ -207,6 +210,7 @@ impl ServeArgs {
             oauth_refresh_grace_seconds: self.oauth_refresh_grace_seconds,
             signing_key_rotation_days: self.signing_key_rotation_days,
             revocation_heartbeat_seconds: self.revocation_heartbeat_seconds,
+            store_max_staleness_seconds: self.store_max_staleness_seconds,
             maintenance_interval_seconds: self.maintenance_interval_seconds,
             maintenance_sessions_per_pass: self.maintenance_sessions_per_pass,
             rate_limit_requests_per_second: self.rate_limit_requests_per_second,

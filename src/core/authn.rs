@@ -30,6 +30,8 @@ impl Core {
     /// disabled identity; RESOURCE_EXHAUSTED when the caller's rate, or
     /// the peer's failures, ran dry.
     pub(crate) async fn authenticate(&self, creds: &Credentials<'_>) -> Result<Principal, Error> {
+        // Nothing is decided from memory that may be out of date.
+        self.feed.check()?;
         let principal = match self.resolve(creds) {
             Ok(p) => p,
             Err(err) => {

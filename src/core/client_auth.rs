@@ -135,6 +135,7 @@ impl Core {
         creds: &Credentials<'_>,
         credential: &ClientCredential,
     ) -> Result<Arc<OAuthClientRecord>, Error> {
+        self.feed.check()?;
         let client = match self.check_client_credential(creds, credential).await {
             Ok(client) => client,
             Err(Failure::Metadata(_, CimdError::Limited(limited))) => return Err(limited),

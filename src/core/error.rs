@@ -27,6 +27,9 @@ pub enum Kind {
     Conflict,
     /// Too many requests (RESOURCE_EXHAUSTED, 429).
     Exhausted,
+    /// The service cannot answer now; retrying later may succeed
+    /// (UNAVAILABLE, 503).
+    Unavailable,
     /// Something failed inside the server (INTERNAL, 500).
     Internal,
 }
@@ -123,13 +126,18 @@ pub enum Reason {
     /// The caller's request rate, or its peer's failed authentications,
     /// exceeded the limit; retry after the `retry-after` seconds.
     RateLimited,
+    /// The database cannot be reached, or this replica has not been able
+    /// to read its changes for longer than `store_max_staleness`: nothing
+    /// was written, and nothing is verified from memory that may be out of
+    /// date. Retry (another replica, or later).
+    StoreUnavailable,
     /// Something failed inside the server; the cause is in its log.
     Internal,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 38] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -166,6 +174,7 @@ impl Reason {
         Reason::UsernameTaken,
         Reason::LoginFailed,
         Reason::RateLimited,
+        Reason::StoreUnavailable,
         Reason::Internal,
     ];
 
@@ -208,6 +217,7 @@ impl Reason {
             Reason::UsernameTaken => "USERNAME_TAKEN",
             Reason::LoginFailed => "LOGIN_FAILED",
             Reason::RateLimited => "RATE_LIMITED",
+            Reason::StoreUnavailable => "STORE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -250,6 +260,7 @@ impl Reason {
             Reason::UsernameTaken => Kind::AlreadyExists,
             Reason::ApiKeyNotActive | Reason::ClientHasNoSecret => Kind::Conflict,
             Reason::RateLimited => Kind::Exhausted,
+            Reason::StoreUnavailable => Kind::Unavailable,
             Reason::Internal => Kind::Internal,
         }
     }
@@ -330,6 +341,7 @@ impl Error {
             Error::RateLimited { .. } => Reason::RateLimited,
             Error::PermissionDenied { .. } => Reason::InsufficientScope,
             Error::InvalidArgument { .. } => Reason::InvalidField,
+            Error::Store(StoreError::Unavailable(_)) => Reason::StoreUnavailable,
             Error::Store(_) | Error::Token(_) | Error::Random(_) | Error::Hashing(_) => {
                 Reason::Internal
             }

@@ -39,6 +39,12 @@ impl IdentityIndex {
         grants.insert(record.name.clone(), record);
     }
 
+    /// Replaces every grant with `records` (the store's, read again).
+    pub fn replace_grants(&self, records: Vec<IdentityRecord>) {
+        let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());
+        *grants = records.into_iter().map(|r| (r.name.clone(), r)).collect();
+    }
+
     /// Forgets a grant.
     pub fn remove(&self, name: &str) {
         let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());

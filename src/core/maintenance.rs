@@ -157,6 +157,9 @@ impl Maintenance {
         s.interactions.evict(now);
         s.refresh_replays.evict(now);
         s.audit.evict_idle().await;
+        s.store
+            .prune_changes(crate::core::follow::KEEP_CHANGES)
+            .await?;
         let keep_from = now - i64::from(self.audit_retention_days) * 86_400;
         loop {
             let pruned = s.store.prune_audit(keep_from, BATCH).await?;

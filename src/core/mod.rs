@@ -28,6 +28,7 @@ pub mod credentials;
 pub(crate) mod delegated_login;
 pub mod error;
 pub(crate) mod fields;
+pub(crate) mod follow;
 pub(crate) mod grants;
 pub(crate) mod identities;
 pub(crate) mod interactions;
@@ -119,6 +120,8 @@ pub struct Core {
     /// Clients described by metadata documents, fetched and cached.
     pub(crate) metadata_clients: cimd::MetadataClients,
     pub(crate) revocations: Arc<revocations::RevocationIndex>,
+    /// Where this replica stands in a shared store's change feed.
+    pub(crate) feed: follow::Feed,
     pub(crate) limits: limits::Limits,
     /// Answers of recent refreshes, for repeats within the grace window.
     pub(crate) refresh_replays: refresh_replays::RefreshReplays,
@@ -162,6 +165,24 @@ impl Core {
         clock: Clock,
         config: &Config,
     ) -> Result<(Core, Option<Secret>), Error> {
+        // Replicas starting together on one database: one at a time makes
+        // the first signing key and the primary key.
+        store.begin_startup().await?;
+        let opened = Core::load(store.clone(), clock, config).await;
+        store.end_startup().await;
+        opened
+    }
+
+    /// [`Core::open`], under the startup lock.
+    async fn load(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        config: &Config,
+    ) -> Result<(Core, Option<Secret>), Error> {
+        // Where the change feed stands before anything is read: a change
+        // committed while loading is applied again, never missed.
+        let position = store.change_position().await?;
+        let feed = follow::Feed::new(&*store, position, config.store_max_staleness);
         let now = clock.now();
         let ring = signing::load_ring(&*store, config.signing_alg, &config.issuer, now).await?;
         let audit = audit::AuditTrail::new(store.clone(), clock.clone());
@@ -214,6 +235,7 @@ impl Core {
             keys: api_keys::ApiKeyIndex::new(key_records),
             identities,
             revocations: Arc::new(revocations),
+            feed,
             limits: limits::Limits::new(
                 clock.clone(),
                 config.default_rate_limit,

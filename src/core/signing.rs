@@ -61,9 +61,10 @@ impl Core {
         by: Option<(&Principal, &str)>,
     ) -> Result<(String, String), Error> {
         let _one = self.key_changes.lock().await;
-        let ring = self.tokens.ring();
-        let previous = ring.active_kid().to_owned();
-        let mut records = ring.records();
+        let previous = self.tokens.ring().active_kid().to_owned();
+        // The ring as stored, not as remembered: another replica may have
+        // rotated it since this one last read the change feed.
+        let mut records = self.store.signing_keys().await?;
         let now = self.clock.now();
         let changed = rotate_records(&mut records, self.tokens.alg(), now)?;
         let next = KeyRing::from_records(

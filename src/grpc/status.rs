@@ -58,6 +58,7 @@ pub fn code(reason: Reason) -> Code {
         Kind::AlreadyExists => Code::AlreadyExists,
         Kind::Conflict => Code::FailedPrecondition,
         Kind::Exhausted => Code::ResourceExhausted,
+        Kind::Unavailable => Code::Unavailable,
         Kind::Internal => Code::Internal,
     }
 }
@@ -98,6 +99,13 @@ impl From<Error> for Status {
             Error::Refused { .. } => {
                 details = ErrorDetails::new();
                 err.to_string()
+            }
+            Error::Store(crate::store::StoreError::Unavailable(_)) => {
+                // The cause (which may name the database's host) is
+                // logged, not sent.
+                tracing::warn!(cause = %err, "the database is unavailable");
+                details = ErrorDetails::new();
+                "the database is unavailable; retry later".to_owned()
             }
             Error::Store(_) | Error::Token(_) | Error::Random(_) | Error::Hashing(_) => {
                 tracing::warn!(cause = %err, "internal error");

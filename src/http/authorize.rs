@@ -31,6 +31,9 @@ pub(super) fn error_page_for(err: &Error) -> Response {
     let message = if err.kind() == Kind::Internal {
         tracing::warn!(cause = %err, "internal error");
         "something failed inside the server; try again later".to_owned()
+    } else if let Error::Store(_) = err {
+        tracing::warn!(cause = %err, "the database is unavailable");
+        "the service's database is unavailable; try again later".to_owned()
     } else {
         err.to_string()
     };

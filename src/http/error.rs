@@ -98,6 +98,7 @@ pub fn oauth_error(reason: Reason) -> (StatusCode, &'static str) {
         // 4.1.2.1); the login page shows its form again instead.
         R::LoginFailed => (StatusCode::BAD_REQUEST, "access_denied"),
         R::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable"),
+        R::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
         R::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
     }
 }
@@ -114,6 +115,10 @@ impl From<Error> for HttpError {
                 // Whole seconds, rounded up, as gRPC's retry-after.
                 retry_after = Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
                 err.to_string()
+            }
+            Error::Store(crate::store::StoreError::Unavailable(_)) => {
+                tracing::warn!(cause = %err, "the database is unavailable");
+                "the database is unavailable; retry later".to_owned()
             }
             _ if reason.kind() == Kind::Internal => {
                 tracing::warn!(cause = %err, "internal error");
@@ -343,15 +348,20 @@ mod tests {
     }
 
     #[test]
-    fn only_internal_errors_are_5xx() {
+    fn only_internal_errors_and_an_unavailable_store_are_5xx() {
         for reason in Reason::ALL {
             let (status, _) = oauth_error(reason);
             assert_eq!(
                 status.is_server_error(),
-                reason == Reason::Internal,
+                matches!(reason, Reason::Internal | Reason::StoreUnavailable),
                 "{reason:?}"
             );
         }
+        let (status, code) = oauth_error(Reason::StoreUnavailable);
+        assert_eq!(
+            (status, code),
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+        );
     }
 
     #[test]

@@ -233,6 +233,12 @@ impl Server {
         let maintenance = Maintenance::new(core.clone(), &config);
         let (stop_maintenance, maintenance_task) =
             spawn_maintenance(maintenance, config.maintenance_interval);
+        // Other replicas' writes, into this one's memory (a shared store).
+        let (stop_following, following) = tokio::sync::watch::channel(false);
+        let follower = {
+            let core = core.clone();
+            tokio::spawn(async move { core.follow_changes(following).await })
+        };
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -374,6 +380,10 @@ impl Server {
             }
         };
         let _ = stop_maintenance.send(true);
+        let _ = stop_following.send(true);
+        if tokio::time::timeout(grace, follower).await.is_err() {
+            tracing::warn!(task = "follower", "background task did not stop in time");
+        }
         match tokio::time::timeout(grace, maintenance_task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {

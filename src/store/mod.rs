@@ -16,6 +16,7 @@
 //! embedded default, for one process; [`postgres`] keeps the store in a
 //! PostgreSQL database that several processes (replicas) share.
 
+pub mod changes;
 pub mod model;
 pub mod postgres;
 pub mod sled;
@@ -25,6 +26,7 @@ pub(crate) mod conformance;
 
 use async_trait::async_trait;
 
+pub use changes::{Change, ChangePage};
 pub use model::{
     ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, ConsentRecord,
     Cursor, GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY,
@@ -46,6 +48,11 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// The database cannot be reached (refused, timed out, the connection
+    /// lost, shutting down): the write did not happen, or its outcome is
+    /// unknown; nothing was acknowledged. Retrying later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// Another process has the data directory open.
     #[error(
         "another mcp-auth process is using the data directory {} (a running server, or an offline command on it): stop it first",
@@ -320,6 +327,51 @@ pub trait Store: Send + Sync + 'static {
     /// (Unix seconds), moving the anchor to the last one removed; returns
     /// how many went.
     async fn prune_audit(&self, before: i64, limit: usize) -> StoreResult<usize>;
+
+    // ---- the change feed, of a store several processes share
+
+    /// Whether other processes may write this store too: then the core
+    /// follows [`Store::changes_after`] to keep its memory current.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// The position of the newest change in the feed (0: none).
+    async fn change_position(&self) -> StoreResult<u64> {
+        Ok(0)
+    }
+
+    /// Up to `limit` changes after position `after`, in commit order.
+    async fn changes_after(&self, after: u64, _limit: usize) -> StoreResult<ChangePage> {
+        Ok(ChangePage::empty(after))
+    }
+
+    /// Waits until another process may have committed a change, or
+    /// `timeout` passed (a hint only: the feed is read after either).
+    ///
+    /// # Errors
+    /// The database's notifications cannot be listened to now; the caller
+    /// waits `timeout` itself and reads the feed anyway.
+    async fn wait_for_change(&self, timeout: std::time::Duration) -> StoreResult<()> {
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+
+    /// Forgets all but the newest `keep` changes; returns how many went.
+    /// A reader further behind than that reads everything again.
+    async fn prune_changes(&self, _keep: usize) -> StoreResult<usize> {
+        Ok(0)
+    }
+
+    /// Makes this process the only one starting on the store until
+    /// [`Store::end_startup`] (or its death): so replicas started together
+    /// create the first signing key and the primary API key once.
+    async fn begin_startup(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    /// Ends [`Store::begin_startup`].
+    async fn end_startup(&self) {}
 
     // ---- lifecycle
 

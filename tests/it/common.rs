@@ -582,11 +582,35 @@ pub async fn spawn_binary(dir: &std::path::Path) -> (tokio::process::Child, Stri
 pub async fn spawn_binary_http(
     dir: &std::path::Path,
 ) -> (tokio::process::Child, String, String, String) {
+    let s = spawn_binary_with(dir, &[]).await;
+    let primary = s
+        .primary
+        .expect("a fresh data directory gets a primary key");
+    (s.child, s.url, s.http_url, primary)
+}
+
+/// A real `mcp-auth serve` process.
+pub struct Spawned {
+    /// The process (killed when dropped).
+    pub child: tokio::process::Child,
+    /// Its gRPC URL, as it printed it.
+    pub url: String,
+    /// Its HTTP URL, as it printed it.
+    pub http_url: String,
+    /// The primary key it wrote, if it created one.
+    pub primary: Option<String>,
+}
+
+/// Starts the real `mcp-auth serve` binary on data directory `dir` with
+/// `extra` arguments, both listeners on `127.0.0.1:0`; returns once it
+/// printed both addresses.
+pub async fn spawn_binary_with(dir: &std::path::Path, extra: &[&str]) -> Spawned {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(extra)
         .env_clear()
         .env("MCP_AUTH_LOG", "warn")
         .stdin(Stdio::null())
@@ -610,11 +634,17 @@ pub async fn spawn_binary_http(
             http_url = Some(u.to_owned());
         }
     }
+    // Keep reading what it prints, so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let primary = std::fs::read_to_string(dir.join("primary.key"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    (child, url.unwrap(), http_url.unwrap(), primary)
+        .ok()
+        .map(|k| k.trim().to_owned());
+    Spawned {
+        child,
+        url: url.unwrap(),
+        http_url: http_url.unwrap(),
+        primary,
+    }
 }
 
 /// Reads until the server closes the connection; how long that took.

@@ -524,10 +524,17 @@ async fn every_documented_reason_is_produced_with_its_code() {
             assert!(!seen.contains_key(reason));
             continue;
         }
+        if reason == "STORE_UNAVAILABLE" {
+            // Only a server on PostgreSQL cut off from it says this:
+            // replica_faults produces it (for writes and for reads past the
+            // staleness bound) and asserts its code.
+            assert!(!seen.contains_key(reason));
+            continue;
+        }
         let got = seen
             .get(reason)
             .unwrap_or_else(|| panic!("no request produced {reason}; saw {seen:?}"));
         assert_eq!(code_name(*got), code, "{reason}");
     }
-    assert_eq!(seen.len(), table.len() - 1, "{seen:?}");
+    assert_eq!(seen.len(), table.len() - 2, "{seen:?}");
 }

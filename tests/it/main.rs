@@ -31,6 +31,8 @@ mod postgres;
 mod readme;
 mod real_browser;
 mod refresh;
+mod replica_faults;
+mod replicas;
 mod revocation_stream;
 mod rmcp_client;
 mod sdk_verifier;

@@ -101,6 +101,11 @@ pub struct BenchArgs {
     /// Connections to open (calls are spread over them).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Another replica of the same service (same database, same CA), by
+    /// URL; repeat for more. Connections go round-robin over --server and
+    /// these, so the calls are spread over every replica.
+    #[arg(long = "replica", value_name = "URL")]
+    pub replicas: Vec<String>,
     /// Concurrent callers.
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
@@ -213,8 +218,12 @@ pub async fn run(args: BenchArgs, opts: &GlobalOpts) -> Result<u8, CliError> {
     let mix = parse_mix(&args.mix)?;
     let mut options = opts.connect_options(true)?;
     options.plaintext = args.plaintext;
+    let servers: Vec<String> = std::iter::once(options.server.clone())
+        .chain(args.replicas.iter().cloned())
+        .collect();
     let mut admins = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for i in 0..args.connections.max(servers.len()) {
+        options.server.clone_from(&servers[i % servers.len()]);
         admins.push(super::connect(&options).await?);
     }
     let (key_id, key) = create_bench_key(&admins[0], args.session_lifetime()).await?;
@@ -223,6 +232,9 @@ pub async fn run(args: BenchArgs, opts: &GlobalOpts) -> Result<u8, CliError> {
         .iter()
         .map(|admin| admin.with_api_key(Some(key.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    if servers.len() > 1 {
+        known_everywhere(&clients).await?;
+    }
     let result = run_scenarios(&args, opts, &mix, &clients, &admins[0], &key).await;
     // The bench key goes when the run does (its sessions end by
     // themselves shortly after); a failed revocation is said, not fatal.
@@ -236,6 +248,29 @@ pub async fn run(args: BenchArgs, opts: &GlobalOpts) -> Result<u8, CliError> {
         eprintln!("could not revoke the bench key {key_id}: {}", e.message());
     }
     result
+}
+
+/// Waits until every replica behind `clients` knows the bench key (made
+/// on the first; the others learn it from the database within moments).
+async fn known_everywhere(clients: &[crate::grpc::client::Client]) -> Result<(), CliError> {
+    let probe = || pb::VerifyTokenRequest {
+        token: "not-a-token".to_owned(),
+        ..Default::default()
+    };
+    for client in clients {
+        let mut tries = 0;
+        while let Err(e) = client.verify_token(probe()).await {
+            tries += 1;
+            if tries > 100 {
+                return Err(CliError::Usage(format!(
+                    "a --replica does not know the bench key after 5 s ({}): is it on the same database?",
+                    e.message()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Runs every scenario in turn and prints the reports.

@@ -12,6 +12,7 @@
 //! of two writers of one read, the second finds the version moved on and
 //! gets [`Swap::Conflict`].
 
+mod listen;
 mod schema;
 #[doc(hidden)]
 pub mod test_db;
@@ -30,7 +31,7 @@ use tokio_postgres::config::SslMode;
 use tokio_rustls::rustls;
 
 use super::model::*;
-use super::{Store, StoreError, StoreResult};
+use super::{Change, ChangePage, Store, StoreError, StoreResult};
 
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
@@ -45,6 +46,16 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 /// A PostgreSQL database holding the store.
 pub struct PostgresStore {
     pool: Pool,
+    /// Where the database is, for the connection that listens for changes.
+    config: tokio_postgres::Config,
+    /// TLS to the database, if the URL asks for it.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    /// The connection listening for other replicas' changes, once one was
+    /// asked for.
+    listener: tokio::sync::Mutex<Option<listen::Listener>>,
+    /// The connection holding the startup lock, between
+    /// [`Store::begin_startup`] and [`Store::end_startup`].
+    startup: tokio::sync::Mutex<Option<Object>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -58,9 +69,20 @@ impl std::fmt::Debug for PostgresStore {
 
 /// A database error in words: the server's message when it sent one,
 /// else the error and its causes (a refused connection, a certificate).
+///
+/// An error that says the database could not be reached or went away (a
+/// refused or lost connection, a server shutting down or not yet up, too
+/// many connections) is [`StoreError::Unavailable`]: the write was not
+/// acknowledged, and retrying later may succeed.
 pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
-        return StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()));
+        let code = db.code().code();
+        let text = format!("postgres: {} ({code})", db.message());
+        return if unreachable_state(code) {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Backend(text)
+        };
     }
     let mut text = format!("postgres: {e}");
     let mut cause = std::error::Error::source(&e);
@@ -69,13 +91,22 @@ pub(super) fn pg(e: tokio_postgres::Error) -> StoreError {
         text.push_str(&c.to_string());
         cause = c.source();
     }
-    StoreError::Backend(text)
+    // No answer from the server at all: the connection failed or closed.
+    StoreError::Unavailable(text)
+}
+
+/// SQLSTATEs of a server that is going away or not taking connections:
+/// class 08 (connection exception), 57P01-57P03 (shutting down, crash
+/// recovery, cannot connect now), 53300 (too many connections).
+fn unreachable_state(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => pg(e),
-        other => StoreError::Backend(format!("postgres pool: {other}")),
+        // No connection in time, or none could be made.
+        other => StoreError::Unavailable(format!("postgres pool: {other}")),
     }
 }
 
@@ -159,6 +190,31 @@ impl Head {
         self.last_hash = r.hash;
         Ok(())
     }
+
+    /// Adds `changes` to the feed, in `tx` (which holds the lock, so their
+    /// positions follow commit order), and tells the listening replicas at
+    /// commit.
+    async fn note(&self, tx: &Transaction<'_>, changes: &[Change]) -> StoreResult<()> {
+        note_changes(tx, changes).await
+    }
+}
+
+/// Adds `changes` to the feed in `tx`, which must hold the audit head's
+/// lock; `NOTIFY` is sent at commit (and not at all on rollback).
+async fn note_changes(tx: &Transaction<'_>, changes: &[Change]) -> StoreResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let values = changes.iter().map(json).collect::<StoreResult<Vec<_>>>()?;
+    let stmt = tx
+        .prepare_cached(
+            "WITH noted AS (INSERT INTO changes (change) SELECT unnest($1::JSONB[]))
+             SELECT pg_notify('mcp_auth_changes', '')",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(&stmt, &[&values]).await.map_err(pg)?;
+    Ok(())
 }
 
 /// The TLS connector of `sslmode=require`: rustls on aws-lc-rs, the
@@ -199,10 +255,14 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = match config.get_ssl_mode() {
-            SslMode::Require => Manager::from_config(config, tls()?, manager_config),
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => Some(tls()?),
             // `prefer` with no TLS connector is plaintext.
-            _ => Manager::from_config(config, tokio_postgres::NoTls, manager_config),
+            _ => None,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), manager_config),
+            None => Manager::from_config(config.clone(), tokio_postgres::NoTls, manager_config),
         };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
@@ -211,7 +271,13 @@ impl PostgresStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            config,
+            tls,
+            listener: tokio::sync::Mutex::new(None),
+            startup: tokio::sync::Mutex::new(None),
+        };
         let mut conn = store.conn().await?;
         schema::migrate(&mut conn).await?;
         drop(conn);
@@ -266,12 +332,13 @@ impl PostgresStore {
 
     /// A conditional update: `sql` takes the values `params`, its last
     /// parameter the expected version; done if it touched a row, with the
-    /// audit record in the same transaction.
+    /// audit record and `changes` in the same transaction.
     async fn swap(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         audit: AuditEntry,
+        changes: &[Change],
     ) -> StoreResult<Swap> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
@@ -281,16 +348,19 @@ impl PostgresStore {
             return Ok(Swap::Conflict); // dropped: rolled back
         }
         head.append(&tx, audit).await?;
+        head.note(&tx, changes).await?;
         tx.commit().await.map_err(pg)?;
         Ok(Swap::Done)
     }
 
-    /// An unconditional write `sql` of `params`, with its audit record.
+    /// An unconditional write `sql` of `params`, with its audit record and
+    /// `changes`.
     async fn write(
         &self,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         audit: AuditEntry,
+        changes: &[Change],
     ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
@@ -298,6 +368,7 @@ impl PostgresStore {
         let stmt = tx.prepare_cached(sql).await.map_err(pg)?;
         tx.execute(&stmt, params).await.map_err(pg)?;
         head.append(&tx, audit).await?;
+        head.note(&tx, changes).await?;
         tx.commit().await.map_err(pg)
     }
 
@@ -363,6 +434,9 @@ impl Store for PostgresStore {
                 &json(record)?,
             ],
             audit,
+            &[Change::ApiKey {
+                key_id: record.key_id.clone(),
+            }],
         )
         .await
     }
@@ -385,6 +459,9 @@ impl Store for PostgresStore {
                 &row_version(&current.version),
             ],
             audit,
+            &[Change::ApiKey {
+                key_id: new.key_id.clone(),
+            }],
         )
         .await
     }
@@ -417,6 +494,9 @@ impl Store for PostgresStore {
                  version = oauth_clients.version + 1, record = $2",
             &[&record.client_id, &json(record)?],
             audit,
+            &[Change::Client {
+                client_id: record.client_id.clone(),
+            }],
         )
         .await
     }
@@ -432,6 +512,9 @@ impl Store for PostgresStore {
              WHERE client_id = $1 AND version = $3",
             &[&new.client_id, &json(new)?, &row_version(&current.version)],
             audit,
+            &[Change::Client {
+                client_id: new.client_id.clone(),
+            }],
         )
         .await
     }
@@ -464,6 +547,11 @@ impl Store for PostgresStore {
         .await
         .map_err(pg)?;
         head.append(&tx, audit).await?;
+        let deleted = Change::ClientDeleted {
+            client_id: id.clone(),
+            deleted_at: at,
+        };
+        head.note(&tx, &[deleted]).await?;
         tx.commit().await.map_err(pg)?;
         Ok(Swap::Done)
     }
@@ -572,6 +660,7 @@ impl Store for PostgresStore {
             "DELETE FROM users WHERE user_id = $1 AND version = $2",
             &[&current.record.user_id, &row_version(&current.version)],
             audit,
+            &[],
         )
         .await
     }
@@ -606,6 +695,7 @@ impl Store for PostgresStore {
              ON CONFLICT (subject, client_id) DO UPDATE SET record = $3",
             &[&record.subject, &record.client_id, &json(record)?],
             audit,
+            &[],
         )
         .await
     }
@@ -621,6 +711,7 @@ impl Store for PostgresStore {
                 "DELETE FROM consents WHERE subject = $1 AND client_id = $2",
                 &[&subject, &client_id],
                 audit,
+                &[],
             )
             .await?;
         Ok(swap == Swap::Done)
@@ -634,6 +725,10 @@ impl Store for PostgresStore {
                  ON CONFLICT (jti) DO NOTHING",
                 &[&jti, &expires_at],
                 audit,
+                &[Change::TokenRevoked {
+                    jti: jti.to_owned(),
+                    expires_at,
+                }],
             )
             .await?;
         Ok(())
@@ -662,6 +757,7 @@ impl Store for PostgresStore {
                 &json(record)?,
             ],
             audit,
+            &[],
         )
         .await
     }
@@ -681,6 +777,14 @@ impl Store for PostgresStore {
         new: &SessionRecord,
         audit: AuditEntry,
     ) -> StoreResult<Swap> {
+        let revoked: Vec<Change> = new
+            .revoked_at
+            .map(|_| Change::SessionRevoked {
+                session_id: new.session_id.clone(),
+                expires_at: new.expires_at,
+            })
+            .into_iter()
+            .collect();
         self.swap(
             "UPDATE sessions SET subject = $2, client_id = $3, revoked = $4, expires_at = $5,
                  session_expires_at = $6, version = version + 1, record = $7
@@ -696,6 +800,7 @@ impl Store for PostgresStore {
                 &row_version(&current.version),
             ],
             audit,
+            &revoked,
         )
         .await
     }
@@ -726,6 +831,14 @@ impl Store for PostgresStore {
             changed.insert(id, exp);
         }
         head.append(&tx, audit).await?;
+        let revoked: Vec<Change> = changed
+            .iter()
+            .map(|(id, exp)| Change::SessionRevoked {
+                session_id: id.clone(),
+                expires_at: *exp,
+            })
+            .collect();
+        head.note(&tx, &revoked).await?;
         tx.commit().await.map_err(pg)?;
         // In the order asked, as the embedded backend returns them.
         Ok(ids
@@ -829,13 +942,24 @@ impl Store for PostgresStore {
         .await
         .map_err(pg)?;
         head.append(&tx, audit).await?;
+        let changed = Change::Identity {
+            name: stored.name.clone(),
+        };
+        head.note(&tx, &[changed]).await?;
         tx.commit().await.map_err(pg)?;
         Ok(stored)
     }
 
     async fn delete_identity(&self, name: &str, audit: AuditEntry) -> StoreResult<bool> {
         let swap = self
-            .swap("DELETE FROM identities WHERE name = $1", &[&name], audit)
+            .swap(
+                "DELETE FROM identities WHERE name = $1",
+                &[&name],
+                audit,
+                &[Change::Identity {
+                    name: name.to_owned(),
+                }],
+            )
             .await?;
         Ok(swap == Swap::Done)
     }
@@ -876,6 +1000,10 @@ impl Store for PostgresStore {
             .try_get(0)
             .map_err(pg)?;
         head.append(&tx, audit).await?;
+        let revoked = Change::CertRevoked {
+            serial: serial.to_owned(),
+        };
+        head.note(&tx, &[revoked]).await?;
         tx.commit().await.map_err(pg)?;
         Ok(RevokedCert {
             serial: serial.to_owned(),
@@ -898,10 +1026,8 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(pg)?;
-        let head = match audit {
-            Some(audit) => Some((Head::lock(&tx).await?, audit)),
-            None => None,
-        };
+        // Locked audited or not: the change's position needs it.
+        let mut head = Head::lock(&tx).await?;
         for r in records {
             tx.execute(
                 "INSERT INTO signing_keys (kid, record) VALUES ($1, $2)
@@ -911,16 +1037,25 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         }
-        if let Some((mut head, audit)) = head {
+        if let Some(audit) = audit {
             head.append(&tx, audit).await?;
         }
+        head.note(&tx, &[Change::SigningKeys]).await?;
         tx.commit().await.map_err(pg)
     }
 
     async fn delete_signing_keys(&self, kids: &[String]) -> StoreResult<()> {
-        self.forget("DELETE FROM signing_keys WHERE kid = ANY($1)", kids)
+        if kids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let head = Head::lock(&tx).await?;
+        tx.execute("DELETE FROM signing_keys WHERE kid = ANY($1)", &[&kids])
             .await
-            .map(drop)
+            .map_err(pg)?;
+        head.note(&tx, &[Change::SigningKeys]).await?;
+        tx.commit().await.map_err(pg)
     }
 
     async fn append_audit(&self, entry: AuditEntry, durable: bool) -> StoreResult<()> {
@@ -1003,6 +1138,131 @@ impl Store for PostgresStore {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(gone)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn change_position(&self) -> StoreResult<u64> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                "SELECT COALESCE(MAX(position), (SELECT pruned_through FROM change_feed))
+                 FROM changes",
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        let position: i64 = row.try_get(0).map_err(pg)?;
+        Ok(u64::try_from(position).unwrap_or(0))
+    }
+
+    async fn changes_after(&self, after: u64, limit: usize) -> StoreResult<ChangePage> {
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(
+                "SELECT f.pruned_through, c.position, c.change FROM change_feed f
+                 LEFT JOIN LATERAL (
+                     SELECT position, change FROM changes WHERE position > $1
+                     ORDER BY position LIMIT $2
+                 ) c ON TRUE",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = conn
+            .query(
+                &stmt,
+                &[
+                    &i64::try_from(after).unwrap_or(i64::MAX),
+                    &i64::try_from(limit.max(1)).unwrap_or(i64::MAX),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        let mut page = ChangePage::empty(after);
+        for row in &rows {
+            let pruned: i64 = row.try_get(0).map_err(pg)?;
+            page.gap = u64::try_from(pruned).unwrap_or(0) > after;
+            let Some(position) = row.try_get::<_, Option<i64>>(1).map_err(pg)? else {
+                continue;
+            };
+            let value: serde_json::Value = row.try_get(2).map_err(pg)?;
+            let change = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+                what: "change",
+                message: e.to_string(),
+            })?;
+            let position = u64::try_from(position).unwrap_or(0);
+            page.position = position;
+            page.changes.push((position, change));
+        }
+        Ok(page)
+    }
+
+    async fn wait_for_change(&self, timeout: Duration) -> StoreResult<()> {
+        let signal = {
+            let mut listener = self.listener.lock().await;
+            match listener.as_ref() {
+                Some(l) if l.alive() => l.signal(),
+                _ => {
+                    let l = listen::Listener::start(&self.config, self.tls.as_ref()).await?;
+                    let signal = l.signal();
+                    *listener = Some(l);
+                    signal
+                }
+            }
+        };
+        // Woken or not, the caller reads the feed next.
+        let _ = tokio::time::timeout(timeout, signal.notified()).await;
+        Ok(())
+    }
+
+    async fn prune_changes(&self, keep: usize) -> StoreResult<usize> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(pg)?;
+        let rows = tx
+            .query(
+                "DELETE FROM changes
+                 WHERE position <= (SELECT MAX(position) FROM changes) - $1
+                 RETURNING position",
+                &[&i64::try_from(keep).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(pg)?;
+        let mut through = 0i64;
+        for r in &rows {
+            through = through.max(r.try_get(0).map_err(pg)?);
+        }
+        if !rows.is_empty() {
+            tx.execute(
+                "UPDATE change_feed SET pruned_through = GREATEST(pruned_through, $1)",
+                &[&through],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(rows.len())
+    }
+
+    async fn begin_startup(&self) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&schema::STARTUP_LOCK])
+            .await
+            .map_err(pg)?;
+        *self.startup.lock().await = Some(conn);
+        Ok(())
+    }
+
+    async fn end_startup(&self) {
+        if let Some(conn) = self.startup.lock().await.take() {
+            // Never back to the pool: closing the connection releases the
+            // lock whatever happens to the unlock.
+            let client = Object::take(conn);
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&schema::STARTUP_LOCK])
+                .await;
+        }
     }
 
     async fn flush(&self) -> StoreResult<()> {

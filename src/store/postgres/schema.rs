@@ -9,7 +9,10 @@
 //! `audit` holds the chain (seq → record); the one row of `audit_head` is
 //! its head (next seq, last hash) and the anchor of pruning, and every
 //! audited write locks it first, which orders the chain across
-//! connections and replicas.
+//! connections and replicas. `changes` is the feed replicas follow
+//! (position → what changed); every write adding to it holds the same
+//! lock, so positions are in commit order and a reader never sees a later
+//! one before an earlier one commits.
 
 use tokio_postgres::Client;
 
@@ -17,6 +20,10 @@ use crate::store::{StoreError, StoreResult};
 
 /// The advisory lock migrations run under ("mcp_auth" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6d63_705f_6175_7468;
+
+/// The advisory lock a replica holds while it starts (creating the first
+/// signing key and the primary API key): "mcp_star".
+pub(super) const STARTUP_LOCK: i64 = 0x6d63_705f_7374_6172;
 
 /// The schema, one step per version: `MIGRATIONS[i]` takes a database from
 /// version `i` to `i + 1`. Steps are only ever appended.
@@ -105,6 +112,20 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO audit_head (next_seq, last_hash, anchor_seq, anchor_hash)
         VALUES (1, '', 0, '');
+    ",
+    // 2: the change feed replicas follow (`changes`, in commit order: every
+    // write that adds to it holds the audit head's lock), and how far it
+    // was pruned.
+    "
+    CREATE TABLE changes (
+        position BIGSERIAL PRIMARY KEY,
+        change JSONB NOT NULL
+    );
+    CREATE TABLE change_feed (
+        one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+        pruned_through BIGINT NOT NULL
+    );
+    INSERT INTO change_feed (pruned_through) VALUES (0);
     ",
 ];
 

@@ -180,7 +180,7 @@ async fn an_unreachable_database_is_an_error_not_a_hang() {
     let err = PostgresStore::open(&format!("postgres://postgres@127.0.0.1:{port}/x"))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
 }
 
 #[tokio::test]

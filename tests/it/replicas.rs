@@ -1,0 +1,399 @@
+//! Three replicas on one PostgreSQL database, each a real `mcp-auth serve`
+//! process with a data directory of its own: what one replica writes, the
+//! others enforce within a second (the tests measure it), races between
+//! replicas have one winner, and a key rotation on one is what the JWKS
+//! of another serves.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mcp_auth::pb;
+use mcp_auth::store::postgres::test_db::TestDatabase;
+use tonic::transport::Channel;
+
+use crate::common::{Spawned, assert_status, authed, connect, spawn_binary_with, strings};
+
+/// How soon a change made on one replica must be enforced by the others.
+pub const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
+
+/// One replica: the process, its data directory and a channel to it.
+pub struct Replica {
+    pub process: Spawned,
+    pub dir: tempfile::TempDir,
+    pub channel: Channel,
+}
+
+impl Replica {
+    /// Starts a replica on the database `url` with `extra` arguments. The
+    /// first replica of a database creates the primary key; the others'
+    /// TLS material is copied from `tls_from` so one CA serves all.
+    pub async fn start(url: &str, tls_from: Option<&Path>, extra: &[&str]) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(from) = tls_from {
+            let to = dir.path().join("tls");
+            std::fs::create_dir_all(&to).unwrap();
+            for entry in std::fs::read_dir(from.join("tls")).unwrap() {
+                let entry = entry.unwrap();
+                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+            }
+        }
+        Replica::start_in(url, dir, extra).await
+    }
+
+    /// Starts a replica on the database `url` in data directory `dir`.
+    pub async fn start_in(url: &str, dir: tempfile::TempDir, extra: &[&str]) -> Replica {
+        let mut args = vec!["--store", url];
+        args.extend_from_slice(extra);
+        let process = spawn_binary_with(dir.path(), &args).await;
+        let channel = connect(&process.url, &dir.path().join("tls/ca.pem")).await;
+        Replica {
+            process,
+            dir,
+            channel,
+        }
+    }
+
+    pub fn tokens(&self) -> pb::token_service_client::TokenServiceClient<Channel> {
+        pb::token_service_client::TokenServiceClient::new(self.channel.clone())
+    }
+
+    pub fn keys(&self) -> pb::api_key_service_client::ApiKeyServiceClient<Channel> {
+        pb::api_key_service_client::ApiKeyServiceClient::new(self.channel.clone())
+    }
+
+    /// CreateApiKey with `scopes`: (key id, secret).
+    pub async fn create_key(&self, admin: &str, scopes: &[&str]) -> (String, String) {
+        let created = self
+            .keys()
+            .create_api_key(authed(
+                pb::CreateApiKeyRequest {
+                    name: "replica-test".to_owned(),
+                    scopes: strings(scopes),
+                    expires_at: 0,
+                    rate_limit: None,
+                },
+                admin,
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        (created.api_key.unwrap().key_id, created.secret)
+    }
+
+    /// CreateSession for `subject` as `backend`.
+    pub async fn session(
+        &self,
+        backend: &str,
+        subject: &str,
+    ) -> Result<pb::Session, tonic::Status> {
+        self.tokens()
+            .create_session(authed(
+                pb::CreateSessionRequest {
+                    subject: subject.to_owned(),
+                    scopes: strings(&["tools:read"]),
+                    audience: "aud".to_owned(),
+                    ttl_seconds: 0,
+                    session_lifetime_seconds: 0,
+                },
+                backend,
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// VerifyToken of `token` as `verifier`.
+    pub async fn verify(
+        &self,
+        verifier: &str,
+        token: &str,
+    ) -> Result<pb::VerifyTokenResponse, tonic::Status> {
+        self.tokens()
+            .verify_token(authed(
+                pb::VerifyTokenRequest {
+                    token: token.to_owned(),
+                    audience: String::new(),
+                    required_scopes: vec![],
+                    client_address: String::new(),
+                },
+                verifier,
+            ))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// GetJwks.
+    pub async fn jwks(&self) -> String {
+        self.tokens()
+            .get_jwks(tonic::Request::new(pb::GetJwksRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .jwks_json
+    }
+}
+
+/// Three replicas on a fresh database; the primary key (made by the
+/// first).
+async fn three_replicas(db: &TestDatabase) -> ([Replica; 3], String) {
+    let a = Replica::start(db.url(), None, &[]).await;
+    let primary = a
+        .process
+        .primary
+        .clone()
+        .expect("the first replica makes the primary key");
+    let b = Replica::start(db.url(), Some(a.dir.path()), &[]).await;
+    let c = Replica::start(db.url(), Some(a.dir.path()), &[]).await;
+    assert!(b.process.primary.is_none() && c.process.primary.is_none());
+    ([a, b, c], primary)
+}
+
+/// Waits until `check` holds, up to five times `PROPAGATION_BOUND`;
+/// returns how long it took (the caller asserts the bound, so a slow
+/// propagation fails with its figure rather than a timeout).
+pub async fn time_until<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < PROPAGATION_BOUND * 5,
+            "{what}: still not seen after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn what_one_replica_writes_the_others_enforce_within_a_second() {
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ([a, b, c], primary) = three_replicas(&db).await;
+
+    // A key created on A authenticates on B and C.
+    let (_, backend) = a
+        .create_key(&primary, &["sessions:create", "tools:read"])
+        .await;
+    let (verifier_id, verifier) = a
+        .create_key(&primary, &["tokens:verify", "sessions:revoke"])
+        .await;
+    for r in [&b, &c] {
+        let took = time_until("a new API key on another replica", || async {
+            r.session(&backend, "probe").await.is_ok()
+        })
+        .await;
+        assert!(took < PROPAGATION_BOUND, "a new API key took {took:?}");
+    }
+
+    // A session created on A verifies on B and C.
+    let s = a.session(&backend, "alice").await.unwrap();
+    for r in [&b, &c] {
+        let v = r.verify(&verifier, &s.access_token).await.unwrap();
+        assert!(v.active, "{v:?}");
+    }
+
+    // Revoked on B: refused on A and C within the bound.
+    b.tokens()
+        .revoke_session(authed(
+            pb::RevokeSessionRequest {
+                session_id: s.session_id.clone(),
+            },
+            &verifier,
+        ))
+        .await
+        .unwrap();
+    for (name, r) in [("A", &a), ("C", &c)] {
+        let took = time_until("a revoked session", || async {
+            let v = r.verify(&verifier, &s.access_token).await.unwrap();
+            v.reason() == pb::TokenReason::Revoked
+        })
+        .await;
+        assert!(took < PROPAGATION_BOUND, "replica {name} took {took:?}");
+        eprintln!("session revoked on B, refused on {name} after {took:?}");
+    }
+
+    // An API key revoked on C: refused on A and B within the bound.
+    c.keys()
+        .revoke_api_key(authed(
+            pb::RevokeApiKeyRequest {
+                key_id: verifier_id,
+                cascade: None,
+            },
+            &primary,
+        ))
+        .await
+        .unwrap();
+    for (name, r) in [("A", &a), ("B", &b)] {
+        let took = time_until("a revoked API key", || async {
+            match r.verify(&verifier, &s.access_token).await {
+                Err(status) => {
+                    assert_status(&status, tonic::Code::Unauthenticated, "API_KEY_REVOKED");
+                    true
+                }
+                Ok(_) => false,
+            }
+        })
+        .await;
+        assert!(took < PROPAGATION_BOUND, "replica {name} took {took:?}");
+        eprintln!("API key revoked on C, refused on {name} after {took:?}");
+    }
+}
+
+/// Sends one refresh token to A and B at once; returns (winner, loser).
+async fn race(a: &Replica, b: &Replica, token: &str) -> (pb::Session, tonic::Status) {
+    let refresh = |r: &Replica| {
+        let mut client = r.tokens();
+        let token = token.to_owned();
+        async move {
+            client
+                .refresh_session(pb::RefreshSessionRequest {
+                    refresh_token: token,
+                    scopes: vec![],
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    match tokio::join!(refresh(a), refresh(b)) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("not exactly one winner: {other:?}"),
+    }
+}
+
+/// With the default (no grace for a repeated refresh), the loser of the
+/// race is reuse: the session is revoked, on every replica.
+#[tokio::test]
+async fn one_refresh_token_sent_to_two_replicas_at_once_has_one_winner() {
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ([a, b, c], primary) = three_replicas(&db).await;
+    for round in 0..5 {
+        let s = a
+            .session(&primary, &format!("racer-{round}"))
+            .await
+            .unwrap();
+        let (winner, loser) = race(&a, &b, &s.refresh_token).await;
+        assert_status(&loser, tonic::Code::Unauthenticated, "REFRESH_TOKEN_REUSED");
+        for r in [&a, &b, &c] {
+            let took = time_until("the reused session revoked", || async {
+                let v = r.verify(&primary, &winner.access_token).await.unwrap();
+                v.reason() == pb::TokenReason::Revoked
+            })
+            .await;
+            assert!(took < PROPAGATION_BOUND, "took {took:?}");
+        }
+    }
+}
+
+/// With a grace window, the loser is refused without harm and the
+/// winner's line goes on, on any replica.
+#[tokio::test]
+async fn within_the_grace_window_the_loser_of_a_race_is_refused_without_harm() {
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let grace = ["--refresh-reuse-grace-seconds", "5"];
+    let a = Replica::start(db.url(), None, &grace).await;
+    let primary = a.process.primary.clone().unwrap();
+    let b = Replica::start(db.url(), Some(a.dir.path()), &grace).await;
+    for round in 0..5 {
+        let s = a
+            .session(&primary, &format!("racer-{round}"))
+            .await
+            .unwrap();
+        let (winner, loser) = race(&a, &b, &s.refresh_token).await;
+        assert_status(
+            &loser,
+            tonic::Code::Unauthenticated,
+            "REFRESH_TOKEN_INVALID",
+        );
+        let v = b.verify(&primary, &winner.access_token).await.unwrap();
+        assert!(v.active, "{v:?}");
+        b.tokens()
+            .refresh_session(pb::RefreshSessionRequest {
+                refresh_token: winner.refresh_token.clone(),
+                scopes: vec![],
+            })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_key_rotation_on_one_replica_is_in_the_jwks_of_another() {
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ([a, b, c], primary) = three_replicas(&db).await;
+    let rotated = pb::key_service_client::KeyServiceClient::new(c.channel.clone())
+        .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &primary))
+        .await
+        .unwrap()
+        .into_inner();
+    let took = time_until("the rotated key in A's JWKS", || async {
+        a.jwks().await.contains(&rotated.kid)
+    })
+    .await;
+    assert!(took < PROPAGATION_BOUND, "A's JWKS took {took:?}");
+
+    // A token from C, signed with the new key, verifies offline with the
+    // JWKS from A; so does one A issues now (A signs with it too).
+    let from_c = c.session(&primary, "alice").await.unwrap();
+    let iss = mcp_auth_token::vouched_claims(&from_c.access_token)
+        .unwrap()
+        .iss;
+    let jwks = mcp_auth_token::JwkSet::from_json(&a.jwks().await, &[iss.as_str()]).unwrap();
+    assert!(jwks.contains(&rotated.kid) && jwks.contains(&rotated.previous_kid));
+    let claims = jwks.verify(&from_c.access_token).unwrap();
+    assert_eq!(claims.sub, "alice");
+    let from_a = a.session(&primary, "bob").await.unwrap();
+    assert_eq!(
+        kid_of(&from_a.access_token),
+        rotated.kid,
+        "A signs with the new key"
+    );
+    jwks.verify(&from_a.access_token).unwrap();
+    let from_b = b.session(&primary, "carol").await.unwrap();
+    assert_eq!(kid_of(&from_b.access_token), rotated.kid, "so does B");
+}
+
+/// The `kid` in a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
+
+/// Replicas started at the same moment on an empty database make one
+/// signing key and one primary key between them.
+#[tokio::test]
+async fn replicas_starting_together_make_one_primary_key_and_one_signing_key() {
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (a, b, c) = tokio::join!(
+        Replica::start(db.url(), None, &[]),
+        Replica::start(db.url(), None, &[]),
+        Replica::start(db.url(), None, &[]),
+    );
+    let primaries: Vec<&String> = [&a, &b, &c]
+        .into_iter()
+        .filter_map(|r| r.process.primary.as_ref())
+        .collect();
+    assert_eq!(primaries.len(), 1, "one replica made the primary key");
+    let jwks: serde_json::Value = serde_json::from_str(&a.jwks().await).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
+    assert_eq!(a.jwks().await, b.jwks().await);
+    assert_eq!(a.jwks().await, c.jwks().await);
+}
