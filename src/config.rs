@@ -130,6 +130,12 @@ pub struct Settings {
     /// `data_dir` (the default), or a `postgres://` URL (`sslmode=require`
     /// for TLS to the database), for several replicas on one database.
     pub store: Option<Secret>,
+    /// The key-ring key: a file holding the base64 of 32 random bytes
+    /// (`mcp-auth store keygen FILE` makes one), mode 0600, with which the
+    /// PostgreSQL store seals the signing keys' private parts; every
+    /// replica of one database needs the same file. Required with a
+    /// `postgres://` store, refused with `sled`. Default none.
+    pub store_key_file: Option<PathBuf>,
     /// Address to listen on. Default `127.0.0.1:50051`.
     pub listen: Option<SocketAddr>,
     /// Address the HTTP listener (OAuth metadata, JWKS, token endpoint)
@@ -307,6 +313,7 @@ impl Settings {
         Settings {
             data_dir: top.data_dir.or(self.data_dir),
             store: top.store.or(self.store),
+            store_key_file: top.store_key_file.or(self.store_key_file),
             listen: top.listen.or(self.listen),
             http_listen: top.http_listen.or(self.http_listen),
             tls_cert: top.tls_cert.or(self.tls_cert),
@@ -418,6 +425,8 @@ pub struct Config {
     /// Where the store lives (the data directory's embedded database by
     /// default).
     pub store: crate::store::Location,
+    /// The key-ring key's file: set exactly when `store` is PostgreSQL.
+    pub store_key_file: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Address the HTTP listener listens on.
@@ -790,6 +799,24 @@ impl Config {
                 message: "only the data directory's store has it; a database's durability is its synchronous_commit".to_owned(),
             });
         }
+        // Refused with sled rather than ignored: whoever sets it expects
+        // the signing keys sealed, and the embedded store keeps them in
+        // the data directory (mode 0700) unsealed.
+        match (&store, &s.store_key_file) {
+            (crate::store::Location::Postgres(_), None) => {
+                return Err(ConfigError::Invalid {
+                    field: "store_key_file",
+                    message: crate::store::ring_key::MISSING.to_owned(),
+                });
+            }
+            (crate::store::Location::DataDir, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    field: "store_key_file",
+                    message: "only the PostgreSQL store uses it; the embedded store (sled) keeps the signing keys in the data directory, unsealed: remove it, or set store to a postgres:// URL".to_owned(),
+                });
+            }
+            _ => {}
+        }
         let login_url = match s.login_url {
             None => None,
             Some(url) => Some(check_login_url(&url).map(|()| url).map_err(|message| {
@@ -811,6 +838,7 @@ impl Config {
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             store,
+            store_key_file: s.store_key_file,
             listen,
             http_listen,
             tls,
@@ -1107,16 +1135,33 @@ mod tests {
             Location::DataDir
         );
         let url = "postgres://mcp:s3cret@db.example:5432/mcp_auth?sslmode=require";
-        let file = Settings::from_toml(&format!("store = \"{url}\"\n")).unwrap();
+        let file = Settings::from_toml(&format!(
+            "store = \"{url}\"\nstore_key_file = \"/etc/mcp-auth/store.key\"\n"
+        ))
+        .unwrap();
         assert!(!format!("{file:?}").contains("s3cret"), "{file:?}");
         let c = Config::from_settings(file.clone()).unwrap();
         assert_eq!(c.store, Location::Postgres(url.to_owned()));
+        assert_eq!(
+            c.store_key_file.as_deref(),
+            Some(Path::new("/etc/mcp-auth/store.key"))
+        );
         assert!(!format!("{c:?}").contains("s3cret"), "{c:?}");
         // A flag (or MCP_AUTH_STORE) over the file.
         let flags = Settings {
             store: Some(Secret::new("sled")),
+            store_key_file: None,
             ..Settings::default()
         };
+        // The file's key file stays, and sled refuses it.
+        let err = Config::from_settings(file.clone().over(flags.clone())).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid setting store_key_file: only the PostgreSQL store uses it"),
+            "{err}"
+        );
+        let mut file = file;
+        file.store_key_file = None;
         let c = Config::from_settings(file.over(flags)).unwrap();
         assert_eq!(c.store, Location::DataDir);
         for bad in [
@@ -1135,6 +1180,7 @@ mod tests {
         }
         let err = Config::from_settings(Settings {
             store: Some(Secret::new(url)),
+            store_key_file: Some(PathBuf::from("store.key")),
             unsafe_no_fsync: Some(true),
             ..Settings::default()
         })
@@ -1143,6 +1189,38 @@ mod tests {
             err.to_string()
                 .starts_with("invalid setting unsafe_no_fsync: "),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_postgres_store_needs_a_key_file_and_sled_refuses_one() {
+        let pg = Settings {
+            store: Some(Secret::new("postgres://mcp@db.example/mcp_auth")),
+            ..Settings::default()
+        };
+        let err = Config::from_settings(pg.clone()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid setting store_key_file: the PostgreSQL store needs"),
+            "{err}"
+        );
+        assert!(err.contains("mcp-auth store keygen"), "{err}");
+        let keyed = pg.over(Settings {
+            store_key_file: Some(PathBuf::from("/run/secrets/store.key")),
+            ..Settings::default()
+        });
+        let c = Config::from_settings(keyed).unwrap();
+        assert_eq!(
+            c.store_key_file,
+            Some(PathBuf::from("/run/secrets/store.key"))
+        );
+        let file = Settings::from_toml("store_key_file = \"store.key\"\n").unwrap();
+        let err = Config::from_settings(file).unwrap_err().to_string();
+        assert!(err.contains("unsealed"), "{err}");
+        assert!(
+            Config::from_settings(Settings::default())
+                .unwrap()
+                .store_key_file
+                .is_none()
         );
     }
 

@@ -67,8 +67,10 @@
 //!   sides share ([`store::model`]), the conformance suite every backend
 //!   runs, and the backends: [`store::sled`], embedded, the default for one
 //!   process; [`store::postgres`], a PostgreSQL database several replicas
-//!   share (tokio-postgres, a deadpool pool, embedded migrations). Only
-//!   this folder names a storage engine.
+//!   share (tokio-postgres, a deadpool pool, embedded migrations; its
+//!   signing keys sealed in `postgres::seal` with the key-ring key of
+//!   [`store::ring_key`], read from `store_key_file`). Only this folder
+//!   names a storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.
 //! - [`tls`]: server certificates, including the generated development CA;

@@ -11,7 +11,7 @@
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
 //! `identity`, `client`, `user`, `cert`, `signing_key`, `audit`, `whoami`,
-//! `bench`), all of
+//! `store`, `bench`), all of
 //! them reach the server through [`crate::grpc::client::Client`] and print
 //! through one output layer (`output`).
 
@@ -38,6 +38,7 @@ mod output;
 mod serve;
 mod session;
 mod signing_key;
+mod store;
 mod token;
 mod user;
 mod whoami;
@@ -184,6 +185,10 @@ pub enum Command {
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Offline commands on the store: make the key that seals the
+    /// signing keys in a PostgreSQL store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Load a running server and report RPC/s, latency and errors (needs
     /// an admin key in MCP_AUTH_API_KEY to set up).
     Bench(bench::BenchArgs),
@@ -269,6 +274,22 @@ pub enum AuditCommand {
         /// Data directory of a stopped server.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+/// `mcp-auth store ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Write a new key-ring key to FILE (mode 0600): 32 random bytes,
+    /// base64, for store_key_file. Every replica on one database needs
+    /// the same file.
+    Keygen {
+        /// The file to write.
+        file: PathBuf,
+        /// Overwrite an existing file (the signing keys sealed with the
+        /// old key then cannot be opened).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -744,6 +765,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::User(cmd) => user::run(cmd, opts, &out).await,
         Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
         Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
+        Command::Store(cmd) => store::run(cmd, &out),
         Command::Bench(args) => bench::run(args, opts).await,
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =

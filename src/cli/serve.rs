@@ -28,6 +28,12 @@ pub struct ServeArgs {
     /// postgres:// URL [default: sled].
     #[arg(long, env = "MCP_AUTH_STORE", hide_env_values = true, value_parser = parse_secret)]
     store: Option<crate::secret::Secret>,
+    /// The key-ring key's file (base64 of 32 bytes, mode 0600; make one
+    /// with `mcp-auth store keygen FILE`), which seals the signing keys
+    /// in a postgres:// store; the same file on every replica [required
+    /// with postgres://].
+    #[arg(long, env = "MCP_AUTH_STORE_KEY_FILE")]
+    store_key_file: Option<PathBuf>,
     /// Listen address of gRPC [default: 127.0.0.1:50051].
     #[arg(long, env = "MCP_AUTH_LISTEN")]
     listen: Option<SocketAddr>,
@@ -192,6 +198,7 @@ impl ServeArgs {
         Settings {
             data_dir: self.data_dir.clone(),
             store: self.store.clone(),
+            store_key_file: self.store_key_file.clone(),
             listen: self.listen,
             http_listen: self.http_listen,
             tls_cert: self.tls_cert.clone(),

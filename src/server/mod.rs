@@ -144,7 +144,13 @@ impl Server {
         } else {
             Durability::Durable
         };
-        let store = crate::store::open_location(&config.store, data_dir, durability).await?;
+        let store = crate::store::open_location(
+            &config.store,
+            config.store_key_file.as_deref(),
+            data_dir,
+            durability,
+        )
+        .await?;
         let (core, primary_key) = Core::open(store, clock, &config).await?;
         if let Some(secret) = &primary_key {
             let path = data_dir.join(PRIMARY_KEY_FILE);

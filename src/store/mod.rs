@@ -19,6 +19,7 @@
 pub mod changes;
 pub mod model;
 pub mod postgres;
+pub mod ring_key;
 pub mod sled;
 
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use model::{
     RateLimit, RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg,
     SigningKeyRecord, Standing, Swap, UserRecord, Version, Versioned,
 };
+pub use ring_key::{RingKey, RingKeyError};
 
 /// Storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,13 @@ pub enum StoreError {
         /// The newest this binary knows.
         known: i64,
     },
+    /// The key-ring key (`store_key_file`) is missing or cannot be read.
+    #[error(transparent)]
+    RingKey(#[from] RingKeyError),
+    /// The database's signing keys do not open with the key-ring key
+    /// given: it is another replica's, or the rows were altered.
+    #[error("the signing keys in the database cannot be opened with this store_key_file: {0}")]
+    Unsealable(String),
 }
 
 /// Shorthand for a storage result.
@@ -449,30 +458,39 @@ impl std::fmt::Debug for Location {
 
 /// Opens the store `location` names: the data directory's embedded
 /// database (with `durability`), or a PostgreSQL database (whose
-/// durability is the server's `synchronous_commit`).
+/// durability is the server's `synchronous_commit`), its signing keys
+/// sealed with the key-ring key in `store_key_file` (which the embedded
+/// database does not use).
 ///
 /// # Errors
-/// As [`open`] or [`open_postgres`].
+/// As [`open`] or [`open_postgres`]; for PostgreSQL also
+/// [`StoreError::RingKey`] when `store_key_file` is `None` or cannot be
+/// read.
 pub async fn open_location(
     location: &Location,
+    store_key_file: Option<&std::path::Path>,
     dir: &std::path::Path,
     durability: Durability,
 ) -> StoreResult<std::sync::Arc<dyn Store>> {
     match location {
         Location::DataDir => open(dir, durability),
-        Location::Postgres(url) => open_postgres(url).await,
+        Location::Postgres(url) => {
+            let key = RingKey::from_file(store_key_file.ok_or(RingKeyError::Missing)?)?;
+            open_postgres(url, key).await
+        }
     }
 }
 
 /// Opens the store in a PostgreSQL database (`postgres://…`, TLS to it
-/// with `sslmode=require`), migrating its schema to this binary's first.
+/// with `sslmode=require`), migrating its schema to this binary's first;
+/// `ring_key` seals and opens the signing keys' private parts.
 ///
 /// # Errors
 /// The URL does not parse, the database cannot be reached, a migration
 /// fails, or the schema is newer than this binary
 /// ([`StoreError::SchemaTooNew`]).
-pub async fn open_postgres(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
-    self::postgres::open(url).await
+pub async fn open_postgres(url: &str, ring_key: RingKey) -> StoreResult<std::sync::Arc<dyn Store>> {
+    self::postgres::open(url, ring_key).await
 }
 
 /// Rewrites audit record `seq` of a stopped server's data directory in

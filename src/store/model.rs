@@ -491,7 +491,8 @@ pub struct RevokedCert {
 
 /// A stored signing key, private part included. Lives only in the store,
 /// which keeps it from other users (the sled backend's directory is mode
-/// 0700).
+/// 0700; the PostgreSQL backend stores the private part sealed with the
+/// key-ring key, never in clear).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SigningKeyRecord {
     /// The RFC 7638 thumbprint of its public key.

@@ -10,6 +10,7 @@ use mcp_auth::config::TlsMode;
 use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb::api_key_service_client::ApiKeyServiceClient;
 use mcp_auth::pb::token_service_client::TokenServiceClient;
+use mcp_auth::store::Location;
 use mcp_auth::{Clock, Config, Listeners, Server, pb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
@@ -18,6 +19,10 @@ use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Status};
 use tonic_types::StatusExt;
+
+/// The key-ring key file the harness makes in the data directory of a
+/// server on PostgreSQL.
+pub const STORE_KEY_FILE: &str = "store.key";
 
 /// A running server with its data directory and clock.
 pub struct TestServer {
@@ -94,6 +99,17 @@ impl TestServer {
     ) -> Self {
         let mut config = Config::for_test(dir.path()).unwrap();
         tweak(&mut config);
+        // A server on PostgreSQL seals its signing keys with a key-ring
+        // key: unless the test names one, `store.key` in its data
+        // directory, made on first start (a second replica on the same
+        // database copies the first's).
+        if matches!(config.store, Location::Postgres(_)) && config.store_key_file.is_none() {
+            let path = dir.path().join(STORE_KEY_FILE);
+            if !path.exists() {
+                mcp_auth::store::ring_key::keygen(&path, false).unwrap();
+            }
+            config.store_key_file = Some(path);
+        }
         let (server, created) = open(&config, &clock).await;
         let created_primary = created.is_some();
         let primary = created.unwrap_or_else(|| {

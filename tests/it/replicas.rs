@@ -11,7 +11,9 @@ use mcp_auth::pb;
 use mcp_auth::store::postgres::test_db::TestDatabase;
 use tonic::transport::Channel;
 
-use crate::common::{Spawned, assert_status, authed, connect, spawn_binary_with, strings};
+use crate::common::{
+    STORE_KEY_FILE, Spawned, assert_status, authed, connect, spawn_binary_with, strings,
+};
 
 /// How soon a change made on one replica must be enforced by the others.
 pub const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
@@ -25,24 +27,37 @@ pub struct Replica {
 
 impl Replica {
     /// Starts a replica on the database `url` with `extra` arguments. The
-    /// first replica of a database creates the primary key; the others'
-    /// TLS material is copied from `tls_from` so one CA serves all.
-    pub async fn start(url: &str, tls_from: Option<&Path>, extra: &[&str]) -> Replica {
+    /// first replica of a database (`from` none) creates the primary key
+    /// and the key-ring key (`store.key`); the others copy the key and the
+    /// TLS material from the first's directory `from`, so one CA serves
+    /// all.
+    pub async fn start(url: &str, from: Option<&Path>, extra: &[&str]) -> Replica {
         let dir = tempfile::tempdir().unwrap();
-        if let Some(from) = tls_from {
-            let to = dir.path().join("tls");
-            std::fs::create_dir_all(&to).unwrap();
-            for entry in std::fs::read_dir(from.join("tls")).unwrap() {
-                let entry = entry.unwrap();
-                std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        let key = dir.path().join(STORE_KEY_FILE);
+        match from {
+            // The others: the first's TLS material and key-ring key.
+            Some(from) => {
+                let to = dir.path().join("tls");
+                std::fs::create_dir_all(&to).unwrap();
+                for entry in std::fs::read_dir(from.join("tls")).unwrap() {
+                    let entry = entry.unwrap();
+                    std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+                }
+                std::fs::copy(from.join(STORE_KEY_FILE), &key).unwrap();
+            }
+            None => {
+                mcp_auth::store::ring_key::keygen(&key, false).unwrap();
             }
         }
         Replica::start_in(url, dir, extra).await
     }
 
-    /// Starts a replica on the database `url` in data directory `dir`.
+    /// Starts a replica on the database `url` in data directory `dir`
+    /// (which holds its `store.key`).
     pub async fn start_in(url: &str, dir: tempfile::TempDir, extra: &[&str]) -> Replica {
-        let mut args = vec!["--store", url];
+        let key = dir.path().join(STORE_KEY_FILE);
+        let key = key.to_str().unwrap().to_owned();
+        let mut args = vec!["--store", url, "--store-key-file", &key];
         args.extend_from_slice(extra);
         let process = spawn_binary_with(dir.path(), &args).await;
         let channel = connect(&process.url, &dir.path().join("tls/ca.pem")).await;
@@ -382,10 +397,21 @@ async fn replicas_starting_together_make_one_primary_key_and_one_signing_key() {
     let db = TestDatabase::create()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // One key-ring key for all three, as an operator would deploy it.
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    mcp_auth::store::ring_key::keygen(&dirs[0].path().join(STORE_KEY_FILE), false).unwrap();
+    for d in &dirs[1..] {
+        std::fs::copy(
+            dirs[0].path().join(STORE_KEY_FILE),
+            d.path().join(STORE_KEY_FILE),
+        )
+        .unwrap();
+    }
+    let mut dirs = dirs.into_iter();
     let (a, b, c) = tokio::join!(
-        Replica::start(db.url(), None, &[]),
-        Replica::start(db.url(), None, &[]),
-        Replica::start(db.url(), None, &[]),
+        Replica::start_in(db.url(), dirs.next().unwrap(), &[]),
+        Replica::start_in(db.url(), dirs.next().unwrap(), &[]),
+        Replica::start_in(db.url(), dirs.next().unwrap(), &[]),
     );
     let primaries: Vec<&String> = [&a, &b, &c]
         .into_iter()

@@ -14,6 +14,7 @@
 
 mod listen;
 mod schema;
+mod seal;
 #[doc(hidden)]
 pub mod test_db;
 
@@ -31,6 +32,7 @@ use tokio_postgres::config::SslMode;
 use tokio_rustls::rustls;
 
 use super::model::*;
+use super::ring_key::RingKey;
 use super::{Change, ChangePage, Store, StoreError, StoreResult};
 
 /// Connections the pool keeps at most.
@@ -56,6 +58,9 @@ pub struct PostgresStore {
     /// The connection holding the startup lock, between
     /// [`Store::begin_startup`] and [`Store::end_startup`].
     startup: tokio::sync::Mutex<Option<Object>>,
+    /// Seals the signing keys' private parts in `signing_keys` (see
+    /// `seal`).
+    ring_key: RingKey,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -239,12 +244,13 @@ fn tls() -> StoreResult<tokio_postgres_rustls::MakeRustlsConnect> {
 
 impl PostgresStore {
     /// Connects to the database `url` names (a `postgres://` URL or a
-    /// libpq key=value string) and brings its schema up to date.
+    /// libpq key=value string) and brings its schema up to date; the
+    /// signing keys' private parts are sealed with `ring_key`.
     ///
     /// # Errors
     /// The URL does not parse, the database cannot be reached, a
     /// migration fails, or [`StoreError::SchemaTooNew`].
-    pub async fn open(url: &str) -> StoreResult<Self> {
+    pub async fn open(url: &str, ring_key: RingKey) -> StoreResult<Self> {
         // The parser's message never repeats the URL (or its password).
         let mut config: tokio_postgres::Config = url
             .parse()
@@ -273,6 +279,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
         let store = PostgresStore {
             pool,
+            ring_key,
             config,
             tls,
             listener: tokio::sync::Mutex::new(None),
@@ -1012,11 +1019,15 @@ impl Store for PostgresStore {
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>> {
-        self.all(
-            "signing key",
-            "SELECT record FROM signing_keys ORDER BY kid",
-        )
-        .await
+        let rows: Vec<serde_json::Value> = self
+            .all(
+                "signing key",
+                "SELECT record FROM signing_keys ORDER BY kid",
+            )
+            .await?;
+        rows.into_iter()
+            .map(|row| seal::open(&self.ring_key, row))
+            .collect()
     }
 
     async fn put_signing_keys(
@@ -1032,7 +1043,7 @@ impl Store for PostgresStore {
             tx.execute(
                 "INSERT INTO signing_keys (kid, record) VALUES ($1, $2)
                  ON CONFLICT (kid) DO UPDATE SET record = $2",
-                &[&r.kid, &json(r)?],
+                &[&r.kid, &seal::seal(&self.ring_key, r)?],
             )
             .await
             .map_err(pg)?;
@@ -1276,12 +1287,13 @@ impl Store for PostgresStore {
     }
 }
 
-/// Opens the store in the PostgreSQL database `url` names.
+/// Opens the store in the PostgreSQL database `url` names, its signing
+/// keys sealed with `ring_key`.
 ///
 /// # Errors
 /// As [`PostgresStore::open`].
-pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    Ok(Arc::new(PostgresStore::open(url).await?))
+pub async fn open(url: &str, ring_key: RingKey) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(PostgresStore::open(url, ring_key).await?))
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ use crate::store::conformance;
 
 use super::test_db::{TestDatabase, connect};
 
-/// A database of its own for one test; dropped with it.
-struct TestDb(TestDatabase);
+/// A database of its own for one test, and its key-ring key; dropped
+/// with it.
+struct TestDb(TestDatabase, RingKey);
 
 impl TestDb {
     async fn create() -> Self {
@@ -22,11 +23,15 @@ impl TestDb {
             TestDatabase::create()
                 .await
                 .unwrap_or_else(|e| panic!("{e}")),
+            RingKey::generate().unwrap(),
         )
     }
 
+    /// The store on it, with its key-ring key (every replica's).
     async fn open(&self) -> PostgresStore {
-        PostgresStore::open(self.0.url()).await.unwrap()
+        PostgresStore::open(self.0.url(), self.1.clone())
+            .await
+            .unwrap()
     }
 
     /// A direct connection to the test's database.
@@ -146,7 +151,9 @@ async fn a_schema_newer_than_the_binary_is_refused() {
         .batch_execute("UPDATE schema_version SET version = 999")
         .await
         .unwrap();
-    let err = PostgresStore::open(db.0.url()).await.unwrap_err();
+    let err = PostgresStore::open(db.0.url(), db.1.clone())
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::SchemaTooNew { found: 999, known } if known == schema::known()),
         "{err}"
@@ -177,17 +184,23 @@ async fn an_unreachable_database_is_an_error_not_a_hang() {
         .local_addr()
         .unwrap()
         .port();
-    let err = PostgresStore::open(&format!("postgres://postgres@127.0.0.1:{port}/x"))
-        .await
-        .unwrap_err();
+    let err = PostgresStore::open(
+        &format!("postgres://postgres@127.0.0.1:{port}/x"),
+        RingKey::generate().unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
 }
 
 #[tokio::test]
 async fn a_url_that_does_not_parse_is_refused_without_repeating_it() {
-    let err = PostgresStore::open("postgres://u:s3cret@h/db?sslmode=sometimes")
-        .await
-        .unwrap_err();
+    let err = PostgresStore::open(
+        "postgres://u:s3cret@h/db?sslmode=sometimes",
+        RingKey::generate().unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
 
@@ -198,10 +211,139 @@ async fn a_url_that_does_not_parse_is_refused_without_repeating_it() {
 async fn sslmode_require_checks_the_servers_certificate() {
     let db = TestDb::create().await;
     let url = format!("{}?sslmode=require", db.0.url());
-    let err = PostgresStore::open(&url).await.unwrap_err();
+    let err = PostgresStore::open(&url, db.1.clone()).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("TLS handshake") && text.contains("certificate"),
         "{text}"
     );
+}
+
+/// A signing key with a private part that is easy to look for: 64 bytes
+/// of a pattern no encoding of the rest of the row contains.
+fn signing_key(kid: &str) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.to_owned(),
+        alg: SigningAlg::EdDSA,
+        private_pkcs8: (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xa5).collect(),
+        created_at: 1_700_000_000,
+        retired_at: None,
+    }
+}
+
+/// The row of `signing_keys` holds the key sealed: no `private_pkcs8`, and
+/// the private key's bytes nowhere in it, as bytes, hex or base64.
+#[tokio::test]
+async fn signing_keys_are_sealed_in_their_rows() {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+
+    let db = TestDb::create().await;
+    let store = db.open().await;
+    let key = signing_key("kid-sealed");
+    store
+        .put_signing_keys(
+            std::slice::from_ref(&key),
+            Some(conformance::entry("signing_key.rotated")),
+        )
+        .await
+        .unwrap();
+    let rows = db
+        .client()
+        .await
+        .query("SELECT kid, record, record::TEXT FROM signing_keys", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "kid-sealed");
+    let record: serde_json::Value = rows[0].get(1);
+    let text: String = rows[0].get(2);
+    assert!(record.get("private_pkcs8").is_none(), "{text}");
+    assert_eq!(record["seal"], "aes-256-gcm/v1", "{text}");
+    assert_eq!(record["kid"], "kid-sealed");
+    assert!(record["sealed_pkcs8"].is_string(), "{text}");
+    let der = &key.private_pkcs8;
+    assert!(
+        !text
+            .as_bytes()
+            .windows(der.len())
+            .any(|w| w == der.as_slice())
+    );
+    for encoded in [
+        STANDARD.encode(der),
+        STANDARD_NO_PAD.encode(der),
+        URL_SAFE_NO_PAD.encode(der),
+        crate::secret::hex(der),
+        // serde's own form of a Vec<u8>: a JSON array of numbers.
+        serde_json::to_string(der).unwrap(),
+    ] {
+        assert!(!text.contains(&encoded), "{text} holds {encoded}");
+    }
+    let sealed = STANDARD
+        .decode(record["sealed_pkcs8"].as_str().unwrap())
+        .unwrap();
+    assert!(!sealed.windows(der.len()).any(|w| w == der.as_slice()));
+
+    let read = store.signing_keys().await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].private_pkcs8, key.private_pkcs8, "opens again");
+}
+
+/// Another key-ring key reads none of the keys: the error says which
+/// setting, not a corrupt record.
+#[tokio::test]
+async fn another_ring_key_cannot_open_the_signing_keys() {
+    let db = TestDb::create().await;
+    db.open()
+        .await
+        .put_signing_keys(&[signing_key("kid-a")], None)
+        .await
+        .unwrap();
+    let other = PostgresStore::open(db.0.url(), RingKey::generate().unwrap())
+        .await
+        .unwrap();
+    let err = other.signing_keys().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unsealable(_)), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "the signing keys in the database cannot be opened with this store_key_file: "
+        ),
+        "{err}"
+    );
+    // The other replica's key still opens them.
+    assert_eq!(db.open().await.signing_keys().await.unwrap().len(), 1);
+}
+
+/// Whoever can write the table cannot plant a key: a row in clear, or a
+/// sealed key moved to another kid's row, is refused.
+#[tokio::test]
+async fn planted_or_moved_rows_are_refused() {
+    let db = TestDb::create().await;
+    let store = db.open().await;
+    store
+        .put_signing_keys(&[signing_key("kid-a"), signing_key("kid-b")], None)
+        .await
+        .unwrap();
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "UPDATE signing_keys SET record = (SELECT record FROM signing_keys WHERE kid = 'kid-a') || '{\"kid\": \"kid-b\"}'::JSONB WHERE kid = 'kid-b'",
+        )
+        .await
+        .unwrap();
+    let err = store.signing_keys().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unsealable(_)), "{err}");
+    assert!(err.to_string().contains("kid-b"), "{err}");
+
+    let clear = serde_json::to_value(signing_key("kid-b")).unwrap();
+    client
+        .execute(
+            "UPDATE signing_keys SET record = $1 WHERE kid = 'kid-b'",
+            &[&clear],
+        )
+        .await
+        .unwrap();
+    let err = store.signing_keys().await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("in clear"), "{err}");
 }
