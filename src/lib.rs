@@ -32,7 +32,7 @@
 //!   time, idle time; hyper and TLS for HTTP in `http_listener`), the
 //!   per-RPC layers, graceful shutdown of both.
 //! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
-//!   the client commands, and `bench`.
+//!   the client commands, `bench`, and `store migrate` (offline).
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
 //!   domain records and [`core::Error`] out. Who is calling (`authn`),
 //!   what they may do (`policy`), API keys, sessions and the refresh
@@ -67,8 +67,9 @@
 //!   sides share ([`store::model`]), the conformance suite every backend
 //!   runs, and the backends: [`store::sled`], embedded, the default for one
 //!   process; [`store::postgres`], a PostgreSQL database several replicas
-//!   share (tokio-postgres, a deadpool pool, embedded migrations). Only
-//!   this folder names a storage engine.
+//!   share (tokio-postgres, a deadpool pool, embedded migrations); and
+//!   [`store::migrate`], copying a stopped server's data directory into
+//!   an empty PostgreSQL database. Only this folder names a storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.
 //! - [`tls`]: server certificates, including the generated development CA;

@@ -11,7 +11,8 @@
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
 //! `identity`, `client`, `user`, `cert`, `signing_key`, `audit`, `whoami`,
-//! `bench`), all of
+//! `bench`, and `store`, which works offline on a stopped server's data
+//! directory), all of
 //! them reach the server through [`crate::grpc::client::Client`] and print
 //! through one output layer (`output`).
 
@@ -38,6 +39,7 @@ mod output;
 mod serve;
 mod session;
 mod signing_key;
+mod store;
 mod token;
 mod user;
 mod whoami;
@@ -187,6 +189,10 @@ pub enum Command {
     /// Load a running server and report RPC/s, latency and errors (needs
     /// an admin key in MCP_AUTH_API_KEY to set up).
     Bench(bench::BenchArgs),
+    /// Move a STOPPED server's store: copy its data directory into an
+    /// empty PostgreSQL database.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Create a new admin key in the data directory of a STOPPED server,
     /// when every admin key is lost or revoked. Prints the secret once.
     RecoverAdmin {
@@ -269,6 +275,33 @@ pub enum AuditCommand {
         /// Data directory of a stopped server.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+    },
+}
+
+/// `mcp-auth store ...`
+#[derive(Clone, Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the store of a STOPPED server's data directory (API keys,
+    /// sessions and their refresh tokens, identities, revoked
+    /// certificates, OAuth clients, users, consents, revoked tokens,
+    /// signing keys, the audit trail) into an empty PostgreSQL database,
+    /// then check the copy: the count of every kind of record, and the
+    /// audit chain. Refuses a database that holds anything.
+    Migrate {
+        /// Data directory of the stopped server.
+        #[arg(long, value_name = "DIR", env = "MCP_AUTH_DATA_DIR")]
+        from: PathBuf,
+        /// The database to copy into, a postgres:// URL; never printed
+        /// (it may carry a password, so MCP_AUTH_STORE keeps it out of
+        /// shell history).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "MCP_AUTH_STORE",
+            hide_env_values = true,
+            value_parser = serve::parse_secret
+        )]
+        to: crate::secret::Secret,
     },
 }
 
@@ -745,6 +778,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
         Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
         Command::Bench(args) => bench::run(args, opts).await,
+        Command::Store(cmd) => store::run(cmd, &out).await,
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;
