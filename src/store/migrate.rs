@@ -328,3 +328,178 @@ async fn count(store: &dyn Store, subjects: &BTreeSet<&str>) -> StoreResult<Coun
     }
     Ok(c)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::{self, entry, session};
+    use crate::store::model::{IdentityRecord, SigningAlg, SigningKeyRecord};
+    use crate::store::postgres::test_db::TestDatabase;
+
+    async fn database() -> TestDatabase {
+        TestDatabase::create()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn consent(subject: &str, client_id: &str) -> ConsentRecord {
+        ConsentRecord {
+            subject: subject.to_owned(),
+            client_id: client_id.to_owned(),
+            scopes: vec!["tools:read".to_owned()],
+            resources: vec!["https://mcp.example.com".to_owned()],
+            granted_at: 1,
+            updated_at: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_kind_reads_back_from_the_database_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledStore::open(dir.path(), Durability::Durable).unwrap();
+        let written = conformance::write_some(&sled).await;
+        drop(sled);
+        let db = database().await;
+        let m = Migration::open(dir.path(), db.url()).await.unwrap();
+        let report = m.copy().await.unwrap();
+        assert_eq!(report.counts.api_keys, 1);
+        assert_eq!(report.counts.revoked_sessions, 1);
+        assert_eq!(report.counts.deleted_clients, 1);
+        assert_eq!(report.legacy_refresh_tokens, 0);
+        conformance::check_written(m.target(), &written).await;
+    }
+
+    #[tokio::test]
+    async fn pages_consents_keys_and_a_pruned_chain_are_copied_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledStore::open(dir.path(), Durability::Unsafe).unwrap();
+        // More than a page of sessions and of audit records.
+        for i in 0..(PAGE + 5) {
+            let mut e = entry("session.created");
+            e.time = i64::try_from(i).unwrap();
+            let s = session(&format!("ses_{i:05}"), &format!("u{}", i % 7), "key_k");
+            sled.insert_session(&s, e).await.unwrap();
+        }
+        assert_eq!(sled.prune_audit(3, 100).await.unwrap(), 3);
+        for (subject, client) in [("u1", "cli_a"), ("u1", "cli_b"), ("u2", "cli_a")] {
+            sled.put_consent(&consent(subject, client), entry("consent.granted"))
+                .await
+                .unwrap();
+        }
+        let key = |kid: &str, retired_at| SigningKeyRecord {
+            kid: kid.to_owned(),
+            alg: SigningAlg::ES256,
+            private_pkcs8: vec![7; 8],
+            created_at: 5,
+            retired_at,
+        };
+        sled.put_signing_keys(
+            &[key("old", Some(9)), key("new", None)],
+            Some(entry("signing_key.rotated")),
+        )
+        .await
+        .unwrap();
+        let identity = IdentityRecord {
+            name: "svc".to_owned(),
+            scopes: vec!["a".to_owned()],
+            disabled: true,
+            created_at: 1,
+            updated_at: 2,
+            rate_limit: None,
+        };
+        sled.put_identity(&identity, entry("identity.set"))
+            .await
+            .unwrap();
+        sled.revoke_cert("0a0b", 11, entry("cert.revoked"))
+            .await
+            .unwrap();
+        sled.revoke_token("jti_1", 99, entry("token.revoked"))
+            .await
+            .unwrap();
+        sled.flush().await.unwrap();
+        drop(sled);
+
+        let db = database().await;
+        let m = Migration::open(dir.path(), db.url()).await.unwrap();
+        let report = m.copy().await.unwrap();
+        let (source, target) = (m.source(), m.target());
+        assert_eq!(report.counts.sessions, n(PAGE + 5));
+        assert_eq!(report.counts.consents, 3);
+        assert_eq!(report.counts.audit_anchor_seq, 3);
+        assert_eq!(report.counts.audit_records, n(PAGE + 2 + 3 + 1 + 3));
+        assert_eq!(
+            target.audit_anchor().await.unwrap(),
+            source.audit_anchor().await.unwrap()
+        );
+        assert_eq!(
+            target.audit_page(0, 2 * PAGE).await.unwrap(),
+            source.audit_page(0, 2 * PAGE).await.unwrap()
+        );
+        let all = SessionFilter::default();
+        assert_eq!(
+            target.session_ids(&all).await.unwrap(),
+            source.session_ids(&all).await.unwrap()
+        );
+        let of_u3 = SessionFilter {
+            subject: Some("u3".to_owned()),
+            client_id: None,
+        };
+        assert_eq!(
+            target.session_ids(&of_u3).await.unwrap(),
+            source.session_ids(&of_u3).await.unwrap()
+        );
+        assert_eq!(
+            target.consents_of("u1").await.unwrap(),
+            [consent("u1", "cli_a"), consent("u1", "cli_b")]
+        );
+        let mut keys: Vec<_> = target
+            .signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.kid, k.alg, k.private_pkcs8, k.retired_at))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            keys,
+            [
+                ("new".to_owned(), SigningAlg::ES256, vec![7; 8], None),
+                ("old".to_owned(), SigningAlg::ES256, vec![7; 8], Some(9)),
+            ]
+        );
+        let copied = &target.identities().await.unwrap()[0];
+        assert!(copied.disabled && copied.created_at == 1);
+        assert_eq!(target.revoked_certs().await.unwrap()[0].revoked_at, 11);
+        assert_eq!(
+            target.revoked_tokens().await.unwrap(),
+            [("jti_1".to_owned(), 99)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_to_the_database_after_open_is_refused_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let sled = SledStore::open(dir.path(), Durability::Durable).unwrap();
+        conformance::write_some(&sled).await;
+        drop(sled);
+        let db = database().await;
+        let m = Migration::open(dir.path(), db.url()).await.unwrap();
+        m.target()
+            .insert_session(&session("ses_late", "u", "k"), entry("session.created"))
+            .await
+            .unwrap();
+        let err = m.copy().await.unwrap_err();
+        assert!(
+            matches!(&err, MigrateError::NotEmpty(held) if held == "sessions: 1, audit records: 1"),
+            "{err}"
+        );
+        assert_eq!(
+            m.target()
+                .session_ids(&SessionFilter::default())
+                .await
+                .unwrap(),
+            ["ses_late"]
+        );
+        assert!(m.target().signing_keys().await.unwrap().is_empty());
+    }
+}
