@@ -32,7 +32,7 @@
 //!   time, idle time; hyper and TLS for HTTP in `http_listener`), the
 //!   per-RPC layers, graceful shutdown of both.
 //! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
-//!   the client commands, and `bench`.
+//!   the client commands, `bench`, and `store migrate` (offline).
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
 //!   domain records and [`core::Error`] out. Who is calling (`authn`),
 //!   what they may do (`policy`), API keys, sessions and the refresh
@@ -69,8 +69,9 @@
 //!   process; [`store::postgres`], a PostgreSQL database several replicas
 //!   share (tokio-postgres, a deadpool pool, embedded migrations; its
 //!   signing keys sealed in `postgres::seal` with the key-ring key of
-//!   [`store::ring_key`], read from `store_key_file`). Only this folder
-//!   names a storage engine.
+//!   [`store::ring_key`], read from `store_key_file`); and
+//!   [`store::migrate`], copying a stopped server's data directory into
+//!   an empty PostgreSQL database. Only this folder names a storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.
 //! - [`tls`]: server certificates, including the generated development CA;

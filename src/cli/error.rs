@@ -37,6 +37,9 @@ pub enum CliError {
     /// The server itself failed (for `serve`).
     #[error(transparent)]
     Server(#[from] crate::Error),
+    /// Copying a store refused or failed (for `store migrate`).
+    #[error(transparent)]
+    Migrate(#[from] crate::store::migrate::MigrateError),
 }
 
 impl From<Status> for CliError {

@@ -11,7 +11,9 @@
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
 //! `identity`, `client`, `user`, `cert`, `signing_key`, `audit`, `whoami`,
-//! `store`, `bench`), all of
+//! `bench`, and `store`, offline commands on the store itself: making
+//! the key-ring key, and copying a stopped server's data directory into
+//! PostgreSQL), all of
 //! them reach the server through [`crate::grpc::client::Client`] and print
 //! through one output layer (`output`).
 
@@ -186,7 +188,8 @@ pub enum Command {
     #[command(subcommand)]
     Audit(AuditCommand),
     /// Offline commands on the store: make the key that seals the
-    /// signing keys in a PostgreSQL store.
+    /// signing keys in a PostgreSQL store; copy a STOPPED server's data
+    /// directory into an empty PostgreSQL database.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Load a running server and report RPC/s, latency and errors (needs
@@ -290,6 +293,32 @@ pub enum StoreCommand {
         /// old key then cannot be opened).
         #[arg(long)]
         force: bool,
+    },
+    /// Copy the store of a STOPPED server's data directory (API keys,
+    /// sessions and their refresh tokens, identities, revoked
+    /// certificates, OAuth clients, users, consents, revoked tokens,
+    /// signing keys, the audit trail) into an empty PostgreSQL database,
+    /// then check the copy: the count of every kind of record, and the
+    /// audit chain. Refuses a database that holds anything.
+    Migrate {
+        /// Data directory of the stopped server.
+        #[arg(long, value_name = "DIR", env = "MCP_AUTH_DATA_DIR")]
+        from: PathBuf,
+        /// The database to copy into, a postgres:// URL; never printed
+        /// (it may carry a password, so MCP_AUTH_STORE keeps it out of
+        /// shell history).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "MCP_AUTH_STORE",
+            hide_env_values = true,
+            value_parser = serve::parse_secret
+        )]
+        to: crate::secret::Secret,
+        /// The key-ring key file the servers on that database will use
+        /// (store_key_file): the copied signing keys are sealed with it.
+        #[arg(long, value_name = "FILE", env = "MCP_AUTH_STORE_KEY_FILE")]
+        store_key_file: PathBuf,
     },
 }
 
@@ -765,8 +794,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::User(cmd) => user::run(cmd, opts, &out).await,
         Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
         Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
-        Command::Store(cmd) => store::run(cmd, &out),
         Command::Bench(args) => bench::run(args, opts).await,
+        Command::Store(cmd) => store::run(cmd, &out).await,
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;

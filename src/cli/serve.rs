@@ -181,7 +181,7 @@ fn parse_scope_description(s: &str) -> Result<(String, String), String> {
 }
 
 /// A flag's value that is a secret (its Debug is redacted).
-fn parse_secret(s: &str) -> Result<crate::secret::Secret, String> {
+pub(super) fn parse_secret(s: &str) -> Result<crate::secret::Secret, String> {
     Ok(crate::secret::Secret::new(s))
 }
 

@@ -82,8 +82,19 @@ pub async fn verify_data_dir(data_dir: &std::path::Path) -> Result<(u64, u64), A
             data_dir.display()
         )));
     }
+    let store = crate::store::open(data_dir, Durability::Durable)
+        .map_err(|e| AuditVerifyError::Open(e.to_string()))?;
+    verify_store(&*store).await
+}
+
+/// Verifies the audit chain of `store` from its anchor (for `store
+/// migrate`, both stores). Returns (records checked, anchor seq).
+///
+/// # Errors
+/// The store cannot be read, or the chain is broken (as
+/// [`AuditVerifyError::Broken`]).
+pub async fn verify_store(store: &dyn Store) -> Result<(u64, u64), AuditVerifyError> {
     let open = |e: StoreError| AuditVerifyError::Open(e.to_string());
-    let store = crate::store::open(data_dir, Durability::Durable).map_err(open)?;
     let anchor = store.audit_anchor().await.map_err(open)?;
     let mut checker = ChainChecker::new(&anchor);
     let mut after = anchor.seq;

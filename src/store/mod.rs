@@ -15,8 +15,11 @@
 //! Only this module names a storage engine: [`sled`](self::sled) is the
 //! embedded default, for one process; [`postgres`] keeps the store in a
 //! PostgreSQL database that several processes (replicas) share.
+//! [`migrate`] copies a stopped server's data directory into an empty
+//! PostgreSQL database (`mcp-auth store migrate`).
 
 pub mod changes;
+pub mod migrate;
 pub mod model;
 pub mod postgres;
 pub mod ring_key;

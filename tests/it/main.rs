@@ -38,6 +38,7 @@ mod rmcp_client;
 mod sdk_verifier;
 mod sessions;
 mod signing;
+mod store_migrate;
 mod users;
 mod verify;
 mod verify_api_keys;

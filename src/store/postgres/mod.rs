@@ -12,6 +12,7 @@
 //! of two writers of one read, the second finds the version moved on and
 //! gets [`Swap::Conflict`].
 
+pub(super) mod import;
 mod listen;
 mod schema;
 mod seal;

@@ -22,6 +22,7 @@
 
 mod codec;
 mod commit;
+mod export;
 mod index;
 mod legacy;
 
