@@ -423,3 +423,78 @@ async fn replicas_starting_together_make_one_primary_key_and_one_signing_key() {
     assert_eq!(a.jwks().await, b.jwks().await);
     assert_eq!(a.jwks().await, c.jwks().await);
 }
+
+/// The README's three replicas, pasted: its `sh` blocks run in bash in an
+/// empty directory, on a database of the test's own (instead of the
+/// `createdb` it shows) and on free ports (instead of 50061-50063 and
+/// 8461-8463), with the built `mcp-auth` on the `PATH`.
+#[tokio::test]
+async fn the_readme_replicas_section_works_when_pasted() {
+    let db = TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("\n## Several replicas on PostgreSQL")
+        .nth(1)
+        .expect("the README has the section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut script = String::new();
+    let mut blocks = section.split("```sh\n").skip(1);
+    for block in &mut blocks {
+        script.push_str(block.split("\n```").next().unwrap());
+        script.push('\n');
+    }
+    let shown = section
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("the section shows what the last command prints");
+    assert!(script.contains("createdb -h 127.0.0.1 -U postgres mcp_auth_demo\n"));
+    let mut script = script
+        .replace("createdb -h 127.0.0.1 -U postgres mcp_auth_demo\n", "")
+        .replace("postgres://postgres@127.0.0.1:5432/mcp_auth_demo", db.url());
+    let listeners: Vec<std::net::TcpListener> = (0..6)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (shown_port, l) in ["50061", "50062", "50063", "8461", "8462", "8463"]
+        .iter()
+        .zip(&listeners)
+    {
+        let free = l.local_addr().unwrap().port().to_string();
+        assert!(script.contains(shown_port), "{shown_port}");
+        script = script.replace(&format!(":{shown_port}"), &format!(":{free}"));
+    }
+    drop(listeners);
+    // The reader stops the servers; the test does it for them, whatever
+    // happens (they hold its standard error open).
+    let script = format!("trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n{script}");
+    let bin = Path::new(env!("CARGO_BIN_EXE_mcp-auth")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new("bash")
+        .args(["-e", "-c", &script])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", path)
+        .env("MCP_AUTH_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the walk-through finished within two minutes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stdout.trim_end().ends_with(shown.trim_end()),
+        "the last command printed otherwise:\n{stdout}\n{stderr}"
+    );
+}
