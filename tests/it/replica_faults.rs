@@ -11,12 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mcp_auth::pb;
-use mcp_auth::store::postgres::test_db::TestDatabase;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::common::assert_status;
-use crate::replicas::{PROPAGATION_BOUND, Replica, time_until};
+use crate::replicas::{PROPAGATION_BOUND, Replica, database, time_until};
 
 /// A TCP proxy to the database that can be cut and restored.
 struct Proxy {
@@ -103,9 +102,7 @@ fn target_of(url: &str) -> SocketAddr {
 
 #[tokio::test]
 async fn a_replica_cut_off_from_the_database_refuses_writes_then_fails_closed_and_recovers() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let proxy = Proxy::start(target_of(db.url())).await;
     let a = Replica::start(db.url(), None, &[]).await;
     let primary = a.process.primary.clone().unwrap();
@@ -212,9 +209,7 @@ async fn write_until(
 
 #[tokio::test]
 async fn connections_to_the_database_dropped_under_load_lose_no_acknowledged_write() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let proxy = Proxy::start(target_of(db.url())).await;
     let url = proxy.url_for(db.url());
     let a = Replica::start(&url, None, &[]).await;
@@ -284,9 +279,7 @@ async fn connections_to_the_database_dropped_under_load_lose_no_acknowledged_wri
 
 #[tokio::test]
 async fn a_replica_killed_mid_write_loses_nothing_it_acknowledged() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let a = Replica::start(db.url(), None, &[]).await;
     let primary = a.process.primary.clone().unwrap();
     let b = Replica::start(db.url(), Some(a.dir.path()), &[]).await;

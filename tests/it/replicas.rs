@@ -147,6 +147,13 @@ impl Replica {
     }
 }
 
+/// A database of the test's own, dropped with it.
+pub async fn database() -> TestDatabase {
+    TestDatabase::create()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Three replicas on a fresh database; the primary key (made by the
 /// first).
 async fn three_replicas(db: &TestDatabase) -> ([Replica; 3], String) {
@@ -186,9 +193,7 @@ where
 
 #[tokio::test]
 async fn what_one_replica_writes_the_others_enforce_within_a_second() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let ([a, b, c], primary) = three_replicas(&db).await;
 
     // A key created on A authenticates on B and C.
@@ -285,9 +290,7 @@ async fn race(a: &Replica, b: &Replica, token: &str) -> (pb::Session, tonic::Sta
 /// race is reuse: the session is revoked, on every replica.
 #[tokio::test]
 async fn one_refresh_token_sent_to_two_replicas_at_once_has_one_winner() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let ([a, b, c], primary) = three_replicas(&db).await;
     for round in 0..5 {
         let s = a
@@ -311,9 +314,7 @@ async fn one_refresh_token_sent_to_two_replicas_at_once_has_one_winner() {
 /// winner's line goes on, on any replica.
 #[tokio::test]
 async fn within_the_grace_window_the_loser_of_a_race_is_refused_without_harm() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let grace = ["--refresh-reuse-grace-seconds", "5"];
     let a = Replica::start(db.url(), None, &grace).await;
     let primary = a.process.primary.clone().unwrap();
@@ -343,9 +344,7 @@ async fn within_the_grace_window_the_loser_of_a_race_is_refused_without_harm() {
 
 #[tokio::test]
 async fn a_key_rotation_on_one_replica_is_in_the_jwks_of_another() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let ([a, b, c], primary) = three_replicas(&db).await;
     let rotated = pb::key_service_client::KeyServiceClient::new(c.channel.clone())
         .rotate_signing_key(authed(pb::RotateSigningKeyRequest {}, &primary))
@@ -394,9 +393,7 @@ fn kid_of(token: &str) -> String {
 /// signing key and one primary key between them.
 #[tokio::test]
 async fn replicas_starting_together_make_one_primary_key_and_one_signing_key() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     // One key-ring key for all three, as an operator would deploy it.
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     mcp_auth::store::ring_key::keygen(&dirs[0].path().join(STORE_KEY_FILE), false).unwrap();
@@ -430,9 +427,7 @@ async fn replicas_starting_together_make_one_primary_key_and_one_signing_key() {
 /// 8461-8463), with the built `mcp-auth` on the `PATH`.
 #[tokio::test]
 async fn the_readme_replicas_section_works_when_pasted() {
-    let db = TestDatabase::create()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let db = database().await;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = readme
