@@ -12,6 +12,7 @@
 //! of two writers of one read, the second finds the version moved on and
 //! gets [`Swap::Conflict`].
 
+mod group;
 pub(super) mod import;
 mod listen;
 mod schema;
@@ -56,6 +57,8 @@ pub struct PostgresStore {
     /// The connection listening for other replicas' changes, once one was
     /// asked for.
     listener: tokio::sync::Mutex<Option<listen::Listener>>,
+    /// The committer of the unconditional writes.
+    group: group::GroupCommit,
     /// The connection holding the startup lock, between
     /// [`Store::begin_startup`] and [`Store::end_startup`].
     startup: tokio::sync::Mutex<Option<Object>>,
@@ -279,12 +282,13 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres pool: {e}")))?;
         let store = PostgresStore {
-            pool,
             ring_key,
             config,
             tls,
             listener: tokio::sync::Mutex::new(None),
+            group: group::GroupCommit::start(pool.clone()),
             startup: tokio::sync::Mutex::new(None),
+            pool,
         };
         let mut conn = store.conn().await?;
         schema::migrate(&mut conn).await?;
@@ -362,22 +366,15 @@ impl PostgresStore {
     }
 
     /// An unconditional write `sql` of `params`, with its audit record and
-    /// `changes`.
+    /// `changes`: committed with the others waiting (see `group`).
     async fn write(
         &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        sql: &'static str,
+        params: group::Params,
         audit: AuditEntry,
-        changes: &[Change],
+        changes: Vec<Change>,
     ) -> StoreResult<()> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(pg)?;
-        let mut head = Head::lock(&tx).await?;
-        let stmt = tx.prepare_cached(sql).await.map_err(pg)?;
-        tx.execute(&stmt, params).await.map_err(pg)?;
-        head.append(&tx, audit).await?;
-        head.note(&tx, changes).await?;
-        tx.commit().await.map_err(pg)
+        self.group.write(sql, params, audit, changes).await
     }
 
     /// Whether a username is held by a user other than `user_id`.
@@ -435,14 +432,14 @@ impl Store for PostgresStore {
              VALUES ($1, $2, $3, 1, $4)
              ON CONFLICT (key_id) DO UPDATE SET secret_hash = $2, expires_at = $3,
                  version = api_keys.version + 1, record = $4",
-            &[
-                &record.key_id,
-                &record.secret_hash.as_bytes().as_slice(),
-                &record.expires_at,
-                &json(record)?,
+            vec![
+                Box::new(record.key_id.clone()),
+                Box::new(record.secret_hash.as_bytes().to_vec()),
+                Box::new(record.expires_at),
+                Box::new(json(record)?),
             ],
             audit,
-            &[Change::ApiKey {
+            vec![Change::ApiKey {
                 key_id: record.key_id.clone(),
             }],
         )
@@ -500,9 +497,9 @@ impl Store for PostgresStore {
             "INSERT INTO oauth_clients (client_id, version, record) VALUES ($1, 1, $2)
              ON CONFLICT (client_id) DO UPDATE SET
                  version = oauth_clients.version + 1, record = $2",
-            &[&record.client_id, &json(record)?],
+            vec![Box::new(record.client_id.clone()), Box::new(json(record)?)],
             audit,
-            &[Change::Client {
+            vec![Change::Client {
                 client_id: record.client_id.clone(),
             }],
         )
@@ -701,9 +698,13 @@ impl Store for PostgresStore {
         self.write(
             "INSERT INTO consents (subject, client_id, record) VALUES ($1, $2, $3)
              ON CONFLICT (subject, client_id) DO UPDATE SET record = $3",
-            &[&record.subject, &record.client_id, &json(record)?],
+            vec![
+                Box::new(record.subject.clone()),
+                Box::new(record.client_id.clone()),
+                Box::new(json(record)?),
+            ],
             audit,
-            &[],
+            Vec::new(),
         )
         .await
     }
@@ -755,17 +756,17 @@ impl Store for PostgresStore {
     async fn insert_session(&self, record: &SessionRecord, audit: AuditEntry) -> StoreResult<()> {
         self.write(
             SESSION_UPSERT,
-            &[
-                &record.session_id,
-                &record.subject,
-                &record.client_id,
-                &session_revoked(record),
-                &record.expires_at,
-                &record.session_expires_at,
-                &json(record)?,
+            vec![
+                Box::new(record.session_id.clone()),
+                Box::new(record.subject.clone()),
+                Box::new(record.client_id.clone()),
+                Box::new(session_revoked(record)),
+                Box::new(record.expires_at),
+                Box::new(record.session_expires_at),
+                Box::new(json(record)?),
             ],
             audit,
-            &[],
+            Vec::new(),
         )
         .await
     }

@@ -347,3 +347,37 @@ async fn planted_or_moved_rows_are_refused() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("in clear"), "{err}");
 }
+
+/// Writes made at once are committed together (group commit) and still
+/// form one chain: every one durable, each record once, in one order.
+#[tokio::test]
+async fn concurrent_writes_committed_together_form_one_chain() {
+    let db = TestDb::create().await;
+    let store = Arc::new(db.open().await);
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        let store = store.clone();
+        writers.spawn(async move {
+            let s = conformance::session(&format!("ses_{i}"), "alice", "key_a");
+            store
+                .insert_session(&s, conformance::entry("session.created"))
+                .await
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap().unwrap();
+    }
+    // A fresh store (nothing cached) reads all of them back.
+    let again = db.open().await;
+    let ids = again.session_ids(&SessionFilter::default()).await.unwrap();
+    assert_eq!(ids.len(), 200);
+    let records = again.audit_page(0, 1000).await.unwrap();
+    assert_eq!(records.len(), 200);
+    let mut prev = String::new();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.prev_hash, prev, "record {} links to the one before", r.seq);
+        assert_eq!(r.hash, r.compute_hash(), "record {} is sealed", r.seq);
+        prev.clone_from(&r.hash);
+    }
+}
