@@ -52,7 +52,9 @@
 //!   instead (`delegated_login`, the login challenges of
 //!   `OAuthService`), `whoami`,
 //!   what verification treats as revoked and the feed of its changes
-//!   (`revocations`; a verifier's stream of it in `watch`), signing keys,
+//!   (`revocations`; a verifier's stream of it in `watch`), keeping a
+//!   replica's memory current from a shared store's change feed and
+//!   failing closed when cut off from it (`follow`), signing keys,
 //!   the audit trail, rate limits and maintenance. Names no transport and
 //!   no storage engine.
 //! - [`fetch`]: outbound HTTPS fetches of documents a caller names (client
@@ -69,7 +71,10 @@
 //!   process; [`store::postgres`], a PostgreSQL database several replicas
 //!   share (tokio-postgres, a deadpool pool, embedded migrations; its
 //!   signing keys sealed in `postgres::seal` with the key-ring key of
-//!   [`store::ring_key`], read from `store_key_file`); and
+//!   [`store::ring_key`], read from `store_key_file`; the feed of
+//!   changes replicas follow, [`store::changes`], written in each write's
+//!   transaction and listened for in `postgres::listen`; unconditional
+//!   writes committed together in `postgres::group`); and
 //!   [`store::migrate`], copying a stopped server's data directory into
 //!   an empty PostgreSQL database. Only this folder names a storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,

@@ -376,7 +376,11 @@ async fn concurrent_writes_committed_together_form_one_chain() {
     let mut prev = String::new();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64 + 1);
-        assert_eq!(r.prev_hash, prev, "record {} links to the one before", r.seq);
+        assert_eq!(
+            r.prev_hash, prev,
+            "record {} links to the one before",
+            r.seq
+        );
         assert_eq!(r.hash, r.compute_hash(), "record {} is sealed", r.seq);
         prev.clone_from(&r.hash);
     }
