@@ -493,3 +493,115 @@ async fn the_readme_replicas_section_works_when_pasted() {
         "the last command printed otherwise:\n{stdout}\n{stderr}"
     );
 }
+
+/// The `mcp-auth` CLI against `replica` as `key`: (exit code, stdout).
+async fn cli(replica: &Replica, key: &str, args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(args)
+        .env_clear()
+        .env("MCP_AUTH_SERVER", &replica.process.url)
+        .env("MCP_AUTH_CA", replica.dir.path().join("tls/ca.pem"))
+        .env("MCP_AUTH_API_KEY", key)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// A `client_credentials` request at `replica`'s token endpoint: (HTTP
+/// status, JSON body).
+async fn client_token(
+    replica: &Replica,
+    id: &str,
+    secret: &str,
+    scope: &str,
+) -> (u16, serde_json::Value) {
+    let http = crate::common::http_client_trusting(&replica.dir.path().join("tls/ca.pem"));
+    let resp = http
+        .post(format!("{}/token", replica.process.http_url))
+        .basic_auth(id, Some(secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://mcp.example.com"),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+/// An OAuth client registered, narrowed and disabled on one replica each:
+/// the others follow within the bound.
+#[tokio::test]
+async fn a_client_changed_on_one_replica_is_enforced_by_the_others_within_a_second() {
+    let db = database().await;
+    let ([a, b, c], primary) = three_replicas(&db).await;
+    let (code, out) = cli(
+        &a,
+        &primary,
+        &[
+            "client",
+            "create",
+            "--name",
+            "nightly-job",
+            "--scopes",
+            "tools:read,tools:call",
+            "--resources",
+            "https://mcp.example.com",
+            "--field",
+            "client.client_id,secret",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let mut lines = out.lines();
+    let (id, secret) = (
+        lines.next().unwrap().to_owned(),
+        lines.next().unwrap().to_owned(),
+    );
+
+    let took = time_until("a new client on C", || async {
+        client_token(&c, &id, &secret, "tools:call").await.0 == 200
+    })
+    .await;
+    assert!(took < PROPAGATION_BOUND, "a new client took {took:?}");
+    let (_, token) = client_token(&c, &id, &secret, "tools:read").await;
+    let token = token["access_token"].as_str().unwrap().to_owned();
+
+    // Narrowed on A: C refuses the scope it no longer has.
+    let (code, out) = cli(
+        &a,
+        &primary,
+        &["client", "update", &id, "--scopes", "tools:read"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let took = time_until("narrowed scopes on C", || async {
+        let (status, body) = client_token(&c, &id, &secret, "tools:call").await;
+        status == 400 && body["error"] == "invalid_scope"
+    })
+    .await;
+    assert!(took < PROPAGATION_BOUND, "narrowing took {took:?}");
+
+    // Disabled on B: its token is revoked on A and C, and C refuses it.
+    let (code, out) = cli(&b, &primary, &["client", "update", &id, "--disabled"]).await;
+    assert_eq!(code, 0, "{out}");
+    for (name, r) in [("A", &a), ("C", &c)] {
+        let took = time_until("a disabled client's token", || async {
+            r.verify(&primary, &token).await.unwrap().reason() == pb::TokenReason::Revoked
+        })
+        .await;
+        assert!(took < PROPAGATION_BOUND, "replica {name} took {took:?}");
+    }
+    let (status, body) = client_token(&c, &id, &secret, "tools:read").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+}
