@@ -569,7 +569,7 @@ impl Core {
     }
 
     /// Tells the revocation index which of the client's tokens are revoked.
-    fn note_client_tokens(&self, record: &OAuthClientRecord) {
+    pub(crate) fn note_client_tokens(&self, record: &OAuthClientRecord) {
         match revoked_through(record) {
             Some(through) => self
                 .revocations

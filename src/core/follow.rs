@@ -25,7 +25,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::core::Core;
-use crate::core::clients::revoked_through;
 use crate::core::error::{Error, Reason};
 use crate::store::{Change, Store};
 use crate::token::{KeyRing, TokenIssuer};
@@ -232,12 +231,7 @@ impl Core {
     /// An OAuth client as stored now, in the client index and the
     /// revocation index.
     fn note_client(&self, record: crate::store::OAuthClientRecord) {
-        match revoked_through(&record) {
-            Some(through) => self
-                .revocations
-                .revoke_client_tokens(&record.client_id, through),
-            None => self.revocations.forget_client(&record.client_id),
-        }
+        self.note_client_tokens(&record);
         self.clients.set(record);
     }
 
