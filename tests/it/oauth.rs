@@ -91,7 +91,7 @@ impl JwtKey {
     }
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(crate) fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
@@ -148,7 +148,8 @@ pub(crate) async fn token_ok(resp: reqwest::Response) -> Value {
     body
 }
 
-async fn grant_basic(server: &TestServer, id: &str, secret: &str) -> String {
+/// A `client_credentials` token of the confidential client `id`.
+pub(crate) async fn grant_basic(server: &TestServer, id: &str, secret: &str) -> String {
     let resp = post(
         server,
         "/token",

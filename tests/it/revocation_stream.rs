@@ -100,7 +100,7 @@ async fn revoke(server: &TestServer, session_id: &str) {
 }
 
 /// Creates a `client_credentials` client; returns (client id, secret).
-async fn oauth_client(server: &TestServer) -> (String, String) {
+pub(crate) async fn oauth_client(server: &TestServer) -> (String, String) {
     let resp = server
         .client(&server.primary)
         .await

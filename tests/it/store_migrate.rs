@@ -10,8 +10,6 @@
 use std::path::Path;
 use std::process::Stdio;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use mcp_auth::pb;
 use mcp_auth::pb::token_service_client::TokenServiceClient;
 use mcp_auth::store::Location;
@@ -24,7 +22,8 @@ use crate::browser_flow::{
     REDIRECT, authorize_url, browser, exchange_code, field, location_params, param, submit,
 };
 use crate::common::{TestServer, assert_status, bare_session_request, inactive_reason, strings};
-use crate::oauth::{RESOURCE, post, token_ok};
+use crate::oauth::{RESOURCE, basic, grant_basic, post, token_ok};
+use crate::revocation_stream::oauth_client;
 
 /// Runs `mcp-auth store migrate ARGS` with nothing from the environment
 /// but `MCP_AUTH_STORE` when given, and the key-ring key `store.key` of
@@ -58,45 +57,6 @@ async fn migrate(args: &[&str], store_env: Option<&str>) -> (i32, String, String
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
-}
-
-/// A `client_credentials` token of the confidential client `id`.
-async fn client_token(server: &TestServer, id: &str, secret: &str) -> String {
-    let resp = post(
-        server,
-        "/token",
-        Some(&basic(id, secret)),
-        &[("grant_type", "client_credentials")],
-    )
-    .await;
-    token_ok(resp).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Creates a confidential `client_credentials` client; (id, secret).
-async fn confidential_client(server: &TestServer, name: &str) -> (String, String) {
-    let resp = server
-        .client(&server.primary)
-        .await
-        .create_client(pb::CreateClientRequest {
-            name: name.to_owned(),
-            redirect_uris: vec![],
-            grant_types: strings(&["client_credentials"]),
-            allowed_scopes: strings(&["tools:read"]),
-            allowed_resources: strings(&[RESOURCE]),
-            token_endpoint_auth_method: "client_secret_basic".to_owned(),
-            jwks: String::new(),
-            skip_consent: false,
-        })
-        .await
-        .unwrap();
-    (resp.client.unwrap().client_id, resp.secret)
 }
 
 /// User alice signs in in a browser and approves the public client
@@ -225,8 +185,8 @@ async fn a_stopped_data_directory_moves_to_postgres_and_serves_from_there() {
 
     // OAuth clients: one whose token is revoked (RFC 7009), one deleted
     // with a token out, and a public one a user consented to.
-    let (kept_id, kept_secret) = confidential_client(&old, "kept").await;
-    let revoked_token = client_token(&old, &kept_id, &kept_secret).await;
+    let (kept_id, kept_secret) = oauth_client(&old).await;
+    let revoked_token = grant_basic(&old, &kept_id, &kept_secret).await;
     let resp = post(
         &old,
         "/revoke",
@@ -235,8 +195,8 @@ async fn a_stopped_data_directory_moves_to_postgres_and_serves_from_there() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let (doomed_id, doomed_secret) = confidential_client(&old, "doomed").await;
-    let doomed_token = client_token(&old, &doomed_id, &doomed_secret).await;
+    let (doomed_id, doomed_secret) = oauth_client(&old).await;
+    let doomed_token = grant_basic(&old, &doomed_id, &doomed_secret).await;
     admin
         .delete_client(pb::DeleteClientRequest {
             client_id: doomed_id.clone(),
@@ -386,7 +346,7 @@ async fn a_stopped_data_directory_moves_to_postgres_and_serves_from_there() {
         .consents;
     assert_eq!(consents.len(), 1);
     assert_eq!(consents[0].client_id, public_id);
-    let fresh = client_token(&new, &kept_id, &kept_secret).await;
+    let fresh = grant_basic(&new, &kept_id, &kept_secret).await;
     assert!(new.verify(&verifier, &fresh).await.active);
 
     // The same keys; the chain goes on from the copy and verifies.
