@@ -27,6 +27,7 @@ mod limits;
 mod mcp_server;
 mod mtls;
 mod oauth;
+mod pg_cluster;
 mod postgres;
 mod readme;
 mod real_browser;

@@ -1,9 +1,9 @@
-//! Replicas when the database fails under them. Each replica that is to
-//! lose its database reaches it through a TCP proxy of the test's own,
-//! which can drop every connection and refuse new ones: to a replica, what
-//! a PostgreSQL restart or a network cut looks like (restarting the
-//! machine's PostgreSQL itself would break every other test running
-//! beside these). Also a replica SIGKILLed in the middle of writes.
+//! Replicas when the database fails under them. A real PostgreSQL server
+//! of the test's own ([`crate::pg_cluster`]) restarted, and crashed, under
+//! writers on two replicas; replicas reaching the machine's server through
+//! a TCP proxy of the test's own, which can drop every connection and
+//! refuse new ones for as long as a test needs (a network cut); and a
+//! replica SIGKILLed in the middle of writes.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::common::assert_status;
+use crate::pg_cluster::Cluster;
 use crate::replicas::{PROPAGATION_BOUND, Replica, database, time_until};
 
 /// A TCP proxy to the database that can be cut and restored.
@@ -359,4 +360,108 @@ async fn a_replica_killed_mid_write_loses_nothing_it_acknowledged() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _ = PROPAGATION_BOUND;
+}
+
+#[tokio::test]
+async fn the_database_restarted_and_crashed_under_load_loses_no_acknowledged_write() {
+    let cluster = Cluster::start().await;
+    let url = cluster.url();
+    let a = Replica::start(&url, None, &[]).await;
+    let primary = a.process.primary.clone().unwrap();
+    let b = Replica::start(&url, Some(a.dir.path()), &[]).await;
+    let (_, verifier) = a.create_key(&primary, &["tokens:verify"]).await;
+
+    let ledger: Ledger = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = async {
+        let (a1, a2, b1, b2) = tokio::join!(
+            write_until(&a, &primary, "a1", ledger.clone(), stop.clone()),
+            write_until(&a, &primary, "a2", ledger.clone(), stop.clone()),
+            write_until(&b, &primary, "b1", ledger.clone(), stop.clone()),
+            write_until(&b, &primary, "b2", ledger.clone(), stop.clone()),
+        );
+        a1 + a2 + b1 + b2
+    };
+    let acknowledged_now = || ledger.lock().unwrap().len();
+    // Each fault with writes acknowledged before it and after it: the
+    // replicas reconnect by themselves.
+    let faults = async {
+        let mut seen = Vec::new();
+        for fault in ["restart", "crash", "restart"] {
+            let before = acknowledged_now();
+            while acknowledged_now() < before + 20 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let at = Instant::now();
+            match fault {
+                "crash" => cluster.crash_and_start().await,
+                _ => cluster.restart().await,
+            }
+            let down = acknowledged_now();
+            while acknowledged_now() < down + 20 {
+                assert!(
+                    at.elapsed() < Duration::from_secs(30),
+                    "no write acknowledged within 30 s of the {fault}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            seen.push((fault, at.elapsed()));
+        }
+        stop.store(true, Ordering::SeqCst);
+        seen
+    };
+    let (refused, seen) = tokio::join!(writers, faults);
+    let acknowledged = ledger.lock().unwrap().clone();
+    eprintln!(
+        "{} sessions acknowledged, {refused} refused with UNAVAILABLE; writing again after: {seen:?}",
+        acknowledged.len()
+    );
+    assert!(
+        refused > 0,
+        "the restarts refused nothing: they did not happen"
+    );
+
+    // Every acknowledged session is in the database, and both replicas
+    // verify each of them.
+    let conn = mcp_auth::store::postgres::test_db::connect(&url)
+        .await
+        .unwrap();
+    for s in &acknowledged {
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM sessions WHERE session_id = $1",
+                &[&s.session_id],
+            )
+            .await
+            .unwrap();
+        assert!(
+            row.is_some(),
+            "{} was acknowledged, not committed",
+            s.session_id
+        );
+        for r in [&a, &b] {
+            let v = r.verify(&verifier, &s.access_token).await.unwrap();
+            assert!(
+                v.active,
+                "acknowledged session {} lost: {v:?}",
+                s.session_id
+            );
+        }
+    }
+    // The one chain verifies: no half-written batch in it.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(["audit", "verify"])
+        .env_clear()
+        .env("MCP_AUTH_SERVER", &b.process.url)
+        .env("MCP_AUTH_CA", b.dir.path().join("tls/ca.pem"))
+        .env("MCP_AUTH_API_KEY", &primary)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
