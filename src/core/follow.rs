@@ -18,7 +18,6 @@
 //! time is the runtime's monotonic clock: this bounds how long the
 //! replica has been cut off, not when tokens expire.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -46,8 +45,11 @@ pub(crate) struct Feed {
     shared: bool,
     /// The position of the last change applied.
     position: AtomicU64,
-    /// When the feed was last read.
-    last_read: Mutex<Instant>,
+    /// When this was made: what `last_read` counts from.
+    origin: Instant,
+    /// When the feed was last read, in microseconds since `origin`: an
+    /// atomic, as every authenticated call reads it.
+    last_read: AtomicU64,
     /// How long memory may go without a read before it is refused.
     max_staleness: Duration,
 }
@@ -58,7 +60,8 @@ impl Feed {
         Feed {
             shared: store.shared(),
             position: AtomicU64::new(position),
-            last_read: Mutex::new(Instant::now()),
+            origin: Instant::now(),
+            last_read: AtomicU64::new(0),
             max_staleness,
         }
     }
@@ -68,16 +71,19 @@ impl Feed {
         self.shared
     }
 
+    /// Microseconds since `origin`.
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
     fn mark_read(&self) {
-        *self.last_read.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.last_read.fetch_max(self.now(), Ordering::Relaxed);
     }
 
     /// How long since the feed was last read.
     fn staleness(&self) -> Duration {
-        self.last_read
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        let last = self.last_read.load(Ordering::Relaxed);
+        Duration::from_micros(self.now().saturating_sub(last))
     }
 
     /// Refuses when memory may be out of date: the store is shared and its

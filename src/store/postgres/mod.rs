@@ -156,6 +156,7 @@ fn count(n: u64) -> usize {
 }
 
 /// The head of the audit chain, locked by the transaction that read it.
+#[derive(PartialEq, Eq)]
 struct Head {
     next_seq: i64,
     last_hash: String,
@@ -215,16 +216,16 @@ async fn note_changes(tx: &Transaction<'_>, changes: &[Change]) -> StoreResult<(
         return Ok(());
     }
     let values = changes.iter().map(json).collect::<StoreResult<Vec<_>>>()?;
-    let stmt = tx
-        .prepare_cached(
-            "WITH noted AS (INSERT INTO changes (change) SELECT unnest($1::JSONB[]))
-             SELECT pg_notify('mcp_auth_changes', '')",
-        )
-        .await
-        .map_err(pg)?;
+    let stmt = tx.prepare_cached(NOTE).await.map_err(pg)?;
     tx.execute(&stmt, &[&values]).await.map_err(pg)?;
     Ok(())
 }
+
+/// Adds changes ($1, JSONB[]) to the feed and tells the listening replicas
+/// at commit.
+pub(super) const NOTE: &str =
+    "WITH noted AS (INSERT INTO changes (change) SELECT unnest($1::JSONB[]))
+     SELECT pg_notify('mcp_auth_changes', '')";
 
 /// The TLS connector of `sslmode=require`: rustls on aws-lc-rs, the
 /// server's certificate checked against the system's roots.
