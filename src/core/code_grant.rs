@@ -68,7 +68,7 @@ impl Core {
             approved,
             expires_at: now + CODE_LIFETIME,
         };
-        if !self.codes.insert(&code.hash(), grant, now) {
+        if !self.codes.insert(&code.hash(), grant, now).await? {
             return Err(Error::RateLimited {
                 retry_after: std::time::Duration::from_secs(60),
                 message: "too many authorizations are pending; retry shortly".to_owned(),
@@ -99,10 +99,8 @@ impl Core {
         }
         let now = self.clock.now();
         let session_id = new_id("ses_")?;
-        let grant = match self
-            .codes
-            .take(&SecretHash::of(req.code.as_bytes()), now, &session_id)
-        {
+        let hash = SecretHash::of(req.code.as_bytes());
+        let grant = match self.codes.take(&hash, now, &session_id).await? {
             Taken::Fresh(CodeGrant { approved, .. }) => approved,
             Taken::Unknown => {
                 return Err(invalid_code(
@@ -184,6 +182,20 @@ impl Core {
                 request_id: creds.request_id,
             })
             .await?;
+        if self.codes.replayed(&hash, now).await? {
+            // The code came again while this session was being made: that
+            // exchange found no session to revoke, so this one revokes it.
+            let audit = self.audit.entry(crate::core::audit::AuditEvent {
+                actor: &client.client_id,
+                action: "authorization_code.reused",
+                target: &issued.record.session_id,
+                outcome: Reason::AuthorizationCodeReused.as_str(),
+                request_id: creds.request_id,
+            });
+            self.revoke_ids(std::slice::from_ref(&issued.record.session_id), audit)
+                .await?;
+            tracing::warn!(client_id = %client.client_id, session_id = %issued.record.session_id, "authorization code reused while it was exchanged: its session is revoked");
+        }
         self.note_first_grant(&client).await?;
         Ok(issued)
     }
