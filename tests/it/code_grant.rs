@@ -657,3 +657,17 @@ async fn a_code_sent_many_times_at_once_has_one_winner_whose_session_is_revoked(
         );
     }
 }
+
+/// Maintenance removes the codes that ended (a minute of life and a
+/// minute remembered) and keeps the live one, which still exchanges.
+#[tokio::test]
+async fn maintenance_removes_the_codes_that_ended_and_keeps_the_others() {
+    let server = TestServer::start().await;
+    let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
+    let _ended = code_for(&server, &id).await;
+    server.clock.advance(Duration::from_secs(120));
+    let live = code_for(&server, &id).await;
+    assert_eq!(server.maintain().await.transient_entries_removed, 1);
+    assert_eq!(server.maintain().await.transient_entries_removed, 0);
+    tokens(exchange(&server, &id, &live, VERIFIER).await).await;
+}
