@@ -44,7 +44,9 @@
 //!   `code_grant` with `codes` and `pkce`: the authorization code and
 //!   refresh grants; `refresh_replays` for racing refreshes), the browser
 //!   flow (`authorize`: the authorization request; `interactions`: the
-//!   sign-in and the decision; `consents`: remembered consent),
+//!   sign-in and the decision; `consents`: remembered consent; the
+//!   flow's state in progress, interactions, login sessions and codes,
+//!   typed onto the store's transient entries by `transient`),
 //!   `VerifyToken`'s verdict on access tokens and API keys (`verify`),
 //!   introspection and revocation (`oauth_tokens`), the built-in user
 //!   accounts (`users`; their passwords hashed with Argon2id off the
@@ -65,7 +67,9 @@
 //!   tokens; verifying goes through the `mcp-auth-token` crate (the
 //!   verifier that works from a JWK Set alone, shared with `bench` and the
 //!   SDK).
-//! - [`store`]: the storage boundary: one async trait, the records both
+//! - [`store`]: the storage boundary: one async trait (with transient
+//!   entries, compared and swapped on their value, for the browser flow in
+//!   progress: `sled::transient`, `postgres::transient`), the records both
 //!   sides share ([`store::model`]), the conformance suite every backend
 //!   runs, and the backends: [`store::sled`], embedded, the default for one
 //!   process; [`store::postgres`], a PostgreSQL database several replicas

@@ -18,6 +18,8 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::core::cimd::is_document_url;
 use crate::core::client_rules;
 use crate::core::error::{Error, Reason};
@@ -52,9 +54,14 @@ pub struct AuthorizationRequest {
 }
 
 /// An authorization request that passed every check.
-#[derive(Clone, Debug)]
+///
+/// Kept in its interaction's entry in the store (serde JSON), the client's
+/// record whole: a replica carrying the interaction on needs no fetch of a
+/// metadata document, nor to have seen the client in its change feed yet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CheckedAuthorization {
     /// The client.
+    #[serde(with = "whole_record")]
     pub client: Arc<OAuthClientRecord>,
     /// Where the answer goes.
     pub redirect_uri: String,
@@ -67,6 +74,28 @@ pub struct CheckedAuthorization {
     pub resources: Vec<String>,
     /// The PKCE challenge.
     pub code_challenge: String,
+}
+
+/// A shared client record as its record, in and out of JSON.
+mod whole_record {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::store::OAuthClientRecord;
+
+    pub(super) fn serialize<S: Serializer>(
+        client: &Arc<OAuthClientRecord>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        client.as_ref().serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Arc<OAuthClientRecord>, D::Error> {
+        OAuthClientRecord::deserialize(d).map(Arc::new)
+    }
 }
 
 /// Why an authorization request is refused, and where the refusal goes.

@@ -68,7 +68,7 @@ impl Core {
             approved,
             expires_at: now + CODE_LIFETIME,
         };
-        if !self.codes.insert(&code.hash(), grant, now) {
+        if !self.codes.insert(&code.hash(), grant, now).await? {
             return Err(Error::RateLimited {
                 retry_after: std::time::Duration::from_secs(60),
                 message: "too many authorizations are pending; retry shortly".to_owned(),
@@ -99,10 +99,8 @@ impl Core {
         }
         let now = self.clock.now();
         let session_id = new_id("ses_")?;
-        let grant = match self
-            .codes
-            .take(&SecretHash::of(req.code.as_bytes()), now, &session_id)
-        {
+        let hash = SecretHash::of(req.code.as_bytes());
+        let grant = match self.codes.take(&hash, now, &session_id).await? {
             Taken::Fresh(CodeGrant { approved, .. }) => approved,
             Taken::Unknown => {
                 return Err(invalid_code(
@@ -169,23 +167,58 @@ impl Core {
                 "code_verifier does not match the code_challenge of the authorization request",
             ));
         }
-        let issued = self
-            .start_session(SessionStart {
-                session_id,
-                subject: grant.subject,
-                client_id: client.client_id.clone(),
-                scopes: grant.scopes,
-                audience,
-                resources: grant.resources,
-                ttl: self.settings.default_ttl,
-                lifetime: self.settings.max_session_lifetime,
-                oauth: true,
-                actor: &client.client_id,
-                request_id: creds.request_id,
-            })
-            .await?;
+        let start = SessionStart {
+            session_id,
+            subject: grant.subject,
+            client_id: client.client_id.clone(),
+            scopes: grant.scopes,
+            audience,
+            resources: grant.resources,
+            ttl: self.settings.default_ttl,
+            lifetime: self.settings.max_session_lifetime,
+            oauth: true,
+            actor: &client.client_id,
+            request_id: creds.request_id,
+        };
+        let issued = self.start_code_session(creds, &hash, now, start).await?;
         self.note_first_grant(&client).await?;
         Ok(issued)
+    }
+
+    /// Starts `start`, the session of the code hashing to `code`, spent by
+    /// this exchange; and revokes it at once if the code was presented
+    /// again meanwhile (that replay, refused, found no session to revoke
+    /// yet).
+    async fn start_code_session(
+        &self,
+        creds: &Credentials<'_>,
+        code: &SecretHash,
+        now: i64,
+        start: SessionStart<'_>,
+    ) -> Result<IssuedSession, Error> {
+        let client_id = start.client_id.clone();
+        let issued = self.start_session(start).await?;
+        if self.codes.replayed(code, now).await? && !self.revoked_already(&issued).await? {
+            let session_id = &issued.record.session_id;
+            let audit = self.audit.entry(crate::core::audit::AuditEvent {
+                actor: &client_id,
+                action: "authorization_code.reused",
+                target: session_id,
+                outcome: Reason::AuthorizationCodeReused.as_str(),
+                request_id: creds.request_id,
+            });
+            self.revoke_ids(std::slice::from_ref(session_id), audit)
+                .await?;
+            tracing::warn!(%client_id, %session_id, "authorization code reused while its first exchange made its session: that session is revoked");
+        }
+        Ok(issued)
+    }
+
+    /// Whether `issued`'s session is revoked already (by the replay, when
+    /// it came after the session was stored).
+    async fn revoked_already(&self, issued: &IssuedSession) -> Result<bool, Error> {
+        let stored = self.store.session(&issued.record.session_id).await?;
+        Ok(stored.is_some_and(|s| s.record.revoked_at.is_some()))
     }
 
     /// `grant_type=refresh_token`: the session's own client refreshes it
@@ -261,5 +294,99 @@ fn require_grant(client: &Arc<OAuthClientRecord>, grant: GrantType) -> Result<()
                 grant.as_str()
             ),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::store::{AuthMethod, Durability, conformance};
+
+    const RESOURCE: &str = "https://mcp.example";
+    const VERIFIER: &str = "a-verifier-of-forty-three-characters-or-more-0123";
+
+    /// A replay that comes after the first exchange spent the code but
+    /// before it stored its session finds nothing to revoke; the first
+    /// exchange, once its session is stored, sees the code marked replayed
+    /// and revokes that session itself.
+    #[tokio::test]
+    async fn a_replay_while_the_first_exchange_makes_its_session_still_revokes_it() {
+        let now = 1_800_000_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::open(dir.path(), Durability::Durable).unwrap();
+        let mut client = conformance::oauth_client("cli_public");
+        client.secret_hash = None;
+        client.secret_prefix = None;
+        client.token_endpoint_auth_method = AuthMethod::None;
+        client.grant_types = vec![GrantType::AuthorizationCode];
+        client.allowed_resources = vec![RESOURCE.to_owned()];
+        store
+            .insert_client(&client, conformance::entry("oauth_client.created"))
+            .await
+            .unwrap();
+        let config = Config::for_test(dir.path()).unwrap();
+        let (core, _) = Core::open(store, Clock::manual(now), &config)
+            .await
+            .unwrap();
+        let creds = Credentials::default();
+        let code = core
+            .issue_authorization_code(ApprovedAuthorization {
+                client_id: client.client_id.clone(),
+                redirect_uri: client.redirect_uris[0].clone(),
+                code_challenge: pkce::challenge_of(VERIFIER),
+                subject: "alice".to_owned(),
+                scopes: vec!["tools:read".to_owned()],
+                resources: vec![RESOURCE.to_owned()],
+            })
+            .await
+            .unwrap();
+
+        // The first exchange has spent the code, its session not yet made.
+        let first = new_id("ses_").unwrap();
+        let Taken::Fresh(grant) = core.codes.take(&code.hash(), now, &first).await.unwrap() else {
+            panic!("a fresh code");
+        };
+        // The replay is refused and finds no session to revoke.
+        let replay = core
+            .authorization_code_grant(
+                &creds,
+                &ClientCredential::Public {
+                    client_id: client.client_id.clone(),
+                },
+                CodeExchange {
+                    code: code.expose(),
+                    redirect_uri: Some(&client.redirect_uris[0]),
+                    code_verifier: Some(VERIFIER),
+                    resource: None,
+                },
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(replay.reason(), Reason::AuthorizationCodeReused, "{replay}");
+        assert!(core.store.session(&first).await.unwrap().is_none());
+
+        // The first exchange makes its session: revoked at once.
+        let start = SessionStart {
+            session_id: first.clone(),
+            subject: grant.approved.subject,
+            client_id: client.client_id.clone(),
+            scopes: grant.approved.scopes,
+            audience: RESOURCE.to_owned(),
+            resources: grant.approved.resources,
+            ttl: 300,
+            lifetime: 3_600,
+            oauth: true,
+            actor: &client.client_id,
+            request_id: "r",
+        };
+        let issued = core
+            .start_code_session(&creds, &code.hash(), now, start)
+            .await
+            .unwrap();
+        let stored = core.store.session(&first).await.unwrap().unwrap().record;
+        assert_eq!(stored.revoked_at, Some(now));
+        assert_eq!(issued.record.session_id, first);
     }
 }

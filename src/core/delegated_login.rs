@@ -15,10 +15,11 @@
 //!   client's redirect URI with `error`, `error_description`, `state` and
 //!   `iss`, and the interaction is over.
 //!
-//! A challenge gets one answer and a verifier one visit; both end with
-//! their interaction, and both are kept only as hashes. Accepting and
-//! rejecting are audited (`login.accepted`, `login.rejected`) with the
-//! caller as actor.
+//! A challenge gets one answer and a verifier one visit (each a
+//! compare-and-swap of the interaction in the store, so also when two
+//! replicas get them at once); both end with their interaction, and both
+//! are kept only as hashes. Accepting and rejecting are audited
+//! (`login.accepted`, `login.rejected`) with the caller as actor.
 
 use crate::core::audit::AuditEvent;
 use crate::core::authorize::{client_redirect_url, redirect_host};
@@ -29,8 +30,10 @@ use crate::core::interactions::{
     too_many,
 };
 use crate::core::principal::{OAUTH_LOGIN, Principal};
+use crate::core::transient::Held;
 use crate::core::{Core, Credentials, policy};
 use crate::secret::{Secret, random_base62};
+use crate::store::Swap;
 
 /// The path, under the issuer's, where the browser comes back from the
 /// application after [`Core::accept_login`].
@@ -83,9 +86,9 @@ impl Core {
         Ok(caller)
     }
 
-    /// The interaction `challenge` names, while it waits for an answer;
-    /// else why not (the message says whether it was answered).
-    fn pending_challenge(&self, challenge: &str) -> Result<Interaction, Error> {
+    /// The interaction `challenge` names, while it waits for an answer,
+    /// as read; else why not (the message says whether it was answered).
+    async fn pending_challenge(&self, challenge: &str) -> Result<Held<Interaction>, Error> {
         if challenge.is_empty() {
             return Err(Error::invalid("login_challenge", "must not be empty"));
         }
@@ -101,18 +104,11 @@ impl Core {
         let id = self
             .interactions
             .ticket(challenge, Ticket::Challenge, now)
+            .await?
             .ok_or_else(unknown)?;
-        let map = self
-            .interactions
-            .by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let interaction = map
-            .get(&id)
-            .filter(|i| now < i.expires_at)
-            .ok_or_else(unknown)?;
-        match &interaction.delegated {
-            Some(DelegatedLogin::Pending) => Ok(interaction.clone()),
+        let interaction = self.interactions.get(&id, now).await?.ok_or_else(unknown)?;
+        match &interaction.value.delegated {
+            Some(DelegatedLogin::Pending) => Ok(interaction),
             Some(DelegatedLogin::Rejected) => Err(challenge_invalid(
                 "this login challenge was rejected already; a challenge gets one answer",
             )),
@@ -122,21 +118,19 @@ impl Core {
         }
     }
 
-    /// Moves interaction `id` from `Pending` to `next`, unless another
-    /// answer came first.
-    fn answer_challenge(&self, id: &str, next: DelegatedLogin) -> Result<Interaction, Error> {
-        let now = self.clock.now();
-        let mut map = self
-            .interactions
-            .by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match map.get_mut(id).filter(|i| now < i.expires_at) {
-            Some(i) if i.delegated == Some(DelegatedLogin::Pending) => {
-                i.delegated = Some(next);
-                Ok(i.clone())
-            }
-            _ => Err(challenge_invalid(
+    /// Moves the interaction `pending` was read as from `Pending` to
+    /// `next`, unless another answer came first (on this replica or
+    /// another).
+    async fn answer_challenge(
+        &self,
+        pending: &Held<Interaction>,
+        next: DelegatedLogin,
+    ) -> Result<Interaction, Error> {
+        let mut answered = pending.value.clone();
+        answered.delegated = Some(next);
+        match self.interactions.swap(pending, &answered).await? {
+            Swap::Done => Ok(answered),
+            Swap::Conflict => Err(challenge_invalid(
                 "this login challenge was answered already; a challenge gets one answer",
             )),
         }
@@ -155,7 +149,7 @@ impl Core {
         challenge: &str,
     ) -> Result<LoginRequest, Error> {
         self.login_app(creds).await?;
-        let i = self.pending_challenge(challenge)?;
+        let i = self.pending_challenge(challenge).await?.value;
         let r = i.request;
         Ok(LoginRequest {
             client_id: r.client.client_id.clone(),
@@ -186,28 +180,36 @@ impl Core {
         remember: u32,
     ) -> Result<String, Error> {
         let caller = self.login_app(creds).await?;
-        let pending = self.pending_challenge(challenge)?;
+        let pending = self.pending_challenge(challenge).await?;
         check_text("subject", subject, MAX_NAME_LEN)?;
         let verifier = Secret::new(format!("{LOGIN_VERIFIER_PREFIX}{}", random_base62(43)?));
         let now = self.clock.now();
-        if !self.interactions.insert_ticket(
-            verifier.hash(),
-            &pending.id,
-            Ticket::Verifier,
-            pending.expires_at,
-            now,
-        ) {
+        let (id, expires_at) = (&pending.value.id, pending.value.expires_at);
+        if !self
+            .interactions
+            .insert_ticket(&verifier.hash(), id, Ticket::Verifier, expires_at, now)
+            .await?
+        {
             return Err(too_many());
         }
-        let accepted = self
+        let accepted = match self
             .answer_challenge(
-                &pending.id,
+                &pending,
                 DelegatedLogin::Accepted {
                     subject: subject.to_owned(),
                     remember,
                 },
             )
-            .inspect_err(|_| self.interactions.remove_ticket(&verifier.hash()))?;
+            .await
+        {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                self.interactions
+                    .remove_ticket(&verifier.hash(), id, Ticket::Verifier)
+                    .await?;
+                return Err(err);
+            }
+        };
         let target = format!(
             "subject {subject} for {}",
             accepted.request.client.client_id
@@ -246,7 +248,7 @@ impl Core {
         error_description: &str,
     ) -> Result<String, Error> {
         let caller = self.login_app(creds).await?;
-        let pending = self.pending_challenge(challenge)?;
+        let pending = self.pending_challenge(challenge).await?;
         let error = match error {
             "" => DEFAULT_REJECT_ERROR,
             e if REJECT_ERRORS.contains(&e) => e,
@@ -273,7 +275,9 @@ impl Core {
                 ),
             ));
         }
-        let rejected = self.answer_challenge(&pending.id, DelegatedLogin::Rejected)?;
+        let rejected = self
+            .answer_challenge(&pending, DelegatedLogin::Rejected)
+            .await?;
         let r = &rejected.request;
         let mut params = vec![("error", error)];
         if !error_description.is_empty() {
@@ -305,9 +309,11 @@ impl Core {
     /// session starts for at most `remember_cap` seconds.
     ///
     /// # Errors
-    /// INTERACTION_INVALID: the verifier is unknown, over or used, or the
-    /// interaction is another browser's; the random source.
-    pub fn continue_login(
+    /// INTERACTION_INVALID: the verifier is unknown, over or used (also
+    /// when the same verifier comes twice at once, on one replica or two:
+    /// one continues), or the interaction is another browser's; the random
+    /// source; the store.
+    pub async fn continue_login(
         &self,
         verifier: &str,
         binding: &str,
@@ -320,35 +326,38 @@ impl Core {
         let id = self
             .interactions
             .ticket(verifier, Ticket::Verifier, now)
+            .await?
             .ok_or_else(gone)?;
-        let (interaction, remember) = {
-            let mut map = self
-                .interactions
-                .by_id
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let Some(i) = map
-                .get_mut(&id)
-                .filter(|i| now < i.expires_at && i.is_bound_to(binding))
-            else {
-                return Err(gone());
-            };
-            let Some(DelegatedLogin::Accepted { subject, remember }) = i.delegated.clone() else {
-                return Err(Error::refused(
-                    Reason::InteractionInvalid,
-                    "this sign-in was continued already: start again from the application",
-                ));
-            };
-            i.user = Some(SignedInUser {
-                user_id: subject.clone(),
-                username: subject,
-            });
-            i.delegated = Some(DelegatedLogin::Continued);
-            (i.clone(), remember)
+        let continued_already = || {
+            Error::refused(
+                Reason::InteractionInvalid,
+                "this sign-in was continued already: start again from the application",
+            )
         };
+        let held = match self.interactions.get(&id, now).await? {
+            Some(i) if i.value.is_bound_to(binding) => i,
+            _ => return Err(gone()),
+        };
+        let Some(DelegatedLogin::Accepted { subject, remember }) = held.value.delegated.clone()
+        else {
+            return Err(continued_already());
+        };
+        let mut interaction = held.value.clone();
+        interaction.user = Some(SignedInUser {
+            user_id: subject.clone(),
+            username: subject,
+        });
+        interaction.delegated = Some(DelegatedLogin::Continued);
+        if self.interactions.swap(&held, &interaction).await? == Swap::Conflict {
+            return Err(continued_already());
+        }
         let seconds = remember.min(remember_cap);
         let login_session = match &interaction.user {
-            Some(user) => self.interactions.start_login_session(user, seconds, now)?,
+            Some(user) => {
+                self.interactions
+                    .start_login_session(user, seconds, now)
+                    .await?
+            }
             None => None,
         };
         Ok(SignedIn {

@@ -4,38 +4,48 @@
 //! learns who the user is (the login page, or a signed-in browser), and
 //! ends with the user's decision: a code sent to the client, or
 //! `access_denied`. It lives at most [`INTERACTION_LIFETIME`] seconds,
-//! in memory (a restart forgets it: the user starts again from the
-//! application).
+//! in the store (its transient entries, so that behind a load balancer
+//! every replica of a shared store carries on an interaction another
+//! began); each step is a compare-and-swap from the interaction as it was
+//! read, so a step taken twice at once (a double submit, on one replica or
+//! two) happens once.
 //!
 //! A signed-in browser holds a login session (`mcp_ls_...`, kept as its
-//! hash, in memory, for `login_remember_seconds`): a second authorization
-//! within that time skips the login page.
+//! hash, in the store, for `login_remember_seconds`): a second
+//! authorization within that time skips the login page.
 //!
 //! With `login_url` set, the user signs in at the operator's application
 //! instead: the interaction then carries a login challenge and moves
 //! through [`DelegatedLogin`]'s states ([`super::delegated_login`] has the
 //! operations).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 
 use crate::core::authorize::CheckedAuthorization;
 use crate::core::codes::ApprovedAuthorization;
 use crate::core::error::{Error, Reason};
+use crate::core::transient::{Entries, Held};
 use crate::core::{Core, Credentials};
 use crate::secret::{Secret, SecretHash, random_base62};
+use crate::store::{Store, StoreResult, Swap, TransientKind};
 
 /// Seconds an interaction may take, from `/authorize` to the decision.
 pub const INTERACTION_LIFETIME: i64 = 600;
-/// Most interactions (and, separately, login sessions) held at once.
+/// Most interactions (and, separately, login sessions) held at once; twice
+/// as many login challenges and verifiers.
 const MAX_HELD: usize = 100_000;
+/// How often a step that lost a race to another writer of its
+/// interaction reads it again and retries.
+const STEP_TRIES: usize = 4;
 /// Prefix of a login session token.
 const LOGIN_SESSION_PREFIX: &str = "mcp_ls_";
 /// Prefix of a login challenge.
 pub(crate) const LOGIN_CHALLENGE_PREFIX: &str = "mcp_lc_";
 
 /// An interaction as the pages see it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Interaction {
     /// Its id (`ia_...`), carried by the pages' forms.
     pub id: String,
@@ -61,7 +71,8 @@ impl Interaction {
 /// Where a sign-in delegated to the operator's application stands. Each
 /// step happens once: the challenge gets one answer, the verifier one
 /// visit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum DelegatedLogin {
     /// The browser went to the application; no answer yet.
     Pending,
@@ -80,7 +91,8 @@ pub(crate) enum DelegatedLogin {
 }
 
 /// What a one-use value of a delegated sign-in opens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Ticket {
     /// The login challenge, for the application.
     Challenge,
@@ -89,7 +101,7 @@ pub(crate) enum Ticket {
 }
 
 /// Who signed in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedInUser {
     /// The user id: the tokens' `sub`.
     pub user_id: String,
@@ -120,88 +132,142 @@ pub struct SignedIn {
     pub remember_seconds: u32,
 }
 
-#[derive(Default)]
+/// A login session's entry: who, until when.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LoginSession {
+    user: SignedInUser,
+    until: i64,
+}
+
+/// A login challenge's or verifier's entry: its interaction, and which it
+/// is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct TicketEntry {
+    interaction: String,
+    kind: Ticket,
+}
+
+/// The interactions (by id: no secret, the browser's binding is), the
+/// login sessions and the tickets (by hash), in the store.
 pub(crate) struct Interactions {
-    pub(crate) by_id: Mutex<HashMap<String, Interaction>>,
-    logins: Mutex<HashMap<[u8; 32], (SignedInUser, i64)>>,
-    /// Hashes of login challenges and verifiers → (interaction id, what it
-    /// is, when it ends).
-    tickets: Mutex<HashMap<[u8; 32], (String, Ticket, i64)>>,
+    by_id: Entries<Interaction>,
+    logins: Entries<LoginSession>,
+    tickets: Entries<TicketEntry>,
 }
 
 impl Interactions {
-    fn insert(&self, interaction: Interaction, now: i64) -> bool {
-        let mut map = self.by_id.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_HELD {
-            map.retain(|_, i| now < i.expires_at);
-            if map.len() >= MAX_HELD {
-                return false;
-            }
+    /// Those kept in `store`.
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Interactions {
+            by_id: Entries::new(
+                store.clone(),
+                TransientKind::Interaction,
+                "interaction",
+                MAX_HELD,
+            ),
+            logins: Entries::new(
+                store.clone(),
+                TransientKind::LoginSession,
+                "login session",
+                MAX_HELD,
+            ),
+            tickets: Entries::new(store, TransientKind::Ticket, "login ticket", 2 * MAX_HELD),
         }
-        map.insert(interaction.id.clone(), interaction);
-        true
     }
 
-    /// Drops what has ended (maintenance).
-    pub fn evict(&self, now: i64) {
+    /// Stores a new interaction; `false` when too many are under way.
+    async fn insert(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
         self.by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, i| now < i.expires_at);
-        self.logins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, until)| now < *until);
-        self.tickets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, _, until)| now < *until);
+            .insert(
+                interaction.id.as_bytes(),
+                interaction,
+                interaction.expires_at,
+                now,
+            )
+            .await
+    }
+
+    /// Interaction `id`, while it lasts, as read.
+    pub(crate) async fn get(&self, id: &str, now: i64) -> StoreResult<Option<Held<Interaction>>> {
+        Ok(self
+            .by_id
+            .get(id.as_bytes(), now)
+            .await?
+            .filter(|i| now < i.value.expires_at))
+    }
+
+    /// Replaces `held` with `next` (the same interaction a step further),
+    /// unless it changed since it was read.
+    pub(crate) async fn swap(
+        &self,
+        held: &Held<Interaction>,
+        next: &Interaction,
+    ) -> StoreResult<Swap> {
+        self.by_id
+            .swap(held.value.id.as_bytes(), held, next, held.value.expires_at)
+            .await
+    }
+
+    /// Ends `held`, unless it changed since it was read.
+    pub(crate) async fn end(&self, held: &Held<Interaction>) -> StoreResult<Swap> {
+        self.by_id.remove(held.value.id.as_bytes(), held).await
     }
 
     /// Remembers `hash` as the `kind` ticket of interaction `id` until
     /// `until`; `false` when too many are held.
-    pub(crate) fn insert_ticket(
+    pub(crate) async fn insert_ticket(
         &self,
-        hash: SecretHash,
+        hash: &SecretHash,
         id: &str,
         kind: Ticket,
         until: i64,
         now: i64,
-    ) -> bool {
-        let mut map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= 2 * MAX_HELD {
-            map.retain(|_, (_, _, end)| now < *end);
-            if map.len() >= 2 * MAX_HELD {
-                return false;
-            }
-        }
-        map.insert(hash.0, (id.to_owned(), kind, until));
-        true
+    ) -> StoreResult<bool> {
+        let entry = TicketEntry {
+            interaction: id.to_owned(),
+            kind,
+        };
+        self.tickets.insert(&hash.0, &entry, until, now).await
     }
 
-    /// Forgets the ticket `hash`.
-    pub(crate) fn remove_ticket(&self, hash: &SecretHash) {
-        self.tickets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&hash.0);
+    /// Forgets the `kind` ticket `hash` of interaction `id`.
+    pub(crate) async fn remove_ticket(
+        &self,
+        hash: &SecretHash,
+        id: &str,
+        kind: Ticket,
+    ) -> StoreResult<()> {
+        let entry = TicketEntry {
+            interaction: id.to_owned(),
+            kind,
+        };
+        // Gone already is as good.
+        let _ = self.tickets.remove_value(&hash.0, &entry).await?;
+        Ok(())
     }
 
     /// The interaction id a `kind` ticket with value `value` names, while it
     /// lasts.
-    pub(crate) fn ticket(&self, value: &str, kind: Ticket, now: i64) -> Option<String> {
-        let map = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(&SecretHash::of(value.as_bytes()).0)
-            .filter(|(_, k, until)| *k == kind && now < *until)
-            .map(|(id, _, _)| id.clone())
+    pub(crate) async fn ticket(
+        &self,
+        value: &str,
+        kind: Ticket,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        Ok(self
+            .tickets
+            .get(&SecretHash::of(value.as_bytes()).0, now)
+            .await?
+            .filter(|t| t.value.kind == kind)
+            .map(|t| t.value.interaction))
     }
 
     /// Starts a login session for `user` lasting `seconds`: its token, or
     /// `None` when `seconds` is 0 or too many are held.
     ///
     /// # Errors
-    /// The random source.
-    pub(crate) fn start_login_session(
+    /// The random source, the store.
+    pub(crate) async fn start_login_session(
         &self,
         user: &SignedInUser,
         seconds: u32,
@@ -211,14 +277,18 @@ impl Interactions {
             return Ok(None);
         }
         let token = Secret::new(format!("{LOGIN_SESSION_PREFIX}{}", random_base62(43)?));
-        let mut logins = self.logins.lock().unwrap_or_else(|p| p.into_inner());
-        if logins.len() >= MAX_HELD {
-            logins.retain(|_, (_, until)| now < *until);
-        }
-        if logins.len() >= MAX_HELD {
+        let until = now + i64::from(seconds);
+        let entry = LoginSession {
+            user: user.clone(),
+            until,
+        };
+        if !self
+            .logins
+            .insert(&token.hash().0, &entry, until, now)
+            .await?
+        {
             return Ok(None);
         }
-        logins.insert(token.hash().0, (user.clone(), now + i64::from(seconds)));
         Ok(Some(token))
     }
 }
@@ -243,14 +313,15 @@ impl Core {
     /// `binding`; `user` when the browser is signed in already.
     ///
     /// # Errors
-    /// The random source; RATE_LIMITED when too many are under way.
-    pub fn begin_interaction(
+    /// The random source; RATE_LIMITED when too many are under way; the
+    /// store.
+    pub async fn begin_interaction(
         &self,
         request: CheckedAuthorization,
         binding: &str,
         user: Option<SignedInUser>,
     ) -> Result<Interaction, Error> {
-        self.start_interaction(request, binding, user, None)
+        self.start_interaction(request, binding, user, None).await
     }
 
     /// Begins an interaction for `request`, bound to the browser holding
@@ -259,34 +330,40 @@ impl Core {
     /// hash; it ends with the interaction).
     ///
     /// # Errors
-    /// The random source; RATE_LIMITED when too many are under way.
-    pub fn begin_delegated_interaction(
+    /// The random source; RATE_LIMITED when too many are under way; the
+    /// store.
+    pub async fn begin_delegated_interaction(
         &self,
         request: CheckedAuthorization,
         binding: &str,
     ) -> Result<(Interaction, Secret), Error> {
         let challenge = Secret::new(format!("{LOGIN_CHALLENGE_PREFIX}{}", random_base62(43)?));
-        let interaction =
-            self.start_interaction(request, binding, None, Some(DelegatedLogin::Pending))?;
+        let interaction = self
+            .start_interaction(request, binding, None, Some(DelegatedLogin::Pending))
+            .await?;
         let now = self.clock.now();
-        if !self.interactions.insert_ticket(
-            challenge.hash(),
-            &interaction.id,
-            Ticket::Challenge,
-            interaction.expires_at,
-            now,
-        ) {
-            self.interactions
+        let inserted = self
+            .interactions
+            .insert_ticket(
+                &challenge.hash(),
+                &interaction.id,
+                Ticket::Challenge,
+                interaction.expires_at,
+                now,
+            )
+            .await?;
+        if !inserted {
+            let _ = self
+                .interactions
                 .by_id
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&interaction.id);
+                .remove_value(interaction.id.as_bytes(), &interaction)
+                .await?;
             return Err(too_many());
         }
         Ok((interaction, challenge))
     }
 
-    fn start_interaction(
+    async fn start_interaction(
         &self,
         request: CheckedAuthorization,
         binding: &str,
@@ -302,55 +379,62 @@ impl Core {
             binding: SecretHash::of(binding.as_bytes()),
             delegated,
         };
-        if !self.interactions.insert(interaction.clone(), now) {
+        if !self.interactions.insert(&interaction, now).await? {
             return Err(too_many());
         }
         Ok(interaction)
     }
 
-    /// The interaction `id` of the browser holding `binding`.
-    ///
-    /// # Errors
-    /// INTERACTION_INVALID when it is unknown, over, or another browser's.
-    pub fn interaction(&self, id: &str, binding: &str) -> Result<Interaction, Error> {
+    /// Interaction `id` of the browser holding `binding`, as read.
+    async fn bound_interaction(&self, id: &str, binding: &str) -> Result<Held<Interaction>, Error> {
         let now = self.clock.now();
-        let map = self
-            .interactions
-            .by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match map.get(id) {
-            Some(i) if now < i.expires_at && i.is_bound_to(binding) => Ok(i.clone()),
+        match self.interactions.get(id, now).await? {
+            Some(i) if i.value.is_bound_to(binding) => Ok(i),
             _ => Err(gone()),
         }
     }
 
+    /// The interaction `id` of the browser holding `binding`.
+    ///
+    /// # Errors
+    /// INTERACTION_INVALID when it is unknown, over, or another browser's;
+    /// the store.
+    pub async fn interaction(&self, id: &str, binding: &str) -> Result<Interaction, Error> {
+        Ok(self.bound_interaction(id, binding).await?.value)
+    }
+
     /// The user a login session token names, while it lasts.
-    pub fn login_session_user(&self, token: &str) -> Option<SignedInUser> {
+    ///
+    /// # Errors
+    /// The store.
+    pub async fn login_session_user(&self, token: &str) -> Result<Option<SignedInUser>, Error> {
         let now = self.clock.now();
-        let logins = self
+        Ok(self
             .interactions
             .logins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        logins
-            .get(&SecretHash::of(token.as_bytes()).0)
-            .filter(|(_, until)| now < *until)
-            .map(|(user, _)| user.clone())
+            .get(&SecretHash::of(token.as_bytes()).0, now)
+            .await?
+            .filter(|l| now < l.value.until)
+            .map(|l| l.value.user))
     }
 
     /// Ends every login session of `user_id`: each browser signed in as
     /// the user signs in again (a password change, a disabled or deleted
     /// user). Returns how many ended.
-    pub(crate) fn sign_out_everywhere(&self, user_id: &str) -> usize {
-        let mut logins = self
-            .interactions
-            .logins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let before = logins.len();
-        logins.retain(|_, (user, _)| user.user_id != user_id);
-        before - logins.len()
+    ///
+    /// # Errors
+    /// The store.
+    pub(crate) async fn sign_out_everywhere(&self, user_id: &str) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let mut ended = 0;
+        for (key, held) in self.interactions.logins.all(now).await? {
+            if held.value.user.user_id == user_id
+                && self.interactions.logins.remove(&key, &held).await? == Swap::Done
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// Signs the user in for interaction `id` with a built-in account;
@@ -361,7 +445,7 @@ impl Core {
     /// the operator's application); LOGIN_FAILED (one refusal for an
     /// unknown user, a wrong password and a disabled account, counted
     /// against the address and the username); RATE_LIMITED while either
-    /// is throttled.
+    /// is throttled; the store.
     pub async fn sign_in(
         &self,
         creds: &Credentials<'_>,
@@ -371,7 +455,7 @@ impl Core {
         password: &str,
         remember: u32,
     ) -> Result<SignedIn, Error> {
-        if self.interaction(id, binding)?.delegated.is_some() {
+        if self.interaction(id, binding).await?.delegated.is_some() {
             return Err(gone());
         }
         if let Some(peer) = creds.peer {
@@ -390,21 +474,11 @@ impl Core {
             }
         };
         let now = self.clock.now();
-        let interaction = {
-            let mut map = self
-                .interactions
-                .by_id
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let Some(i) = map.get_mut(id).filter(|i| now < i.expires_at) else {
-                return Err(gone());
-            };
-            i.user = Some(SignedInUser {
-                user_id: user.user_id.clone(),
-                username: user.username.clone(),
-            });
-            i.clone()
+        let signed_in = SignedInUser {
+            user_id: user.user_id.clone(),
+            username: user.username.clone(),
         };
+        let interaction = self.set_user(id, &signed_in, now).await?;
         self.audit
             .record_aggregated(crate::core::audit::AuditEvent {
                 actor: &user.user_id,
@@ -414,13 +488,10 @@ impl Core {
                 request_id: creds.request_id,
             })
             .await;
-        let signed_in = SignedInUser {
-            user_id: user.user_id.clone(),
-            username: user.username.clone(),
-        };
         let login_session = self
             .interactions
-            .start_login_session(&signed_in, remember, now)?;
+            .start_login_session(&signed_in, remember, now)
+            .await?;
         Ok(SignedIn {
             interaction,
             remember_seconds: if login_session.is_some() { remember } else { 0 },
@@ -428,14 +499,39 @@ impl Core {
         })
     }
 
+    /// Makes `user` the user of interaction `id`: the last of sign-ins
+    /// sent at once (a double submit) is the one that stays, as each
+    /// reads the interaction again after losing to another.
+    async fn set_user(
+        &self,
+        id: &str,
+        user: &SignedInUser,
+        now: i64,
+    ) -> Result<Interaction, Error> {
+        for _ in 0..STEP_TRIES {
+            let Some(held) = self.interactions.get(id, now).await? else {
+                return Err(gone());
+            };
+            let mut next = held.value.clone();
+            next.user = Some(user.clone());
+            if self.interactions.swap(&held, &next).await? == Swap::Done {
+                return Ok(next);
+            }
+        }
+        Err(gone())
+    }
+
     /// Ends interaction `id` with the signed-in user's decision: approved,
     /// a code for the client (and, with `remember`, the consent kept for
-    /// next time); denied, nothing. Either way the interaction is over.
+    /// next time); denied, nothing. Either way the interaction is over:
+    /// of two decisions sent at once (on one replica or two), one ends it
+    /// and the other finds it over.
     /// Audited as `authorization.approved` or `authorization.denied`.
     ///
     /// # Errors
-    /// INTERACTION_INVALID (unknown, over, another browser's, or nobody
-    /// signed in); what issuing a code refuses.
+    /// INTERACTION_INVALID (unknown, over, another browser's, nobody
+    /// signed in, or decided already); what issuing a code refuses; the
+    /// store.
     pub async fn decide(
         &self,
         creds: &Credentials<'_>,
@@ -444,16 +540,14 @@ impl Core {
         approve: bool,
         remember: bool,
     ) -> Result<Decision, Error> {
-        let interaction = self.interaction(id, binding)?;
-        let Some(subject) = interaction.user.as_ref().map(|u| u.user_id.clone()) else {
+        let held = self.bound_interaction(id, binding).await?;
+        let Some(subject) = held.value.user.as_ref().map(|u| u.user_id.clone()) else {
             return Err(gone());
         };
-        self.interactions
-            .by_id
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        let r = interaction.request;
+        if self.interactions.end(&held).await? == Swap::Conflict {
+            return Err(gone());
+        }
+        let r = held.value.request;
         let action = if approve {
             "authorization.approved"
         } else {

@@ -56,6 +56,10 @@ pub struct MaintenanceReport {
     pub sessions_remaining: usize,
     /// Entries left in the in-memory revocation index.
     pub revocations_remaining: usize,
+    /// Ended entries of the browser flow removed from the store
+    /// (interactions, login sessions, login challenges and verifiers,
+    /// authorization codes).
+    pub transient_entries_removed: usize,
     /// Entries left in the rate limiters after evicting idle ones.
     pub limiter: crate::core::limits::LimiterSize,
     /// Audit records older than the retention removed.
@@ -153,8 +157,9 @@ impl Maintenance {
         report.limiter = s.limits.evict_idle();
         s.assertions.evict_expired(now);
         s.metadata_clients.evict_stale(now);
-        s.codes.evict(now);
-        s.interactions.evict(now);
+        // The browser flow's ended entries: interactions, login sessions,
+        // login challenges and verifiers, authorization codes.
+        report.transient_entries_removed = s.store.evict_transients(now).await?;
         s.refresh_replays.evict(now);
         s.audit.evict_idle().await;
         s.store

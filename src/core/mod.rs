@@ -44,6 +44,7 @@ pub(crate) mod refresh_replays;
 pub(crate) mod revocations;
 pub(crate) mod sessions;
 pub(crate) mod signing;
+pub(crate) mod transient;
 pub(crate) mod users;
 pub(crate) mod verify;
 pub(crate) mod watch;
@@ -125,9 +126,9 @@ pub struct Core {
     pub(crate) limits: limits::Limits,
     /// Answers of recent refreshes, for repeats within the grace window.
     pub(crate) refresh_replays: refresh_replays::RefreshReplays,
-    /// Browser interactions under way, and login sessions.
+    /// Browser interactions under way, and login sessions (in the store).
     pub(crate) interactions: interactions::Interactions,
-    /// Authorization codes issued and not yet forgotten.
+    /// Authorization codes issued and not yet forgotten (in the store).
     pub(crate) codes: codes::AuthorizationCodes,
     /// Client assertions seen, for `jti` replay.
     pub(crate) assertions: client_assertion::SeenAssertions,
@@ -243,8 +244,8 @@ impl Core {
                 config.dcr_registrations_per_hour,
             ),
             assertions: client_assertion::SeenAssertions::default(),
-            codes: codes::AuthorizationCodes::default(),
-            interactions: interactions::Interactions::default(),
+            codes: codes::AuthorizationCodes::new(store.clone()),
+            interactions: interactions::Interactions::new(store.clone()),
             refresh_replays: refresh_replays::RefreshReplays::default(),
             audit,
             passwords: passwords::Passwords::default(),

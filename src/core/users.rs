@@ -250,7 +250,7 @@ impl Core {
                 Some((r, "user.password_changed"))
             })
             .await?;
-        self.sign_out_everywhere(user_id);
+        self.sign_out_everywhere(user_id).await?;
         Ok(changed)
     }
 
@@ -263,7 +263,7 @@ impl Core {
         actor: &str,
         user_id: &str,
     ) -> Result<(), Error> {
-        self.sign_out_everywhere(user_id);
+        self.sign_out_everywhere(user_id).await?;
         let filter = crate::store::SessionFilter {
             subject: Some(user_id.to_owned()),
             client_id: None,

@@ -141,17 +141,29 @@ pub(super) async fn handle(State(app): State<App>, req: Request) -> Response {
         Ok(b) => b,
         Err(e) => return error_page_for(&Error::Random(e)),
     };
-    let signed_in = browser::cookie(&parts.headers, names.login)
-        .and_then(|token| app.core.login_session_user(&token));
-    let mut response = match (&signed_in, &app.settings.login_url) {
-        (None, Some(login_url)) => match app.core.begin_delegated_interaction(checked, &binding) {
-            Ok((_, challenge)) => to_login_url(login_url, challenge.expose()),
+    let signed_in = match browser::cookie(&parts.headers, names.login) {
+        Some(token) => match app.core.login_session_user(&token).await {
+            Ok(user) => user,
             Err(err) => return error_page_for(&err),
         },
+        None => None,
+    };
+    let mut response = match (&signed_in, &app.settings.login_url) {
+        (None, Some(login_url)) => {
+            match app
+                .core
+                .begin_delegated_interaction(checked, &binding)
+                .await
+            {
+                Ok((_, challenge)) => to_login_url(login_url, challenge.expose()),
+                Err(err) => return error_page_for(&err),
+            }
+        }
         _ => {
             let interaction = match app
                 .core
                 .begin_interaction(checked, &binding, signed_in.clone())
+                .await
             {
                 Ok(i) => i,
                 Err(err) => return error_page_for(&err),

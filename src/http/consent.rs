@@ -25,7 +25,7 @@ pub(super) async fn post(
     call: Call,
     form: Form,
 ) -> Response {
-    let (interaction, binding) = match form_interaction(&app, &headers, &form) {
+    let (interaction, binding) = match form_interaction(&app, &headers, &form).await {
         Ok(found) => found,
         Err(err) => return error_page_for(&err),
     };

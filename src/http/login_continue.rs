@@ -43,7 +43,7 @@ pub(super) async fn get(
     };
     let verifier = form.get("login_verifier").unwrap_or_default();
     let remember = app.settings.login_remember_seconds;
-    let signed = match app.core.continue_login(verifier, &binding, remember) {
+    let signed = match app.core.continue_login(verifier, &binding, remember).await {
         Ok(s) => s,
         Err(err) => return error_page_for(&err),
     };

@@ -23,8 +23,8 @@ use crate::core::{Error, Interaction, Reason};
 /// cookie and the form's CSRF field; `(interaction, binding)`.
 ///
 /// # Errors
-/// INTERACTION_INVALID.
-pub(super) fn form_interaction(
+/// INTERACTION_INVALID; the store.
+pub(super) async fn form_interaction(
     app: &App,
     headers: &HeaderMap,
     form: &Form,
@@ -43,7 +43,7 @@ pub(super) fn form_interaction(
     if !browser::csrf_ok(form.get("csrf"), id, &binding) {
         return Err(refused());
     }
-    let interaction = app.core.interaction(id, &binding)?;
+    let interaction = app.core.interaction(id, &binding).await?;
     Ok((interaction, binding))
 }
 
@@ -54,7 +54,7 @@ pub(super) async fn post(
     call: Call,
     form: Form,
 ) -> Response {
-    let (interaction, binding) = match form_interaction(&app, &headers, &form) {
+    let (interaction, binding) = match form_interaction(&app, &headers, &form).await {
         Ok(found) => found,
         Err(err) => return error_page_for(&err),
     };

@@ -961,3 +961,245 @@ pub(crate) async fn check_written(store: &dyn Store, written: &Written) {
         all[written.audit_records - 1].hash
     );
 }
+
+/// Transient entries: put if absent (an ended entry counts as absent), a
+/// read ignores ended entries, a swap and a removal only from the value
+/// they expect, kinds apart, counting up to a limit, listing the live,
+/// eviction of the ended only.
+pub(crate) async fn transients(store: &dyn Store) {
+    use TransientKind::{Code, Interaction, LoginSession};
+    assert_eq!(
+        store
+            .put_transient(Code, b"k1", b"pending", 200, 100)
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        store
+            .put_transient(Code, b"k1", b"other", 300, 100)
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "a live entry is not overwritten"
+    );
+    assert_eq!(
+        store.transient(Code, b"k1", 199).await.unwrap().as_deref(),
+        Some(&b"pending"[..])
+    );
+    assert_eq!(
+        store.transient(Code, b"k1", 200).await.unwrap(),
+        None,
+        "an entry has ended at its end"
+    );
+    assert_eq!(store.transient(Code, b"none", 100).await.unwrap(), None);
+    assert_eq!(
+        store.transient(Interaction, b"k1", 100).await.unwrap(),
+        None,
+        "each kind is its own namespace"
+    );
+    assert_eq!(
+        store
+            .put_transient(Interaction, b"k1", b"ia", 200, 100)
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+
+    // Compare-and-swap: from the expected value only.
+    assert_eq!(
+        store
+            .swap_transient(Code, b"k1", b"stale", b"spent", 260)
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(
+        store
+            .swap_transient(Code, b"k1", b"pending", b"spent", 260)
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        store
+            .swap_transient(Code, b"k1", b"pending", b"spent again", 260)
+            .await
+            .unwrap(),
+        Swap::Conflict,
+        "the second swap from one value loses"
+    );
+    assert_eq!(
+        store.transient(Code, b"k1", 250).await.unwrap().as_deref(),
+        Some(&b"spent"[..]),
+        "the swap moved its end too"
+    );
+    assert_eq!(
+        store
+            .swap_transient(Code, b"none", b"pending", b"spent", 260)
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+
+    // An ended entry is replaced by a put.
+    assert_eq!(
+        store
+            .put_transient(LoginSession, b"ls", b"old", 150, 100)
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        store
+            .put_transient(LoginSession, b"ls", b"new", 400, 150)
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        store
+            .transient(LoginSession, b"ls", 300)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"new"[..])
+    );
+
+    // Counting and listing the live ones of a kind.
+    for i in 0..5u8 {
+        assert_eq!(
+            store
+                .put_transient(LoginSession, &[b'm', i], &[i], 120 + i64::from(i), 100)
+                .await
+                .unwrap(),
+            Swap::Done
+        );
+    }
+    assert_eq!(
+        store
+            .count_transients(LoginSession, 100, 100)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        store.count_transients(LoginSession, 100, 4).await.unwrap(),
+        4,
+        "counted no further than the limit"
+    );
+    assert_eq!(
+        store
+            .count_transients(LoginSession, 122, 100)
+            .await
+            .unwrap(),
+        3,
+        "the ended are not counted"
+    );
+    let mut live = store.transients(LoginSession, 122).await.unwrap();
+    live.sort();
+    assert_eq!(
+        live,
+        [
+            (b"ls".to_vec(), b"new".to_vec()),
+            (vec![b'm', 3], vec![3]),
+            (vec![b'm', 4], vec![4]),
+        ]
+    );
+
+    // Compare-and-remove.
+    assert_eq!(
+        store
+            .remove_transient(LoginSession, b"ls", b"old")
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+    assert_eq!(
+        store
+            .remove_transient(LoginSession, b"ls", b"new")
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    assert_eq!(
+        store.transient(LoginSession, b"ls", 100).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .remove_transient(LoginSession, b"ls", b"new")
+            .await
+            .unwrap(),
+        Swap::Conflict
+    );
+
+    // Eviction: the ended only, of every kind. Left: Code k1 (end 260),
+    // Interaction k1 (200), LoginSession m0..m4 (120..124).
+    assert_eq!(store.evict_transients(122).await.unwrap(), 3);
+    assert_eq!(store.evict_transients(122).await.unwrap(), 0);
+    assert_eq!(
+        store.count_transients(LoginSession, 0, 100).await.unwrap(),
+        2,
+        "the live ones stay"
+    );
+    assert!(
+        store
+            .transient(Interaction, b"k1", 150)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.evict_transients(260).await.unwrap(), 4);
+    assert!(store.transients(Code, 0).await.unwrap().is_empty());
+    assert!(
+        actions(store).await.is_empty(),
+        "transient entries are not audited"
+    );
+}
+
+/// Many writers swapping one transient entry from the same value (a code
+/// exchanged at once by many): exactly one wins, and its value is stored.
+pub(crate) async fn one_transient_winner(store: Arc<dyn Store>) {
+    assert_eq!(
+        store
+            .put_transient(TransientKind::Code, b"race", b"pending", 1_000, 0)
+            .await
+            .unwrap(),
+        Swap::Done
+    );
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let spent = format!("spent by {i}");
+                let swap = store
+                    .swap_transient(
+                        TransientKind::Code,
+                        b"race",
+                        b"pending",
+                        spent.as_bytes(),
+                        1_000,
+                    )
+                    .await
+                    .unwrap();
+                (swap, spent)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (swap, spent) = t.await.unwrap();
+        if swap == Swap::Done {
+            winners.push(spent);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        store
+            .transient(TransientKind::Code, b"race", 0)
+            .await
+            .unwrap(),
+        Some(winners[0].clone().into_bytes())
+    );
+}

@@ -11,6 +11,12 @@
 //!   read returned, so of two writers that read the same version exactly
 //!   one wins; the other gets [`Swap::Conflict`] and nothing is written.
 //! - Cursors are opaque; listing order is stable.
+//! - Transient entries ([`Store::put_transient`] and the rest: the browser
+//!   flow's state in progress) are opaque bytes under a key of a
+//!   [`TransientKind`], each with its end; their writes are conditional on
+//!   the bytes a read returned, so of two writers from one value exactly
+//!   one wins, across processes sharing the store. They carry no audit
+//!   record and no change.
 //!
 //! Only this module names a storage engine: [`sled`](self::sled) is the
 //! embedded default, for one process; [`postgres`] keeps the store in a
@@ -35,7 +41,7 @@ pub use model::{
     ApiKeyRecord, AuditAnchor, AuditEntry, AuditRecord, AuthMethod, ClientOrigin, ConsentRecord,
     Cursor, GrantType, IdentityRecord, OAuthClientRecord, Page, PreviousSecret, REFRESH_HISTORY,
     RateLimit, RefreshToken, RevokedCert, SessionFilter, SessionRecord, SigningAlg,
-    SigningKeyRecord, Standing, Swap, UserRecord, Version, Versioned,
+    SigningKeyRecord, Standing, Swap, TransientKind, UserRecord, Version, Versioned,
 };
 pub use ring_key::{RingKey, RingKeyError};
 
@@ -339,6 +345,73 @@ pub trait Store: Send + Sync + 'static {
     /// (Unix seconds), moving the anchor to the last one removed; returns
     /// how many went.
     async fn prune_audit(&self, before: i64, limit: usize) -> StoreResult<usize>;
+
+    // ---- transient entries: the browser flow in progress
+
+    /// Stores `value` under `key` of `kind` until `expires_at`, unless a
+    /// live entry (one ending after `now`) holds that key: then
+    /// [`Swap::Conflict`] and nothing is written. An ended entry not yet
+    /// evicted is replaced.
+    async fn put_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        value: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Swap>;
+
+    /// The value under `key` of `kind`, unless there is none or it ended
+    /// (its end is not after `now`).
+    async fn transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Replaces the value under `key` of `kind` with `new`, ending at
+    /// `expires_at`, if it still is `expected`: else (another writer came
+    /// first, or the entry is gone) [`Swap::Conflict`] and nothing is
+    /// written. Of two swaps from one value exactly one wins, also from two
+    /// processes.
+    async fn swap_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        expected: &[u8],
+        new: &[u8],
+        expires_at: i64,
+    ) -> StoreResult<Swap>;
+
+    /// Removes the entry under `key` of `kind` if its value still is
+    /// `expected`; [`Swap::Conflict`] if it is not (or there is none).
+    async fn remove_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        expected: &[u8],
+    ) -> StoreResult<Swap>;
+
+    /// How many live entries of `kind` there are, counting no further
+    /// than `limit` (for a cap: the answer is at most `limit`).
+    async fn count_transients(
+        &self,
+        kind: TransientKind,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<usize>;
+
+    /// Every live entry of `kind`, as (key, value) pairs.
+    async fn transients(
+        &self,
+        kind: TransientKind,
+        now: i64,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Removes the entries of every kind that ended by `now`
+    /// (maintenance); how many went.
+    async fn evict_transients(&self, now: i64) -> StoreResult<usize>;
 
     // ---- the change feed, of a store several processes share
 

@@ -667,3 +667,40 @@ pub struct Page<T> {
     /// Where the next page starts; `None` on the last page.
     pub next: Option<Cursor>,
 }
+
+/// What a transient entry is: the browser flow's state in progress, kept in
+/// the store so that every replica of a shared one sees it (see
+/// `Store::put_transient`). Each kind is a namespace of keys of its own.
+/// Entries are neither audited nor in the change feed: whoever needs one
+/// reads it from the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransientKind {
+    /// A sign-in and consent under way, by its id.
+    Interaction,
+    /// A signed-in browser's login session, by its token's hash.
+    LoginSession,
+    /// A login challenge or verifier, by its hash.
+    Ticket,
+    /// An authorization code, pending or spent, by its hash.
+    Code,
+}
+
+impl TransientKind {
+    /// Every kind.
+    pub const ALL: [TransientKind; 4] = [
+        TransientKind::Interaction,
+        TransientKind::LoginSession,
+        TransientKind::Ticket,
+        TransientKind::Code,
+    ];
+
+    /// Its stored number (never reused for another kind).
+    pub fn number(self) -> u8 {
+        match self {
+            TransientKind::Interaction => 1,
+            TransientKind::LoginSession => 2,
+            TransientKind::Ticket => 3,
+            TransientKind::Code => 4,
+        }
+    }
+}

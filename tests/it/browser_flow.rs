@@ -9,19 +9,20 @@
 //! the pages' security headers.
 
 use mcp_auth::core::pkce::challenge_of;
+use mcp_auth::grpc::client::Client;
 use mcp_auth::pb;
 use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::Value;
 
-use crate::common::{TestServer, strings};
+use crate::common::{HttpTarget, TestServer, strings};
 use crate::oauth::RESOURCE;
 
 pub(crate) const REDIRECT: &str = "http://127.0.0.1/callback";
 pub(crate) const VERIFIER: &str = "browser-flow-verifier-0123456789-abcdefghijklmnop";
 
 /// A browser: cookies kept, redirects not followed.
-pub(crate) fn browser(server: &TestServer) -> reqwest::Client {
+pub(crate) fn browser(server: &impl HttpTarget) -> reqwest::Client {
     let pem = std::fs::read(server.ca_path()).unwrap();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
@@ -35,7 +36,7 @@ pub(crate) fn browser(server: &TestServer) -> reqwest::Client {
 /// the flow's PKCE verifier; the token response, whatever its status.
 pub(crate) async fn exchange_code(
     b: &reqwest::Client,
-    server: &TestServer,
+    server: &impl HttpTarget,
     client_id: &str,
     code: &str,
     redirect_uri: &str,
@@ -88,7 +89,12 @@ pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'
 }
 
 async fn set_up(server: &TestServer) -> String {
-    let admin = server.client(&server.primary).await;
+    set_up_with(&server.client(&server.primary).await).await
+}
+
+/// Creates the user `alice` and a public client of the browser flow for
+/// [`REDIRECT`] as `admin`; the client's id.
+pub(crate) async fn set_up_with(admin: &Client) -> String {
     admin
         .create_user(pb::CreateUserRequest {
             username: "alice".to_owned(),
@@ -115,7 +121,7 @@ async fn set_up(server: &TestServer) -> String {
 }
 
 pub(crate) fn authorize_url(
-    server: &TestServer,
+    server: &impl HttpTarget,
     client_id: &str,
     redirect: &str,
     extra: &str,
@@ -135,7 +141,7 @@ pub(crate) fn authorize_url(
 
 pub(crate) async fn submit(
     b: &reqwest::Client,
-    server: &TestServer,
+    server: &impl HttpTarget,
     path: &str,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
@@ -490,11 +496,13 @@ async fn bad_requests_are_pages_or_redirects_and_forms_need_their_browser_and_cs
     assert!(resp.headers().get(header::LOCATION).is_none());
 }
 
-/// Signs `b` in as alice on a fresh authorization and returns the consent
-/// page's (interaction, csrf).
-async fn signed_in_consent(
+/// Signs `b` in as alice on a fresh authorization (`url`, the
+/// authorization request, perhaps to another server than `server`, where
+/// the sign-in form is sent) and returns the consent page's
+/// (interaction, csrf).
+pub(crate) async fn signed_in_consent(
     b: &reqwest::Client,
-    server: &TestServer,
+    server: &impl HttpTarget,
     url: &str,
 ) -> (String, String) {
     let html = b.get(url).send().await.unwrap().text().await.unwrap();

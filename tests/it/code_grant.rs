@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tonic::Code;
 
-use crate::common::{TestServer, inactive_reason, strings};
+use crate::common::{HttpTarget, TestServer, inactive_reason, strings};
 use crate::oauth::{RESOURCE, oauth_error, post};
 
 const REDIRECT: &str = "https://app.example/cb";
@@ -102,7 +102,12 @@ async fn tokens(resp: reqwest::Response) -> Value {
 }
 
 /// Asserts an OAuth error with `reason`.
-async fn refused(resp: reqwest::Response, status: StatusCode, error: &str, reason: &str) -> Value {
+pub(crate) async fn refused(
+    resp: reqwest::Response,
+    status: StatusCode,
+    error: &str,
+    reason: &str,
+) -> Value {
     let body = oauth_error(resp, status, error).await;
     assert_eq!(body["reason"], reason, "{body}");
     body
@@ -143,8 +148,10 @@ async fn exchange_for(
     post(server, "/token", None, &form).await
 }
 
-async fn refresh(
-    server: &TestServer,
+/// A refresh by the public client `client_id`, narrowed to `scope` if
+/// some.
+pub(crate) async fn refresh(
+    server: &impl HttpTarget,
     client_id: &str,
     token: &str,
     scope: Option<&str>,
@@ -608,4 +615,59 @@ async fn a_code_for_several_resources_gives_a_token_for_each_one_asked() {
     let again =
         tokens(refresh(&server, &id, first["refresh_token"].as_str().unwrap(), None).await).await;
     assert_eq!(aud(&again).await, SECOND);
+}
+
+/// One code sent many times at once: one exchange gets tokens, every other
+/// is `AUTHORIZATION_CODE_REUSED`, and the winner's session is revoked
+/// (the unit tests of `core::code_grant` force the interleaving where a
+/// replay comes before the winner stored its session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_sent_many_times_at_once_has_one_winner_whose_session_is_revoked() {
+    let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
+    let (_, verifier_key) = server.key_with(&["tokens:verify"]).await;
+    let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
+    for round in 0..10 {
+        let code = code_for(&server, &id).await;
+        let answers = futures_util::future::join_all(
+            (0..8).map(|_| async { exchange(&server, &id, &code, VERIFIER).await }),
+        )
+        .await;
+        let mut won = Vec::new();
+        for resp in answers {
+            if resp.status() == StatusCode::OK {
+                won.push(tokens(resp).await);
+            } else {
+                refused(
+                    resp,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "AUTHORIZATION_CODE_REUSED",
+                )
+                .await;
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: {won:?}");
+        let verdict = server
+            .verify(&verifier_key, won[0]["access_token"].as_str().unwrap())
+            .await;
+        assert_eq!(
+            inactive_reason(&verdict),
+            pb::TokenReason::Revoked,
+            "round {round}"
+        );
+    }
+}
+
+/// Maintenance removes the codes that ended (a minute of life and a
+/// minute remembered) and keeps the live one, which still exchanges.
+#[tokio::test]
+async fn maintenance_removes_the_codes_that_ended_and_keeps_the_others() {
+    let server = TestServer::start().await;
+    let (id, _) = browser_client(&server, "none", &["authorization_code", "refresh_token"]).await;
+    let _ended = code_for(&server, &id).await;
+    server.clock.advance(Duration::from_secs(120));
+    let live = code_for(&server, &id).await;
+    assert_eq!(server.maintain().await.transient_entries_removed, 1);
+    assert_eq!(server.maintain().await.transient_entries_removed, 0);
+    tokens(exchange(&server, &id, &live, VERIFIER).await).await;
 }

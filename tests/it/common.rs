@@ -377,6 +377,26 @@ async fn open(config: &Config, clock: &Clock) -> (Server, Option<String>) {
     (server, primary)
 }
 
+/// Where a server's HTTP listener is and the CA its TLS chains to: what
+/// the HTTP tests' helpers need of a server, whether it runs in this
+/// process ([`TestServer`]) or as a process of its own (a replica).
+pub trait HttpTarget {
+    /// The HTTP listener's base URL.
+    fn http_url(&self) -> String;
+    /// The CA certificate its TLS chains to.
+    fn ca_path(&self) -> PathBuf;
+}
+
+impl HttpTarget for TestServer {
+    fn http_url(&self) -> String {
+        TestServer::http_url(self)
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        TestServer::ca_path(self)
+    }
+}
+
 /// A TLS channel to `url` trusting the CA in `ca`.
 pub async fn connect(url: &str, ca: &Path) -> Channel {
     let ca = std::fs::read(ca).unwrap();

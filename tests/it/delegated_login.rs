@@ -109,7 +109,7 @@ fn on_server(server: &TestServer, redirect_to: &str) -> String {
 }
 
 /// The reason an error page names.
-async fn page_reason(resp: reqwest::Response) -> String {
+pub(crate) async fn page_reason(resp: reqwest::Response) -> String {
     let html = resp.text().await.unwrap();
     let start = html
         .find("class=\"reason\">")

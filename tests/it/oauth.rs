@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use reqwest::header;
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, inactive_reason, strings};
+use crate::common::{HttpTarget, TestServer, http_client_trusting, inactive_reason, strings};
 
 pub(crate) const RESOURCE: &str = "https://mcp.example.com";
 const OTHER_RESOURCE: &str = "https://other.example.com";
@@ -95,8 +95,10 @@ pub(crate) fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
+/// POSTs `form` to `path` of `server`'s HTTP listener, with
+/// `authorization` if some.
 pub(crate) async fn post(
-    server: &TestServer,
+    server: &impl HttpTarget,
     path: &str,
     authorization: Option<&str>,
     form: &[(&str, &str)],
@@ -106,8 +108,7 @@ pub(crate) async fn post(
         .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
         .collect::<Vec<_>>()
         .join("&");
-    let mut req = server
-        .http_client()
+    let mut req = http_client_trusting(&server.ca_path())
         .post(format!("{}{path}", server.http_url()))
         .header(header::CONTENT_TYPE, FORM)
         .body(body);

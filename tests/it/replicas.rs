@@ -1,19 +1,30 @@
 //! Three replicas on one PostgreSQL database, each a real `mcp-auth serve`
 //! process with a data directory of its own: what one replica writes, the
 //! others enforce within a second (the tests measure it), races between
-//! replicas have one winner, and a key rotation on one is what the JWKS
-//! of another serves.
+//! replicas have one winner, a key rotation on one is what the JWKS of
+//! another serves, and the browser flow goes on whichever replica each of
+//! its requests reaches.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb;
 use mcp_auth::store::postgres::test_db::TestDatabase;
+use reqwest::StatusCode;
+use serde_json::Value;
 use tonic::transport::Channel;
 
-use crate::common::{
-    STORE_KEY_FILE, Spawned, assert_status, authed, connect, spawn_binary_with, strings,
+use crate::browser_flow::{
+    REDIRECT, VERIFIER, authorize_url, browser, exchange_code, field, location_params, param,
+    set_up_with, signed_in_consent, submit,
 };
+use crate::code_grant::{refresh, refused};
+use crate::common::{
+    HttpTarget, STORE_KEY_FILE, Spawned, assert_status, authed, connect, spawn_binary_with, strings,
+};
+use crate::delegated_login::page_reason;
+use crate::oauth::post;
 
 /// How soon a change made on one replica must be enforced by the others.
 pub const PROPAGATION_BOUND: Duration = Duration::from_secs(1);
@@ -144,6 +155,16 @@ impl Replica {
             .unwrap()
             .into_inner()
             .jwks_json
+    }
+}
+
+impl HttpTarget for Replica {
+    fn http_url(&self) -> String {
+        self.process.http_url.clone()
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
     }
 }
 
@@ -604,4 +625,125 @@ async fn a_client_changed_on_one_replica_is_enforced_by_the_others_within_a_seco
         (401, Some("invalid_client")),
         "{body}"
     );
+}
+
+/// The consent form of `interaction`, approving.
+fn approve<'a>(interaction: &'a str, csrf: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("interaction", interaction),
+        ("csrf", csrf),
+        ("decision", "approve"),
+    ]
+}
+
+/// The browser flow behind a round-robin load balancer, each request on
+/// another replica: /authorize on A, the sign-in and the consent on B, the
+/// code exchanged at C. Then, signed in (by the login session B started),
+/// authorizations on C whose consent goes to A and B at once (one decides,
+/// the other finds the interaction over) and whose code goes to A's and
+/// B's token endpoints at once: one exchange wins, the other is
+/// `invalid_grant` (`AUTHORIZATION_CODE_REUSED`), and the replay revokes
+/// the winner's session on every replica, as on one server.
+#[tokio::test]
+async fn the_browser_flow_goes_across_replicas_and_a_code_sent_to_two_at_once_has_one_winner() {
+    let db = database().await;
+    let ([a, b, c], primary) = three_replicas(&db).await;
+    let admin = Client::from_channel(a.channel.clone(), Some(primary.clone()))
+        .unwrap()
+        .with_retry(RetryPolicy::never());
+    let client_id = set_up_with(&admin).await;
+    // C authenticates the public client once its change feed brought it.
+    let took = time_until("the new client at C's token endpoint", || async {
+        let resp = post(
+            &c,
+            "/token",
+            None,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("code", "mcp_ac_unknown"),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", VERIFIER),
+            ],
+        )
+        .await;
+        let body: Value = resp.json().await.unwrap();
+        body["error"] == "invalid_grant"
+    })
+    .await;
+    assert!(took < PROPAGATION_BOUND, "a new client took {took:?}");
+
+    let user = browser(&a);
+    let (interaction, csrf) =
+        signed_in_consent(&user, &b, &authorize_url(&a, &client_id, REDIRECT, "")).await;
+    let back = submit(&user, &b, "/consent", &approve(&interaction, &csrf)).await;
+    let (to, params) = location_params(&back);
+    assert_eq!(to, REDIRECT);
+    assert_eq!(param(&params, "state"), Some("st-123"));
+    let code = param(&params, "code").unwrap().to_owned();
+    let tokens = exchange_code(&user, &c, &client_id, &code, REDIRECT).await;
+    assert_eq!(tokens["scope"], "tools:read", "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let verdict = a.verify(&primary, access).await.unwrap();
+    assert!(verdict.active, "{verdict:?}");
+    assert_eq!(verdict.claims.unwrap().client_id, client_id);
+
+    for round in 0..5 {
+        let page = user
+            .get(authorize_url(&c, &client_id, REDIRECT, ""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.unwrap();
+        assert!(
+            html.contains("Allow access?") && html.contains("alice"),
+            "round {round}: signed in at C by the login session B started: {html}"
+        );
+        let (interaction, csrf) = (field(&html, "interaction"), field(&html, "csrf"));
+
+        // One consent, sent to A and B at once: one decision.
+        let form = approve(&interaction, &csrf);
+        let (x, y) = tokio::join!(
+            submit(&user, &a, "/consent", &form),
+            submit(&user, &b, "/consent", &form),
+        );
+        let (decided, over) = match (x.status(), y.status()) {
+            (StatusCode::SEE_OTHER, StatusCode::BAD_REQUEST) => (x, y),
+            (StatusCode::BAD_REQUEST, StatusCode::SEE_OTHER) => (y, x),
+            other => panic!("round {round}: not one decision: {other:?}"),
+        };
+        assert_eq!(page_reason(over).await, "INTERACTION_INVALID");
+        let (_, params) = location_params(&decided);
+        let code = param(&params, "code").unwrap().to_owned();
+
+        // Its code, sent to A's and B's token endpoints at once.
+        let (x, y) = tokio::join!(
+            exchange_code(&user, &a, &client_id, &code, REDIRECT),
+            exchange_code(&user, &b, &client_id, &code, REDIRECT),
+        );
+        let (won, lost) = match (x.get("access_token"), y.get("access_token")) {
+            (Some(_), None) => (x, y),
+            (None, Some(_)) => (y, x),
+            _ => panic!("round {round}: not exactly one winner: {x} {y}"),
+        };
+        assert_eq!(lost["error"], "invalid_grant", "{lost}");
+        assert_eq!(lost["reason"], "AUTHORIZATION_CODE_REUSED", "{lost}");
+        let access = won["access_token"].as_str().unwrap();
+        for r in [&a, &b, &c] {
+            let took = time_until("the replayed code's session revoked", || async {
+                let v = r.verify(&primary, access).await.unwrap();
+                v.reason() == pb::TokenReason::Revoked
+            })
+            .await;
+            assert!(took < PROPAGATION_BOUND, "round {round}: took {took:?}");
+        }
+        refused(
+            refresh(&c, &client_id, won["refresh_token"].as_str().unwrap(), None).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "SESSION_REVOKED",
+        )
+        .await;
+    }
 }

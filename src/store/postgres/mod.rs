@@ -10,7 +10,9 @@
 //! that transaction, so chain order is commit order across connections
 //! and processes. Conditional writes are `UPDATE ... WHERE version = $n`:
 //! of two writers of one read, the second finds the version moved on and
-//! gets [`Swap::Conflict`].
+//! gets [`Swap::Conflict`]. Transient entries (the browser flow in
+//! progress) are written outside the chain, one statement each, compared
+//! on their value (see `transient`).
 
 mod group;
 pub(super) mod import;
@@ -19,6 +21,7 @@ mod schema;
 mod seal;
 #[doc(hidden)]
 pub mod test_db;
+mod transient;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1152,6 +1155,69 @@ impl Store for PostgresStore {
         .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         Ok(gone)
+    }
+
+    async fn put_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        value: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Swap> {
+        self.put_transient_row(kind, key, value, expires_at, now)
+            .await
+    }
+
+    async fn transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        self.transient_row(kind, key, now).await
+    }
+
+    async fn swap_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        expected: &[u8],
+        new: &[u8],
+        expires_at: i64,
+    ) -> StoreResult<Swap> {
+        self.swap_transient_row(kind, key, expected, new, expires_at)
+            .await
+    }
+
+    async fn remove_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        expected: &[u8],
+    ) -> StoreResult<Swap> {
+        self.remove_transient_row(kind, key, expected).await
+    }
+
+    async fn count_transients(
+        &self,
+        kind: TransientKind,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        self.count_transient_rows(kind, now, limit).await
+    }
+
+    async fn transients(
+        &self,
+        kind: TransientKind,
+        now: i64,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.transient_rows(kind, now).await
+    }
+
+    async fn evict_transients(&self, now: i64) -> StoreResult<usize> {
+        self.evict_transient_rows(now).await
     }
 
     fn shared(&self) -> bool {

@@ -12,7 +12,8 @@
 //! connections and replicas. `changes` is the feed replicas follow
 //! (position → what changed); every write adding to it holds the same
 //! lock, so positions are in commit order and a reader never sees a later
-//! one before an earlier one commits.
+//! one before an earlier one commits. `transient` holds the browser flow
+//! in progress, by kind and key, outside the chain and the feed.
 
 use tokio_postgres::Client;
 
@@ -126,6 +127,20 @@ const MIGRATIONS: &[&str] = &[
         pruned_through BIGINT NOT NULL
     );
     INSERT INTO change_feed (pruned_through) VALUES (0);
+    ",
+    // 3: the browser flow in progress (interactions, login sessions, login
+    // challenges and verifiers, authorization codes), so every replica
+    // sees it: opaque values by kind and key (a hash or an id, never a
+    // secret), each with its end; conditional writes compare `value`.
+    "
+    CREATE TABLE transient (
+        kind SMALLINT NOT NULL,
+        key BYTEA NOT NULL,
+        value BYTEA NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX transient_by_end ON transient (kind, expires_at);
     ",
 ];
 

@@ -64,6 +64,7 @@ conformance! {
     conformance_revoked_tokens => revoked_tokens,
     conformance_signing_keys => signing_keys,
     conformance_audit_chain => audit_chain,
+    conformance_transients => transients,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,6 +77,63 @@ async fn conformance_one_username_one_user() {
 async fn conformance_one_winner() {
     let db = TestDb::create().await;
     conformance::one_winner(Arc::new(db.open().await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_one_transient_winner() {
+    let db = TestDb::create().await;
+    conformance::one_transient_winner(Arc::new(db.open().await)).await;
+}
+
+/// A code spent from two stores on one database (two replicas) at once:
+/// one swap wins, and the entry one store wrote the other reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_have_one_winner_of_a_transient_swap() {
+    let db = TestDb::create().await;
+    let a = Arc::new(db.open().await);
+    let b = Arc::new(db.open().await);
+    for round in 0..10u8 {
+        let key = [round];
+        assert_eq!(
+            a.put_transient(TransientKind::Code, &key, b"pending", 100, 0)
+                .await
+                .unwrap(),
+            Swap::Done
+        );
+        let spend = |store: Arc<PostgresStore>, by: &'static [u8]| async move {
+            store
+                .swap_transient(TransientKind::Code, &key, b"pending", by, 100)
+                .await
+                .unwrap()
+        };
+        let (x, y) = tokio::join!(
+            tokio::spawn(spend(a.clone(), b"spent by a")),
+            tokio::spawn(spend(b.clone(), b"spent by b")),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!(
+            matches!(
+                (x, y),
+                (Swap::Done, Swap::Conflict) | (Swap::Conflict, Swap::Done)
+            ),
+            "round {round}: {x:?} {y:?}"
+        );
+        let winner: &[u8] = if x == Swap::Done {
+            b"spent by a"
+        } else {
+            b"spent by b"
+        };
+        for store in [&a, &b] {
+            assert_eq!(
+                store
+                    .transient(TransientKind::Code, &key, 0)
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(winner)
+            );
+        }
+    }
 }
 
 #[tokio::test]

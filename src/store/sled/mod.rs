@@ -7,8 +7,10 @@
 //! hashed), `deleted_oauth_clients` (client id → deletion time), `users`
 //! (user id → account, its password only hashed), `usernames` (username →
 //! user id: the index that keeps usernames unique), `consents` (subject,
-//! NUL, client id → remembered consent), `audit` (seq → record)
-//! and `meta` (the audit anchor).
+//! NUL, client id → remembered consent), `audit` (seq → record),
+//! `meta` (the audit anchor) and `transient` (the browser flow in
+//! progress: the kind's number and the key → the end, eight bytes big
+//! endian, and the value; see `transient`).
 //! Records are JSON. The session indexes (by subject, by creator, revoked)
 //! live in memory and are rebuilt at open. Data directories written before
 //! this layout also hold `api_key_hashes`, `refresh_tokens`,
@@ -18,13 +20,16 @@
 //! Every write takes one write lock, appends its audit record and then
 //! writes the change (see `commit::Writer` for why that order is enough);
 //! every write is flushed (group commit) before it returns, unless the
-//! store was opened with [`Durability::Unsafe`].
+//! store was opened with [`Durability::Unsafe`]. Transient entries carry
+//! no audit record: their writes are sled's own compare-and-swap on their
+//! tree, outside the write lock, flushed likewise.
 
 mod codec;
 mod commit;
 mod export;
 mod index;
 mod legacy;
+mod transient;
 
 use std::ops::Bound;
 use std::path::Path;
@@ -87,6 +92,8 @@ pub struct SledStore {
     /// Remembered consents: `subject \0 client_id` → record.
     consents: Tree,
     meta: Tree,
+    /// The browser flow in progress (see `transient`).
+    transient: Tree,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -146,6 +153,7 @@ impl SledStore {
             users: db.open_tree("users")?,
             usernames: db.open_tree("usernames")?,
             consents: db.open_tree("consents")?,
+            transient: db.open_tree("transient")?,
             sessions,
             meta,
             audit: AuditChain {
@@ -999,6 +1007,69 @@ impl Store for SledStore {
         Ok(gone.len())
     }
 
+    async fn put_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        value: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Swap> {
+        self.put_transient_entry(kind, key, value, expires_at, now)
+            .await
+    }
+
+    async fn transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<Vec<u8>>> {
+        self.transient_entry(kind, key, now)
+    }
+
+    async fn swap_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        expected: &[u8],
+        new: &[u8],
+        expires_at: i64,
+    ) -> StoreResult<Swap> {
+        self.swap_transient_entry(kind, key, expected, Some((new, expires_at)))
+            .await
+    }
+
+    async fn remove_transient(
+        &self,
+        kind: TransientKind,
+        key: &[u8],
+        expected: &[u8],
+    ) -> StoreResult<Swap> {
+        self.swap_transient_entry(kind, key, expected, None).await
+    }
+
+    async fn count_transients(
+        &self,
+        kind: TransientKind,
+        now: i64,
+        limit: usize,
+    ) -> StoreResult<usize> {
+        self.count_transient_entries(kind, now, limit)
+    }
+
+    async fn transients(
+        &self,
+        kind: TransientKind,
+        now: i64,
+    ) -> StoreResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.transient_entries(kind, now)
+    }
+
+    async fn evict_transients(&self, now: i64) -> StoreResult<usize> {
+        self.evict_transient_entries(now).await
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         self.commit.flush(&self.db).await
     }
@@ -1130,6 +1201,17 @@ mod tests {
     async fn conformance_one_winner() {
         let (_dir, store) = fresh();
         conformance::one_winner(Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn conformance_transients() {
+        conformance::transients(&fresh().1).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_one_transient_winner() {
+        let (_dir, store) = fresh();
+        conformance::one_transient_winner(Arc::new(store)).await;
     }
 
     #[tokio::test]
