@@ -14,6 +14,7 @@ mod cli_face;
 mod clients;
 mod code_grant;
 mod contract;
+mod crash_loop;
 mod dcr;
 mod delegated_login;
 mod docs;
