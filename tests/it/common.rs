@@ -700,3 +700,15 @@ pub async fn closed_after(mut tcp: tokio::net::TcpStream) -> std::time::Duration
         .expect("the server kept the connection open for 5 s");
     started.elapsed()
 }
+
+/// Prints a torture test's figures and keeps them in
+/// `target/torture-figures/<name>.txt`, which `.ci/run` prints at the end.
+pub fn report_figures(name: &str, figures: &str) {
+    eprintln!("{figures}");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("torture-figures");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.txt")), format!("{figures}\n")).unwrap();
+}

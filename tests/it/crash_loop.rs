@@ -511,7 +511,7 @@ async fn killed_at_random_fifty_times_under_writers_the_server_loses_nothing_it_
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!(
+    let figures = format!(
         "crash loop (seed {seed}): {kills} SIGKILLs survived in {:.1} s; {} writes acknowledged \
          and checked ({} sessions live, {} revocations, {} spent refresh tokens, {} API keys, \
          {} codes exchanged); {} calls cut short by a kill",
@@ -524,4 +524,5 @@ async fn killed_at_random_fifty_times_under_writers_the_server_loses_nothing_it_
         l.codes.len(),
         l.unknown
     );
+    crate::common::report_figures("crash_loop", &figures);
 }

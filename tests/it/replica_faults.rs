@@ -412,10 +412,12 @@ async fn the_database_restarted_and_crashed_under_load_loses_no_acknowledged_wri
     };
     let (refused, seen) = tokio::join!(writers, faults);
     let acknowledged = ledger.lock().unwrap().clone();
-    eprintln!(
-        "{} sessions acknowledged, {refused} refused with UNAVAILABLE; writing again after: {seen:?}",
+    let figures = format!(
+        "postgres restarted twice and crashed once under two replicas' writers: {} sessions \
+         acknowledged and checked, {refused} refused with UNAVAILABLE; writing again after {seen:?}",
         acknowledged.len()
     );
+    crate::common::report_figures("postgres_restart", &figures);
     assert!(
         refused > 0,
         "the restarts refused nothing: they did not happen"
