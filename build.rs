@@ -23,6 +23,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         ".mcp_auth.v1.SetPasswordRequest",
     ];
     let mut builder = tonic_prost_build::configure()
+        // A request that does not decode is INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::grpc::codec::StrictCodec")
         // The CLI prints responses with `--json`.
         .message_attribute(".mcp_auth.v1", "#[derive(serde::Serialize)]")
         .enum_attribute(

@@ -16,7 +16,8 @@
 //! - [`grpc`]: the gRPC adapter. One file per service, each RPC written
 //!   once: split the request into credentials and message ([`grpc::call`]),
 //!   call the core, convert ([`grpc::convert`]); the one `Status` mapping
-//!   ([`grpc::status`]); and the typed [`grpc::client`] that the CLI,
+//!   ([`grpc::status`]); the codec every message goes through (`codec`:
+//!   prost's, a request that does not decode INVALID_ARGUMENT); and the typed [`grpc::client`] that the CLI,
 //!   `bench` and the tests share.
 //! - [`http`]: the HTTP adapter, beside `grpc`: the axum router of the
 //!   OAuth endpoints, one file each (`metadata`, `jwks`, `token`,

@@ -641,6 +641,20 @@ pub struct Spawned {
 /// `extra` arguments, both listeners on `127.0.0.1:0`; returns once it
 /// printed both addresses.
 pub async fn spawn_binary_with(dir: &std::path::Path, extra: &[&str]) -> Spawned {
+    spawn_binary_logging(dir, extra, "warn", None).await
+}
+
+/// The lines a server process wrote to stderr so far.
+pub type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// [`spawn_binary_with`] at log level `level`; with `log`, every line it
+/// writes to stderr is kept there (else it goes to the test's stderr).
+pub async fn spawn_binary_logging(
+    dir: &std::path::Path,
+    extra: &[&str],
+    level: &str,
+    log: Option<Log>,
+) -> Spawned {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
         .arg("serve")
         .arg("--data-dir")
@@ -648,13 +662,25 @@ pub async fn spawn_binary_with(dir: &std::path::Path, extra: &[&str]) -> Spawned
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(extra)
         .env_clear()
-        .env("MCP_AUTH_LOG", "warn")
+        .env("MCP_AUTH_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if log.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    if let Some(log) = log {
+        let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = errors.next_line().await {
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut url, mut http_url) = (None, None);
     while url.is_none() || http_url.is_none() {

@@ -352,11 +352,9 @@ async fn killed_at_random_fifty_times_under_writers_the_server_loses_nothing_it_
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            u64::from_le_bytes(bytes) | 1
         });
     let mut rng = Rng(seed);
     let began = Instant::now();

@@ -22,6 +22,7 @@ mod durability;
 mod error_table;
 mod errors;
 mod hardening;
+mod hostile;
 mod http;
 mod lifecycle;
 mod limits;
