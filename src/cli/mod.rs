@@ -168,7 +168,8 @@ pub enum Command {
     /// Show which credential you call with (the API key in
     /// MCP_AUTH_API_KEY, or --cert) and its scopes.
     Whoami,
-    /// Create a CA, issue client certificates (local), revoke them (server).
+    /// Create a CA, issue client and server certificates (local), revoke
+    /// client certificates (server).
     #[command(subcommand)]
     Cert(CertCommand),
     /// Grant scopes to mTLS identities (needs scope identities:admin).
@@ -207,7 +208,8 @@ pub enum Command {
 /// `mcp-auth cert ...`
 #[derive(Clone, Debug, Subcommand)]
 pub enum CertCommand {
-    /// Create a CA for client certificates: DIR/ca.pem and DIR/ca.key (0600).
+    /// Create a CA for client and server certificates: DIR/ca.pem and
+    /// DIR/ca.key (0600).
     InitCa {
         /// Directory to write to.
         #[arg(long)]

@@ -37,6 +37,7 @@ mod replicas;
 mod revocation_stream;
 mod rmcp_client;
 mod sdk_verifier;
+mod server_cert;
 mod sessions;
 mod signing;
 mod store_migrate;
