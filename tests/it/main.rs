@@ -24,6 +24,7 @@ mod hardening;
 mod http;
 mod lifecycle;
 mod limits;
+mod logs;
 mod mcp_server;
 mod mtls;
 mod oauth;
