@@ -85,8 +85,9 @@
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.
 //! - [`tls`]: server certificates, including the generated development CA;
-//!   [`ca`]: the CA for mutual TLS, issuing client certificates and reading
-//!   identities out of presented ones.
+//!   [`ca`]: the CA for mutual TLS, issuing client and server certificates
+//!   (within the CA's lifetime and a cap) and reading identities out of
+//!   presented ones.
 //! - [`clock`]: the one source of time, settable in tests; [`secret`]:
 //!   secrets from the OS CSPRNG, kept out of logs and `Debug`; [`files`]:
 //!   private and public files written atomically; [`untrusted`]: caller

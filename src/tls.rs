@@ -15,12 +15,8 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 use tokio_rustls::rustls;
 
-pub use crate::ca::{CA_CERT_FILE, CA_KEY_FILE};
+pub use crate::ca::{CA_CERT_FILE, CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE};
 use crate::files::{FileError, create_private_dir, write_private, write_public};
-/// File name of the server certificate.
-pub const SERVER_CERT_FILE: &str = "server.pem";
-/// File name of the server private key.
-pub const SERVER_KEY_FILE: &str = "server.key";
 
 /// Validity of the generated development certificates.
 const DEV_CERT_DAYS: i64 = 3650;

@@ -1,9 +1,11 @@
-//! `mcp-auth cert ...`: a CA for client certificates and the certificates
-//! it issues (local files), and revoking them (on the server).
+//! `mcp-auth cert ...`: a CA, the client and server certificates it
+//! issues (local files), and revoking client certificates (on the server).
 
 use super::output::time;
 use super::{CertCommand, CliError, GlobalOpts, Output};
-use crate::ca::{ClientCertRequest, init_ca, issue_client_cert};
+use crate::ca::{
+    ClientCertRequest, ServerCertRequest, init_ca, issue_client_cert, issue_server_cert,
+};
 use crate::pb;
 
 /// Runs a `cert` subcommand.
@@ -50,13 +52,15 @@ pub(super) async fn run(cmd: CertCommand, opts: &GlobalOpts, out: &Output) -> Re
             ca_dir,
             out: dir,
             days,
+            max_days,
             trust_domain,
             force,
         } => {
             if days == 0 {
                 return Err(CliError::Usage("--days must be at least 1".to_owned()));
             }
-            let req = ClientCertRequest::for_days(&name, &trust_domain, days);
+            let mut req = ClientCertRequest::for_days(&name, &trust_domain, days);
+            req.max_days = max_days;
             let issued = issue_client_cert(&ca_dir, &dir, &req, force).map_err(ca_err)?;
             out.print(&issued, |issued| {
                 outln!("identity:    {}", issued.identity);
@@ -65,6 +69,47 @@ pub(super) async fn run(cmd: CertCommand, opts: &GlobalOpts, out: &Output) -> Re
                 outln!("expires:     {}", issued.not_after);
                 outln!("certificate: {}", issued.cert_path.display());
                 outln!("private key: {} (mode 0600)", issued.key_path.display());
+            })?;
+        }
+        CertCommand::IssueServer {
+            ca_dir,
+            out: dir,
+            dns,
+            ip,
+            days,
+            max_days,
+            force,
+        } => {
+            if days == 0 {
+                return Err(CliError::Usage("--days must be at least 1".to_owned()));
+            }
+            if dns.is_empty() && ip.is_empty() {
+                return Err(CliError::Usage(
+                    "name the server: --dns NAME or --ip ADDRESS (each repeatable)".to_owned(),
+                ));
+            }
+            let mut req = ServerCertRequest::for_days(&dns, &ip, days);
+            req.max_days = max_days;
+            let issued = issue_server_cert(&ca_dir, &dir, &req, force).map_err(ca_err)?;
+            out.print(&issued, |issued| {
+                let names: Vec<String> = issued
+                    .dns_names
+                    .iter()
+                    .map(|n| format!("DNS:{n}"))
+                    .chain(issued.ip_addresses.iter().map(|ip| format!("IP:{ip}")))
+                    .collect();
+                outln!("names:       {}", names.join(", "));
+                outln!("serial:      {}", issued.serial);
+                outln!("sha256:      {}", issued.fingerprint_sha256);
+                outln!("expires:     {}", issued.not_after);
+                outln!(
+                    "certificate: {} (serve --tls-cert)",
+                    issued.cert_path.display()
+                );
+                outln!(
+                    "private key: {} (mode 0600; serve --tls-key)",
+                    issued.key_path.display()
+                );
             })?;
         }
         CertCommand::Revoke { serial } => {

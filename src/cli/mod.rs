@@ -168,7 +168,8 @@ pub enum Command {
     /// Show which credential you call with (the API key in
     /// MCP_AUTH_API_KEY, or --cert) and its scopes.
     Whoami,
-    /// Create a CA, issue client certificates (local), revoke them (server).
+    /// Create a CA, issue client and server certificates (local), revoke
+    /// client certificates (server).
     #[command(subcommand)]
     Cert(CertCommand),
     /// Grant scopes to mTLS identities (needs scope identities:admin).
@@ -207,7 +208,8 @@ pub enum Command {
 /// `mcp-auth cert ...`
 #[derive(Clone, Debug, Subcommand)]
 pub enum CertCommand {
-    /// Create a CA for client certificates: DIR/ca.pem and DIR/ca.key (0600).
+    /// Create a CA for client and server certificates: DIR/ca.pem and
+    /// DIR/ca.key (0600).
     InitCa {
         /// Directory to write to.
         #[arg(long)]
@@ -233,12 +235,42 @@ pub enum CertCommand {
         /// Directory to write to.
         #[arg(long)]
         out: PathBuf,
-        /// Validity in days.
+        /// Validity in days; at most --max-days, and never past the CA's
+        /// expiry.
         #[arg(long, default_value_t = 30)]
         days: u32,
+        /// Longest validity allowed, in days.
+        #[arg(long, env = "MCP_AUTH_CERT_MAX_DAYS", default_value_t = crate::ca::DEFAULT_MAX_DAYS)]
+        max_days: u32,
         /// SPIFFE trust domain of the identity.
         #[arg(long, env = "MCP_AUTH_TRUST_DOMAIN", default_value = crate::ca::DEFAULT_TRUST_DOMAIN)]
         trust_domain: String,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a TLS server certificate for `serve --tls-cert --tls-key`:
+    /// OUT/server.pem (certificate and CA chain) and OUT/server.key (0600).
+    IssueServer {
+        /// Directory holding ca.pem and ca.key (mode 0600).
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// Directory to write to.
+        #[arg(long)]
+        out: PathBuf,
+        /// A DNS name clients reach the server by (repeatable).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// An IP address clients reach the server at (repeatable).
+        #[arg(long = "ip", value_name = "ADDRESS")]
+        ip: Vec<std::net::IpAddr>,
+        /// Validity in days; at most --max-days, and never past the CA's
+        /// expiry.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Longest validity allowed, in days.
+        #[arg(long, env = "MCP_AUTH_CERT_MAX_DAYS", default_value_t = crate::ca::DEFAULT_MAX_DAYS)]
+        max_days: u32,
         /// Overwrite existing files.
         #[arg(long)]
         force: bool,

@@ -34,6 +34,26 @@ pub enum Kind {
     Internal,
 }
 
+impl Kind {
+    /// The level a refused request of this kind is logged at, on every
+    /// transport alike: a security event (a credential that failed, a call
+    /// its caller may not make) at INFO, so failed authentications show at
+    /// the default level; the service failing (unavailable, internal) at
+    /// WARN; an ordinary client error (invalid, not found, exists,
+    /// conflict, rate limited) at DEBUG, with the per-request lines.
+    pub fn refusal_level(self) -> tracing::Level {
+        match self {
+            Kind::Unauthenticated | Kind::Forbidden => tracing::Level::INFO,
+            Kind::Unavailable | Kind::Internal => tracing::Level::WARN,
+            Kind::Invalid
+            | Kind::NotFound
+            | Kind::AlreadyExists
+            | Kind::Conflict
+            | Kind::Exhausted => tracing::Level::DEBUG,
+        }
+    }
+}
+
 /// The `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "mcp-auth";
 
@@ -353,5 +373,41 @@ impl Error {
     /// The kind of refusal (see [`Reason::kind`]).
     pub fn kind(&self) -> Kind {
         self.reason().kind()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn security_refusals_show_at_the_default_level_and_client_errors_do_not() {
+        for reason in [
+            Reason::CredentialsMissing,
+            Reason::ApiKeyInvalid,
+            Reason::CertificateRevoked,
+            Reason::RefreshTokenReused,
+            Reason::AuthorizationCodeReused,
+            Reason::ClientAuthFailed,
+            Reason::LoginFailed,
+            Reason::InsufficientScope,
+            Reason::IdentityDisabled,
+        ] {
+            assert_eq!(reason.kind().refusal_level(), Level::INFO, "{reason:?}");
+        }
+        for reason in [
+            Reason::InvalidField,
+            Reason::SessionNotFound,
+            Reason::UsernameTaken,
+            Reason::ApiKeyNotActive,
+            Reason::RateLimited,
+        ] {
+            assert_eq!(reason.kind().refusal_level(), Level::DEBUG, "{reason:?}");
+        }
+        for reason in [Reason::StoreUnavailable, Reason::Internal] {
+            assert_eq!(reason.kind().refusal_level(), Level::WARN, "{reason:?}");
+        }
     }
 }

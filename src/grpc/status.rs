@@ -5,7 +5,8 @@
 //! [`ERROR_DOMAIN`] and the stable [`Reason`]; invalid fields add a
 //! `BadRequest` violation, rate limits a `RetryInfo` and `retry-after`.
 //! Unexpected failures become INTERNAL with a generic message; their cause
-//! is logged, never sent.
+//! is logged, never sent. Every other refusal is logged as `request
+//! refused` at its kind's level ([`Kind::refusal_level`]).
 
 use std::collections::HashMap;
 
@@ -113,8 +114,15 @@ impl From<Error> for Status {
                 "internal error; the server log has the cause".to_owned()
             }
         };
-        if reason != Reason::Internal {
-            tracing::info!(code = ?code(reason), reason = reason.as_str(), "request refused");
+        // Store failures and internal errors are logged above, with their
+        // cause; any other refusal at its kind's level.
+        if reason != Reason::Internal && !matches!(err, Error::Store(_)) {
+            let (code, reason) = (code(reason), reason.as_str());
+            match err.kind().refusal_level() {
+                tracing::Level::INFO => tracing::info!(?code, reason, "request refused"),
+                tracing::Level::WARN => tracing::warn!(?code, reason, "request refused"),
+                _ => tracing::debug!(?code, reason, "request refused"),
+            }
         }
         details.set_error_info(reason.as_str(), ERROR_DOMAIN, metadata);
         let message = bounded(message, MAX_MESSAGE_BYTES);

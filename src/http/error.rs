@@ -126,13 +126,19 @@ impl From<Error> for HttpError {
             }
             _ => err.to_string(),
         };
-        if reason != Reason::Internal {
-            tracing::info!(
-                status = status.as_u16(),
-                error = code,
-                reason = reason.as_str(),
-                "request refused"
-            );
+        // Store failures and internal errors are logged above, with their
+        // cause; any other refusal at its kind's level.
+        if reason != Reason::Internal && !matches!(err, Error::Store(_)) {
+            let (status, reason) = (status.as_u16(), reason.as_str());
+            match err.kind().refusal_level() {
+                tracing::Level::INFO => {
+                    tracing::info!(status, error = code, reason, "request refused");
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(status, error = code, reason, "request refused");
+                }
+                _ => tracing::debug!(status, error = code, reason, "request refused"),
+            }
         }
         HttpError {
             status,

@@ -1,8 +1,8 @@
 //! What every HTTP request goes through, around the routes: a request id
 //! (the caller's `x-request-id` if usable, else a fresh one, echoed in the
-//! response), one span and one `http request finished` line (method,
-//! escaped path, status, `latency_us` from the request's arrival to the
-//! end of its response), error responses of the layers below turned into
+//! response), one span and one `http request finished` line at DEBUG
+//! (method, escaped path, status, `latency_us` from the request's arrival
+//! to the end of its response), error responses of the layers below turned into
 //! OAuth JSON, and the common headers (`X-Content-Type-Options: nosniff`,
 //! a `default-src 'none'` Content-Security-Policy). [`no_store`] is the
 //! header rule of token-bearing responses.
@@ -158,7 +158,7 @@ impl Drop for TimedBody {
 
 fn finished(span: &tracing::Span, status: u16, latency: Duration) {
     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-    tracing::info!(parent: span, status, latency_us, "http request finished");
+    tracing::debug!(parent: span, status, latency_us, "http request finished");
 }
 
 /// Cross-origin access (CORS) for MCP clients that run in a browser

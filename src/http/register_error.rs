@@ -39,7 +39,8 @@ pub(super) fn registration_error(err: Error) -> HttpError {
             } else {
                 "invalid_client_metadata"
             };
-            tracing::info!(error = code, field, "registration refused");
+            // An ordinary client error: with the per-request lines.
+            tracing::debug!(error = code, field, "registration refused");
             HttpError::with_code(
                 StatusCode::BAD_REQUEST,
                 code,

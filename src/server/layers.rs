@@ -1,7 +1,7 @@
 //! The tower layers around every RPC: a request id for each (the
 //! caller's if usable, else a fresh one), and one span and one
-//! `rpc finished` line per call, timed from the request's arrival to the
-//! end of its response.
+//! `rpc finished` line per call at DEBUG (so none at the default level),
+//! timed from the request's arrival to the end of its response.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,7 +37,7 @@ pub(super) fn ensure_request_id<B>(
 }
 
 /// One span per RPC (method, request id, caller) and one `rpc finished`
-/// line with the gRPC status and the latency: the time from the request's
+/// line at DEBUG with the gRPC status and the latency: the time from the request's
 /// arrival to the end of its response (its trailers, or the head of a
 /// trailers-only refusal).
 #[derive(Clone, Copy, Debug, Default)]
@@ -168,7 +168,7 @@ fn finished(span: &tracing::Span, grpc_status: Option<i32>, latency: Duration) {
     let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
     // The code's name is written straight into the log line (no String).
     match grpc_status.map(tonic::Code::from) {
-        Some(code) => tracing::info!(parent: span, outcome = ?code, latency_us, "rpc finished"),
-        None => tracing::info!(parent: span, outcome = "?", latency_us, "rpc finished"),
+        Some(code) => tracing::debug!(parent: span, outcome = ?code, latency_us, "rpc finished"),
+        None => tracing::debug!(parent: span, outcome = "?", latency_us, "rpc finished"),
     }
 }

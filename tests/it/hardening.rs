@@ -26,7 +26,8 @@ use crate::common::{TestServer, assert_status, authed, connect, inactive_reason,
 // ---- the real binary, its log captured
 
 /// `mcp-auth serve` on a fresh data directory with its log (text format,
-/// level info) read line by line.
+/// level info, and the per-RPC `rpc finished` lines, which are at debug)
+/// read line by line.
 struct LoggedServer {
     _dir: tempfile::TempDir,
     _child: tokio::process::Child,
@@ -45,7 +46,7 @@ impl LoggedServer {
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .env_clear()
-            .env("MCP_AUTH_LOG", "info")
+            .env("MCP_AUTH_LOG", "info,mcp_auth::server::layers=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

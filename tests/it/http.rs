@@ -687,7 +687,8 @@ async fn shutdown_drains_both_listeners() {
 
 /// `serve --http-listen 127.0.0.1:0` prints the port it bound, serves the
 /// metadata there over TLS, and logs one `http request finished` line per
-/// request with its method, path, status and latency.
+/// request with its method, path, status and latency (at debug, which the
+/// filter turns on for the layer).
 #[tokio::test]
 async fn the_binary_prints_the_bound_http_address_and_logs_each_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -697,7 +698,7 @@ async fn the_binary_prints_the_bound_http_address_and_logs_each_request() {
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .env_clear()
-        .env("MCP_AUTH_LOG", "info")
+        .env("MCP_AUTH_LOG", "info,mcp_auth::http::layers=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

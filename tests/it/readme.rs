@@ -20,7 +20,7 @@ use crate::common::TestServer;
 const STOP_MARKER: &str = "<!-- pasted: the server stops here -->";
 
 /// Which part of a page holds its walk-through.
-enum Part<'a> {
+pub(super) enum Part<'a> {
     /// The section under `## heading`, to the next `## `.
     Section(&'a str),
     /// Everything before `## heading`.
@@ -31,12 +31,12 @@ enum Part<'a> {
 
 /// A page's walk-through: its runs of `sh` blocks (a new run where the
 /// server stops) and the output blocks that follow a command.
-struct Walkthrough {
-    runs: Vec<Vec<String>>,
-    outputs: Vec<String>,
+pub(super) struct Walkthrough {
+    pub(super) runs: Vec<Vec<String>>,
+    pub(super) outputs: Vec<String>,
 }
 
-fn walkthrough(text: &str, part: &Part) -> Walkthrough {
+pub(super) fn walkthrough(text: &str, part: &Part) -> Walkthrough {
     let section = match part {
         Part::Section(heading) => {
             let section = text
@@ -113,6 +113,12 @@ fn mask_token(token: &str) -> String {
         "TIME"
     } else if core.len() == 32 && core.bytes().all(|b| b.is_ascii_hexdigit()) {
         "SERIAL"
+    } else if core.len() == 95
+        && core
+            .split(':')
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        "SHA256"
     } else if core.len() == 43
         && core
             .bytes()
@@ -126,7 +132,7 @@ fn mask_token(token: &str) -> String {
 }
 
 /// A line with its varying parts masked and its spacing collapsed.
-fn mask(line: &str) -> String {
+pub(super) fn mask(line: &str) -> String {
     // How long the CLI waits depends on how fast the loop before it ran.
     if line.starts_with("rate limited; retrying in ") {
         return "rate limited; retrying in N s".to_owned();
@@ -388,4 +394,10 @@ fn masking_keeps_the_shape_and_hides_what_varies() {
         r#""expires_at": NUMBER,"#
     );
     assert_eq!(mask("issued:     2026-11-26T02:26:21Z"), "issued: TIME");
+    assert_eq!(
+        mask(
+            "sha256:      3C:9E:01:88:E0:DF:D1:B4:CD:E6:FF:49:5E:28:08:D8:71:26:86:B4:51:9E:E7:B2:CA:54:E3:4C:92:E2:09:F6"
+        ),
+        "sha256: SHA256"
+    );
 }
