@@ -524,6 +524,27 @@ pub(crate) async fn signed_in_consent(
     (interaction, csrf)
 }
 
+/// Approves the consent page's `interaction` and remembers the decision.
+pub(crate) async fn approve_remembered(
+    b: &reqwest::Client,
+    server: &impl HttpTarget,
+    interaction: &str,
+    csrf: &str,
+) -> reqwest::Response {
+    submit(
+        b,
+        server,
+        "/consent",
+        &[
+            ("interaction", interaction),
+            ("csrf", csrf),
+            ("decision", "approve"),
+            ("remember", "yes"),
+        ],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn a_remembered_consent_skips_the_page_until_more_is_asked_or_it_is_withdrawn() {
     let server = TestServer::start_with(|c| c.auth_failures_per_minute = 10_000).await;
@@ -532,18 +553,7 @@ async fn a_remembered_consent_skips_the_page_until_more_is_asked_or_it_is_withdr
     let b = browser(&server);
     let url = authorize_url(&server, &client_id, REDIRECT, "");
     let (interaction, csrf) = signed_in_consent(&b, &server, &url).await;
-    let back = submit(
-        &b,
-        &server,
-        "/consent",
-        &[
-            ("interaction", &interaction),
-            ("csrf", &csrf),
-            ("decision", "approve"),
-            ("remember", "yes"),
-        ],
-    )
-    .await;
+    let back = approve_remembered(&b, &server, &interaction, &csrf).await;
     let (_, params) = location_params(&back);
     let code = param(&params, "code").unwrap().to_owned();
     let tokens: Value = exchange_code(&b, &server, &client_id, &code, REDIRECT).await;

@@ -641,28 +641,30 @@ pub struct Spawned {
 /// `extra` arguments, both listeners on `127.0.0.1:0`; returns once it
 /// printed both addresses.
 pub async fn spawn_binary_with(dir: &std::path::Path, extra: &[&str]) -> Spawned {
-    spawn_binary_logging(dir, extra, "warn", None).await
+    spawn_binary_logging(dir, extra, Some("warn"), None).await
 }
 
-/// The lines a server process wrote to stderr so far.
-pub type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// [`spawn_binary_with`] at log level `level`; with `log`, every line it
-/// writes to stderr is kept there (else it goes to the test's stderr).
+/// [`spawn_binary_with`] with `MCP_AUTH_LOG` at `level` (`None`: unset,
+/// the default level); with `log`, every line it writes to stderr is sent
+/// there (else it goes to the test's stderr).
 pub async fn spawn_binary_logging(
     dir: &std::path::Path,
     extra: &[&str],
-    level: &str,
-    log: Option<Log>,
+    level: Option<&str>,
+    log: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 ) -> Spawned {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"));
+    command
         .arg("serve")
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(extra)
-        .env_clear()
-        .env("MCP_AUTH_LOG", level)
+        .env_clear();
+    if let Some(level) = level {
+        command.env("MCP_AUTH_LOG", level);
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(if log.is_some() {
@@ -677,7 +679,9 @@ pub async fn spawn_binary_logging(
         let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
         tokio::spawn(async move {
             while let Ok(Some(line)) = errors.next_line().await {
-                log.lock().unwrap().push(line);
+                if log.send(line).is_err() {
+                    break;
+                }
             }
         });
     }
@@ -737,4 +741,24 @@ pub fn report_figures(name: &str, figures: &str) {
     let dir = target.join("torture-figures");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.txt")), format!("{figures}\n")).unwrap();
+}
+
+/// `mcp-auth audit verify` against the server at `url` (CA `ca`) as
+/// `key`; asserts the chain verifies.
+pub async fn audit_verify(url: &str, ca: &Path, key: &str) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(["audit", "verify"])
+        .env_clear()
+        .env("MCP_AUTH_SERVER", url)
+        .env("MCP_AUTH_CA", ca)
+        .env("MCP_AUTH_API_KEY", key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

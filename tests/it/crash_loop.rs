@@ -25,8 +25,8 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 use tonic_types::StatusExt;
 
 use crate::browser_flow::{
-    REDIRECT, authorize_url, browser, exchange_code, location_params, param, set_up_with,
-    signed_in_consent, submit,
+    REDIRECT, approve_remembered, authorize_url, browser, exchange_code, location_params, param,
+    set_up_with, signed_in_consent,
 };
 use crate::common::{HttpTarget, Spawned, spawn_binary_with, strings};
 
@@ -373,18 +373,7 @@ async fn killed_at_random_fifty_times_under_writers_the_server_loses_nothing_it_
         &authorize_url(&target, &client_id, REDIRECT, ""),
     )
     .await;
-    let back = submit(
-        &b,
-        &target,
-        "/consent",
-        &[
-            ("interaction", &interaction),
-            ("csrf", &csrf),
-            ("decision", "approve"),
-            ("remember", "yes"),
-        ],
-    )
-    .await;
+    let back = approve_remembered(&b, &target, &interaction, &csrf).await;
     assert_eq!(back.status(), StatusCode::SEE_OTHER);
 
     let (tx, rx) = watch::channel(Some(target));
@@ -494,21 +483,7 @@ async fn killed_at_random_fifty_times_under_writers_the_server_loses_nothing_it_
             "an exchanged code worked again (seed {seed}): {again}"
         );
     }
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(["audit", "verify"])
-        .env_clear()
-        .env("MCP_AUTH_SERVER", &target.url)
-        .env("MCP_AUTH_CA", &target.ca)
-        .env("MCP_AUTH_API_KEY", &primary)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "audit verify (seed {seed}): {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::audit_verify(&target.url, &target.ca, &primary).await;
     let figures = format!(
         "crash loop (seed {seed}): {kills} SIGKILLs survived in {:.1} s; {} writes acknowledged \
          and checked ({} sessions live, {} revocations, {} spent refresh tokens, {} API keys, \

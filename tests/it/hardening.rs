@@ -3,7 +3,6 @@
 //! strictness for tokens signed with our own key, and caller text in the
 //! log.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -15,7 +14,6 @@ use mcp_auth::pb;
 use mcp_auth::pb::identity_service_client::IdentityServiceClient;
 use mcp_auth::store::SigningKeyRecord;
 use pb::TokenReason;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tonic::Code;
@@ -40,52 +38,16 @@ struct LoggedServer {
 impl LoggedServer {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-            .env_clear()
-            .env("MCP_AUTH_LOG", "info,mcp_auth::server::layers=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
         let (tx, lines) = mpsc::unbounded_channel();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stderr.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = stdout
-                .next_line()
-                .await
-                .unwrap()
-                .expect("server exited early");
-            if let Some(url) = line.strip_prefix("mcp-auth listening on ") {
-                break url.to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on it.
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        let primary = std::fs::read_to_string(dir.path().join("primary.key"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let level = Some("info,mcp_auth::server::layers=debug");
+        let s = crate::common::spawn_binary_logging(dir.path(), &[], level, Some(tx)).await;
         let ca = dir.path().join("tls").join("ca.pem");
         LoggedServer {
             _dir: dir,
-            _child: child,
-            url,
+            _child: s.child,
+            url: s.url,
             ca,
-            primary,
+            primary: s.primary.unwrap(),
             lines,
         }
     }

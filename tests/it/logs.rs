@@ -3,15 +3,13 @@
 //! ordinary client error, however many there are; a refused
 //! authentication is written, with its reason and without the secret.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use mcp_auth::grpc::client::{Client, RetryPolicy};
 use mcp_auth::pb;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::common::{connect, http_client_trusting, strings};
+use crate::common::{connect, http_client_trusting, spawn_binary_logging, strings};
 
 /// A well-formed API key that the server never issued.
 const WRONG_KEY: &str = "mcp_sk_WrongWrongWrongWrongWrongWrongWrongWro";
@@ -33,53 +31,14 @@ struct DefaultLevelServer {
 impl DefaultLevelServer {
     async fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = stderr.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut url, mut http_url) = (None, None);
-        while url.is_none() || http_url.is_none() {
-            let line = stdout
-                .next_line()
-                .await
-                .unwrap()
-                .expect("server exited early");
-            if let Some(u) = line.strip_prefix("mcp-auth listening on ") {
-                url = Some(u.to_owned());
-            }
-            if let Some(u) = line.strip_prefix("mcp-auth HTTP listening on ") {
-                http_url = Some(u.to_owned());
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
-        let primary = std::fs::read_to_string(dir.path().join("primary.key"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let s = spawn_binary_logging(dir.path(), &[], None, Some(tx)).await;
         DefaultLevelServer {
             dir,
-            _child: child,
-            url: url.unwrap(),
-            http_url: http_url.unwrap(),
-            primary,
+            _child: s.child,
+            url: s.url,
+            http_url: s.http_url,
+            primary: s.primary.unwrap(),
             rx,
             lines: Vec::new(),
         }

@@ -208,27 +208,78 @@ async fn write_until(
     refused
 }
 
+/// Two replicas on the database `url`: (A, B, the primary key, a
+/// `tokens:verify` key).
+async fn two_replicas(url: &str) -> (Replica, Replica, String, String) {
+    let a = Replica::start(url, None, &[]).await;
+    let primary = a.process.primary.clone().unwrap();
+    let b = Replica::start(url, Some(a.dir.path()), &[]).await;
+    let (_, verifier) = a.create_key(&primary, &["tokens:verify"]).await;
+    (a, b, primary, verifier)
+}
+
+/// Asserts that every session in `acknowledged` is in the database `url`
+/// and verifies on each of `replicas`.
+async fn all_acknowledged_are_committed(
+    url: &str,
+    acknowledged: &[pb::Session],
+    replicas: [&Replica; 2],
+    verifier: &str,
+) {
+    let conn = mcp_auth::store::postgres::test_db::connect(url)
+        .await
+        .unwrap();
+    for s in acknowledged {
+        let row = conn
+            .query_opt(
+                "SELECT 1 FROM sessions WHERE session_id = $1",
+                &[&s.session_id],
+            )
+            .await
+            .unwrap();
+        assert!(
+            row.is_some(),
+            "{} was acknowledged, not committed",
+            s.session_id
+        );
+        for r in replicas {
+            let v = r.verify(verifier, &s.access_token).await.unwrap();
+            assert!(
+                v.active,
+                "acknowledged session {} lost: {v:?}",
+                s.session_id
+            );
+        }
+    }
+}
+
+/// Two writers on each of `a` and `b` until `stop`; how many writes were
+/// refused.
+async fn four_writers(
+    a: &Replica,
+    b: &Replica,
+    primary: &str,
+    ledger: &Ledger,
+    stop: &Arc<AtomicBool>,
+) -> usize {
+    let (a1, a2, b1, b2) = tokio::join!(
+        write_until(a, primary, "a1", ledger.clone(), stop.clone()),
+        write_until(a, primary, "a2", ledger.clone(), stop.clone()),
+        write_until(b, primary, "b1", ledger.clone(), stop.clone()),
+        write_until(b, primary, "b2", ledger.clone(), stop.clone()),
+    );
+    a1 + a2 + b1 + b2
+}
+
 #[tokio::test]
 async fn connections_to_the_database_dropped_under_load_lose_no_acknowledged_write() {
     let db = database().await;
     let proxy = Proxy::start(target_of(db.url())).await;
     let url = proxy.url_for(db.url());
-    let a = Replica::start(&url, None, &[]).await;
-    let primary = a.process.primary.clone().unwrap();
-    let b = Replica::start(&url, Some(a.dir.path()), &[]).await;
-    let (_, verifier) = a.create_key(&primary, &["tokens:verify"]).await;
-
+    let (a, b, primary, verifier) = two_replicas(&url).await;
     let ledger: Ledger = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = async {
-        let (a1, a2, b1, b2) = tokio::join!(
-            write_until(&a, &primary, "a1", ledger.clone(), stop.clone()),
-            write_until(&a, &primary, "a2", ledger.clone(), stop.clone()),
-            write_until(&b, &primary, "b1", ledger.clone(), stop.clone()),
-            write_until(&b, &primary, "b2", ledger.clone(), stop.clone()),
-        );
-        a1 + a2 + b1 + b2
-    };
+    let writers = four_writers(&a, &b, &primary, &ledger, &stop);
     let faults = async {
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -250,29 +301,7 @@ async fn connections_to_the_database_dropped_under_load_lose_no_acknowledged_wri
 
     // Every acknowledged session is in the database: both replicas
     // (recovered by themselves) verify each of them.
-    for s in &acknowledged {
-        for r in [&a, &b] {
-            let v = r.verify(&verifier, &s.access_token).await.unwrap();
-            assert!(
-                v.active,
-                "acknowledged session {} lost: {v:?}",
-                s.session_id
-            );
-        }
-    }
-    let conn = mcp_auth::store::postgres::test_db::connect(db.url())
-        .await
-        .unwrap();
-    for s in &acknowledged {
-        let row = conn
-            .query_opt(
-                "SELECT 1 FROM sessions WHERE session_id = $1",
-                &[&s.session_id],
-            )
-            .await
-            .unwrap();
-        assert!(row.is_some(), "{} is not in the database", s.session_id);
-    }
+    all_acknowledged_are_committed(db.url(), &acknowledged, [&a, &b], &verifier).await;
     // Both write again.
     a.session(&primary, "after-a").await.unwrap();
     b.session(&primary, "after-b").await.unwrap();
@@ -344,21 +373,7 @@ async fn a_replica_killed_mid_write_loses_nothing_it_acknowledged() {
             .active
     );
     // The audit chain verifies: no half-written transaction in it.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(["audit", "verify"])
-        .env_clear()
-        .env("MCP_AUTH_SERVER", &a.process.url)
-        .env("MCP_AUTH_CA", a.dir.path().join("tls/ca.pem"))
-        .env("MCP_AUTH_API_KEY", &primary)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::audit_verify(&a.process.url, &a.dir.path().join("tls/ca.pem"), &primary).await;
     let _ = PROPAGATION_BOUND;
 }
 
@@ -366,22 +381,10 @@ async fn a_replica_killed_mid_write_loses_nothing_it_acknowledged() {
 async fn the_database_restarted_and_crashed_under_load_loses_no_acknowledged_write() {
     let cluster = Cluster::start().await;
     let url = cluster.url();
-    let a = Replica::start(&url, None, &[]).await;
-    let primary = a.process.primary.clone().unwrap();
-    let b = Replica::start(&url, Some(a.dir.path()), &[]).await;
-    let (_, verifier) = a.create_key(&primary, &["tokens:verify"]).await;
-
+    let (a, b, primary, verifier) = two_replicas(&url).await;
     let ledger: Ledger = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = async {
-        let (a1, a2, b1, b2) = tokio::join!(
-            write_until(&a, &primary, "a1", ledger.clone(), stop.clone()),
-            write_until(&a, &primary, "a2", ledger.clone(), stop.clone()),
-            write_until(&b, &primary, "b1", ledger.clone(), stop.clone()),
-            write_until(&b, &primary, "b2", ledger.clone(), stop.clone()),
-        );
-        a1 + a2 + b1 + b2
-    };
+    let writers = four_writers(&a, &b, &primary, &ledger, &stop);
     let acknowledged_now = || ledger.lock().unwrap().len();
     // Each fault with writes acknowledged before it and after it: the
     // replicas reconnect by themselves.
@@ -425,45 +428,7 @@ async fn the_database_restarted_and_crashed_under_load_loses_no_acknowledged_wri
 
     // Every acknowledged session is in the database, and both replicas
     // verify each of them.
-    let conn = mcp_auth::store::postgres::test_db::connect(&url)
-        .await
-        .unwrap();
-    for s in &acknowledged {
-        let row = conn
-            .query_opt(
-                "SELECT 1 FROM sessions WHERE session_id = $1",
-                &[&s.session_id],
-            )
-            .await
-            .unwrap();
-        assert!(
-            row.is_some(),
-            "{} was acknowledged, not committed",
-            s.session_id
-        );
-        for r in [&a, &b] {
-            let v = r.verify(&verifier, &s.access_token).await.unwrap();
-            assert!(
-                v.active,
-                "acknowledged session {} lost: {v:?}",
-                s.session_id
-            );
-        }
-    }
+    all_acknowledged_are_committed(&url, &acknowledged, [&a, &b], &verifier).await;
     // The one chain verifies: no half-written batch in it.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(["audit", "verify"])
-        .env_clear()
-        .env("MCP_AUTH_SERVER", &b.process.url)
-        .env("MCP_AUTH_CA", b.dir.path().join("tls/ca.pem"))
-        .env("MCP_AUTH_API_KEY", &primary)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::audit_verify(&b.process.url, &b.dir.path().join("tls/ca.pem"), &primary).await;
 }

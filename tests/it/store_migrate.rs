@@ -19,7 +19,8 @@ use serde_json::Value;
 use tonic::Code;
 
 use crate::browser_flow::{
-    REDIRECT, authorize_url, browser, exchange_code, field, location_params, param, submit,
+    REDIRECT, approve_remembered, authorize_url, browser, exchange_code, field, location_params,
+    param, submit,
 };
 use crate::common::{TestServer, assert_status, bare_session_request, inactive_reason, strings};
 use crate::oauth::{RESOURCE, basic, grant_basic, post, token_ok};
@@ -85,18 +86,7 @@ async fn remembered_consent(server: &TestServer, client_id: &str) -> Value {
             .unwrap()
             .contains("Remember this decision")
     );
-    let back = submit(
-        &b,
-        server,
-        "/consent",
-        &[
-            ("interaction", &interaction),
-            ("csrf", &csrf),
-            ("decision", "approve"),
-            ("remember", "yes"),
-        ],
-    )
-    .await;
+    let back = approve_remembered(&b, server, &interaction, &csrf).await;
     let (_, params) = location_params(&back);
     let code = param(&params, "code").unwrap().to_owned();
     let tokens = exchange_code(&b, server, client_id, &code, REDIRECT).await;

@@ -431,17 +431,7 @@ async fn concurrent_writes_committed_together_form_one_chain() {
     assert_eq!(ids.len(), 200);
     let records = again.audit_page(0, 1000).await.unwrap();
     assert_eq!(records.len(), 200);
-    let mut prev = String::new();
-    for (i, r) in records.iter().enumerate() {
-        assert_eq!(r.seq, i as u64 + 1);
-        assert_eq!(
-            r.prev_hash, prev,
-            "record {} links to the one before",
-            r.seq
-        );
-        assert_eq!(r.hash, r.compute_hash(), "record {} is sealed", r.seq);
-        prev.clone_from(&r.hash);
-    }
+    assert_one_chain(&records);
 }
 
 /// Two stores on one database (two replicas) writing at once, with
@@ -481,6 +471,12 @@ async fn writers_on_two_stores_and_other_writes_between_form_one_chain() {
     assert_eq!(again.revoked_tokens().await.unwrap().len(), 60);
     let records = again.audit_page(0, 1000).await.unwrap();
     assert_eq!(records.len(), 300);
+    assert_one_chain(&records);
+}
+
+/// Asserts that `records` are one chain from seq 1: each links to the one
+/// before and is sealed.
+fn assert_one_chain(records: &[crate::store::AuditRecord]) {
     let mut prev = String::new();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.seq, i as u64 + 1);
