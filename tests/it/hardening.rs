@@ -44,6 +44,7 @@ impl LoggedServer {
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env_clear()
             .env("MCP_AUTH_LOG", "info")
             .stdin(Stdio::null())
