@@ -25,6 +25,7 @@ mod http;
 mod lifecycle;
 mod limits;
 mod mcp_server;
+mod metrics;
 mod mtls;
 mod oauth;
 mod pg_cluster;
