@@ -247,6 +247,15 @@ impl TestServer {
         format!("{scheme}://127.0.0.1:{}", self.http_addr.port())
     }
 
+    /// The metrics listener's base URL, `http://127.0.0.1:PORT` (plain
+    /// HTTP); an unreachable one when it is off.
+    pub fn metrics_url(&self) -> String {
+        match self.metrics_addr {
+            Some(addr) => format!("http://{addr}"),
+            None => "http://127.0.0.1:9".to_owned(),
+        }
+    }
+
     /// A real HTTP client (reqwest on rustls) that trusts the server's
     /// development CA, and nothing else.
     pub fn http_client(&self) -> reqwest::Client {

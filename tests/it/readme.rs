@@ -127,6 +127,15 @@ fn mask_token(token: &str) -> String {
 
 /// A line with its varying parts masked and its spacing collapsed.
 fn mask(line: &str) -> String {
+    // A metric's value counts what every server of the test process did.
+    if let Some((series, value)) = line
+        .strip_prefix("mcp_auth_")
+        .and_then(|l| l.rsplit_once(' '))
+    {
+        if value.parse::<f64>().is_ok() {
+            return format!("mcp_auth_{series} N");
+        }
+    }
     // How long the CLI waits depends on how fast the loop before it ran.
     if line.starts_with("rate limited; retrying in ") {
         return "rate limited; retrying in N s".to_owned();
@@ -337,6 +346,7 @@ async fn pasted_pages(mut server: TestServer, parts: &[(&str, Part<'_>)]) {
             // server's port.
             .env("MCP_AUTH_SERVER", server.url())
             .env("MCP_AUTH_HTTP", server.http_url())
+            .env("MCP_AUTH_METRICS", server.metrics_url())
             // The example MCP server takes a free port, not 8080.
             .env("MCP_EXAMPLE_LISTEN", "127.0.0.1:0")
             .output()
@@ -388,4 +398,8 @@ fn masking_keeps_the_shape_and_hides_what_varies() {
         r#""expires_at": NUMBER,"#
     );
     assert_eq!(mask("issued:     2026-11-26T02:26:21Z"), "issued: TIME");
+    assert_eq!(
+        mask(r#"mcp_auth_requests_total{code="OK"} 5"#),
+        r#"mcp_auth_requests_total{code="OK"} N"#
+    );
 }
