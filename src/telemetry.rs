@@ -327,24 +327,29 @@ pub fn grpc_code_name(code: i32) -> &'static str {
 /// An HTTP status as a label: the code for those the server answers with,
 /// else its class (`4xx`), so the label has a fixed set of values.
 pub fn http_status_label(status: u16) -> &'static str {
+    const ANSWERED: [(u16, &str); 17] = [
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (302, "302"),
+        (303, "303"),
+        (304, "304"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (413, "413"),
+        (415, "415"),
+        (429, "429"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    if let Some((_, label)) = ANSWERED.iter().find(|(code, _)| *code == status) {
+        return label;
+    }
     match status {
-        200 => "200",
-        201 => "201",
-        204 => "204",
-        302 => "302",
-        303 => "303",
-        304 => "304",
-        400 => "400",
-        401 => "401",
-        403 => "403",
-        404 => "404",
-        405 => "405",
-        408 => "408",
-        413 => "413",
-        415 => "415",
-        429 => "429",
-        500 => "500",
-        503 => "503",
         100..=199 => "1xx",
         200..=299 => "2xx",
         300..=399 => "3xx",
