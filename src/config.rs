@@ -22,6 +22,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// Default listen address of the HTTP listener (OAuth metadata, JWKS, the
 /// token endpoint).
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8443";
+/// Default listen address of the metrics listener (`GET /metrics`,
+/// `/healthz`, `/readyz`): loopback, plain HTTP.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 /// Default issuer: the `iss` of every token, and the URL the HTTP
 /// listener publishes its metadata under (the default HTTP listener's).
 pub const DEFAULT_ISSUER: &str = "https://localhost:8443";
@@ -88,6 +91,40 @@ impl DcrMode {
     }
 }
 
+/// Where the metrics listener listens: an address, or nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum MetricsListen {
+    /// No metrics listener.
+    Off,
+    /// This address.
+    Addr(SocketAddr),
+}
+
+impl MetricsListen {
+    /// Parses an address (`127.0.0.1:9464`), or `off` / `none` for no
+    /// listener.
+    ///
+    /// # Errors
+    /// A message naming the accepted values.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "off" | "none" => Ok(MetricsListen::Off),
+            _ => s.parse().map(MetricsListen::Addr).map_err(|_| {
+                "expected an address and port (e.g. 127.0.0.1:9464), or off".to_owned()
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for MetricsListen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        MetricsListen::parse(&s)
+    }
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -141,6 +178,10 @@ pub struct Settings {
     /// Address the HTTP listener (OAuth metadata, JWKS, token endpoint)
     /// listens on. Default `127.0.0.1:8443`.
     pub http_listen: Option<SocketAddr>,
+    /// Address the metrics listener (`GET /metrics`, `/healthz`,
+    /// `/readyz`; plain HTTP) listens on, or `off`. Default
+    /// `127.0.0.1:9464`.
+    pub metrics_listen: Option<MetricsListen>,
     /// PEM certificate chain for the server. Default: a development CA and
     /// server certificate generated into `<data_dir>/tls/`.
     pub tls_cert: Option<PathBuf>,
@@ -316,6 +357,7 @@ impl Settings {
             store_key_file: top.store_key_file.or(self.store_key_file),
             listen: top.listen.or(self.listen),
             http_listen: top.http_listen.or(self.http_listen),
+            metrics_listen: top.metrics_listen.or(self.metrics_listen),
             tls_cert: top.tls_cert.or(self.tls_cert),
             tls_key: top.tls_key.or(self.tls_key),
             plaintext: top.plaintext.or(self.plaintext),
@@ -431,6 +473,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address the HTTP listener listens on.
     pub http_listen: SocketAddr,
+    /// Address the metrics listener listens on; `None`: no metrics
+    /// listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// How the ports are secured (both alike).
     pub tls: TlsMode,
     /// The issuer URL: the `iss` claim of issued tokens.
@@ -555,6 +600,26 @@ impl Config {
                 field: "http_listen",
                 message: format!("must differ from listen ({listen})"),
             });
+        }
+        let metrics_listen = match s.metrics_listen {
+            Some(MetricsListen::Off) => None,
+            Some(MetricsListen::Addr(addr)) => Some(addr),
+            None => Some(
+                DEFAULT_METRICS_LISTEN
+                    .parse()
+                    .map_err(|_| ConfigError::Invalid {
+                        field: "metrics_listen",
+                        message: "bad built-in default".to_owned(),
+                    })?,
+            ),
+        };
+        if let Some(addr) = metrics_listen {
+            if addr.port() != 0 && (addr == listen || addr == http_listen) {
+                return Err(ConfigError::Invalid {
+                    field: "metrics_listen",
+                    message: format!("must differ from listen and http_listen ({addr})"),
+                });
+            }
         }
         let tls = match (s.plaintext.unwrap_or(false), s.tls_cert, s.tls_key) {
             (true, None, None) => TlsMode::Plaintext,
@@ -841,6 +906,7 @@ impl Config {
             store_key_file: s.store_key_file,
             listen,
             http_listen,
+            metrics_listen,
             tls,
             issuer,
             signing_alg: s.signing_alg.unwrap_or_default(),
@@ -1390,6 +1456,44 @@ mod tests {
         assert_eq!(issuer_path("https://h/auth"), "/auth");
         assert_eq!(issuer_path("https://h:1/a/b-c"), "/a/b-c");
         assert_eq!(issuer_path("http://127.0.0.1:8443/t"), "/t");
+    }
+
+    #[test]
+    fn the_metrics_listener_is_on_loopback_by_default_and_can_be_turned_off() {
+        let c = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        for off in ["off", "none"] {
+            let file = Settings::from_toml(&format!("metrics_listen = \"{off}\"\n")).unwrap();
+            assert_eq!(Config::from_settings(file).unwrap().metrics_listen, None);
+        }
+        let file = Settings::from_toml("metrics_listen = \"0.0.0.0:9100\"\n").unwrap();
+        let c = Config::from_settings(file).unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9100".parse().unwrap()));
+        let err = Settings::from_toml("metrics_listen = \"9464\"\n").unwrap_err();
+        assert!(err.contains("expected an address and port"), "{err}");
+        assert_eq!(MetricsListen::parse("off"), Ok(MetricsListen::Off));
+        assert!(MetricsListen::parse("").is_err());
+        // A flag over the file, as everywhere.
+        let file = Settings::from_toml("metrics_listen = \"off\"\n").unwrap();
+        let flags = Settings {
+            metrics_listen: Some(MetricsListen::Addr("127.0.0.1:9999".parse().unwrap())),
+            ..Settings::default()
+        };
+        let c = Config::from_settings(file.over(flags)).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9999".parse().unwrap()));
+        for clash in ["127.0.0.1:50051", "127.0.0.1:8443"] {
+            let s = Settings {
+                metrics_listen: Some(MetricsListen::Addr(clash.parse().unwrap())),
+                ..Settings::default()
+            };
+            assert!(matches!(
+                Config::from_settings(s),
+                Err(ConfigError::Invalid {
+                    field: "metrics_listen",
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -27,11 +27,14 @@
 //!   endpoints, the request's credentials (`http::credentials`), strict
 //!   form bodies (`http::form`), the one OAuth error mapping
 //!   (`http::error`) and the common layers (request id, log line,
-//!   headers, CORS). Only it and `server` name axum.
+//!   headers, CORS; request metrics by route in `http::metrics`). Only it
+//!   and `server` name axum.
 //! - [`server`]: opening the data directory, serving gRPC and HTTP on
 //!   listeners the caller bound within connection bounds (count, handshake
 //!   time, idle time; hyper and TLS for HTTP in `http_listener`), the
-//!   per-RPC layers, graceful shutdown of both.
+//!   per-RPC layers (log line; metrics in `rpc_metrics`), the metrics
+//!   listener (`metrics_listener`: `/metrics`, `/healthz`, `/readyz`),
+//!   graceful shutdown of all (readiness ends first).
 //! - [`cli`]: the `mcp-auth` command line: `serve`, one file per noun of
 //!   the client commands, `bench`, and `store migrate` (offline).
 //! - [`core`]: every operation on domain types. [`core::Credentials`] in,
@@ -58,7 +61,8 @@
 //!   (`revocations`; a verifier's stream of it in `watch`), keeping a
 //!   replica's memory current from a shared store's change feed and
 //!   failing closed when cut off from it (`follow`), signing keys,
-//!   the audit trail, rate limits and maintenance. Names no transport and
+//!   the audit trail, rate limits and maintenance; readiness and the
+//!   figures of the metrics' gauges (`health`). Names no transport and
 //!   no storage engine.
 //! - [`fetch`]: outbound HTTPS fetches of documents a caller names (client
 //!   metadata documents), guarded against SSRF (`fetch::guard`: public
@@ -88,6 +92,10 @@
 //!   [`ca`]: the CA for mutual TLS, issuing client and server certificates
 //!   (within the CA's lifetime and a cap) and reading identities out of
 //!   presented ones.
+//! - [`telemetry`]: every metric's name and meaning, the fixed label
+//!   values, the process's Prometheus recorder (the `metrics` facade
+//!   records to it from `core`, `store` and the layers) and a scrape
+//!   rendered with one server's gauges. Names no type of ours.
 //! - [`clock`]: the one source of time, settable in tests; [`secret`]:
 //!   secrets from the OS CSPRNG, kept out of logs and `Debug`; [`files`]:
 //!   private and public files written atomically; [`untrusted`]: caller
@@ -111,6 +119,7 @@ pub mod http;
 pub mod secret;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tls;
 pub(crate) mod token;
 pub mod untrusted;

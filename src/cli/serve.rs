@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:8443].
     #[arg(long, env = "MCP_AUTH_HTTP_LISTEN")]
     http_listen: Option<SocketAddr>,
+    /// Listen address of the metrics listener (plain HTTP: /metrics,
+    /// /healthz, /readyz), or off [default: 127.0.0.1:9464].
+    #[arg(long, env = "MCP_AUTH_METRICS_LISTEN", value_parser = crate::config::MetricsListen::parse)]
+    metrics_listen: Option<crate::config::MetricsListen>,
     /// Server certificate chain (PEM) [default: generated dev certificate].
     #[arg(long, env = "MCP_AUTH_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -201,6 +205,7 @@ impl ServeArgs {
             store_key_file: self.store_key_file.clone(),
             listen: self.listen,
             http_listen: self.http_listen,
+            metrics_listen: self.metrics_listen,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             plaintext: self.plaintext.then_some(true),
@@ -273,6 +278,10 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
     // Bind first: a port in use fails before anything is created.
     let (listener, local) = bind(config.listen).await?;
     let (http_listener, http_local) = bind(config.http_listen).await?;
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let data_dir = config.data_dir.clone();
     let config_store = config.store.kind();
     let generated_tls = config.tls == TlsMode::Generated;
@@ -292,6 +301,10 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
     tracing::info!(addr = %local, http_addr = %http_local, data_dir = %data_dir.display(), store = config_store, "serving");
     outln!("mcp-auth listening on {scheme}://{local}");
     outln!("mcp-auth HTTP listening on {scheme}://{http_local}");
+    if let Some((_, metrics_local)) = &metrics {
+        tracing::info!(addr = %metrics_local, "serving metrics");
+        outln!("mcp-auth metrics listening on http://{metrics_local}/metrics");
+    }
     let dev_ca = data_dir.join("tls").join(crate::tls::CA_CERT_FILE);
     if generated_tls {
         outln!("clients trust the development CA {}", dev_ca.display());
@@ -312,6 +325,7 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
             Listeners {
                 grpc: listener,
                 http: Some(http_listener),
+                metrics: metrics.map(|(listener, _)| listener),
             },
             shutdown_signal(),
         )

@@ -63,6 +63,21 @@ impl ApiKeyIndex {
         }
     }
 
+    /// How many keys are accepted at `now` (neither revoked nor expired),
+    /// for the metrics.
+    pub fn live(&self, now: i64) -> usize {
+        let map = self.by_hash.read().unwrap_or_else(|p| p.into_inner());
+        let ids: std::collections::HashSet<&str> = map
+            .values()
+            .filter(|e| {
+                e.record.revoked_at.is_none()
+                    && (e.record.expires_at == 0 || now < e.record.expires_at)
+            })
+            .map(|e| &*e.id)
+            .collect();
+        ids.len()
+    }
+
     /// The key whose current or previous secret hashes to `hash`. The
     /// caller still compares the hash against the record in constant time.
     pub fn get(&self, hash: &SecretHash) -> Option<Arc<ApiKeyEntry>> {

@@ -6,11 +6,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use metrics::Counter;
+
 use crate::ca::parse_client_cert;
 use crate::core::audit::AuditEvent;
 use crate::core::error::{Error, Kind, Reason};
 use crate::core::principal::{CallerKind, Principal};
 use crate::core::{Core, Credentials};
+use crate::telemetry::{self, Family};
 
 impl Core {
     /// The caller behind `creds`: the client certificate's identity if the
@@ -113,6 +116,9 @@ impl Core {
     /// # Errors
     /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
     pub(crate) async fn count_failure(&self, f: FailedAuthentication<'_>) -> Result<(), Error> {
+        static FAILURES: Family<Counter, 1> =
+            Family::counters(telemetry::AUTH_FAILURES, ["reason"]);
+        FAILURES.increment([f.reason.as_str()]);
         if let Some(address) = f.address {
             if let Err(limited) = self.limits.check_peer(address) {
                 self.audit

@@ -74,6 +74,11 @@ impl ClientIndex {
         map.insert(record.client_id.clone(), Arc::new(record));
     }
 
+    /// How many clients are registered.
+    pub fn len(&self) -> usize {
+        self.by_id.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Forgets a client.
     pub fn remove(&self, client_id: &str) {
         let mut map = self.by_id.write().unwrap_or_else(|p| p.into_inner());

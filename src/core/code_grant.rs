@@ -69,6 +69,7 @@ impl Core {
             expires_at: now + CODE_LIFETIME,
         };
         if !self.codes.insert(&code.hash(), grant, now).await? {
+            crate::core::limits::count_refusal("pending_authorizations");
             return Err(Error::RateLimited {
                 retry_after: std::time::Duration::from_secs(60),
                 message: "too many authorizations are pending; retry shortly".to_owned(),

@@ -295,6 +295,7 @@ impl Interactions {
 
 /// The refusal of too many sign-ins under way.
 pub(crate) fn too_many() -> Error {
+    crate::core::limits::count_refusal("pending_sign_ins");
     Error::RateLimited {
         retry_after: std::time::Duration::from_secs(60),
         message: "too many sign-ins are under way; retry shortly".to_owned(),

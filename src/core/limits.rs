@@ -24,6 +24,7 @@ use governor::{NotUntil, Quota, RateLimiter};
 use crate::clock::Clock;
 use crate::core::error::Error;
 pub use crate::store::RateLimit;
+use crate::telemetry::Family;
 
 /// A caller bucket unused this long is evicted by maintenance.
 const IDLE_NANOS: u64 = 10 * 60 * 1_000_000_000;
@@ -93,6 +94,13 @@ pub struct LimiterSize {
     pub blocked: usize,
 }
 
+/// Counts one refusal because the allowance `limit` ran dry.
+pub(crate) fn count_refusal(limit: &'static str) {
+    static REFUSALS: Family<metrics::Counter, 1> =
+        Family::counters(crate::telemetry::RATE_LIMITED, ["limit"]);
+    REFUSALS.increment([limit]);
+}
+
 impl Limits {
     /// Limits with a default per-caller rate (`None`: unlimited) and an
     /// allowance of failed authentications per peer address per minute,
@@ -141,10 +149,13 @@ impl Limits {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match blocked.get(username) {
-            Some(&until) if until > now => Err(Error::RateLimited {
-                retry_after: Duration::from_nanos(until - now),
-                message: "too many failed sign-ins for this account; back off".to_owned(),
-            }),
+            Some(&until) if until > now => {
+                count_refusal("account_sign_ins");
+                Err(Error::RateLimited {
+                    retry_after: Duration::from_nanos(until - now),
+                    message: "too many failed sign-ins for this account; back off".to_owned(),
+                })
+            }
             Some(_) => {
                 blocked.remove(username);
                 Ok(())
@@ -195,9 +206,10 @@ impl Limits {
             entry.last_used = now;
             entry.bucket.clone()
         };
-        bucket
-            .check()
-            .map_err(|not_until| self.limited(&not_until, "this credential's request rate"))
+        bucket.check().map_err(|not_until| {
+            count_refusal("credential");
+            self.limited(&not_until, "this credential's request rate")
+        })
     }
 
     fn bucket(&self, limit: RateLimit) -> Bucket {
@@ -215,10 +227,14 @@ impl Limits {
         let now = self.clock.now_nanos();
         let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
         match blocked.get(&peer) {
-            Some(&until) if until > now => Err(Error::RateLimited {
-                retry_after: Duration::from_nanos(until - now),
-                message: "too many failed authentications from this address; back off".to_owned(),
-            }),
+            Some(&until) if until > now => {
+                count_refusal("failed_authentications");
+                Err(Error::RateLimited {
+                    retry_after: Duration::from_nanos(until - now),
+                    message: "too many failed authentications from this address; back off"
+                        .to_owned(),
+                })
+            }
             Some(_) => {
                 blocked.remove(&peer);
                 Ok(())
@@ -244,6 +260,7 @@ impl Limits {
     /// RESOURCE_EXHAUSTED (`RATE_LIMITED`) with the time to wait.
     pub fn check_registration(&self, peer: IpAddr) -> Result<(), Error> {
         self.registrations.check_key(&peer).map_err(|not_until| {
+            count_refusal("registrations");
             self.limited(
                 &not_until,
                 "the client registrations allowed per address per hour",

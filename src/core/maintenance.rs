@@ -36,8 +36,9 @@ pub struct Maintenance {
     /// core at the default 65,536) however many sessions there are.
     sessions_per_pass: usize,
     /// Where the session sweep goes on at the next pass (`None`: from the
-    /// start).
-    sweep_from: Arc<std::sync::Mutex<Option<Cursor>>>,
+    /// start), and the sessions that can still be refreshed it counted
+    /// so far in this round of passes.
+    sweep_from: Arc<std::sync::Mutex<(Option<Cursor>, u64)>>,
 }
 
 /// What one pass did.
@@ -115,11 +116,11 @@ impl Maintenance {
                     || now >= r.session_expires_at
                     || now >= r.last_refreshed_at + idle)
         };
-        let mut cursor = self
-            .sweep_from
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let live = |r: &SessionRecord| {
+            r.revoked_at.is_none() && now < r.session_expires_at && now < r.last_refreshed_at + idle
+        };
+        let (mut cursor, mut live_sessions) =
+            std::mem::take(&mut *self.sweep_from.lock().unwrap_or_else(|p| p.into_inner()));
         let mut examined = 0;
         loop {
             let page_size = BATCH.min(self.sessions_per_pass.saturating_sub(examined).max(1));
@@ -130,6 +131,7 @@ impl Maintenance {
             examined += page.items.len();
             let (gone, kept): (Vec<_>, Vec<_>) = page.items.into_iter().partition(|r| dead(r));
             report.sessions_remaining += kept.len();
+            live_sessions += kept.iter().filter(|r| live(r)).count() as u64;
             let ids: Vec<String> = gone.iter().map(|r| r.session_id.clone()).collect();
             report.sessions_removed += s.store.delete_sessions(&ids).await?;
             report.refresh_tokens_removed +=
@@ -139,11 +141,16 @@ impl Maintenance {
             }
             match page.next {
                 Some(c) if examined >= self.sessions_per_pass => {
-                    *self.sweep_from.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
+                    *self.sweep_from.lock().unwrap_or_else(|p| p.into_inner()) =
+                        (Some(c), live_sessions);
                     break;
                 }
                 Some(c) => cursor = Some(c),
-                None => break,
+                None => {
+                    // The round of passes saw every session.
+                    s.note_sessions(live_sessions);
+                    break;
+                }
             }
             tokio::task::yield_now().await;
         }

@@ -30,6 +30,7 @@ pub mod error;
 pub(crate) mod fields;
 pub(crate) mod follow;
 pub(crate) mod grants;
+pub mod health;
 pub(crate) mod identities;
 pub(crate) mod interactions;
 pub mod limits;
@@ -135,6 +136,8 @@ pub struct Core {
     pub(crate) audit: audit::AuditTrail,
     /// Hashing and checking user passwords, a bounded number at a time.
     pub(crate) passwords: passwords::Passwords,
+    /// Readiness, and the figures the metrics show.
+    pub(crate) health: health::Health,
     /// One API-key write at a time, so the index sees them in order.
     key_writes: tokio::sync::Mutex<()>,
     /// One identity write at a time, likewise.
@@ -249,6 +252,7 @@ impl Core {
             refresh_replays: refresh_replays::RefreshReplays::default(),
             audit,
             passwords: passwords::Passwords::default(),
+            health: health::Health::default(),
             settings: Settings {
                 default_ttl: config.default_token_ttl,
                 max_ttl: config.max_token_ttl,

@@ -15,9 +15,13 @@ use std::sync::Arc;
 use crate::core::client_auth::ClientCredential;
 use crate::core::error::Error;
 use crate::core::principal::TOKENS_VERIFY;
-use crate::core::verify::{TokenKind, VerifiedClaims};
+use crate::core::verify::{InactiveReason, TokenKind, VerifiedClaims, count_verdict};
 use crate::core::{Core, Credentials, policy};
 use crate::token::AccessClaims;
+
+/// The verdict's reason for a token that is not the introspecting
+/// client's own (RFC 7662 answers it inactive).
+const OTHER_CLIENT: &str = "OTHER_CLIENT";
 
 /// Who asks to introspect a token.
 #[derive(Debug)]
@@ -66,25 +70,38 @@ impl Core {
                 None
             }
         };
-        if TokenKind::of(token) == TokenKind::ApiKey {
-            // An OAuth client has no business with API keys.
+        let kind = TokenKind::of(token);
+        let (found, reason) = if kind == TokenKind::ApiKey {
             if own_only.is_some() {
-                return Ok(Introspection::Inactive);
+                // An OAuth client has no business with API keys.
+                (Introspection::Inactive, OTHER_CLIENT)
+            } else {
+                match self
+                    .keys
+                    .check(token, self.clock.now())
+                    .map_err(|refusal| InactiveReason::from(&refusal))
+                    .and_then(|entry| self.api_key_claims(&entry, &[]))
+                {
+                    Ok(claims) => (Introspection::ApiKey(claims), "ACTIVE"),
+                    Err(reason) => (Introspection::Inactive, reason.as_str()),
+                }
             }
-            return Ok(self
-                .keys
-                .check(token, self.clock.now())
-                .ok()
-                .and_then(|entry| self.api_key_claims(&entry, &[]).ok())
-                .map_or(Introspection::Inactive, Introspection::ApiKey));
-        }
-        Ok(match self.token_verdict(token, "", &[]) {
-            Ok(claims) => match &own_only {
-                Some(client) if claims.client_id != client.client_id => Introspection::Inactive,
-                _ => Introspection::AccessToken(claims),
-            },
-            Err(_) => Introspection::Inactive,
-        })
+        } else {
+            match self.token_verdict(token, "", &[]) {
+                Ok(claims) => match &own_only {
+                    Some(client) if claims.client_id != client.client_id => {
+                        (Introspection::Inactive, OTHER_CLIENT)
+                    }
+                    _ => (Introspection::AccessToken(claims), "ACTIVE"),
+                },
+                Err(reason) => (
+                    Introspection::Inactive,
+                    InactiveReason::from(reason).as_str(),
+                ),
+            }
+        };
+        count_verdict("introspect", kind, reason);
+        Ok(found)
     }
 
     /// `POST /revoke`: revokes `token` if it is an active token of the

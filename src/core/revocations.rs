@@ -309,6 +309,11 @@ impl RevocationIndex {
         self.read().sessions.len()
     }
 
+    /// How many revocation streams follow the index live.
+    pub fn subscribers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// Whether the session was revoked.
     pub fn contains(&self, session_id: &str) -> bool {
         self.read().sessions.contains_key(session_id)

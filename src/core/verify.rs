@@ -12,6 +12,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use metrics::Counter;
+
 use crate::core::api_keys::{ApiKeyEntry, KeyRefusal};
 use crate::core::authn::FailedAuthentication;
 use crate::core::error::Error;
@@ -19,6 +21,7 @@ use crate::core::fields::MAX_NAME_LEN;
 use crate::core::principal::{TOKENS_VERIFY, is_service_scope, parse_scopes};
 use crate::core::{Core, Credentials, policy};
 use crate::secret::API_KEY_PREFIX;
+use crate::telemetry::{self, Family};
 use crate::token::{AccessClaims, TokenReason};
 
 /// Longest `client_address` looked at (the longest IPv6 text is 45).
@@ -87,6 +90,43 @@ pub enum InactiveReason {
     UnknownApiKey,
     /// An API key's previous secret, after its grace period.
     RotatedOut,
+}
+
+impl InactiveReason {
+    /// Its name, as `TokenReason` in the protocol spells it (`EXPIRED`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InactiveReason::Expired => "EXPIRED",
+            InactiveReason::Revoked => "REVOKED",
+            InactiveReason::BadSignature => "BAD_SIGNATURE",
+            InactiveReason::Malformed => "MALFORMED",
+            InactiveReason::WrongAudience => "WRONG_AUDIENCE",
+            InactiveReason::InsufficientScope => "INSUFFICIENT_SCOPE",
+            InactiveReason::NotYetValid => "NOT_YET_VALID",
+            InactiveReason::UnknownKey => "UNKNOWN_KEY",
+            InactiveReason::WrongIssuer => "WRONG_ISSUER",
+            InactiveReason::UnknownApiKey => "UNKNOWN_API_KEY",
+            InactiveReason::RotatedOut => "ROTATED_OUT",
+        }
+    }
+}
+
+impl TokenKind {
+    /// Its name as a metrics label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            TokenKind::AccessToken => "access_token",
+            TokenKind::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Counts one verdict at `endpoint` (`verify_token`, `introspect`) on a
+/// token of `kind`: `ACTIVE`, or the reason it is not.
+pub(crate) fn count_verdict(endpoint: &'static str, kind: TokenKind, reason: &'static str) {
+    static VERDICTS: Family<Counter, 3> =
+        Family::counters(telemetry::TOKEN_VERDICTS, ["endpoint", "kind", "reason"]);
+    VERDICTS.increment([endpoint, kind.label(), reason]);
 }
 
 impl From<TokenReason> for InactiveReason {
@@ -256,6 +296,8 @@ impl Core {
                 }
             },
         };
+        let reason = claims.as_ref().map_or_else(|r| r.as_str(), |_| "ACTIVE");
+        count_verdict("verify_token", kind, reason);
         Ok(Verdict { kind, claims })
     }
 

@@ -15,7 +15,9 @@
 //! - the pages of the browser flow: `GET`/`POST P/authorize`, `POST
 //!   P/login`, `POST P/consent`, and `GET P/login-continue` (back from the
 //!   operator's sign-in page, `login_continue`);
-//! - `GET /healthz`: alive.
+//! - `GET /healthz`: alive; `GET /readyz`: ready (the store open and
+//!   current, the key ring loaded, not shutting down), else 503, for load
+//!   balancers that probe the service's own port.
 //!
 //! Everything else is a JSON 404 (405 for a known path with another
 //! method). How a handler is written: extract [`credentials::Call`] (the
@@ -23,7 +25,9 @@
 //! take the core from [`App`]; return `Result<_, error::HttpError>`, where
 //! `?` on a core error applies the one mapping ([`error`]). Token-bearing
 //! routes add the [`layers::no_store`] layer; every route answers
-//! cross-origin requests without credentials ([`layers::cors`]).
+//! cross-origin requests without credentials ([`layers::cors`]). Every
+//! request is counted and timed for the metrics by its route
+//! (`metrics`).
 
 mod authorize;
 pub mod browser;
@@ -37,6 +41,7 @@ mod jwks;
 pub mod layers;
 mod login_continue;
 pub mod metadata;
+mod metrics;
 pub mod pages;
 mod register;
 mod register_error;
@@ -77,6 +82,8 @@ pub const AUTHORIZE_PATH: &str = "/authorize";
 pub const JWKS_PATH: &str = "/jwks";
 /// The liveness probe's path (at the root).
 pub const HEALTH_PATH: &str = "/healthz";
+/// The readiness probe's path (at the root).
+pub const READY_PATH: &str = "/readyz";
 
 /// What the HTTP adapter is configured with.
 #[derive(Clone, Debug)]
@@ -168,6 +175,7 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
     };
     let mut router = Router::new()
         .route(HEALTH_PATH, get(healthz))
+        .route(READY_PATH, get(readyz))
         .route(&format!("{prefix}{JWKS_PATH}"), get(jwks::get))
         .route(
             &format!("{prefix}{TOKEN_PATH}"),
@@ -216,6 +224,7 @@ pub fn router(core: Arc<Core>, settings: &Settings) -> Router {
             settings.request_timeout,
         ))
         .layer(middleware::from_fn(layers::around))
+        .layer(middleware::from_fn(metrics::record))
         .with_state(app)
 }
 
@@ -234,6 +243,20 @@ async fn stylesheet() -> Response {
 /// `GET /healthz`: the listener is up and serving.
 async fn healthz() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+/// `GET /readyz`: 200 `{"status": "ready"}` while the server is ready;
+/// 503 `{"status": "not_ready", "reason": ...}` once it is shutting down,
+/// or while its store is unavailable.
+async fn readyz(axum::extract::State(app): axum::extract::State<App>) -> Response {
+    match app.core.readiness() {
+        Ok(()) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not_ready", "reason": why.as_str()})),
+        )
+            .into_response(),
+    }
 }
 
 /// Any path no route serves.

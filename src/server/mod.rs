@@ -11,11 +11,19 @@
 //! the signal, so the drain does not wait for them. Connections are
 //! bounded on each listener: in number, in the time their TLS handshake
 //! may take, and in how long they may stay silent.
+//!
+//! At the signal, before the drain, the server stops being ready: `/readyz`
+//! answers 503 and every gRPC health status turns `NOT_SERVING`, so load
+//! balancers send nothing new. The metrics listener (`metrics_listener`)
+//! serves its probes and `/metrics` through the drain, until the server
+//! stops; every RPC is counted and timed for the metrics (`rpc_metrics`).
 
 mod conn;
 mod error;
 mod http_listener;
 mod layers;
+mod metrics_listener;
+mod rpc_metrics;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -28,6 +36,7 @@ use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 pub use self::error::Error;
 use self::layers::{RpcLogLayer, ensure_request_id};
+use self::rpc_metrics::RpcMetricsLayer;
 use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::core::Core;
@@ -86,6 +95,9 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// HTTP (OAuth metadata, JWKS, token endpoint); `None` serves none.
     pub http: Option<TcpListener>,
+    /// Plain HTTP: `/metrics`, `/healthz`, `/readyz`; `None` serves none
+    /// (and records no metrics).
+    pub metrics: Option<TcpListener>,
 }
 
 impl std::fmt::Debug for Server {
@@ -208,6 +220,7 @@ impl Server {
             Listeners {
                 grpc: listener,
                 http: None,
+                metrics: None,
             },
             shutdown,
         )
@@ -215,8 +228,9 @@ impl Server {
     }
 
     /// Serves gRPC and HTTP on `listeners` until `shutdown` resolves, then
-    /// stops accepting on both, lets in-flight requests of both finish
-    /// within the grace period and flushes storage.
+    /// stops being ready, stops accepting on both, lets in-flight requests
+    /// of both finish within the grace period and flushes storage; the
+    /// metrics listener, if any, serves until the drain is over.
     ///
     /// Served on gRPC: `TokenService`, `ApiKeyService`, `IdentityService`,
     /// `OAuthClientService`, `UserService`, `OAuthService`, `KeyService`, `AuditService`,
@@ -236,6 +250,11 @@ impl Server {
             config,
             primary_key: _,
         } = self;
+        // The process's metrics recorder, before the first request.
+        let process_metrics = match &listeners.metrics {
+            Some(_) => crate::telemetry::install(),
+            None => None,
+        };
         let maintenance = Maintenance::new(core.clone(), &config);
         let (stop_maintenance, maintenance_task) =
             spawn_maintenance(maintenance, config.maintenance_interval);
@@ -247,30 +266,25 @@ impl Server {
         };
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<pb::token_service_server::TokenServiceServer<TokenService>>()
-            .await;
-        health
-            .set_serving::<pb::api_key_service_server::ApiKeyServiceServer<ApiKeyService>>()
-            .await;
-        health
-            .set_serving::<pb::identity_service_server::IdentityServiceServer<IdentityService>>()
-            .await;
-        health
-            .set_serving::<pb::o_auth_client_service_server::OAuthClientServiceServer<OAuthClientService>>()
-            .await;
-        health
-            .set_serving::<pb::user_service_server::UserServiceServer<UserService>>()
-            .await;
-        health
-            .set_serving::<pb::o_auth_service_server::OAuthServiceServer<OAuthService>>()
-            .await;
-        health
-            .set_serving::<pb::key_service_server::KeyServiceServer<KeyService>>()
-            .await;
-        health
-            .set_serving::<pb::audit_service_server::AuditServiceServer<AuditService>>()
-            .await;
+        // Every service, and the server as a whole (""), by its name.
+        let services = [
+            "",
+            service_name::<pb::token_service_server::TokenServiceServer<TokenService>>(),
+            service_name::<pb::api_key_service_server::ApiKeyServiceServer<ApiKeyService>>(),
+            service_name::<pb::identity_service_server::IdentityServiceServer<IdentityService>>(),
+            service_name::<
+                pb::o_auth_client_service_server::OAuthClientServiceServer<OAuthClientService>,
+            >(),
+            service_name::<pb::user_service_server::UserServiceServer<UserService>>(),
+            service_name::<pb::o_auth_service_server::OAuthServiceServer<OAuthService>>(),
+            service_name::<pb::key_service_server::KeyServiceServer<KeyService>>(),
+            service_name::<pb::audit_service_server::AuditServiceServer<AuditService>>(),
+        ];
+        for name in services {
+            health
+                .set_service_status(name, tonic_health::ServingStatus::Serving)
+                .await;
+        }
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -295,6 +309,7 @@ impl Server {
         let router = builder
             .layer(tower::util::MapRequestLayer::new(ensure_request_id))
             .layer(RpcLogLayer)
+            .layer(RpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -328,9 +343,18 @@ impl Server {
                 AuditService { core: core.clone() },
             ));
 
+        let draining = core.clone();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: draining in-flight requests");
+            // Not ready from here, before the drain: load balancers that
+            // probe /readyz or the health service send nothing new.
+            draining.begin_draining();
+            for name in services {
+                health
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
             let _ = stopping_tx.send(true);
             Ok::<(), Error>(())
         };
@@ -361,6 +385,20 @@ impl Server {
             idle_timeout: config.connection_idle_timeout,
             header_timeout: config.http_request_timeout,
         };
+        // The metrics listener serves through the drain, until the server
+        // stops.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_task = listeners.metrics.map(|listener| {
+            tokio::spawn(metrics_listener::serve(
+                listener,
+                core.clone(),
+                process_metrics,
+                bounds,
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let http_stopping = stopping(stopping_rx.clone());
         let http = async move {
             if let Some(listener) = listeners.http {
@@ -387,6 +425,15 @@ impl Server {
         };
         let _ = stop_maintenance.send(true);
         let _ = stop_following.send(true);
+        let _ = stop_metrics.send(());
+        if let Some(task) = metrics_task {
+            if tokio::time::timeout(grace, task).await.is_err() {
+                tracing::warn!(
+                    task = "metrics listener",
+                    "background task did not stop in time"
+                );
+            }
+        }
         if tokio::time::timeout(grace, follower).await.is_err() {
             tracing::warn!(task = "follower", "background task did not stop in time");
         }
@@ -401,6 +448,11 @@ impl Server {
         tracing::info!("stopped");
         result
     }
+}
+
+/// The name the health service reports service `S` under.
+fn service_name<S: tonic::server::NamedService>() -> &'static str {
+    S::NAME
 }
 
 /// Runs `maintenance` every `period` until told to stop.

@@ -458,6 +458,15 @@ pub trait Store: Send + Sync + 'static {
     /// Ends [`Store::begin_startup`].
     async fn end_startup(&self) {}
 
+    // ---- what the metrics show
+
+    /// Records in the audit chain since it began (the newest record's
+    /// seq), as this process last saw it, from memory; `None` when it
+    /// cannot tell without a query.
+    fn audit_chain_length(&self) -> Option<u64> {
+        None
+    }
+
     // ---- lifecycle
 
     /// Makes every write so far durable (at shutdown).

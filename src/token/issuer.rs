@@ -158,9 +158,11 @@ impl TokenIssuer {
         // and scopes are the caller's to check on every call).
         let digest = SecretHash::of(token.as_bytes());
         if let Some(claims) = self.verified.get(&digest) {
+            metrics::counter!(crate::telemetry::VERIFY_CACHE, "result" => "hit").increment(1);
             check_window(&claims, now)?;
             return Ok(claims);
         }
+        metrics::counter!(crate::telemetry::VERIFY_CACHE, "result" => "miss").increment(1);
         let claims = Arc::new(self.verify_uncached(token)?);
         check_lifetime(&claims, self.max_ttl)?;
         check_window(&claims, now)?;

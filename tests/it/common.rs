@@ -36,6 +36,9 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     /// The HTTP listener's address.
     pub http_addr: std::net::SocketAddr,
+    /// The metrics listener's address (plain HTTP), unless the test
+    /// turned it off (`metrics_listen = None`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     maintenance: Option<mcp_auth::core::maintenance::Maintenance>,
     core: Option<std::sync::Arc<mcp_auth::core::Core>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -126,6 +129,7 @@ impl TestServer {
             created_primary,
             addr: "127.0.0.1:0".parse().unwrap(),
             http_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_addr: None,
             maintenance: None,
             core: None,
             shutdown: None,
@@ -156,11 +160,19 @@ impl TestServer {
             None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
         };
         self.http_addr = http.local_addr().unwrap();
+        // The metrics listener as the config says: on (a port of its
+        // own) unless the test turned it off.
+        let metrics = match self.config.metrics_listen {
+            Some(_) => Some(TcpListener::bind("127.0.0.1:0").await.unwrap()),
+            None => None,
+        };
+        self.metrics_addr = metrics.as_ref().map(|l| l.local_addr().unwrap());
         let (tx, rx) = oneshot::channel();
         self.shutdown = Some(tx);
         let listeners = Listeners {
             grpc: listener,
             http: Some(http),
+            metrics,
         };
         self.task = Some(tokio::spawn(server.serve_with(listeners, async {
             let _ = rx.await;
@@ -233,6 +245,15 @@ impl TestServer {
             _ => "https",
         };
         format!("{scheme}://127.0.0.1:{}", self.http_addr.port())
+    }
+
+    /// The metrics listener's base URL, `http://127.0.0.1:PORT` (plain
+    /// HTTP); an unreachable one when it is off.
+    pub fn metrics_url(&self) -> String {
+        match self.metrics_addr {
+            Some(addr) => format!("http://{addr}"),
+            None => "http://127.0.0.1:9".to_owned(),
+        }
     }
 
     /// A real HTTP client (reqwest on rustls) that trusts the server's
@@ -659,6 +680,7 @@ pub async fn spawn_binary_logging(
         .arg("--data-dir")
         .arg(dir)
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(extra)
         .env_clear();
     if let Some(level) = level {

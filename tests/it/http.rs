@@ -697,6 +697,7 @@ async fn the_binary_prints_the_bound_http_address_and_logs_each_request() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env_clear()
         .env("MCP_AUTH_LOG", "info,mcp_auth::http::layers=debug")
         .stdin(Stdio::null())

@@ -28,6 +28,7 @@ mod lifecycle;
 mod limits;
 mod logs;
 mod mcp_server;
+mod metrics;
 mod mtls;
 mod oauth;
 mod pg_cluster;

@@ -254,6 +254,7 @@ async fn serve_on_postgres_refuses_a_missing_or_loose_store_key_file() {
             .arg(dir.path().join("data"))
             .args(["--store", db.0.url()])
             .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env_clear()
             .env("MCP_AUTH_LOG", "warn")
             .stdin(Stdio::null())

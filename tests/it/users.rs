@@ -527,6 +527,7 @@ async fn passwords_never_reach_the_audit_trail_the_logs_or_the_disk() {
         .arg("--data-dir")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .env_clear()
         .env("MCP_AUTH_LOG", "trace")
         .stdin(Stdio::null())

@@ -23,6 +23,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use deadpool_postgres::Object;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +33,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{Head, NOTE, Pool, json, pg, pool_error};
 use crate::store::{AuditEntry, AuditRecord, Change, StoreError, StoreResult};
+use crate::telemetry;
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 256;
@@ -50,6 +53,9 @@ struct Pending {
 /// The queue of the committer task.
 pub(super) struct GroupCommit {
     queue: mpsc::UnboundedSender<Pending>,
+    /// The seq of the newest audit record a batch committed (0: none
+    /// yet), for the metrics.
+    last_seq: Arc<AtomicU64>,
 }
 
 impl GroupCommit {
@@ -57,8 +63,15 @@ impl GroupCommit {
     /// is dropped.
     pub fn start(pool: Pool) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, waiting));
-        GroupCommit { queue }
+        let last_seq = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(pool, waiting, last_seq.clone()));
+        GroupCommit { queue, last_seq }
+    }
+
+    /// The seq of the newest audit record the committer committed; `None`
+    /// before its first batch.
+    pub fn last_seq(&self) -> Option<u64> {
+        Some(self.last_seq.load(Ordering::Relaxed)).filter(|&seq| seq > 0)
     }
 
     /// Writes `sql` with `params`, its audit record and `changes`,
@@ -91,7 +104,7 @@ impl GroupCommit {
 }
 
 /// Commits what is waiting, batch after batch, until the queue closes.
-async fn run(pool: Pool, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+async fn run(pool: Pool, mut waiting: mpsc::UnboundedReceiver<Pending>, last_seq: Arc<AtomicU64>) {
     let mut chain = Chain::default();
     while let Some(first) = waiting.recv().await {
         let mut batch = vec![first];
@@ -101,7 +114,17 @@ async fn run(pool: Pool, mut waiting: mpsc::UnboundedReceiver<Pending>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result = commit(&pool, &batch, &mut chain).await;
+        metrics::histogram!(telemetry::STORE_COMMIT_SECONDS, "backend" => "postgres")
+            .record(started.elapsed());
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!(telemetry::STORE_COMMIT_BATCH, "backend" => "postgres")
+            .record(batch.len() as f64);
+        if let Some(head) = &chain.head {
+            let seq = u64::try_from(head.next_seq - 1).unwrap_or(0);
+            last_seq.fetch_max(seq, Ordering::Relaxed);
+        }
         match result {
             // A statement failed, so nothing was committed: each alone, so
             // only the one that fails fails.

@@ -1345,6 +1345,10 @@ impl Store for PostgresStore {
         }
     }
 
+    fn audit_chain_length(&self) -> Option<u64> {
+        self.group.last_seq()
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         // A durable commit that writes (so waits for the WAL flush) covers
         // every commit before it, the non-durable audit records included.

@@ -10,6 +10,7 @@ use sled::Tree;
 use super::codec::encode;
 use crate::store::model::{AuditEntry, AuditRecord};
 use crate::store::{StoreError, StoreResult};
+use crate::telemetry;
 
 /// Group commit: concurrent callers of [`GroupCommit::flush`] share one
 /// disk flush. A caller takes a ticket after its write; whoever holds the
@@ -28,14 +29,17 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Makes every write so far durable, sharing the flush with concurrent
-    /// callers.
+    /// callers. Each flush is timed, and the writes it covered counted,
+    /// for the metrics.
     pub(super) async fn flush(&self, db: &sled::Db) -> StoreResult<()> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _turn = self.lock.lock().await;
-        if self.completed.load(Ordering::SeqCst) >= ticket {
+        let done = self.completed.load(Ordering::SeqCst);
+        if done >= ticket {
             return Ok(()); // a flush that started after our write covered it
         }
         let covers = self.requested.load(Ordering::SeqCst);
+        let started = std::time::Instant::now();
         // sled's own `flush_async` runs on sled's small internal thread
         // pool and was seen to stall with many databases in one process;
         // a blocking flush on tokio's blocking pool does not.
@@ -44,6 +48,11 @@ impl GroupCommit {
             .await
             .map_err(|e| StoreError::Backend(format!("flush task: {e}")))??;
         self.completed.fetch_max(covers, Ordering::SeqCst);
+        metrics::histogram!(telemetry::STORE_COMMIT_SECONDS, "backend" => "sled")
+            .record(started.elapsed());
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!(telemetry::STORE_COMMIT_BATCH, "backend" => "sled")
+            .record(covers.saturating_sub(done) as f64);
         Ok(())
     }
 }
@@ -63,6 +72,12 @@ pub(super) struct AuditChain {
 }
 
 impl AuditChain {
+    /// Records in the chain since it began: the newest one's seq.
+    pub(super) fn length(&self) -> u64 {
+        let head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        head.next_seq.saturating_sub(1)
+    }
+
     /// Takes the write lock.
     pub(super) fn lock(&self) -> Writer<'_> {
         Writer {

@@ -1070,6 +1070,10 @@ impl Store for SledStore {
         self.evict_transient_entries(now).await
     }
 
+    fn audit_chain_length(&self) -> Option<u64> {
+        Some(self.audit.length())
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         self.commit.flush(&self.db).await
     }
