@@ -372,6 +372,7 @@ async fn the_production_tls_walkthrough_works_when_pasted() {
             .env("HOME", root.path())
             .env("MCP_AUTH_LISTEN", "127.0.0.1:0")
             .env("MCP_AUTH_HTTP_LISTEN", "127.0.0.1:0")
+            .env("MCP_AUTH_METRICS_LISTEN", "127.0.0.1:0")
             .env("MCP_AUTH_LOG", "warn")
             .stdin(Stdio::null());
         cmd
