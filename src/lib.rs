@@ -100,7 +100,8 @@
 //!   secrets from the OS CSPRNG, kept out of logs and `Debug`; [`files`]:
 //!   private and public files written atomically; [`untrusted`]: caller
 //!   text made safe to show, escaped in log fields and cut short in error
-//!   messages.
+//!   messages; [`version`]: the package version and the git commit of
+//!   the build.
 //! - [`pb`]: the generated protobuf and gRPC code.
 
 #![forbid(unsafe_code)]
@@ -123,6 +124,7 @@ pub mod telemetry;
 pub mod tls;
 pub(crate) mod token;
 pub mod untrusted;
+pub mod version;
 
 /// Generated protobuf messages and gRPC clients and servers for
 /// `mcp_auth.v1`.

@@ -61,7 +61,10 @@ pub(crate) const API_KEY_ENV: &str = "MCP_AUTH_API_KEY";
 
 /// Command-line interface of the `mcp-auth` binary.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "mcp-auth", version, about = "Token service for MCP servers")]
+#[command(
+    name = "mcp-auth",
+    version = crate::version::LONG,
+    about = "Token service for MCP servers")]
 pub struct Cli {
     /// Options shared by every command, before or after the subcommand.
     #[command(flatten)]

@@ -31,6 +31,7 @@ mod mcp_server;
 mod metrics;
 mod mtls;
 mod oauth;
+mod packaging;
 mod pg_cluster;
 mod postgres;
 mod readme;
