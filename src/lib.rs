@@ -56,7 +56,7 @@
 //!   accounts (`users`; their passwords hashed with Argon2id off the
 //!   runtime in `passwords`), signing in at the operator's application
 //!   instead (`delegated_login`, the login challenges of
-//!   `OAuthService`), `whoami`,
+//!   `OAuthService`), `whoami`, the server's own `status`,
 //!   what verification treats as revoked and the feed of its changes
 //!   (`revocations`; a verifier's stream of it in `watch`), keeping a
 //!   replica's memory current from a shared store's change feed and

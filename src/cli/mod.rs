@@ -11,6 +11,7 @@
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
 //! `identity`, `client`, `user`, `cert`, `signing_key`, `audit`, `whoami`,
+//! `status`,
 //! `bench`, and `store`, offline commands on the store itself: making
 //! the key-ring key, and copying a stopped server's data directory into
 //! PostgreSQL), all of
@@ -40,6 +41,7 @@ mod output;
 mod serve;
 mod session;
 mod signing_key;
+mod status;
 mod store;
 mod token;
 mod user;
@@ -168,6 +170,9 @@ pub enum Command {
     /// Show which credential you call with (the API key in
     /// MCP_AUTH_API_KEY, or --cert) and its scopes.
     Whoami,
+    /// Show the server's version, uptime, store, signing keys, counts and
+    /// listener addresses (needs scope status:read).
+    Status,
     /// Create a CA, issue client and server certificates (local), revoke
     /// client certificates (server).
     #[command(subcommand)]
@@ -820,6 +825,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Token(cmd) => token::run(cmd, opts, &out).await,
         Command::Jwks => token::jwks(opts, &out).await,
         Command::Whoami => whoami::run(opts, &out).await,
+        Command::Status => status::run(opts, &out).await,
         Command::Cert(cmd) => cert::run(cmd, opts, &out).await,
         Command::Identity(cmd) => identity::run(cmd, opts, &out).await,
         Command::Client(cmd) => client::run(cmd, opts, &out).await,

@@ -28,9 +28,12 @@ pub(crate) const USERS_ADMIN: &str = "users:admin";
 /// Answer login challenges: the application that signs users in for the
 /// browser flow (`login_url`).
 pub(crate) const OAUTH_LOGIN: &str = "oauth:login";
+/// Read the server's status (`GetStatus`: version, key ring, counts,
+/// listeners).
+pub(crate) const STATUS_READ: &str = "status:read";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 10] = [
+pub(crate) const RESERVED_SCOPES: [&str; 11] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
@@ -41,6 +44,7 @@ pub(crate) const RESERVED_SCOPES: [&str; 10] = [
     CLIENTS_ADMIN,
     USERS_ADMIN,
     OAUTH_LOGIN,
+    STATUS_READ,
 ];
 
 /// Whether `scope` is one of the service's own scopes, which govern this

@@ -467,6 +467,9 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Which backend this is: `sled` or `postgres` (for `GetStatus`).
+    fn backend(&self) -> &'static str;
+
     // ---- lifecycle
 
     /// Makes every write so far durable (at shutdown).

@@ -44,6 +44,7 @@ mod sdk_verifier;
 mod server_cert;
 mod sessions;
 mod signing;
+mod status;
 mod store_migrate;
 mod users;
 mod verify;

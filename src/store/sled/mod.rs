@@ -1074,6 +1074,10 @@ impl Store for SledStore {
         Some(self.audit.length())
     }
 
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         self.commit.flush(&self.db).await
     }
