@@ -15,6 +15,7 @@ pub(crate) mod api_keys;
 pub mod audit;
 pub(crate) mod authn;
 pub(crate) mod authorize;
+pub(crate) mod backup;
 pub(crate) mod cimd;
 pub(crate) mod client_assertion;
 pub(crate) mod client_auth;

@@ -31,9 +31,12 @@ pub(crate) const OAUTH_LOGIN: &str = "oauth:login";
 /// Read the server's status (`GetStatus`: version, key ring, counts,
 /// listeners).
 pub(crate) const STATUS_READ: &str = "status:read";
+/// Take a backup of the store (`BackupStore`): it holds the private
+/// signing keys.
+pub(crate) const STORE_BACKUP: &str = "store:backup";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 11] = [
+pub(crate) const RESERVED_SCOPES: [&str; 12] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
@@ -45,6 +48,7 @@ pub(crate) const RESERVED_SCOPES: [&str; 11] = [
     USERS_ADMIN,
     OAUTH_LOGIN,
     STATUS_READ,
+    STORE_BACKUP,
 ];
 
 /// Whether `scope` is one of the service's own scopes, which govern this

@@ -1,4 +1,4 @@
-//! `AdminService`: GetStatus.
+//! `AdminService`: GetStatus, BackupStore.
 
 use std::sync::Arc;
 
@@ -24,4 +24,25 @@ impl pb::admin_service_server::AdminService for AdminService {
         let status = self.core.status(&call.credentials()).await?;
         Ok(Response::new(status_to_pb(status)))
     }
+
+    type BackupStoreStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::BackupChunk, Status>> + Send>>;
+
+    async fn backup_store(
+        &self,
+        request: Request<pb::BackupStoreRequest>,
+    ) -> Result<Response<Self::BackupStoreStream>, Status> {
+        let (call, _) = Call::split(request);
+        let bytes = self.core.backup_store(&call.credentials()).await?;
+        let chunks: Vec<Result<pb::BackupChunk, Status>> = bytes
+            .chunks(BACKUP_CHUNK)
+            .map(|c| Ok(pb::BackupChunk { data: c.to_vec() }))
+            .collect();
+        drop(bytes);
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
 }
+
+/// Bytes of the backup per streamed message: well under gRPC's 4 MiB
+/// default message limit.
+const BACKUP_CHUNK: usize = 256 * 1024;

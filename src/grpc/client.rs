@@ -830,6 +830,19 @@ impl Client {
         .await
     }
 
+    /// `AdminService.BackupStore`: the stream of the backup file's chunks.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn backup_store(&self) -> Result<tonic::Streaming<pb::BackupChunk>, Status> {
+        self.call(
+            pb::BackupStoreRequest {},
+            Credential::ApiKey,
+            |ch, req| async move { AdminServiceClient::new(ch).backup_store(req).await },
+        )
+        .await
+    }
+
     /// `grpc.health.v1.Health.Check`. Sends no API key: the health service
     /// needs none.
     ///
