@@ -28,10 +28,10 @@ pub(super) async fn run(opts: &GlobalOpts, out: &Output) -> Result<u8, CliError>
             outln!("metrics:       {}", shown(&l.metrics));
         }
         if let Some(c) = &s.counts {
-            let sessions = c
-                .live_sessions
-                .map_or_else(|| "not counted yet".to_owned(), |n| n.to_string());
-            outln!("sessions:      {sessions} (live, as maintenance last counted)");
+            match c.live_sessions {
+                Some(n) => outln!("sessions:      {n} live (at maintenance's last count)"),
+                None => outln!("sessions:      not counted yet (maintenance counts them)"),
+            }
             outln!("api keys:      {}", c.api_keys);
             outln!("oauth clients: {}", c.oauth_clients);
             outln!("identities:    {}", c.identities);
