@@ -37,6 +37,16 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
+/// Creates `dir` (and parents) if missing, and makes it mode 0700 even
+/// if it was there (an empty directory about to hold secrets).
+///
+/// # Errors
+/// The directory cannot be created or its mode set.
+pub fn make_private_dir(dir: &Path) -> Result<(), FileError> {
+    create_private_dir(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))
+}
+
 /// Writes a file readable by the owner only (mode 0600), atomically: a
 /// temporary file is written, synced and renamed over `path`.
 ///

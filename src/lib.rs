@@ -56,13 +56,14 @@
 //!   accounts (`users`; their passwords hashed with Argon2id off the
 //!   runtime in `passwords`), signing in at the operator's application
 //!   instead (`delegated_login`, the login challenges of
-//!   `OAuthService`), `whoami`,
+//!   `OAuthService`), `whoami`, the server's own `status`,
 //!   what verification treats as revoked and the feed of its changes
 //!   (`revocations`; a verifier's stream of it in `watch`), keeping a
 //!   replica's memory current from a shared store's change feed and
 //!   failing closed when cut off from it (`follow`), signing keys,
 //!   the audit trail, rate limits and maintenance; readiness and the
-//!   figures of the metrics' gauges (`health`). Names no transport and
+//!   figures of the metrics' gauges (`health`); a backup of the store
+//!   (`backup`). Names no transport and
 //!   no storage engine.
 //! - [`fetch`]: outbound HTTPS fetches of documents a caller names (client
 //!   metadata documents), guarded against SSRF (`fetch::guard`: public
@@ -85,7 +86,10 @@
 //!   transaction and listened for in `postgres::listen`; unconditional
 //!   writes committed together in `postgres::group`); and
 //!   [`store::migrate`], copying a stopped server's data directory into
-//!   an empty PostgreSQL database. Only this folder names a storage engine.
+//!   an empty PostgreSQL database; [`store::backup`], the backup file of a
+//!   running embedded store (taken under its write lock in `sled::backup`)
+//!   and restoring one into a new data directory. Only this folder names a
+//!   storage engine.
 //! - [`config`]: the validated server configuration, merged from defaults,
 //!   a TOML file, `MCP_AUTH_*` variables and flags.
 //! - [`tls`]: server certificates, including the generated development CA;

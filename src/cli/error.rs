@@ -40,6 +40,10 @@ pub enum CliError {
     /// Copying a store refused or failed (for `store migrate`).
     #[error(transparent)]
     Migrate(#[from] crate::store::migrate::MigrateError),
+    /// A backup could not be written, read or restored (`store backup`,
+    /// `store restore`).
+    #[error(transparent)]
+    Backup(#[from] crate::store::backup::BackupError),
 }
 
 impl From<Status> for CliError {

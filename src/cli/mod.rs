@@ -11,9 +11,10 @@
 //! This file holds the command-line definitions and the dispatch; each
 //! noun's commands live in a file of their own (`key`, `session`, `token`,
 //! `identity`, `client`, `user`, `cert`, `signing_key`, `audit`, `whoami`,
-//! `bench`, and `store`, offline commands on the store itself: making
-//! the key-ring key, and copying a stopped server's data directory into
-//! PostgreSQL), all of
+//! `status`,
+//! `bench`, and `store`, commands on the store itself: making the
+//! key-ring key, copying a stopped server's data directory into
+//! PostgreSQL, backing up a running server's store and restoring it), all of
 //! them reach the server through [`crate::grpc::client::Client`] and print
 //! through one output layer (`output`).
 
@@ -40,6 +41,7 @@ mod output;
 mod serve;
 mod session;
 mod signing_key;
+mod status;
 mod store;
 mod token;
 mod user;
@@ -171,6 +173,9 @@ pub enum Command {
     /// Show which credential you call with (the API key in
     /// MCP_AUTH_API_KEY, or --cert) and its scopes.
     Whoami,
+    /// Show the server's version, uptime, store, signing keys, counts and
+    /// listener addresses (needs scope status:read).
+    Status,
     /// Create a CA, issue client and server certificates (local), revoke
     /// client certificates (server).
     #[command(subcommand)]
@@ -191,9 +196,10 @@ pub enum Command {
     /// Read and verify the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Offline commands on the store: make the key that seals the
-    /// signing keys in a PostgreSQL store; copy a STOPPED server's data
-    /// directory into an empty PostgreSQL database.
+    /// Commands on the store: make the key that seals the signing keys in
+    /// a PostgreSQL store; copy a STOPPED server's data directory into an
+    /// empty PostgreSQL database; back up a running server's store and
+    /// restore a backup into a new data directory.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Load a running server and report RPC/s, latency and errors (needs
@@ -354,6 +360,26 @@ pub enum StoreCommand {
         /// (store_key_file): the copied signing keys are sealed with it.
         #[arg(long, value_name = "FILE", env = "MCP_AUTH_STORE_KEY_FILE")]
         store_key_file: PathBuf,
+    },
+    /// Back up a RUNNING server's store (the embedded one) at one point in
+    /// time into DIR/store.backup (mode 0600: it holds the private signing
+    /// keys), then check the file's checksum (needs scope store:backup).
+    /// DIR must not exist or be empty. Not the TLS files or primary.key:
+    /// keep the data directory's tls/ yourself.
+    Backup {
+        /// The directory to write, new or empty.
+        dir: PathBuf,
+    },
+    /// Offline: build a new data directory's store from a backup made by
+    /// `store backup`, after checking the backup's checksum; then verify
+    /// the restored audit chain and print what it holds. Refuses a data
+    /// directory that holds anything.
+    Restore {
+        /// The backup directory (holding store.backup).
+        dir: PathBuf,
+        /// The new data directory to restore into: missing or empty.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
     },
 }
 
@@ -823,6 +849,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Token(cmd) => token::run(cmd, opts, &out).await,
         Command::Jwks => token::jwks(opts, &out).await,
         Command::Whoami => whoami::run(opts, &out).await,
+        Command::Status => status::run(opts, &out).await,
         Command::Cert(cmd) => cert::run(cmd, opts, &out).await,
         Command::Identity(cmd) => identity::run(cmd, opts, &out).await,
         Command::Client(cmd) => client::run(cmd, opts, &out).await,
@@ -830,7 +857,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::SigningKey(cmd) => signing_key::run(cmd, opts, &out).await,
         Command::Audit(cmd) => audit::run(cmd, opts, &out).await,
         Command::Bench(args) => bench::run(args, opts).await,
-        Command::Store(cmd) => store::run(cmd, &out).await,
+        Command::Store(cmd) => store::run(cmd, opts, &out).await,
         Command::RecoverAdmin { data_dir } => {
             let (key_id, secret) =
                 crate::server::recover_admin_key(&data_dir, &crate::Clock::system()).await?;

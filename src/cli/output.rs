@@ -166,6 +166,18 @@ pub(super) fn time(unix: i64) -> String {
         .unwrap_or_else(|| unix.to_string())
 }
 
+/// A span of seconds as a person reads it: `42s`, `5m 3s`, `3h 12m`,
+/// `2d 4h`.
+pub(super) fn age(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m {}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
 /// "1 session", "2 sessions", "0 of its sessions"...
 pub(super) fn plural(n: u32, what: &str) -> String {
     if n == 1 {
@@ -212,6 +224,15 @@ fn since_at(s: &str, now: i64) -> Result<i64, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn ages_read_as_a_person_says_them() {
+        assert_eq!(age(-5), "0s");
+        assert_eq!(age(42), "42s");
+        assert_eq!(age(303), "5m 3s");
+        assert_eq!(age(3 * 3_600 + 12 * 60 + 9), "3h 12m");
+        assert_eq!(age(2 * 86_400 + 4 * 3_600), "2d 4h");
+    }
 
     #[test]
     fn since_takes_unix_rfc3339_and_ages() {

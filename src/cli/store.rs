@@ -4,19 +4,31 @@
 //! stopped server's data directory store into an empty PostgreSQL database
 //! ([`crate::store::migrate`]), verifies the audit chain of both sides
 //! ([`crate::core::audit::verify_store`]) and prints what it copied. The
-//! database's URL is never printed: it may carry a password.
+//! database's URL is never printed: it may carry a password. `store
+//! backup DIR` asks a running server for a backup of its store
+//! (`AdminService.BackupStore`), checks it and writes it to
+//! `DIR/store.backup` (mode 0600); `store restore DIR --data-dir NEW`
+//! (offline) restores one into a new data directory
+//! ([`crate::store::backup`]), verifies the restored audit chain and
+//! prints what it holds.
 
 use std::path::Path;
 
-use super::{CliError, Output, StoreCommand};
+use super::output::time;
+use super::{CliError, GlobalOpts, Output, StoreCommand};
 use crate::core::audit::{AuditVerifyError, verify_store};
 use crate::secret::Secret;
 use crate::store::Location;
+use crate::store::backup;
 use crate::store::migrate::{Counts, Migration};
 use crate::store::ring_key::{RingKey, RingKeyError, keygen};
 
 /// Runs a `store` subcommand.
-pub(super) async fn run(cmd: StoreCommand, out: &Output) -> Result<u8, CliError> {
+pub(super) async fn run(
+    cmd: StoreCommand,
+    opts: &GlobalOpts,
+    out: &Output,
+) -> Result<u8, CliError> {
     match cmd {
         StoreCommand::Keygen { file, force } => {
             keygen(&file, force).map_err(ring_key_error)?;
@@ -46,7 +58,117 @@ pub(super) async fn run(cmd: StoreCommand, out: &Output) -> Result<u8, CliError>
             let key = RingKey::from_file(&store_key_file).map_err(ring_key_error)?;
             migrate(&from, &to, key, out).await
         }
+        StoreCommand::Backup { dir } => take_backup(&dir, opts, out).await,
+        StoreCommand::Restore { dir, data_dir } => restore(&dir, &data_dir, out).await,
     }
+}
+
+/// What `store backup` prints (`--json` as is).
+#[derive(serde::Serialize)]
+struct Written {
+    path: std::path::PathBuf,
+    bytes: u64,
+    sha256: String,
+    header: backup::Header,
+}
+
+/// `store backup DIR`: the server's backup, checked, into
+/// `DIR/store.backup`.
+async fn take_backup(dir: &Path, opts: &GlobalOpts, out: &Output) -> Result<u8, CliError> {
+    // Before asking the server: a directory that will be refused.
+    backup::check_target(dir)?;
+    let mut stream = opts.client().await?.backup_store().await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        bytes.extend_from_slice(&chunk.data);
+    }
+    // The file as the server sent it, checked before it is kept.
+    let header = backup::decode(&bytes)?.header;
+    crate::files::make_private_dir(dir).map_err(file_error)?;
+    let path = dir.join(backup::FILE_NAME);
+    crate::files::write_private(&path, &bytes).map_err(file_error)?;
+    let written = Written {
+        bytes: bytes.len() as u64,
+        sha256: backup::sha256_hex(&bytes),
+        path,
+        header,
+    };
+    out.print(&written, |w| {
+        outln!(
+            "wrote {} ({} bytes, mode 0600: it holds the private signing keys)",
+            w.path.display(),
+            w.bytes
+        );
+        outln!(
+            "backup of the {} store at {}: {} records in {} collections",
+            w.header.backend,
+            time(w.header.created_at),
+            w.header.records,
+            w.header.collections
+        );
+        outln!("sha256 {}", w.sha256);
+        outln!("not in it: the data directory's tls/ and primary.key; keep those yourself");
+    })?;
+    Ok(0)
+}
+
+/// A file or directory that cannot be written, as the CLI says it.
+fn file_error(e: crate::files::FileError) -> CliError {
+    CliError::Io {
+        context: format!("writing {}", e.path.display()),
+        source: e.source,
+    }
+}
+
+/// What `store restore` prints (`--json` as is).
+#[derive(serde::Serialize)]
+struct Restored<'a> {
+    data_dir: &'a Path,
+    header: &'a backup::Header,
+    restored: &'a Counts,
+    audit_chain: Chain,
+}
+
+/// `store restore DIR --data-dir NEW`.
+async fn restore(dir: &Path, data_dir: &Path, out: &Output) -> Result<u8, CliError> {
+    let file = dir.join(backup::FILE_NAME);
+    let restored = backup::restore(&file, data_dir).await?;
+    let (records, after_seq) = verify_store(&*restored.store).await.map_err(|e| {
+        chain_error(
+            e,
+            "the restored",
+            "delete the new data directory and restore another backup",
+        )
+    })?;
+    let shown = Restored {
+        data_dir,
+        header: &restored.header,
+        restored: &restored.counts,
+        audit_chain: Chain {
+            intact: true,
+            records,
+            after_seq,
+        },
+    };
+    out.print(&shown, |r| {
+        outln!(
+            "restored the backup of {} (mcp-auth {}) into {}:",
+            time(r.header.created_at),
+            r.header.mcp_auth_version,
+            r.data_dir.display()
+        );
+        for (what, n) in r.restored.kinds() {
+            if !what.ends_with(" seq") {
+                outln!("  {what:<24}{n:>10}");
+            }
+        }
+        let noun = if records == 1 { "record" } else { "records" };
+        outln!("audit chain intact: {records} {noun} after seq {after_seq}");
+        outln!(
+            "copy tls/ from the old data directory (or configure tls_cert and tls_key) before serving; after restoring an old backup, rotate the signing key (see docs/operations/backup-and-upgrade.md)"
+        );
+    })?;
+    Ok(0)
 }
 
 /// A key-ring key that cannot be written or read, as the CLI says it.

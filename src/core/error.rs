@@ -151,13 +151,16 @@ pub enum Reason {
     /// was written, and nothing is verified from memory that may be out of
     /// date. Retry (another replica, or later).
     StoreUnavailable,
+    /// The store cannot be backed up through mcp-auth (a PostgreSQL
+    /// store: back up its database with `pg_dump`).
+    BackupUnsupported,
     /// Something failed inside the server; the cause is in its log.
     Internal,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 39] = [
         Reason::CredentialsMissing,
         Reason::ApiKeyInvalid,
         Reason::ApiKeyRevoked,
@@ -195,6 +198,7 @@ impl Reason {
         Reason::LoginFailed,
         Reason::RateLimited,
         Reason::StoreUnavailable,
+        Reason::BackupUnsupported,
         Reason::Internal,
     ];
 
@@ -238,6 +242,7 @@ impl Reason {
             Reason::LoginFailed => "LOGIN_FAILED",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::StoreUnavailable => "STORE_UNAVAILABLE",
+            Reason::BackupUnsupported => "BACKUP_UNSUPPORTED",
             Reason::Internal => "INTERNAL",
         }
     }
@@ -278,7 +283,9 @@ impl Reason {
             | Reason::UserNotFound
             | Reason::LoginChallengeInvalid => Kind::NotFound,
             Reason::UsernameTaken => Kind::AlreadyExists,
-            Reason::ApiKeyNotActive | Reason::ClientHasNoSecret => Kind::Conflict,
+            Reason::ApiKeyNotActive | Reason::ClientHasNoSecret | Reason::BackupUnsupported => {
+                Kind::Conflict
+            }
             Reason::RateLimited => Kind::Exhausted,
             Reason::StoreUnavailable => Kind::Unavailable,
             Reason::Internal => Kind::Internal,

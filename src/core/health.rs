@@ -8,13 +8,16 @@ use crate::core::Core;
 use crate::telemetry::Gauges;
 
 /// What readiness depends on that only the server knows: whether it is
-/// shutting down; and the last sessions count of maintenance.
+/// shutting down; the last sessions count of maintenance; and when and
+/// where it began serving.
 #[derive(Debug)]
 pub(crate) struct Health {
     draining: AtomicBool,
     /// Sessions that can still be refreshed, as the last full sweep
     /// counted them; `u64::MAX` before one.
     sessions: AtomicU64,
+    /// When and where the server began serving (`GetStatus`).
+    pub(crate) serving: std::sync::OnceLock<crate::core::status::Serving>,
 }
 
 impl Default for Health {
@@ -22,6 +25,7 @@ impl Default for Health {
         Health {
             draining: AtomicBool::new(false),
             sessions: AtomicU64::new(u64::MAX),
+            serving: std::sync::OnceLock::new(),
         }
     }
 }

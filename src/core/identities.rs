@@ -33,6 +33,11 @@ impl IdentityIndex {
         }
     }
 
+    /// How many grants there are.
+    pub fn len(&self) -> usize {
+        self.grants.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Notes a grant.
     pub fn set(&self, record: IdentityRecord) {
         let mut grants = self.grants.write().unwrap_or_else(|p| p.into_inner());

@@ -15,6 +15,7 @@ pub(crate) mod api_keys;
 pub mod audit;
 pub(crate) mod authn;
 pub(crate) mod authorize;
+pub(crate) mod backup;
 pub(crate) mod cimd;
 pub(crate) mod client_assertion;
 pub(crate) mod client_auth;
@@ -45,6 +46,7 @@ pub(crate) mod refresh_replays;
 pub(crate) mod revocations;
 pub(crate) mod sessions;
 pub(crate) mod signing;
+pub mod status;
 pub(crate) mod transient;
 pub(crate) mod users;
 pub(crate) mod verify;
@@ -108,6 +110,8 @@ pub(crate) struct Settings {
     /// How long a revocation stream may stay quiet before it carries a
     /// heartbeat.
     pub revocation_heartbeat: std::time::Duration,
+    /// Days between scheduled signing-key rotations; 0 never.
+    pub signing_key_rotation_days: u32,
 }
 
 /// The service's state and operations.
@@ -264,6 +268,7 @@ impl Core {
                 dcr_allowed_resources: config.dcr_allowed_resources.clone(),
                 development: config.tls == crate::config::TlsMode::Generated,
                 revocation_heartbeat: config.revocation_heartbeat,
+                signing_key_rotation_days: config.signing_key_rotation_days,
             },
             key_writes: tokio::sync::Mutex::new(()),
             identity_writes: tokio::sync::Mutex::new(()),

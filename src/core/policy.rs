@@ -198,6 +198,13 @@ mod tests {
         assert!(require(&clients, crate::core::principal::USERS_ADMIN).is_err());
         assert!(require(&clients, crate::core::principal::OAUTH_LOGIN).is_err());
         assert!(require(&admin, "tools:read").is_ok());
+        assert!(require(&admin, crate::core::principal::STATUS_READ).is_ok());
+        assert!(require(&admin, crate::core::principal::STORE_BACKUP).is_ok());
+        // Reading the status is not reading the store: a status key cannot
+        // take a backup, which holds the private signing keys.
+        let status = principal("key_3", &["status:read"]);
+        assert!(require(&status, crate::core::principal::STATUS_READ).is_ok());
+        assert!(require(&status, crate::core::principal::STORE_BACKUP).is_err());
     }
 
     #[test]
@@ -241,6 +248,8 @@ mod tests {
         assert!(token_scopes_allowed("scopes", &["clients:admin".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["users:admin".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["oauth:login".into()]).is_err());
+        assert!(token_scopes_allowed("scopes", &["status:read".into()]).is_err());
+        assert!(token_scopes_allowed("scopes", &["store:backup".into()]).is_err());
         assert!(token_scopes_allowed("scopes", &["tools:read".into()]).is_ok());
     }
 

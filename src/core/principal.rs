@@ -28,9 +28,15 @@ pub(crate) const USERS_ADMIN: &str = "users:admin";
 /// Answer login challenges: the application that signs users in for the
 /// browser flow (`login_url`).
 pub(crate) const OAUTH_LOGIN: &str = "oauth:login";
+/// Read the server's status (`GetStatus`: version, key ring, counts,
+/// listeners).
+pub(crate) const STATUS_READ: &str = "status:read";
+/// Take a backup of the store (`BackupStore`): it holds the private
+/// signing keys.
+pub(crate) const STORE_BACKUP: &str = "store:backup";
 
 /// Scopes that govern this service; they never travel inside tokens.
-pub(crate) const RESERVED_SCOPES: [&str; 10] = [
+pub(crate) const RESERVED_SCOPES: [&str; 12] = [
     ADMIN,
     KEYS_ADMIN,
     SESSIONS_CREATE,
@@ -41,6 +47,8 @@ pub(crate) const RESERVED_SCOPES: [&str; 10] = [
     CLIENTS_ADMIN,
     USERS_ADMIN,
     OAUTH_LOGIN,
+    STATUS_READ,
+    STORE_BACKUP,
 ];
 
 /// Whether `scope` is one of the service's own scopes, which govern this

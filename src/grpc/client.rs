@@ -18,6 +18,7 @@ use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 use crate::pb;
+use crate::pb::admin_service_client::AdminServiceClient;
 use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::identity_service_client::IdentityServiceClient;
@@ -813,6 +814,32 @@ impl Client {
         self.call(message, Credential::ApiKey, |ch, req| async move {
             AuditServiceClient::new(ch).list_audit_events(req).await
         })
+        .await
+    }
+
+    /// `AdminService.GetStatus`.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn get_status(&self) -> Result<pb::ServerStatus, Status> {
+        self.call(
+            pb::GetStatusRequest {},
+            Credential::ApiKey,
+            |ch, req| async move { AdminServiceClient::new(ch).get_status(req).await },
+        )
+        .await
+    }
+
+    /// `AdminService.BackupStore`: the stream of the backup file's chunks.
+    ///
+    /// # Errors
+    /// The server's refusal.
+    pub async fn backup_store(&self) -> Result<tonic::Streaming<pb::BackupChunk>, Status> {
+        self.call(
+            pb::BackupStoreRequest {},
+            Credential::ApiKey,
+            |ch, req| async move { AdminServiceClient::new(ch).backup_store(req).await },
+        )
         .await
     }
 

@@ -305,3 +305,44 @@ pub fn event_from_pb(e: pb::AuditEvent) -> AuditRecord {
         hash: e.hash,
     }
 }
+
+/// The server's status as `GetStatus` answers it.
+pub(crate) fn status_to_pb(s: crate::core::status::ServerStatus) -> pb::ServerStatus {
+    let addr = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    pb::ServerStatus {
+        version: s.version.to_owned(),
+        commit: s.commit.to_owned(),
+        now: s.now,
+        started_at: s.serving.started_at,
+        uptime_seconds: s.uptime_seconds,
+        store_backend: s.store_backend.to_owned(),
+        not_ready: s.not_ready.unwrap_or_default().to_owned(),
+        signing_keys: s
+            .signing_keys
+            .into_iter()
+            .map(|k| pb::SigningKeyStatus {
+                kid: k.kid,
+                alg: k.alg.to_owned(),
+                created_at: k.created_at,
+                age_seconds: k.age_seconds,
+                state: k.state.as_str().to_owned(),
+                retired_at: k.retired_at.unwrap_or_default(),
+                removed_after: k.removed_after.unwrap_or_default(),
+            })
+            .collect(),
+        next_rotation_at: s.next_rotation_at.unwrap_or_default(),
+        counts: Some(pb::StatusCounts {
+            live_sessions: s.counts.live_sessions,
+            api_keys: s.counts.api_keys,
+            oauth_clients: s.counts.oauth_clients,
+            identities: s.counts.identities,
+            users: s.counts.users,
+            audit_chain_length: s.counts.audit_chain_length,
+        }),
+        listeners: Some(pb::ListenerAddresses {
+            grpc: addr(s.serving.grpc),
+            http: addr(s.serving.http),
+            metrics: addr(s.serving.metrics),
+        }),
+    }
+}

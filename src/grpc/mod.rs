@@ -5,6 +5,7 @@
 //! goes through one codec (`codec`: prost's, a request that does not
 //! decode INVALID_ARGUMENT rather than INTERNAL).
 
+pub(crate) mod admin;
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod call;

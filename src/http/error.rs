@@ -93,7 +93,8 @@ pub fn oauth_error(reason: Reason) -> (StatusCode, &'static str) {
         | R::ClientHasNoSecret
         | R::UserNotFound
         | R::UsernameTaken
-        | R::LoginChallengeInvalid => (StatusCode::BAD_REQUEST, "invalid_request"),
+        | R::LoginChallengeInvalid
+        | R::BackupUnsupported => (StatusCode::BAD_REQUEST, "invalid_request"),
         // The resource owner could not be authenticated (RFC 6749 section
         // 4.1.2.1); the login page shows its form again instead.
         R::LoginFailed => (StatusCode::BAD_REQUEST, "access_denied"),

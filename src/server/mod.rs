@@ -41,6 +41,7 @@ use crate::clock::Clock;
 use crate::config::{ClientCa, Config, TlsMode};
 use crate::core::Core;
 use crate::core::maintenance::Maintenance;
+use crate::grpc::admin::AdminService;
 use crate::grpc::api_keys::ApiKeyService;
 use crate::grpc::audit::AuditService;
 use crate::grpc::clients::OAuthClientService;
@@ -233,7 +234,7 @@ impl Server {
     /// metrics listener, if any, serves until the drain is over.
     ///
     /// Served on gRPC: `TokenService`, `ApiKeyService`, `IdentityService`,
-    /// `OAuthClientService`, `UserService`, `OAuthService`, `KeyService`, `AuditService`,
+    /// `OAuthClientService`, `UserService`, `OAuthService`, `KeyService`, `AuditService`, `AdminService`,
     /// `grpc.health.v1.Health` and server reflection; on HTTP: the routes of [`crate::http::router`].
     ///
     /// # Errors
@@ -250,6 +251,15 @@ impl Server {
             config,
             primary_key: _,
         } = self;
+        // When and where it serves, for `GetStatus`.
+        let bound = |l: &TcpListener| l.local_addr().ok();
+        if let Some(grpc) = bound(&listeners.grpc) {
+            core.note_serving(
+                grpc,
+                listeners.http.as_ref().and_then(bound),
+                listeners.metrics.as_ref().and_then(bound),
+            );
+        }
         // The process's metrics recorder, before the first request.
         let process_metrics = match &listeners.metrics {
             Some(_) => crate::telemetry::install(),
@@ -279,6 +289,7 @@ impl Server {
             service_name::<pb::o_auth_service_server::OAuthServiceServer<OAuthService>>(),
             service_name::<pb::key_service_server::KeyServiceServer<KeyService>>(),
             service_name::<pb::audit_service_server::AuditServiceServer<AuditService>>(),
+            service_name::<pb::admin_service_server::AdminServiceServer<AdminService>>(),
         ];
         for name in services {
             health
@@ -341,6 +352,9 @@ impl Server {
             }))
             .add_service(pb::audit_service_server::AuditServiceServer::new(
                 AuditService { core: core.clone() },
+            ))
+            .add_service(pb::admin_service_server::AdminServiceServer::new(
+                AdminService { core: core.clone() },
             ));
 
         let draining = core.clone();

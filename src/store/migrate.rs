@@ -281,7 +281,7 @@ fn n(len: usize) -> u64 {
 
 /// Counts what `store` holds, reading every record; consents of
 /// `subjects` only (the trait lists them by subject).
-async fn count(store: &dyn Store, subjects: &BTreeSet<&str>) -> StoreResult<Counts> {
+pub(super) async fn count(store: &dyn Store, subjects: &BTreeSet<&str>) -> StoreResult<Counts> {
     let mut c = Counts {
         api_keys: n(store.api_keys().await?.len()),
         revoked_sessions: n(store.revoked_sessions().await?.len()),

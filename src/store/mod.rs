@@ -22,8 +22,12 @@
 //! embedded default, for one process; [`postgres`] keeps the store in a
 //! PostgreSQL database that several processes (replicas) share.
 //! [`migrate`] copies a stopped server's data directory into an empty
-//! PostgreSQL database (`mcp-auth store migrate`).
+//! PostgreSQL database (`mcp-auth store migrate`); [`backup`] is the
+//! file format of `mcp-auth store backup` (a running embedded store at
+//! one point in time, [`Store::backup`]) and restoring one into a new
+//! data directory (`mcp-auth store restore`).
 
+pub mod backup;
 pub mod changes;
 pub mod migrate;
 pub mod model;
@@ -83,6 +87,12 @@ pub enum StoreError {
     /// The key-ring key (`store_key_file`) is missing or cannot be read.
     #[error(transparent)]
     RingKey(#[from] RingKeyError),
+    /// This backend has no online backup through mcp-auth: its database
+    /// is backed up with its own tools.
+    #[error(
+        "the {0} store is backed up with its database's own tools (pg_dump), not through mcp-auth"
+    )]
+    BackupUnsupported(&'static str),
     /// The database's signing keys do not open with the key-ring key
     /// given: it is another replica's, or the rows were altered.
     #[error("the signing keys in the database cannot be opened with this store_key_file: {0}")]
@@ -465,6 +475,23 @@ pub trait Store: Send + Sync + 'static {
     /// cannot tell without a query.
     fn audit_chain_length(&self) -> Option<u64> {
         None
+    }
+
+    /// Which backend this is: `sled` or `postgres` (for `GetStatus`).
+    fn backend(&self) -> &'static str;
+
+    // ---- backups
+
+    /// A backup of the whole store at one point in time, in the format of
+    /// [`backup`](self::backup), with `audit` (the backup's own record)
+    /// the newest record of the chain it holds; `created_at` goes in its
+    /// header. Every write acknowledged before the call is in it.
+    ///
+    /// # Errors
+    /// [`StoreError::BackupUnsupported`] for a backend backed up with its
+    /// database's own tools (PostgreSQL: `pg_dump`); storage failed.
+    async fn backup(&self, _audit: AuditEntry, _created_at: i64) -> StoreResult<Vec<u8>> {
+        Err(StoreError::BackupUnsupported(self.backend()))
     }
 
     // ---- lifecycle

@@ -45,6 +45,8 @@ mod sdk_verifier;
 mod server_cert;
 mod sessions;
 mod signing;
+mod status;
+mod store_backup;
 mod store_migrate;
 mod users;
 mod verify;

@@ -75,6 +75,20 @@ async fn a_server_on_postgres_serves_sessions_across_a_restart() {
     server.stop().await;
 }
 
+/// `GetStatus` names the backend; `BackupStore` refuses with a reason that
+/// says to use the database's own tools.
+#[tokio::test]
+async fn a_postgres_store_is_named_in_status_and_not_backed_up_through_mcp_auth() {
+    let db = TestDb::create().await;
+    let location = db.location();
+    let server = TestServer::start_with(|c| c.store = location).await;
+    let client = server.client(&server.primary).await;
+    assert_eq!(client.get_status().await.unwrap().store_backend, "postgres");
+    let err = client.backup_store().await.unwrap_err();
+    crate::common::assert_status(&err, tonic::Code::FailedPrecondition, "BACKUP_UNSUPPORTED");
+    assert!(err.message().contains("pg_dump"), "{err:?}");
+}
+
 /// Two servers on one database: a session one creates verifies on the
 /// other (one key ring, one set of sessions).
 #[tokio::test]

@@ -1349,6 +1349,10 @@ impl Store for PostgresStore {
         self.group.last_seq()
     }
 
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         // A durable commit that writes (so waits for the WAL flush) covers
         // every commit before it, the non-durable audit records included.

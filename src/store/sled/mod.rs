@@ -24,6 +24,7 @@
 //! no audit record: their writes are sled's own compare-and-swap on their
 //! tree, outside the write lock, flushed likewise.
 
+mod backup;
 mod codec;
 mod commit;
 mod export;
@@ -39,6 +40,7 @@ use async_trait::async_trait;
 use sled::transaction::ConflictableTransactionError;
 use sled::{Transactional, Tree};
 
+pub(in crate::store) use self::backup::{import, open_counted};
 use self::codec::{decode, encode};
 use self::commit::{AuditChain, Chain, GroupCommit};
 use self::index::{Indexed, SessionIndex};
@@ -71,10 +73,12 @@ pub struct SledStore {
     db: sled::Db,
     durability: Durability,
     commit: GroupCommit,
-    audit: AuditChain,
+    /// The audit chain and the write lock (shared with a backup's
+    /// snapshot, which runs on a blocking thread).
+    audit: Arc<AuditChain>,
     index: RwLock<SessionIndex>,
     /// Refresh tokens issued before tokens named their session.
-    legacy: Mutex<legacy::Legacy>,
+    legacy: Arc<Mutex<legacy::Legacy>>,
     api_keys: Tree,
     sessions: Tree,
     signing_keys: Tree,
@@ -156,12 +160,12 @@ impl SledStore {
             transient: db.open_tree("transient")?,
             sessions,
             meta,
-            audit: AuditChain {
+            audit: Arc::new(AuditChain {
                 tree: audit_tree,
                 head: Mutex::new(head),
-            },
+            }),
             index: RwLock::new(index),
-            legacy: Mutex::new(legacy),
+            legacy: Arc::new(Mutex::new(legacy)),
             commit: GroupCommit::default(),
             durability,
             db,
@@ -1072,6 +1076,14 @@ impl Store for SledStore {
 
     fn audit_chain_length(&self) -> Option<u64> {
         Some(self.audit.length())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sled"
+    }
+
+    async fn backup(&self, audit: AuditEntry, created_at: i64) -> StoreResult<Vec<u8>> {
+        self.take_backup(audit, created_at).await
     }
 
     async fn flush(&self) -> StoreResult<()> {
