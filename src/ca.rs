@@ -755,7 +755,9 @@ mod tests {
         ));
 
         let out = dir.path().join("out");
-        let req = ClientCertRequest::for_days("billing", DEFAULT_TRUST_DOMAIN, 30);
+        // A day less than the CA: 30 days from a second later would
+        // outlive it (and be refused).
+        let req = ClientCertRequest::for_days("billing", DEFAULT_TRUST_DOMAIN, 29);
         let issued = issue_client_cert(dir.path(), &out, &req, false).unwrap();
         assert_eq!(issued.identity, "spiffe://mcp-auth.local/billing");
         assert_eq!(issued.serial.len(), 32);
@@ -786,7 +788,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = init_ca(dir.path(), "test CA", 30, false).unwrap();
         fs::set_permissions(&ca.key_path, fs::Permissions::from_mode(0o644)).unwrap();
-        let req = ClientCertRequest::for_days("billing", DEFAULT_TRUST_DOMAIN, 30);
+        let req = ClientCertRequest::for_days("billing", DEFAULT_TRUST_DOMAIN, 29);
         let err = issue_client_cert(dir.path(), dir.path(), &req, false).unwrap_err();
         assert!(
             matches!(err, CaError::LooseKey { mode: 0o644, .. }),
