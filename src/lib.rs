@@ -102,6 +102,11 @@
 //!   text made safe to show, escaped in log fields and cut short in error
 //!   messages.
 //! - [`pb`]: the generated protobuf and gRPC code.
+//! - `fuzzing` (only with the `fuzzing` feature, which only the fuzz
+//!   crate in `fuzz/` enables): the fuzz targets' entry points into the
+//!   parsers a request reaches before any store or network (gRPC request
+//!   decoding and checks, `authorization` values, form and registration
+//!   bodies, metadata documents, client assertions, PEM and DER).
 
 #![forbid(unsafe_code)]
 
@@ -114,6 +119,9 @@ pub mod config;
 pub mod core;
 pub mod fetch;
 pub mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod secret;
