@@ -13,6 +13,13 @@
 //! # Layout
 //! One folder per layer; each file one concern. Dependencies point down
 //! this list, never up.
+//! - `fuzzing` (only with the `fuzzing` feature, which only the fuzz
+//!   crate in `fuzz/` enables; above everything, used by nothing): the
+//!   fuzz targets' entry points into the parsers a request reaches before
+//!   any store or network (`authorization` values, form and registration
+//!   bodies, metadata documents, client assertions, PEM and DER), the
+//!   gRPC ones (request decoding and checks, `authorization` metadata)
+//!   in the adapter, `grpc::fuzzing`, re-exported.
 //! - [`grpc`]: the gRPC adapter. One file per service, each RPC written
 //!   once: split the request into credentials and message ([`grpc::call`]),
 //!   call the core, convert ([`grpc::convert`]); the one `Status` mapping
@@ -102,11 +109,6 @@
 //!   text made safe to show, escaped in log fields and cut short in error
 //!   messages.
 //! - [`pb`]: the generated protobuf and gRPC code.
-//! - `fuzzing` (only with the `fuzzing` feature, which only the fuzz
-//!   crate in `fuzz/` enables): the fuzz targets' entry points into the
-//!   parsers a request reaches before any store or network (gRPC request
-//!   decoding and checks, `authorization` values, form and registration
-//!   bodies, metadata documents, client assertions, PEM and DER).
 
 #![forbid(unsafe_code)]
 
