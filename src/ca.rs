@@ -154,7 +154,7 @@ pub fn check_lifetime(
 }
 
 /// The CA of a CA directory, ready to sign.
-struct LoadedCa {
+pub(crate) struct LoadedCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
     not_after: OffsetDateTime,
@@ -176,12 +176,22 @@ fn load_ca(ca_dir: &Path) -> Result<LoadedCa, CaError> {
     }
     let ca_key_pem = fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
     let cert_pem = fs::read_to_string(&ca_cert_path).map_err(io(&ca_cert_path))?;
+    ca_from_pem(cert_pem, &ca_key_pem, &ca_cert_path)
+}
+
+/// The CA of a certificate and key read from `ca_cert_path` (named in
+/// errors) and its key file.
+pub(crate) fn ca_from_pem(
+    cert_pem: String,
+    ca_key_pem: &str,
+    ca_cert_path: &Path,
+) -> Result<LoadedCa, CaError> {
     let der = pem_der(&cert_pem)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der)
         .map_err(|e| CaError::Invalid(format!("{}: {e}", ca_cert_path.display())))?;
     let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
         .map_err(|e| CaError::Invalid(format!("{}: {e}", ca_cert_path.display())))?;
-    let issuer = Issuer::from_ca_cert_pem(&cert_pem, KeyPair::from_pem(&ca_key_pem)?)?;
+    let issuer = Issuer::from_ca_cert_pem(&cert_pem, KeyPair::from_pem(ca_key_pem)?)?;
     Ok(LoadedCa {
         issuer,
         cert_pem,
@@ -684,7 +694,7 @@ pub fn issue_server_cert(
     })
 }
 
-fn pem_der(pem: &str) -> Result<Vec<u8>, CaError> {
+pub(crate) fn pem_der(pem: &str) -> Result<Vec<u8>, CaError> {
     x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map(|(_, p)| p.contents)
         .map_err(|e| CaError::Invalid(format!("bad PEM: {e}")))

@@ -13,6 +13,13 @@
 //! # Layout
 //! One folder per layer; each file one concern. Dependencies point down
 //! this list, never up.
+//! - `fuzzing` (only with the `fuzzing` feature, which only the fuzz
+//!   crate in `fuzz/` enables; above everything, used by nothing): the
+//!   fuzz targets' entry points into the parsers a request reaches before
+//!   any store or network (`authorization` values, form and registration
+//!   bodies, metadata documents, client assertions, PEM and DER), the
+//!   gRPC ones (request decoding and checks, `authorization` metadata)
+//!   in the adapter, `grpc::fuzzing`, re-exported.
 //! - [`grpc`]: the gRPC adapter. One file per service, each RPC written
 //!   once: split the request into credentials and message ([`grpc::call`]),
 //!   call the core, convert ([`grpc::convert`]); the one `Status` mapping
@@ -119,6 +126,9 @@ pub mod config;
 pub mod core;
 pub mod fetch;
 pub mod files;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod secret;

@@ -17,7 +17,7 @@ use crate::store::{ApiKeyRecord, PreviousSecret, RateLimit, Store, Swap};
 use crate::untrusted::{Echo, Escaped};
 
 /// Longest key name, in bytes.
-const MAX_KEY_NAME_LEN: usize = 128;
+pub(crate) const MAX_KEY_NAME_LEN: usize = 128;
 /// Longest grace period for a rotated-out secret: 30 days.
 pub(crate) const MAX_ROTATION_GRACE: u32 = 30 * 24 * 60 * 60;
 

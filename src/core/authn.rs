@@ -236,7 +236,7 @@ pub(crate) struct FailedAuthentication<'a> {
 
 /// The credential of an `authorization` value with the `Bearer` scheme
 /// (case-insensitive, RFC 6750).
-fn bearer(value: &str) -> Option<&str> {
+pub(crate) fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

@@ -206,7 +206,7 @@ impl MetadataClients {
     }
 
     /// Checks `url` as a client id and returns it parsed.
-    fn check_url(&self, url: &str) -> Result<url::Url, CimdError> {
+    pub(crate) fn check_url(&self, url: &str) -> Result<url::Url, CimdError> {
         if url.len() > MAX_URL_LEN {
             return Err(CimdError::Url("is longer than 2048 bytes"));
         }
@@ -242,7 +242,7 @@ impl MetadataClients {
     }
 
     /// The client a fetched document describes, at `now`.
-    fn client_from(
+    pub(crate) fn client_from(
         &self,
         url: &str,
         body: &[u8],

@@ -221,10 +221,12 @@ pub(crate) fn check(
     if !claims.aud.contains_any(audiences) {
         return Err(AssertionError::Audience);
     }
-    let too_long = claims.exp - now > MAX_ASSERTION_LIFETIME
+    // The client signs its times as it likes: saturating, so `i64`'s ends
+    // are a long lifetime (or a past `exp`), not an overflow.
+    let too_long = claims.exp.saturating_sub(now) > MAX_ASSERTION_LIFETIME
         || claims
             .iat
-            .is_some_and(|iat| claims.exp - iat > MAX_ASSERTION_LIFETIME);
+            .is_some_and(|iat| claims.exp.saturating_sub(iat) > MAX_ASSERTION_LIFETIME);
     let early = |t: Option<i64>| t.is_some_and(|t| t > now + CLOCK_SKEW);
     if claims.exp <= now || too_long || early(claims.iat) || early(claims.nbf) {
         return Err(AssertionError::Lifetime);
@@ -294,6 +296,81 @@ mod tests {
         seen.spend("cli_b", "j1", 100, 50).unwrap();
         seen.spend("cli_a", "j1", 200, 100).unwrap();
         assert_eq!(seen.evict_expired(150), 1);
+    }
+
+    /// A client with one Ed25519 key, and assertions it signs with it.
+    fn signing_client() -> (OAuthClientRecord, impl Fn(serde_json::Value) -> String) {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+        use base64::Engine;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        let client = OAuthClientRecord {
+            client_id: "cli_a".to_owned(),
+            name: "a".to_owned(),
+            secret_hash: None,
+            secret_prefix: None,
+            previous_secret: None,
+            secret_rotated_at: None,
+            redirect_uris: Vec::new(),
+            grant_types: vec![crate::store::GrantType::ClientCredentials],
+            allowed_scopes: vec!["tools:call".to_owned()],
+            allowed_resources: Vec::new(),
+            token_endpoint_auth_method: crate::store::AuthMethod::PrivateKeyJwt,
+            jwks: Some(format!(
+                r#"{{"keys":[{{"kty":"OKP","crv":"Ed25519","alg":"EdDSA","kid":"k1","x":"{x}"}}]}}"#
+            )),
+            created_at: 0,
+            updated_at: 0,
+            disabled: false,
+            tokens_valid_after: None,
+            origin: crate::store::ClientOrigin::Registered,
+            last_grant_at: None,
+            skip_consent: false,
+        };
+        let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref());
+        let sign = move |claims: serde_json::Value| {
+            jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::EdDSA), &claims, &key)
+                .unwrap()
+        };
+        (client, sign)
+    }
+
+    /// Found by the `jwt` fuzz target's client-assertion mode: `exp` or
+    /// `iat` at `i64`'s ends overflowed the lifetime arithmetic (a panic
+    /// with overflow checks, a wrapped lifetime without).
+    #[test]
+    fn times_at_the_ends_of_i64_are_refused_not_overflowed() {
+        let (client, sign) = signing_client();
+        let aud = ["https://auth.example.com/token"];
+        let now = 1_700_000_000;
+        let claims = |exp: i64, iat: Option<i64>| {
+            let mut c = serde_json::json!({
+                "iss": "cli_a", "sub": "cli_a", "aud": aud[0], "exp": exp, "jti": "j1",
+            });
+            if let Some(iat) = iat {
+                c["iat"] = iat.into();
+            }
+            sign(c)
+        };
+        assert_eq!(
+            check(&client, &claims(now + 60, Some(now)), &aud, now).map(|(j, _)| j),
+            Ok("j1".to_owned())
+        );
+        for (exp, iat) in [
+            (i64::MIN, None),
+            (i64::MAX, None),
+            (now + 60, Some(i64::MIN)),
+            (i64::MAX, Some(i64::MIN)),
+            (i64::MIN, Some(i64::MAX)),
+        ] {
+            assert_eq!(
+                check(&client, &claims(exp, iat), &aud, now),
+                Err(AssertionError::Lifetime),
+                "exp {exp}, iat {iat:?}"
+            );
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub struct CreatedClient {
 }
 
 /// An update with every field given checked on its own.
-struct CheckedUpdate {
+pub(crate) struct CheckedUpdate {
     name: Option<String>,
     redirect_uris: Option<Vec<String>>,
     grant_types: Option<Vec<GrantType>>,
@@ -150,7 +150,7 @@ fn dynamic_resources(asked: Vec<String>, allowed: &[String]) -> Result<Vec<Strin
 }
 
 /// Checks every field of a new client, then how they fit together.
-fn check_new(req: &NewClient) -> Result<ClientShape, Error> {
+pub(crate) fn check_new(req: &NewClient) -> Result<ClientShape, Error> {
     let shape = ClientShape {
         name: client_rules::name(&req.name)?,
         redirect_uris: client_rules::redirect_uris(&req.redirect_uris)?,
@@ -169,7 +169,7 @@ fn check_new(req: &NewClient) -> Result<ClientShape, Error> {
     Ok(shape)
 }
 
-fn check_update(u: &ClientUpdate) -> Result<CheckedUpdate, Error> {
+pub(crate) fn check_update(u: &ClientUpdate) -> Result<CheckedUpdate, Error> {
     Ok(CheckedUpdate {
         name: u.name.as_deref().map(client_rules::name).transpose()?,
         redirect_uris: u

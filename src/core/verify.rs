@@ -223,7 +223,7 @@ fn access_token_claims(c: &AccessClaims) -> VerifiedClaims {
 ///
 /// # Errors
 /// INVALID_ARGUMENT naming `client_address` when it is not an IP address.
-fn client_address(text: &str) -> Result<Option<IpAddr>, Error> {
+pub(crate) fn client_address(text: &str) -> Result<Option<IpAddr>, Error> {
     if text.is_empty() {
         return Ok(None);
     }

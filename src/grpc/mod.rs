@@ -13,6 +13,9 @@ pub mod client;
 pub(crate) mod clients;
 pub(crate) mod codec;
 pub mod convert;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod identities;
 pub(crate) mod keys;
 pub(crate) mod oauth;

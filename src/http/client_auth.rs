@@ -22,7 +22,7 @@ const MAX_BASIC_LEN: usize = 1024;
 
 /// What a request presents to authenticate itself.
 #[derive(Debug)]
-pub(super) enum Presented {
+pub(crate) enum Presented {
     /// An OAuth client credential.
     Client(ClientCredential),
     /// `Authorization: Bearer ...` (an API key), for the core to resolve.
@@ -40,7 +40,7 @@ pub(super) enum Presented {
 /// `client_id` that contradicts the Basic one. An `Authorization` value
 /// of another scheme or a malformed Basic one is an unusable credential,
 /// for the core to refuse (and count) as any failed one.
-pub(super) fn presented(
+pub(crate) fn presented(
     call: &Call,
     form: &Form,
     audiences: &[String],
@@ -123,7 +123,7 @@ pub(super) fn presented(
 /// # Errors
 /// As [`presented`]; CREDENTIALS_MISSING (`invalid_client`) for none, and
 /// CLIENT_AUTH_FAILED for a Bearer value.
-pub(super) fn client_credential(
+pub(crate) fn client_credential(
     call: &Call,
     form: &Form,
     audiences: &[String],
@@ -147,7 +147,7 @@ pub(super) fn client_credential(
 ///
 /// # Errors
 /// As [`client_credential`].
-pub(super) fn client_credential_or_public(
+pub(crate) fn client_credential_or_public(
     call: &Call,
     form: &Form,
     audiences: &[String],

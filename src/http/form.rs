@@ -115,7 +115,7 @@ pub(crate) fn decode(raw: &[u8]) -> Result<String, HttpError> {
 
 /// Whether `value` names the form content type (any case, parameters
 /// allowed; a charset other than UTF-8 is not).
-fn is_form_content_type(value: &str) -> bool {
+pub(crate) fn is_form_content_type(value: &str) -> bool {
     let mut parts = value.split(';');
     let essence = parts.next().unwrap_or_default().trim();
     if !essence.eq_ignore_ascii_case(FORM_CONTENT_TYPE) {

@@ -31,7 +31,7 @@
 
 mod authorize;
 pub mod browser;
-mod client_auth;
+pub(crate) mod client_auth;
 mod consent;
 pub mod credentials;
 pub mod error;
@@ -43,7 +43,7 @@ mod login_continue;
 pub mod metadata;
 mod metrics;
 pub mod pages;
-mod register;
+pub(crate) mod register;
 mod register_error;
 mod revoke;
 mod signin;

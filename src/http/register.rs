@@ -89,8 +89,23 @@ fn check_initial_token(app: &App, call: &Call) -> Result<(), HttpError> {
     }
 }
 
+/// A registration request's body read as a [`NewClient`], the scopes of
+/// a request without `scope` being `default_scopes` (`dcr_default_scopes`).
+pub(crate) fn new_client_from_body(
+    body: &[u8],
+    default_scopes: &[String],
+) -> Result<NewClient, HttpError> {
+    let metadata: Metadata = serde_json::from_slice(body).map_err(|e| {
+        invalid_metadata(format!(
+            "the body is not a JSON object of client metadata: {}",
+            crate::untrusted::Echo(&e.to_string())
+        ))
+    })?;
+    new_client(default_scopes, metadata)
+}
+
 /// The metadata read as a [`NewClient`], with this server's defaults.
-fn new_client(app: &App, m: Metadata) -> Result<NewClient, HttpError> {
+fn new_client(default_scopes: &[String], m: Metadata) -> Result<NewClient, HttpError> {
     if m.jwks_uri.is_some() {
         return Err(invalid_metadata(
             "jwks_uri is not supported: send the public keys as jwks",
@@ -112,8 +127,7 @@ fn new_client(app: &App, m: Metadata) -> Result<NewClient, HttpError> {
             ));
         }
     };
-    let Some(scopes) =
-        crate::core::self_registered_scopes(m.scope.as_deref(), &app.settings.dcr_default_scopes)
+    let Some(scopes) = crate::core::self_registered_scopes(m.scope.as_deref(), default_scopes)
     else {
         return Err(invalid_metadata(
             "scope is required: this server has no default scopes for registered clients",
@@ -162,13 +176,7 @@ pub(super) async fn post(State(app): State<App>, req: Request) -> Result<Respons
             HttpError::invalid_request("the request body could not be read")
         }
     })?;
-    let metadata: Metadata = serde_json::from_slice(&body).map_err(|e| {
-        invalid_metadata(format!(
-            "the body is not a JSON object of client metadata: {}",
-            crate::untrusted::Echo(&e.to_string())
-        ))
-    })?;
-    let new = new_client(&app, metadata)?;
+    let new = new_client_from_body(&body, &app.settings.dcr_default_scopes)?;
     let creds = call.credentials();
     let created = app
         .core
