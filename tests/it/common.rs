@@ -784,3 +784,22 @@ pub async fn audit_verify(url: &str, ca: &Path, key: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs `mcp-auth ARGS` in `dir` with nothing from the environment but
+/// `env`: (exit code, stdout, stderr).
+pub async fn mcp_auth(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}

@@ -692,3 +692,30 @@ async fn thousands_of_hostile_inputs_get_clear_refusals_and_nothing_secret_is_lo
     );
     crate::common::report_figures("hostile_clients", &figures);
 }
+
+/// The `grpc_request` fuzz target (fuzz/, through `grpc::fuzzing`)
+/// decodes every request message of the proto: a new RPC's request
+/// left out of its list fails here.
+#[test]
+fn the_grpc_fuzz_target_covers_every_request_message() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let proto =
+        std::fs::read_to_string(format!("{root}/proto/mcp_auth/v1/mcp_auth.proto")).unwrap();
+    let fuzzing = std::fs::read_to_string(format!("{root}/src/grpc/fuzzing.rs")).unwrap();
+    let requests: std::collections::BTreeSet<&str> = proto
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc "))
+        .filter_map(|rest| rest.split_once('(').map(|(_, r)| r))
+        .filter_map(|r| {
+            r.split_once(')')
+                .map(|(r, _)| r.trim_start_matches("stream ").trim())
+        })
+        .collect();
+    assert!(requests.len() > 30, "{requests:?}");
+    for request in requests {
+        assert!(
+            fuzzing.contains(&format!("\"{request}\" => ")),
+            "{request} is not decoded by the grpc_request fuzz target (src/grpc/fuzzing.rs)"
+        );
+    }
+}

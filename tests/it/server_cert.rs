@@ -16,27 +16,8 @@ use time::format_description::well_known::Rfc3339;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
-use crate::common::TestServer;
+use crate::common::{TestServer, mcp_auth};
 use crate::readme::{Part, mask, walkthrough};
-
-/// Runs `mcp-auth ARGS` in `dir` with nothing from the environment but
-/// `env`: (exit code, stdout, stderr).
-async fn mcp_auth(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 /// `cert init-ca --out ca --days DAYS` in `dir`; the CA's expiry, RFC 3339.
 async fn init_ca(dir: &Path, days: &str) -> String {

@@ -13,23 +13,7 @@ use mcp_auth::pb;
 use serde_json::Value;
 use tonic::Code;
 
-use crate::common::{TestServer, assert_status, audit_verify};
-
-/// Runs the binary offline (no server, nothing from the environment):
-/// (exit code, stdout, stderr).
-async fn offline(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
-        .args(args)
-        .env_clear()
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::common::{TestServer, assert_status, audit_verify, mcp_auth};
 
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -141,14 +125,18 @@ async fn a_backup_taken_under_writes_restores_into_a_server_that_knows_what_was_
     server.stop().await;
 
     let restored = tempfile::tempdir().unwrap();
-    let (code, out, err) = offline(&[
-        "store",
-        "restore",
-        dir.to_str().unwrap(),
-        "--data-dir",
-        restored.path().to_str().unwrap(),
-        "--json",
-    ])
+    let (code, out, err) = mcp_auth(
+        Path::new("."),
+        &[
+            "store",
+            "restore",
+            dir.to_str().unwrap(),
+            "--data-dir",
+            restored.path().to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    )
     .await;
     assert_eq!(code, 0, "store restore: {err}");
     let r = json(&out);
@@ -236,7 +224,14 @@ async fn a_damaged_backup_and_a_non_empty_target_are_refused() {
     let restore = |target: &Path| {
         let dir = dir.to_str().unwrap().to_owned();
         let target = target.to_str().unwrap().to_owned();
-        async move { offline(&["store", "restore", &dir, "--data-dir", &target]).await }
+        async move {
+            mcp_auth(
+                Path::new("."),
+                &["store", "restore", &dir, "--data-dir", &target],
+                &[],
+            )
+            .await
+        }
     };
     // A restore into a non-empty data directory: refused, nothing read.
     std::fs::write(target.path().join("something"), b"x").unwrap();
