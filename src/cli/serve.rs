@@ -276,10 +276,10 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
         );
     }
     // Bind first: a port in use fails before anything is created.
-    let (listener, local) = bind(config.listen).await?;
-    let (http_listener, http_local) = bind(config.http_listen).await?;
+    let (listener, local) = bind(config.listen, "listen", "").await?;
+    let (http_listener, http_local) = bind(config.http_listen, "http-listen", "").await?;
     let metrics = match config.metrics_listen {
-        Some(addr) => Some(bind(addr).await?),
+        Some(addr) => Some(bind(addr, "metrics-listen", " or off").await?),
         None => None,
     };
     let data_dir = config.data_dir.clone();
@@ -333,11 +333,22 @@ pub(super) async fn run(args: ServeArgs) -> Result<(), Error> {
 }
 
 /// A listener on `addr`, and the address it is bound to (the real port
-/// when `addr` asks for port 0).
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| Error::io(format!("binding {addr}"), e))?;
+/// when `addr` asks for port 0). A failure names the setting (`--flag`)
+/// that chose `addr`, and what else it may be (`other`): two servers on
+/// one host collide on their default ports.
+async fn bind(
+    addr: SocketAddr,
+    flag: &str,
+    other: &str,
+) -> Result<(TcpListener, SocketAddr), Error> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(" (another process holds it: give --{flag} another address{other})")
+        } else {
+            String::new()
+        };
+        Error::io(format!("binding {addr} for --{flag}{hint}"), e)
+    })?;
     let local = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;

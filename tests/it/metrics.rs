@@ -484,3 +484,32 @@ async fn serve_lines(dir: &std::path::Path, flag: &str) -> (tokio::process::Chil
     tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
     (child, lines)
 }
+
+/// A second server on one host collides on the default metrics port: the
+/// start fails (no silent server without metrics), naming the setting and
+/// the way out.
+#[tokio::test]
+async fn a_metrics_port_in_use_names_the_setting_that_chose_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-auth"))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", &addr])
+        .env_clear()
+        .env("MCP_AUTH_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!(
+            "binding {addr} for --metrics-listen (another process holds it: give --metrics-listen another address or off)"
+        )),
+        "{err}"
+    );
+}
