@@ -13,7 +13,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::core::Error;
-pub use crate::grpc::fuzzing::{GRPC_REQUESTS, grpc_authorization, grpc_request};
+pub use crate::grpc::fuzzing::{GRPC_REQUESTS, grpc_request};
 
 /// Asserts that `err`, as the HTTP adapter answers it, is the caller's
 /// error (a 4xx, never a 500).
@@ -74,17 +74,34 @@ pub fn http_authorization(values: &[&[u8]], form: &[u8]) {
     api_key(creds.authorization);
 }
 
+/// The gRPC side of `authorization`: `values` as the request's
+/// `authorization` metadata, through the gRPC adapter's credentials
+/// (`grpc::fuzzing::grpc_credentials`), then the `Bearer` API key as
+/// authentication reads and checks it, its refusal as gRPC answers it.
+pub fn grpc_authorization(values: &[&[u8]]) {
+    if let Some(refusal) =
+        api_key_refusal(crate::grpc::fuzzing::grpc_credentials(values).as_deref())
+    {
+        crate::grpc::fuzzing::assert_caller_error(refusal);
+    }
+}
+
 /// An `authorization` value's API key, read as authentication reads it
 /// and checked against an index of none, as `/introspect` checks a Bearer caller.
 fn api_key(value: Option<&str>) {
-    let Some(value) = value else {
-        return;
-    };
-    let secret = crate::core::authn::bearer(value).unwrap_or_default();
+    if let Some(refusal) = api_key_refusal(value) {
+        assert_caller_error(refusal);
+    }
+}
+
+/// The refusal of `value`'s API key by an index of none (which must
+/// refuse every key).
+fn api_key_refusal(value: Option<&str>) -> Option<Error> {
+    let secret = crate::core::authn::bearer(value?).unwrap_or_default();
     let index = crate::core::api_keys::ApiKeyIndex::default();
     match index.check(secret, 0) {
         Ok(_) => panic!("an empty index accepted a key"),
-        Err(refusal) => assert_caller_error(refusal.to_error()),
+        Err(refusal) => Some(refusal.to_error()),
     }
 }
 

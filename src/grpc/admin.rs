@@ -34,11 +34,14 @@ impl pb::admin_service_server::AdminService for AdminService {
     ) -> Result<Response<Self::BackupStoreStream>, Status> {
         let (call, _) = Call::split(request);
         let bytes = self.core.backup_store(&call.credentials()).await?;
-        let chunks: Vec<Result<pb::BackupChunk, Status>> = bytes
-            .chunks(BACKUP_CHUNK)
-            .map(|c| Ok(pb::BackupChunk { data: c.to_vec() }))
-            .collect();
-        drop(bytes);
+        // Each chunk is copied out as it is sent, so the backup is not
+        // held twice.
+        let chunks = (0..bytes.len().div_ceil(BACKUP_CHUNK)).map(move |i| {
+            let end = bytes.len().min((i + 1) * BACKUP_CHUNK);
+            Ok(pb::BackupChunk {
+                data: bytes[i * BACKUP_CHUNK..end].to_vec(),
+            })
+        });
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }
